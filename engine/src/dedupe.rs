@@ -1,0 +1,64 @@
+//! The idempotency window: event id → where it was stored, for the most
+//! recent `Options::dedupe_window_events` events. Owned by the writer thread
+//! alone. Rebuilt from the tail of the log on open, so it survives restarts.
+//! Outside the window a re-appended id is not recognised: with
+//! `ExpectedVersion::Exact` the retry then fails with a version conflict; with
+//! `Any` it is stored again. This module never reads or writes files.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{Hash, Hasher};
+
+use crate::event::EventId;
+
+/// Where an event id was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// Global position.
+    pub position: u64,
+    /// Aggregate version.
+    pub version: u64,
+    /// Hash of the aggregate id.
+    pub aggregate_hash: u64,
+}
+
+/// A bounded map of recently stored event ids.
+pub struct Dedupe {
+    map: HashMap<EventId, Seen>,
+    order: VecDeque<EventId>,
+    capacity: usize,
+}
+
+/// Stable hash of an aggregate id.
+pub fn aggregate_hash(aggregate_id: &str) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    aggregate_id.hash(&mut h);
+    h.finish()
+}
+
+impl Dedupe {
+    /// A window remembering at most `capacity` ids.
+    pub fn new(capacity: u64) -> Dedupe {
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
+        Dedupe { map: HashMap::with_capacity(capacity.min(1 << 16)), order: VecDeque::new(), capacity }
+    }
+
+    /// Where `id` was stored, if it is inside the window.
+    pub fn get(&self, id: &EventId) -> Option<Seen> {
+        self.map.get(id).copied()
+    }
+
+    /// Remembers `id`, evicting the oldest ids beyond the capacity.
+    pub fn insert(&mut self, id: EventId, seen: Seen) {
+        if self.capacity == 0 {
+            return;
+        }
+        if self.map.insert(id, seen).is_none() {
+            self.order.push_back(id);
+        }
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+}

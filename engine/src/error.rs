@@ -1,0 +1,161 @@
+//! The engine's one error type. Every variant names what a caller needs to act
+//! on it: the file and offset of a corruption, the aggregate and versions of a
+//! conflict. This module must never hide an I/O error behind a generic message.
+
+use std::path::PathBuf;
+
+use crate::event::{EventId, ExpectedVersion};
+
+/// Result alias used throughout the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in factlog, as variants a caller can match on.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The aggregate's current version did not match the expectation. Nothing was written.
+    #[error("wrong expected version for aggregate {aggregate_id:?}: expected {expected}, actual {}", fmt_version(*actual))]
+    WrongExpectedVersion {
+        /// The aggregate appended to.
+        aggregate_id: String,
+        /// What the caller expected.
+        expected: ExpectedVersion,
+        /// The aggregate's current version (`None`: the aggregate has no events).
+        actual: Option<u64>,
+    },
+    /// An event id in the batch is already stored somewhere other than this
+    /// exact place (or the batch repeats an id). Nothing was written.
+    #[error("event id {} already stored at position {existing_position} (aggregate {existing_aggregate:?}); append to {aggregate_id:?} refused", fmt_id(event_id))]
+    DuplicateEventId {
+        /// The duplicated id.
+        event_id: EventId,
+        /// The aggregate the refused append targeted.
+        aggregate_id: String,
+        /// The aggregate the stored event belongs to.
+        existing_aggregate: String,
+        /// The global position of the stored event.
+        existing_position: u64,
+    },
+    /// An argument is not acceptable (empty id, oversized type, ...). Nothing was written.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// One event is larger than `Options::max_event_bytes`.
+    #[error("event {index} of the batch for aggregate {aggregate_id:?} encodes to {size} bytes, over the limit of {max} bytes")]
+    EventTooLarge {
+        /// Aggregate of the batch.
+        aggregate_id: String,
+        /// Index of the event inside the batch.
+        index: usize,
+        /// Encoded size in bytes.
+        size: u64,
+        /// The configured limit.
+        max: u64,
+    },
+    /// The options given to [`crate::Store::open`] are inconsistent.
+    #[error("invalid options: {0}")]
+    InvalidOptions(String),
+    /// A file failed its checksum or structural validation.
+    #[error("corrupt data in {} at offset {offset}: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Byte offset of the bad frame or header.
+        offset: u64,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A file carries a magic number factlog knows but a format version it does not.
+    #[error("{} has format version {found}, this build reads version {supported}", path.display())]
+    UnsupportedFormat {
+        /// The file.
+        path: PathBuf,
+        /// Version found in the header.
+        found: u32,
+        /// Version this build supports.
+        supported: u32,
+    },
+    /// The directory exists, is not empty, and is not a factlog store.
+    #[error("{} is not a factlog store ({reason})", path.display())]
+    NotAStore {
+        /// The directory.
+        path: PathBuf,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// Another process (or another `Store` in this one) holds the store's lock.
+    #[error("store {} is locked by another opener", path.display())]
+    Locked {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// The file system is full. Nothing of the failed appends was acknowledged;
+    /// the store keeps working once space is freed.
+    #[error("no space left while writing {}", path.display())]
+    NoSpace {
+        /// The file being written.
+        path: PathBuf,
+    },
+    /// An I/O operation failed.
+    #[error("I/O error during {op} on {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An earlier write or fsync failed; the store refuses writes until it is
+    /// reopened (which recovers to the last durable state).
+    #[error("store is poisoned by an earlier I/O failure ({cause}); reopen it to recover")]
+    Poisoned {
+        /// The failure that poisoned the store.
+        cause: String,
+    },
+    /// The store was closed.
+    #[error("store is closed")]
+    Closed,
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        let path = path.into();
+        if source.raw_os_error() == Some(libc::ENOSPC) {
+            return Error::NoSpace { path };
+        }
+        Error::Io { op, path, source }
+    }
+
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, offset: u64, reason: impl Into<String>) -> Error {
+        Error::Corrupt { path: path.into(), offset, reason: reason.into() }
+    }
+
+    /// A copy of this error for fanning one failure out to several waiters.
+    /// I/O sources are not `Clone`, so they are re-created from their kind and message.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::Io { op, path, source } => {
+                Error::Io { op, path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
+            }
+            Error::NoSpace { path } => Error::NoSpace { path: path.clone() },
+            Error::Poisoned { cause } => Error::Poisoned { cause: cause.clone() },
+            Error::Closed => Error::Closed,
+            Error::Corrupt { path, offset, reason } => Error::corrupt(path.clone(), *offset, reason.clone()),
+            other => Error::Poisoned { cause: other.to_string() },
+        }
+    }
+}
+
+fn fmt_version(v: Option<u64>) -> String {
+    match v {
+        Some(v) => v.to_string(),
+        None => "no stream".to_string(),
+    }
+}
+
+/// Formats a 16-byte id as a hyphenated UUID.
+pub fn fmt_id(id: &EventId) -> String {
+    let h: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}

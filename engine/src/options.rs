@@ -1,0 +1,109 @@
+//! Store configuration: every limit the engine enforces has a named field and a
+//! documented default here. This module only describes; it never touches files.
+
+use crate::error::{Error, Result};
+
+/// When an append is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Acknowledge only after the batch is on disk (`fdatasync` of the segment).
+    /// One fsync covers every append of a group commit. The default.
+    Sync,
+    /// Acknowledge once the batch is written to the OS page cache; the writer
+    /// syncs at least every `flush_interval_ms`. A machine crash (not a process
+    /// crash) may lose up to that much acknowledged data.
+    Buffered {
+        /// Upper bound between two background `fdatasync`s, in milliseconds.
+        flush_interval_ms: u64,
+    },
+}
+
+/// Options for [`crate::Store::open`].
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Size of each segment file in bytes. Segments are preallocated (zero-filled)
+    /// to this size. Default 64 MiB; minimum 64 KiB.
+    pub segment_bytes: u64,
+    /// Largest encoded event accepted, in bytes. Default 4 MiB. Must leave room
+    /// for the event in one segment.
+    pub max_event_bytes: u32,
+    /// Largest number of events in one append. Default 10,000.
+    pub max_batch_events: usize,
+    /// Acknowledgement policy. Default [`Durability::Sync`].
+    pub durability: Durability,
+    /// How many of the most recent events are remembered for idempotent
+    /// re-appends (event-id dedupe). The window is rebuilt from the log on open,
+    /// so it survives restarts. Default 100,000 (about 6 MB of memory).
+    pub dedupe_window_events: u64,
+    /// On open, truncate the log at the first corrupt record in a sealed segment
+    /// instead of failing, and report what was lost. Default `false`.
+    pub repair: bool,
+    /// Bound on appends queued for the writer thread. Further appenders block.
+    /// Default 4,096.
+    pub max_pending_appends: usize,
+    /// Largest number of appends the writer folds into one group commit. Default 1,024.
+    pub max_group_appends: usize,
+    /// Create and zero-fill the next segment in the background, ahead of the roll.
+    /// Default `true`.
+    pub prepare_next_segment: bool,
+    /// Test hook: failures to inject into segment creation, writes and syncs.
+    /// `None` (the default) in normal use.
+    pub faults: Option<std::sync::Arc<crate::fault::Faults>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            segment_bytes: 64 * 1024 * 1024,
+            max_event_bytes: 4 * 1024 * 1024,
+            max_batch_events: 10_000,
+            durability: Durability::Sync,
+            dedupe_window_events: 100_000,
+            repair: false,
+            max_pending_appends: 4096,
+            max_group_appends: 1024,
+            prepare_next_segment: true,
+            faults: None,
+        }
+    }
+}
+
+/// Smallest accepted segment size.
+pub const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
+/// Largest accepted segment size (frame offsets are stored as `u32`).
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 31;
+
+impl Options {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
+            return Err(Error::InvalidOptions(format!(
+                "segment_bytes {} outside {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX}",
+                self.segment_bytes
+            )));
+        }
+        if !self.segment_bytes.is_multiple_of(4096) {
+            return Err(Error::InvalidOptions(format!(
+                "segment_bytes {} is not a multiple of 4096",
+                self.segment_bytes
+            )));
+        }
+        let room = self.segment_bytes - crate::segment::HEADER_BYTES - crate::record::FRAME_HEADER_BYTES as u64;
+        if self.max_event_bytes < 1024 || u64::from(self.max_event_bytes) > room {
+            return Err(Error::InvalidOptions(format!(
+                "max_event_bytes {} must be at least 1024 and fit in one segment ({room} bytes)",
+                self.max_event_bytes
+            )));
+        }
+        if self.max_batch_events == 0 || self.max_pending_appends == 0 || self.max_group_appends == 0 {
+            return Err(Error::InvalidOptions(
+                "max_batch_events, max_pending_appends and max_group_appends must be positive".into(),
+            ));
+        }
+        if let Durability::Buffered { flush_interval_ms } = self.durability {
+            if flush_interval_ms == 0 {
+                return Err(Error::InvalidOptions("flush_interval_ms must be positive".into()));
+            }
+        }
+        Ok(())
+    }
+}

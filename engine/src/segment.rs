@@ -1,0 +1,289 @@
+//! Segment files: naming, the 64-byte header, creation (zero-filled,
+//! preallocated, crash-safe rename), and the read-side view of one segment
+//! through its memory map. A segment never changes size once created, and
+//! this module never writes into a segment's frame area (the writer does).
+//!
+//! Header layout (little-endian):
+//! ```text
+//! offset size field
+//!      0    8 magic          b"FACTLOG\x1a"
+//!      8    4 format_version FORMAT_VERSION
+//!     12    4 header_bytes   64
+//!     16    8 first_position global position of the segment's first frame
+//!     24    8 segment_bytes  file size
+//!     32    8 created_at     unix nanos
+//!     40   20 reserved       0
+//!     60    4 crc32          of bytes 0..60
+//! ```
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use memmap2::Mmap;
+
+use crate::error::{Error, Result};
+use crate::event::EventRef;
+use crate::fault::Faults;
+use crate::record::{self, FrameError};
+
+/// Segment magic number.
+pub const SEGMENT_MAGIC: [u8; 8] = *b"FACTLOG\x1a";
+/// The on-disk format version this build writes and reads.
+pub const FORMAT_VERSION: u32 = 1;
+/// Bytes of the segment header; the first frame starts here.
+pub const HEADER_BYTES: u64 = 64;
+/// File name suffix of segments.
+pub const SEGMENT_SUFFIX: &str = ".seg";
+/// Name of the zero-filled file prepared ahead of a roll.
+pub const PREPARED_NAME: &str = "next-segment.prepared";
+
+/// File name of the segment starting at `first_position`: 20 digits, so `ls` sorts in log order.
+pub fn file_name(first_position: u64) -> String {
+    format!("{first_position:020}{SEGMENT_SUFFIX}")
+}
+
+/// Parses a segment file name back into its first position.
+pub fn parse_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(SEGMENT_SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// The decoded segment header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentHeader {
+    /// Global position of the first frame.
+    pub first_position: u64,
+    /// File size in bytes.
+    pub segment_bytes: u64,
+    /// Creation time, unix nanos.
+    pub created_at: i64,
+}
+
+impl SegmentHeader {
+    /// Encodes the header.
+    pub fn encode(&self) -> [u8; HEADER_BYTES as usize] {
+        let mut h = [0u8; HEADER_BYTES as usize];
+        h[0..8].copy_from_slice(&SEGMENT_MAGIC);
+        h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        h[12..16].copy_from_slice(&(HEADER_BYTES as u32).to_le_bytes());
+        h[16..24].copy_from_slice(&self.first_position.to_le_bytes());
+        h[24..32].copy_from_slice(&self.segment_bytes.to_le_bytes());
+        h[32..40].copy_from_slice(&self.created_at.to_le_bytes());
+        let crc = crc32fast::hash(&h[0..60]);
+        h[60..64].copy_from_slice(&crc.to_le_bytes());
+        h
+    }
+
+    /// Decodes and checks a header read from `path`.
+    pub fn decode(path: &Path, bytes: &[u8]) -> Result<SegmentHeader> {
+        let Some(h) = bytes.get(..HEADER_BYTES as usize) else {
+            return Err(Error::corrupt(path, 0, "file shorter than a segment header"));
+        };
+        if h[0..8] != SEGMENT_MAGIC {
+            return Err(Error::corrupt(path, 0, "bad segment magic (not a factlog segment)"));
+        }
+        let u32_at = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
+        let u64_at = |at: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&h[at..at + 8]);
+            u64::from_le_bytes(a)
+        };
+        let version = u32_at(8);
+        if version != FORMAT_VERSION {
+            return Err(Error::UnsupportedFormat {
+                path: path.to_path_buf(),
+                found: version,
+                supported: FORMAT_VERSION,
+            });
+        }
+        if crc32fast::hash(&h[0..60]) != u32_at(60) {
+            return Err(Error::corrupt(path, 0, "segment header checksum mismatch"));
+        }
+        if u64::from(u32_at(12)) != HEADER_BYTES {
+            return Err(Error::corrupt(path, 12, "unexpected header size"));
+        }
+        Ok(SegmentHeader { first_position: u64_at(16), segment_bytes: u64_at(24), created_at: u64_at(32) as i64 })
+    }
+}
+
+/// Fsyncs a directory so that file creations, renames and removals in it are durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync directory", dir, e))
+}
+
+/// Creates `path` zero-filled to `len` bytes and syncs it (not its directory).
+/// Zero-filling, rather than `fallocate`, makes later `fdatasync`s of the
+/// region cheap (no unwritten-extent conversion). On error the file is removed.
+pub fn create_zeroed(path: &Path, len: u64, faults: &Faults) -> Result<()> {
+    let result = (|| {
+        faults.check_create(path)?;
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| Error::io("create segment", path, e))?;
+        let chunk = vec![0u8; 1 << 20];
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len() as u64) as usize;
+            f.write_all(&chunk[..n]).map_err(|e| Error::io("zero-fill segment", path, e))?;
+            left -= n as u64;
+        }
+        f.sync_all().map_err(|e| Error::io("fsync new segment", path, e))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    result
+}
+
+/// Turns a zero-filled file (prepared ahead, or created now) into the segment
+/// starting at `first_position`: writes the header, syncs, renames into
+/// place and syncs the directory. A crash at any step leaves either no new
+/// segment or a complete, empty one.
+pub fn install(dir: &Path, first_position: u64, segment_bytes: u64, faults: &Faults) -> Result<PathBuf> {
+    let prepared = dir.join(PREPARED_NAME);
+    let ready = std::fs::metadata(&prepared).map(|m| m.len() == segment_bytes).unwrap_or(false);
+    if !ready {
+        create_zeroed(&prepared, segment_bytes, faults)?;
+    }
+    let header = SegmentHeader { first_position, segment_bytes, created_at: crate::event::now_nanos() };
+    let f =
+        OpenOptions::new().write(true).open(&prepared).map_err(|e| Error::io("open prepared segment", &prepared, e))?;
+    f.write_all_at(&header.encode(), 0).map_err(|e| Error::io("write segment header", &prepared, e))?;
+    f.sync_data().map_err(|e| Error::io("fsync segment header", &prepared, e))?;
+    let path = dir.join(file_name(first_position));
+    // IMPORTANT: rename only after the header is durable, then fsync the directory.
+    std::fs::rename(&prepared, &path).map_err(|e| Error::io("rename segment into place", &path, e))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// Outcome of a once-per-process validation: `Err((offset, reason))`.
+type LazyCheck = std::result::Result<(), (u64, String)>;
+
+/// The read side of one segment: its header facts and a read-only map of the
+/// whole file.
+pub struct Segment {
+    /// Path of the file.
+    pub path: PathBuf,
+    /// Global position of its first frame.
+    pub first_position: u64,
+    map: Mmap,
+    /// For a sealed segment loaded from an index checkpoint (never scanned in
+    /// this process): the end position, and the once-only validation result.
+    lazy_check: Option<(u64, OnceLock<LazyCheck>)>,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment").field("path", &self.path).field("first_position", &self.first_position).finish()
+    }
+}
+
+impl Segment {
+    /// Opens and maps a segment, checking its header. `lazy_end`: for a sealed
+    /// segment not scanned during recovery, its end position; its frames are
+    /// validated (checksum + structure) on first read.
+    pub fn open(path: PathBuf, lazy_end: Option<u64>) -> Result<Segment> {
+        let file = File::open(&path).map_err(|e| Error::io("open segment", &path, e))?;
+        let mut head = [0u8; HEADER_BYTES as usize];
+        file.read_exact_at(&mut head, 0).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::corrupt(&path, 0, "file shorter than a segment header")
+            } else {
+                Error::io("read segment header", &path, e)
+            }
+        })?;
+        let header = SegmentHeader::decode(&path, &head)?;
+        let map = crate::mmap::map_readonly(&file, header.segment_bytes, &path)?;
+        Ok(Segment {
+            path,
+            first_position: header.first_position,
+            map,
+            lazy_check: lazy_end.map(|end| (end, OnceLock::new())),
+        })
+    }
+
+    /// The segment's bytes (the whole file).
+    pub fn bytes(&self) -> &[u8] {
+        &self.map
+    }
+
+    /// Size of the file.
+    pub fn len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    /// Largest body a frame in this segment can have.
+    pub fn max_body(&self) -> usize {
+        self.map.len()
+    }
+
+    fn ensure_checked(&self) -> Result<()> {
+        let Some((end, once)) = &self.lazy_check else { return Ok(()) };
+        let r = once.get_or_init(|| {
+            let mut offset = HEADER_BYTES as usize;
+            let mut pos = self.first_position;
+            while pos < *end {
+                match self.validate_at(offset, pos) {
+                    Ok(frame_len) => {
+                        offset += frame_len;
+                        pos += 1;
+                    }
+                    Err(e) => return Err((offset as u64, e)),
+                }
+            }
+            Ok(())
+        });
+        r.clone().map_err(|(offset, reason)| Error::corrupt(&self.path, offset, reason))
+    }
+
+    /// Fully validates the frame at `offset` (checksum + rkyv structure + claimed
+    /// position) and returns its length.
+    pub fn validate_at(&self, offset: usize, position: u64) -> std::result::Result<usize, String> {
+        let bytes = self.map.get(offset..).ok_or("offset past end of segment")?;
+        let h = record::parse_header(bytes, self.max_body()).map_err(frame_msg)?;
+        if h.position != position {
+            return Err(format!("frame claims position {}, expected {position}", h.position));
+        }
+        let body = record::checked_body(bytes, &h).map_err(frame_msg)?;
+        record::validate_body(body, &h).map_err(frame_msg)?;
+        Ok(h.frame_len())
+    }
+
+    /// The event at `offset`, which must claim `position`. Verifies the checksum
+    /// on every call; validates structure once per process.
+    pub fn event_at(&self, offset: u64, position: u64) -> Result<(EventRef<'_>, usize)> {
+        self.ensure_checked()?;
+        let bad = |reason: String| Error::corrupt(&self.path, offset, reason);
+        let bytes = usize::try_from(offset)
+            .ok()
+            .and_then(|o| self.map.get(o..))
+            .ok_or_else(|| bad("offset past end of segment".into()))?;
+        let h = record::parse_header(bytes, self.max_body()).map_err(|e| bad(frame_msg(e)))?;
+        if h.position != position {
+            return Err(bad(format!("frame claims position {}, expected {position}", h.position)));
+        }
+        let body = record::checked_body(bytes, &h).map_err(|e| bad(frame_msg(e)))?;
+        let archived = crate::view::trusted_body(body).map_err(|e| bad(frame_msg(e)))?;
+        Ok((EventRef { body: archived }, h.frame_len()))
+    }
+}
+
+/// Renders a frame error as text.
+pub fn frame_msg(e: FrameError) -> String {
+    match e {
+        FrameError::Empty => "no frame here (zeroed space)".to_string(),
+        FrameError::Invalid(s) => s,
+    }
+}

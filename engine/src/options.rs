@@ -35,8 +35,9 @@ pub struct Options {
     /// re-appends (event-id dedupe). The window is rebuilt from the log on open,
     /// so it survives restarts. Default 100,000 (about 6 MB of memory).
     pub dedupe_window_events: u64,
-    /// On open, truncate the log at the first corrupt record in a sealed segment
-    /// instead of failing, and report what was lost. Default `false`.
+    /// On open, scan every segment (ignoring index checkpoints) and truncate
+    /// the log at the first corrupt record instead of failing; the
+    /// [`crate::RecoveryReport`] says what was lost. Default `false`.
     pub repair: bool,
     /// Bound on appends queued for the writer thread. Further appenders block.
     /// Default 4,096.

@@ -220,8 +220,9 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
                 format!("segment starts at position {first}, log ends at {}", index.next_position),
             ));
         }
-        // Sealed segment with a good checkpoint: no scan now, validate lazily on first read.
-        if let Some(end) = sealed_end {
+        // Sealed segment with a good checkpoint: no scan now, validate lazily on
+        // first read. With `repair`, every segment is scanned.
+        if let Some(end) = sealed_end.filter(|_| !opts.repair) {
             let idx_path = dir.join(index::file_name(first));
             if let Ok(cp) = index::read_checkpoint(&idx_path, first) {
                 if cp.entries.len() as u64 == end - first {
@@ -234,6 +235,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
                 }
             }
         }
+        let padded = if sealed_end.is_none() { pad_short_active(&path)? } else { 0 };
         let seg = Arc::new(Segment::open(path.clone(), None)?);
         check_header(&seg, first)?;
         let scan = scan_segment(&seg, sealed_end);
@@ -290,7 +292,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
             }
             (None, problem) => {
                 // The active segment: cut whatever follows the last complete batch.
-                let zeroed = zero_tail(&seg, end_offset)?;
+                let zeroed = zero_tail(&seg, end_offset)? + padded;
                 if problem.is_some() || zeroed > 0 {
                     let (_, reason, dropped) =
                         problem.unwrap_or((end_offset, "stale bytes after the last batch".into(), 0));
@@ -313,6 +315,34 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     report.events = index.next_position;
     report.duration = started.elapsed();
     Ok(Recovered { index, active_write_offset, dedupe, report })
+}
+
+/// The active segment file cut short (a copy tool, a truncating crash of a
+/// foreign file system): extend it back to its header's size with zeros
+/// before mapping it, so the scan sees a torn tail instead of mapping past
+/// the end of the file. Returns the bytes added.
+fn pad_short_active(path: &Path) -> Result<u64> {
+    let file =
+        OpenOptions::new().read(true).write(true).open(path).map_err(|e| Error::io("open active segment", path, e))?;
+    let len = file.metadata().map_err(|e| Error::io("stat active segment", path, e))?.len();
+    let mut head = [0u8; HEADER_BYTES as usize];
+    if len < HEADER_BYTES {
+        return Err(Error::corrupt(path, 0, format!("active segment is {len} bytes, shorter than its header")));
+    }
+    file.read_exact_at(&mut head, 0).map_err(|e| Error::io("read segment header", path, e))?;
+    let header = segment::SegmentHeader::decode(path, &head)?;
+    if len >= header.segment_bytes {
+        return Ok(0);
+    }
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = len;
+    while at < header.segment_bytes {
+        let n = (header.segment_bytes - at).min(zeros.len() as u64) as usize;
+        file.write_all_at(&zeros[..n], at).map_err(|e| Error::io("pad short segment", path, e))?;
+        at += n as u64;
+    }
+    file.sync_all().map_err(|e| Error::io("fsync padded segment", path, e))?;
+    Ok(header.segment_bytes - len)
 }
 
 fn check_header(seg: &Segment, first: u64) -> Result<()> {

@@ -86,7 +86,7 @@ impl Writer {
         dedupe: Dedupe,
     ) -> Writer {
         let faults = opts.faults.clone().unwrap_or_default();
-        let mut w = Writer {
+        Writer {
             shared,
             opts,
             faults,
@@ -97,9 +97,7 @@ impl Writer {
             unsynced: false,
             last_sync: Instant::now(),
             preparer: None,
-        };
-        w.start_preparing();
-        w
+        }
     }
 
     /// The thread body: runs until shutdown or until every sender is gone.
@@ -499,6 +497,12 @@ impl Writer {
             return;
         }
         self.publish(&appends, pending);
+        // Prepare the next segment once the active one is half full: early
+        // enough to be ready at the roll, late enough not to compete with
+        // appends for the disk right after open.
+        if self.preparer.is_none() && self.active.write_offset > self.active.seg.len() / 2 {
+            self.start_preparing();
+        }
         for (req, out) in appends.into_iter().zip(outcomes) {
             let _ = req.reply.send(out);
         }
@@ -553,7 +557,6 @@ impl Writer {
             .open(&path)
             .map_err(|e| Error::io("open segment for writing", &path, e))?;
         self.active = Active { file, seg: Arc::clone(&seg), write_offset: HEADER_BYTES };
-        self.start_preparing();
         Ok(seg)
     }
 

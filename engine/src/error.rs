@@ -51,6 +51,16 @@ pub enum Error {
         /// The configured limit.
         max: u64,
     },
+    /// A snapshot was offered for a version the aggregate has not reached.
+    #[error("snapshot of aggregate {aggregate_id:?} at version {version} refused: the aggregate is at {}", fmt_version(*actual))]
+    SnapshotAhead {
+        /// The aggregate.
+        aggregate_id: String,
+        /// The version offered.
+        version: u64,
+        /// The aggregate's current version.
+        actual: Option<u64>,
+    },
     /// The options given to [`crate::Store::open`] are inconsistent.
     #[error("invalid options: {0}")]
     InvalidOptions(String),

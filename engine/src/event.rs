@@ -119,6 +119,21 @@ pub struct AppendResult {
     /// `true` when every event was already stored at exactly this place and
     /// nothing was written.
     pub deduplicated: bool,
+    /// `true` when `Options::snapshot_every` is set and the aggregate is now
+    /// that many events or more past its newest snapshot: time to save one.
+    pub snapshot_due: bool,
+}
+
+/// A point in the log's history, for time travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AsOf {
+    /// Everything up to and including this global position.
+    Position(u64),
+    /// Everything the engine recorded at or before this time (`recorded_at`,
+    /// unix nanos). `recorded_at` never decreases along the log, so this is a
+    /// binary search. (`occurred_at` is the caller's clock and may be out of
+    /// order; filter on it yourself.)
+    RecordedAt(i64),
 }
 
 /// A stored event, borrowed straight out of the segment's memory map: no

@@ -37,6 +37,8 @@ mod mmap;
 pub mod record;
 mod recovery;
 mod segment;
+#[doc(hidden)]
+pub mod snapshot;
 mod store;
 #[allow(unsafe_code)]
 mod view;
@@ -44,12 +46,14 @@ mod writer;
 
 pub use error::{fmt_id, Error, Result};
 pub use event::{
-    now_nanos, AppendResult, Direction, EventId, EventRef, ExpectedVersion, NewEvent, RecordedEvent, NAME_BYTES_MAX,
+    now_nanos, AppendResult, AsOf, Direction, EventId, EventRef, ExpectedVersion, NewEvent, RecordedEvent,
+    NAME_BYTES_MAX,
 };
 pub use fault::Faults;
 pub use options::{Durability, Options, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 pub use recovery::{RecoveryReport, Repair, TornTail};
 pub use segment::FORMAT_VERSION;
-pub use store::{AggregateEvents, AllEvents, Reader, Stats, Store, LOCK_NAME, MARKER_NAME};
+pub use snapshot::{Snapshot, SnapshotInfo, SnapshotRecovery};
+pub use store::{AggregateEvents, AllEvents, Loaded, Reader, Stats, Store, LOCK_NAME, MARKER_NAME};
 
 mod options;

@@ -47,6 +47,20 @@ pub struct Options {
     /// Create and zero-fill the next segment in the background, ahead of the roll.
     /// Default `true`.
     pub prepare_next_segment: bool,
+    /// Snapshot policy: when set to `N`, [`crate::AppendResult::snapshot_due`] is
+    /// `true` once an aggregate has gone `N` or more events past its newest
+    /// snapshot (or has `N` events and none). Default `None`.
+    pub snapshot_every: Option<u64>,
+    /// Snapshots kept per aggregate (older ones are dropped by compaction), at
+    /// least 1. Keeping more lets as-of loads start from a snapshot further
+    /// back. Default 1.
+    pub snapshots_keep: usize,
+    /// zstd level for snapshot payloads. Default 1 (fast).
+    pub snapshot_zstd_level: i32,
+    /// Size at which a snapshot file is sealed and a new one started. Default 16 MiB.
+    pub snapshot_file_bytes: u64,
+    /// Largest snapshot state accepted (and decompressed), in bytes. Default 64 MiB.
+    pub max_snapshot_bytes: u32,
     /// Test hook: failures to inject into segment creation, writes and syncs.
     /// `None` (the default) in normal use.
     pub faults: Option<std::sync::Arc<crate::fault::Faults>>,
@@ -64,6 +78,11 @@ impl Default for Options {
             max_pending_appends: 4096,
             max_group_appends: 1024,
             prepare_next_segment: true,
+            snapshot_every: None,
+            snapshots_keep: 1,
+            snapshot_zstd_level: 1,
+            snapshot_file_bytes: 16 * 1024 * 1024,
+            max_snapshot_bytes: 64 * 1024 * 1024,
             faults: None,
         }
     }
@@ -99,6 +118,17 @@ impl Options {
             return Err(Error::InvalidOptions(
                 "max_batch_events, max_pending_appends and max_group_appends must be positive".into(),
             ));
+        }
+        if self.snapshots_keep == 0 || self.snapshot_every == Some(0) || self.snapshot_file_bytes < 4096 {
+            return Err(Error::InvalidOptions(
+                "snapshots_keep and snapshot_every must be positive, snapshot_file_bytes at least 4096".into(),
+            ));
+        }
+        if !(-7..=22).contains(&self.snapshot_zstd_level) {
+            return Err(Error::InvalidOptions(format!(
+                "snapshot_zstd_level {} outside -7..=22",
+                self.snapshot_zstd_level
+            )));
         }
         if let Durability::Buffered { flush_interval_ms } = self.durability {
             if flush_interval_ms == 0 {

@@ -37,6 +37,8 @@ pub struct RecoveryReport {
     pub events: u64,
     /// Time the whole open took.
     pub duration: Duration,
+    /// What opening the snapshot files found.
+    pub snapshots: crate::snapshot::SnapshotRecovery,
 }
 
 /// An unacknowledged partial batch (or garbage) removed from the end of the log.

@@ -14,12 +14,13 @@ use std::thread::JoinHandle;
 use crossbeam_channel::Sender;
 
 use crate::error::{Error, Result};
-use crate::event::{AppendResult, Direction, EventRef, ExpectedVersion, NewEvent, RecordedEvent};
+use crate::event::{AppendResult, AsOf, Direction, EventRef, ExpectedVersion, NewEvent, RecordedEvent};
 use crate::index::IndexState;
 use crate::options::Options;
 use crate::record;
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{self, Segment, HEADER_BYTES};
+use crate::snapshot::{Snapshot, SnapshotConfig, SnapshotInfo, Snapshots};
 use crate::writer::{Active, AppendRequest, Command, Writer};
 
 /// Name of the marker file that makes a directory a factlog store.
@@ -42,6 +43,7 @@ pub(crate) struct Shared {
     poison: Mutex<Option<String>>,
     pub fsyncs: AtomicU64,
     pub groups: AtomicU64,
+    pub snapshots: RwLock<Snapshots>,
 }
 
 impl Shared {
@@ -134,6 +136,12 @@ pub struct Stats {
     pub fsyncs: u64,
     /// Group commits made by the writer since open.
     pub group_commits: u64,
+    /// Snapshot files.
+    pub snapshot_files: u64,
+    /// Snapshots indexed (at most `snapshots_keep` per aggregate).
+    pub snapshots: u64,
+    /// Bytes of snapshot files.
+    pub snapshot_bytes: u64,
 }
 
 fn prepare_dir(dir: &Path) -> Result<()> {
@@ -216,6 +224,19 @@ impl Store {
         };
         prepare_dir(&dir)?;
         let rec = recovery::recover(&dir, &options)?;
+        let snap_cfg = SnapshotConfig {
+            file_bytes: options.snapshot_file_bytes,
+            keep: options.snapshots_keep,
+            level: options.snapshot_zstd_level,
+            max_bytes: options.max_snapshot_bytes,
+            sync: options.durability == crate::options::Durability::Sync,
+        };
+        let (snapshots, snap_rec) = Snapshots::open(&dir, snap_cfg)?;
+        let last_recorded_at =
+            match rec.index.next_position.checked_sub(1).and_then(|p| rec.index.locate(p).map(|l| (p, l))) {
+                Some((p, (i, off))) => rec.index.segments[i].seg.event_at(off, p)?.0.recorded_at(),
+                None => 0,
+            };
         let next_position = rec.index.next_position;
         let active_seg = rec
             .index
@@ -239,23 +260,20 @@ impl Store {
             poison: Mutex::new(None),
             fsyncs: AtomicU64::new(0),
             groups: AtomicU64::new(0),
+            snapshots: RwLock::new(snapshots),
         });
         shared.refresh_segment_list();
         let (tx, rx) = crossbeam_channel::bounded(options.max_pending_appends);
-        let writer = Writer::new(Arc::clone(&shared), options.clone(), active, next_position, rec.dedupe);
+        let writer =
+            Writer::new(Arc::clone(&shared), options.clone(), active, next_position, rec.dedupe, last_recorded_at);
+        let mut report = rec.report;
+        report.snapshots = snap_rec;
         let handle = std::thread::Builder::new()
             .name("factlog-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| Error::io("spawn writer thread", &dir, e))?;
         Ok(Store {
-            inner: Arc::new(Inner {
-                shared,
-                tx,
-                writer: Mutex::new(Some(handle)),
-                options,
-                report: rec.report,
-                _lock: lock,
-            }),
+            inner: Arc::new(Inner { shared, tx, writer: Mutex::new(Some(handle)), options, report, _lock: lock }),
         })
     }
 
@@ -371,7 +389,8 @@ impl Store {
     pub fn sync(&self) -> Result<()> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.inner.tx.send(Command::Sync(tx)).map_err(|_| Error::Closed)?;
-        rx.recv().map_err(|_| Error::Closed)?
+        rx.recv().map_err(|_| Error::Closed)??;
+        self.inner.shared.snapshots.read().unwrap_or_else(|p| p.into_inner()).sync()
     }
 
     /// Counters and sizes.
@@ -401,7 +420,14 @@ impl Store {
                     .sum()
             })
             .unwrap_or(0);
+        drop(idx);
+        let (snapshot_files, snapshots, snapshot_bytes) =
+            shared.snapshots.read().unwrap_or_else(|p| p.into_inner()).stats();
+        let idx = shared.index.read().unwrap_or_else(|p| p.into_inner());
         Stats {
+            snapshot_files,
+            snapshots,
+            snapshot_bytes,
             events: events_end.saturating_sub(first),
             aggregates: idx.aggregates.len() as u64,
             segments: idx.segments.len() as u64,
@@ -414,11 +440,86 @@ impl Store {
         }
     }
 
+    /// Saves a snapshot of `aggregate_id`'s state as of `version` (events
+    /// `0..=version` folded), compressed with zstd, in the snapshot files.
+    /// Fails with [`Error::SnapshotAhead`] if the aggregate has not reached
+    /// `version`. Durable on return in `Sync` mode.
+    pub fn save_snapshot(
+        &self,
+        aggregate_id: &str,
+        version: u64,
+        schema_version: u32,
+        state: &[u8],
+    ) -> Result<SnapshotInfo> {
+        record::check_names(aggregate_id, "x").map_err(Error::InvalidInput)?;
+        let actual = self.aggregate_version(aggregate_id);
+        if actual.is_none_or(|a| a < version) {
+            return Err(Error::SnapshotAhead { aggregate_id: aggregate_id.to_string(), version, actual });
+        }
+        let mut snaps = self.inner.shared.snapshots.write().unwrap_or_else(|p| p.into_inner());
+        snaps.save(aggregate_id, version, schema_version, state)
+    }
+
+    /// The newest snapshot of an aggregate, decompressed.
+    pub fn latest_snapshot(&self, aggregate_id: &str) -> Result<Option<Snapshot>> {
+        self.snapshot_at_or_before(aggregate_id, u64::MAX)
+    }
+
+    /// The newest kept snapshot at or before `version`.
+    pub fn snapshot_at_or_before(&self, aggregate_id: &str, version: u64) -> Result<Option<Snapshot>> {
+        self.inner.shared.snapshots.read().unwrap_or_else(|p| p.into_inner()).read(aggregate_id, version)
+    }
+
+    /// Rewrites sealed snapshot files whose records are mostly superseded,
+    /// crash-safely. Returns the number of files compacted. (Also runs
+    /// automatically whenever a snapshot file is sealed.)
+    pub fn compact_snapshots(&self) -> Result<usize> {
+        self.inner.shared.snapshots.write().unwrap_or_else(|p| p.into_inner()).compact()
+    }
+
+    /// Everything needed to rehydrate an aggregate: its newest snapshot and a
+    /// zero-copy iterator over the events after it.
+    pub fn load(&self, aggregate_id: &str) -> Result<Loaded> {
+        let reader = self.reader();
+        let until = reader.end_position().saturating_sub(1);
+        self.load_until(reader, aggregate_id, until)
+    }
+
+    /// The aggregate as it stood at a past point: the newest kept snapshot at
+    /// or before that point, and the events after it up to that point.
+    pub fn load_as_of(&self, aggregate_id: &str, as_of: AsOf) -> Result<Loaded> {
+        let reader = self.reader();
+        let until = match reader.position_of(as_of)? {
+            Some(p) => p,
+            None => {
+                return Ok(Loaded {
+                    snapshot: None,
+                    reader,
+                    aggregate_id: aggregate_id.to_string(),
+                    from_version: 0,
+                    until_version: None,
+                })
+            }
+        };
+        self.load_until(reader, aggregate_id, until)
+    }
+
+    fn load_until(&self, reader: Reader, aggregate_id: &str, until_position: u64) -> Result<Loaded> {
+        let until_version = reader.version_at(aggregate_id, until_position);
+        let snapshot = match until_version {
+            Some(v) => self.snapshot_at_or_before(aggregate_id, v)?,
+            None => None,
+        };
+        let from_version = snapshot.as_ref().map_or(0, |s| s.version + 1);
+        Ok(Loaded { snapshot, reader, aggregate_id: aggregate_id.to_string(), from_version, until_version })
+    }
+
     /// Stops the writer after syncing everything written. Other clones of
     /// this handle get [`Error::Closed`] on append afterwards; the lock is
     /// released when the last clone is dropped.
     pub fn close(self) -> Result<()> {
-        shutdown(&self.inner.tx, &self.inner.writer)
+        shutdown(&self.inner.tx, &self.inner.writer)?;
+        self.inner.shared.snapshots.read().unwrap_or_else(|p| p.into_inner()).sync()
     }
 }
 
@@ -441,7 +542,7 @@ impl Reader {
     pub fn read_all(&self, from_position: u64) -> AllEvents<'_> {
         let first = self.segments.first().map(|s| s.first_position).unwrap_or(0);
         let position = from_position.max(first);
-        let mut it = AllEvents { reader: self, position, seg: 0, offset: 0, failed: false };
+        let mut it = AllEvents { reader: self, position, end: self.visible_end, seg: 0, offset: 0, failed: false };
         if position < self.visible_end {
             let idx = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
             match idx.locate(position) {
@@ -462,10 +563,23 @@ impl Reader {
         from_version: u64,
         direction: Direction,
     ) -> AggregateEvents<'r> {
+        self.read_aggregate_until(aggregate_id, from_version, u64::MAX, direction)
+    }
+
+    /// Events of one aggregate from `from_version`, considering only versions
+    /// up to and including `until_version` (time travel by version).
+    pub fn read_aggregate_until<'r>(
+        &'r self,
+        aggregate_id: &str,
+        from_version: u64,
+        until_version: u64,
+        direction: Direction,
+    ) -> AggregateEvents<'r> {
         let idx = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
         let mut places = Vec::new();
         if let Some(positions) = idx.aggregates.get(aggregate_id) {
-            let n = positions.partition_point(|p| *p < self.visible_end) as u64;
+            let visible = positions.partition_point(|p| *p < self.visible_end) as u64;
+            let n = visible.min(until_version.saturating_add(1));
             let versions: Box<dyn Iterator<Item = u64>> = match direction {
                 Direction::Forward => Box::new(from_version.min(n)..n),
                 Direction::Backward if n == 0 => Box::new(0..0),
@@ -482,12 +596,100 @@ impl Reader {
         }
         AggregateEvents { reader: self, places: places.into_iter() }
     }
+
+    /// Events from `from_position` up to and including the point `as_of`, in
+    /// global order: rebuild a projection as of a moment.
+    pub fn read_all_until(&self, from_position: u64, as_of: AsOf) -> Result<AllEvents<'_>> {
+        let end = match self.position_of(as_of)? {
+            Some(p) => p + 1,
+            None => 0,
+        };
+        let mut it = self.read_all(from_position.min(end));
+        it.end = end.min(self.visible_end);
+        Ok(it)
+    }
+
+    /// The last position at or before `as_of` that this reader sees, `None`
+    /// if there is none.
+    pub fn position_of(&self, as_of: AsOf) -> Result<Option<u64>> {
+        let first = self.segments.first().map(|s| s.first_position).unwrap_or(0);
+        let last = match self.visible_end.checked_sub(1).filter(|l| *l >= first) {
+            Some(l) => l,
+            None => return Ok(None),
+        };
+        match as_of {
+            AsOf::Position(p) if p < first => Ok(None),
+            AsOf::Position(p) => Ok(Some(p.min(last))),
+            AsOf::RecordedAt(t) => {
+                // recorded_at is non-decreasing along the log: binary search.
+                let (mut lo, mut hi) = (first, last + 1);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    let at = self.event_at_position(mid)?.recorded_at();
+                    if at <= t {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                Ok(lo.checked_sub(1).filter(|p| *p >= first))
+            }
+        }
+    }
+
+    /// The event at a global position this reader sees.
+    pub fn event_at_position(&self, position: u64) -> Result<EventRef<'_>> {
+        let mut it = self.read_all(position);
+        it.end = (position + 1).min(self.visible_end);
+        match it.next() {
+            Some(r) => r,
+            None => {
+                Err(Error::InvalidInput(format!("position {position} is not in the log (end {})", self.visible_end)))
+            }
+        }
+    }
+
+    /// The aggregate's last version whose position is at or before `position`.
+    pub fn version_at(&self, aggregate_id: &str, position: u64) -> Option<u64> {
+        let idx = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
+        let positions = idx.aggregates.get(aggregate_id)?;
+        let bound = position.saturating_add(1).min(self.visible_end);
+        (positions.partition_point(|p| *p < bound) as u64).checked_sub(1)
+    }
+}
+
+/// An aggregate ready to rehydrate: fold `snapshot` (if any), then `events()`.
+pub struct Loaded {
+    /// The newest snapshot at or before the point loaded, decompressed.
+    pub snapshot: Option<Snapshot>,
+    reader: Reader,
+    aggregate_id: String,
+    from_version: u64,
+    until_version: Option<u64>,
+}
+
+impl Loaded {
+    /// The events after the snapshot (all events if there is none), zero-copy.
+    pub fn events(&self) -> AggregateEvents<'_> {
+        match self.until_version {
+            Some(until) => {
+                self.reader.read_aggregate_until(&self.aggregate_id, self.from_version, until, Direction::Forward)
+            }
+            None => AggregateEvents { reader: &self.reader, places: Vec::new().into_iter() },
+        }
+    }
+
+    /// The aggregate's version at the point loaded (`None`: no events yet).
+    pub fn version(&self) -> Option<u64> {
+        self.until_version
+    }
 }
 
 /// Iterator over the global log; see [`Reader::read_all`].
 pub struct AllEvents<'r> {
     reader: &'r Reader,
     position: u64,
+    end: u64,
     seg: usize,
     offset: u64,
     failed: bool,
@@ -496,7 +698,7 @@ pub struct AllEvents<'r> {
 impl<'r> Iterator for AllEvents<'r> {
     type Item = Result<EventRef<'r>>;
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.position >= self.reader.visible_end {
+        if self.failed || self.position >= self.end {
             return None;
         }
         let segs = &self.reader.segments;

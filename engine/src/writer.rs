@@ -70,6 +70,7 @@ pub(crate) struct Writer {
     unsynced: bool,
     last_sync: Instant,
     preparer: Option<JoinHandle<Result<()>>>,
+    last_recorded_at: i64,
 }
 
 enum Check {
@@ -84,6 +85,7 @@ impl Writer {
         active: Active,
         next_position: u64,
         dedupe: Dedupe,
+        last_recorded_at: i64,
     ) -> Writer {
         let faults = opts.faults.clone().unwrap_or_default();
         Writer {
@@ -97,6 +99,7 @@ impl Writer {
             unsynced: false,
             last_sync: Instant::now(),
             preparer: None,
+            last_recorded_at,
         }
     }
 
@@ -284,6 +287,7 @@ impl Writer {
                 first_position: s0.position,
                 last_position: s0.position + n - 1,
                 deduplicated: true,
+                snapshot_due: false,
             }));
         }
         let mut ids = std::collections::HashSet::with_capacity(req.events.len());
@@ -373,7 +377,10 @@ impl Writer {
         }
         self.buf.clear();
         let mut buf_at = self.active.write_offset;
-        let recorded_at = now_nanos();
+        // recorded_at never decreases along the log, even if the clock steps back,
+        // so time-travel lookups can binary-search it.
+        let recorded_at = now_nanos().max(self.last_recorded_at);
+        self.last_recorded_at = recorded_at;
         let mut overlay: HashMap<String, Option<u64>> = HashMap::new();
         let mut pending: Vec<Pending> = Vec::new();
         let mut group: Vec<(u64, usize, &str)> = Vec::new();
@@ -464,12 +471,21 @@ impl Writer {
             self.next_position += n as u64;
             overlay.insert(req.aggregate_id.clone(), Some(first_version + n as u64 - 1));
             group.push((first_position, n, &req.aggregate_id));
+            let last_version = first_version + n as u64 - 1;
+            let snapshot_due = self.opts.snapshot_every.is_some_and(|every| {
+                let snaps = self.shared.snapshots.read().unwrap_or_else(|p| p.into_inner());
+                match snaps.latest_version(&req.aggregate_id) {
+                    Some(s) => last_version.saturating_sub(s) >= every,
+                    None => last_version + 1 >= every,
+                }
+            });
             outcomes.push(Ok(AppendResult {
                 first_version,
-                last_version: first_version + n as u64 - 1,
+                last_version,
                 first_position,
                 last_position: first_position + n as u64 - 1,
                 deduplicated: false,
+                snapshot_due,
             }));
         }
         drop(idx);

@@ -23,14 +23,17 @@ pub struct Seen {
 
 /// A bounded map of recently stored event ids.
 pub struct Dedupe {
-    map: HashMap<EventId, Seen>,
+    map: HashMap<EventId, Seen, foldhash::fast::RandomState>,
     order: VecDeque<EventId>,
     capacity: usize,
 }
 
-/// Stable hash of an aggregate id.
+/// Hash of an aggregate id, fixed for the life of the process (the window
+/// is rebuilt from the log on open, so it never needs to match across runs).
 pub fn aggregate_hash(aggregate_id: &str) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    static SEED: std::sync::OnceLock<foldhash::quality::FixedState> = std::sync::OnceLock::new();
+    let state = SEED.get_or_init(|| foldhash::quality::FixedState::with_seed(0x5eed_f00d));
+    let mut h = std::hash::BuildHasher::build_hasher(state);
     aggregate_id.hash(&mut h);
     h.finish()
 }
@@ -39,7 +42,11 @@ impl Dedupe {
     /// A window remembering at most `capacity` ids.
     pub fn new(capacity: u64) -> Dedupe {
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX);
-        Dedupe { map: HashMap::with_capacity(capacity.min(1 << 16)), order: VecDeque::new(), capacity }
+        Dedupe {
+            map: HashMap::with_capacity_and_hasher(capacity.min(1 << 16), foldhash::fast::RandomState::default()),
+            order: VecDeque::new(),
+            capacity,
+        }
     }
 
     /// Where `id` was stored, if it is inside the window.

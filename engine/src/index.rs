@@ -56,7 +56,7 @@ pub struct IndexState {
     /// Segments in log order.
     pub segments: Vec<SegmentSlot>,
     /// Global position of every event, by aggregate and version.
-    pub aggregates: HashMap<Box<str>, Vec<u64>>,
+    pub aggregates: HashMap<Box<str>, Vec<u64>, foldhash::quality::RandomState>,
     /// One past the last indexed position.
     pub next_position: u64,
 }

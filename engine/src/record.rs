@@ -9,8 +9,10 @@
 //!      8     8  position     global position this frame claims
 //!     16     4  batch_len    events in the append this frame belongs to
 //!     20     4  batch_index  index of this frame inside that append
-//!     24     4  crc32        crc32 of bytes 0..24 ++ the body
-//!     28     4  reserved     0
+//!     24     4  crc32        crc32 of bytes 0..24 ++ bytes 28..32 ++ the body
+//!     28     4  write_slot   bit 31: written by a `Sync`-mode writer; bits 0..31:
+//!                            this frame's offset from the start of the `pwrite`
+//!                            that wrote it, in units of 16 bytes
 //!     32     n  body         rkyv archive, then zero padding to a multiple of 16
 //! ```
 //! The checksum covers what the frame claims to be (its position and batch
@@ -77,6 +79,22 @@ pub struct FrameHeader {
     pub batch_index: u32,
     /// Stored checksum.
     pub crc: u32,
+    /// Raw write-slot word (see the module doc).
+    pub write_slot: u32,
+}
+
+/// Bit of `write_slot` set by a `Sync`-mode writer.
+pub const SLOT_SYNC_BIT: u32 = 1 << 31;
+
+impl FrameHeader {
+    /// Offset in bytes from the start of the `pwrite` that wrote this frame.
+    pub fn offset_in_write(&self) -> u64 {
+        u64::from(self.write_slot & !SLOT_SYNC_BIT) * FRAME_ALIGN as u64
+    }
+    /// Whether the writer synced each write before starting the next (`Sync` mode).
+    pub fn written_synced(&self) -> bool {
+        self.write_slot & SLOT_SYNC_BIT != 0
+    }
 }
 
 impl FrameHeader {
@@ -135,10 +153,8 @@ pub fn parse_header(bytes: &[u8], max_body: usize) -> Result<FrameHeader, FrameE
         batch_len: le_u32(h, 16),
         batch_index: le_u32(h, 20),
         crc: le_u32(h, 24),
+        write_slot: le_u32(h, 28),
     };
-    if le_u32(h, 28) != 0 {
-        return Err(FrameError::Invalid("reserved header bytes not zero".into()));
-    }
     if header.body_len == 0 || header.body_len as usize > max_body {
         return Err(FrameError::Invalid(format!("body length {} out of range", header.body_len)));
     }
@@ -151,10 +167,11 @@ pub fn parse_header(bytes: &[u8], max_body: usize) -> Result<FrameHeader, FrameE
     Ok(header)
 }
 
-/// Checksum of a frame: the first 24 header bytes and the body.
-pub fn frame_crc(header_prefix: &[u8], body: &[u8]) -> u32 {
+/// Checksum of a frame: header bytes 0..24 and 28..32, then the body.
+pub fn frame_crc(header: &[u8], body: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
-    h.update(header_prefix);
+    h.update(&header[..24]);
+    h.update(&header[28..FRAME_HEADER_BYTES]);
     h.update(body);
     h.finalize()
 }
@@ -163,7 +180,7 @@ pub fn frame_crc(header_prefix: &[u8], body: &[u8]) -> u32 {
 /// and returns the body bytes (unpadded).
 pub fn checked_body<'a>(bytes: &'a [u8], header: &FrameHeader) -> Result<&'a [u8], FrameError> {
     let end = FRAME_HEADER_BYTES + header.body_len as usize;
-    let (Some(prefix), Some(body)) = (bytes.get(..24), bytes.get(FRAME_HEADER_BYTES..end)) else {
+    let (Some(prefix), Some(body)) = (bytes.get(..FRAME_HEADER_BYTES), bytes.get(FRAME_HEADER_BYTES..end)) else {
         return Err(FrameError::Invalid("frame shorter than its header says".into()));
     };
     let crc = frame_crc(prefix, body);
@@ -204,15 +221,33 @@ pub fn check_names(aggregate_id: &str, event_type: &str) -> Result<(), String> {
 }
 
 /// Appends one frame for `body` to `buf`, whose length must be a multiple of
-/// [`FRAME_ALIGN`] (and whose allocation is 16-aligned). Returns the frame length.
+/// [`FRAME_ALIGN`] (and whose allocation is 16-aligned). Returns the frame
+/// length. The frame's write slot says it sits `buf.len()` bytes into a write
+/// made without the Sync-mode promise; the writer uses [`encode_frame_slot`].
 pub fn encode_frame(
     buf: &mut rkyv::util::AlignedVec,
     body: &RecordBody<'_>,
     batch_len: u32,
     batch_index: u32,
 ) -> Result<usize, String> {
-    debug_assert_eq!(buf.len() % FRAME_ALIGN, 0);
+    encode_frame_slot(buf, body, batch_len, batch_index, false)
+}
+
+/// [`encode_frame`], saying whether `buf` will be written as one `pwrite` that
+/// is synced before any later write (`synced`).
+pub fn encode_frame_slot(
+    buf: &mut rkyv::util::AlignedVec,
+    body: &RecordBody<'_>,
+    batch_len: u32,
+    batch_index: u32,
+    synced: bool,
+) -> Result<usize, String> {
+    if !buf.len().is_multiple_of(FRAME_ALIGN) {
+        return Err("frame buffer not aligned".into());
+    }
     let start = buf.len();
+    let units = u32::try_from(start / FRAME_ALIGN).ok().filter(|u| *u < SLOT_SYNC_BIT).ok_or("write too large")?;
+    let slot = units | if synced { SLOT_SYNC_BIT } else { 0 };
     buf.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
     let body_start = buf.len();
     let taken = std::mem::take(buf);
@@ -229,8 +264,9 @@ pub fn encode_frame(
         h[8..16].copy_from_slice(&body.position.to_le_bytes());
         h[16..20].copy_from_slice(&batch_len.to_le_bytes());
         h[20..24].copy_from_slice(&batch_index.to_le_bytes());
+        h[28..32].copy_from_slice(&slot.to_le_bytes());
     }
-    let crc = frame_crc(&out[start..start + 24], &out[body_start..body_start + body_len]);
+    let crc = frame_crc(&out[start..body_start], &out[body_start..body_start + body_len]);
     out[start + 24..start + 28].copy_from_slice(&crc.to_le_bytes());
     *buf = out;
     Ok(FRAME_HEADER_BYTES + padded)

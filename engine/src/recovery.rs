@@ -165,6 +165,30 @@ fn zero_tail(seg: &Segment, from: u64) -> Result<u64> {
     Ok(zeroed)
 }
 
+/// Looks past `from` (where the valid log ends) for a frame with a valid
+/// checksum that a `Sync`-mode writer wrote in a later `pwrite` than the one
+/// covering `from`. Such a write was only issued after everything before it
+/// was synced, so damage at `from` is corruption of synced data, not a torn
+/// write. Returns that frame's offset.
+fn later_synced_write(seg: &Segment, from: u64) -> Option<u64> {
+    let bytes = seg.bytes();
+    let mut at = from as usize + record::FRAME_ALIGN;
+    while at + record::FRAME_HEADER_BYTES <= bytes.len() {
+        let here = &bytes[at..];
+        if here[..4] == record::FRAME_MAGIC.to_le_bytes() {
+            if let Ok(h) = record::parse_header(here, bytes.len()) {
+                let write_start = (at as u64).checked_sub(h.offset_in_write());
+                if h.written_synced() && write_start.is_some_and(|s| s > from) && record::checked_body(here, &h).is_ok()
+                {
+                    return Some(at as u64);
+                }
+            }
+        }
+        at += record::FRAME_ALIGN;
+    }
+    None
+}
+
 /// Everything `Store::open` needs from recovery.
 pub(crate) struct Recovered {
     pub index: IndexState,
@@ -293,7 +317,26 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
                 push_entries(&mut index, seg, &mut entries_owned).map_err(|r| Error::corrupt(&path, 0, r))?;
             }
             (None, problem) => {
-                // The active segment: cut whatever follows the last complete batch.
+                // The active segment: cut whatever follows the last complete batch,
+                // unless a later, separately synced write proves the damage is not a
+                // torn tail but corruption of acknowledged data.
+                if let Some(later) = later_synced_write(&seg, end_offset) {
+                    let reason = format!(
+                        "damaged frame before a later synced write at offset {later}: corruption, not a torn tail{}",
+                        if opts.repair { "" } else { " (open with repair to truncate the log here)" }
+                    );
+                    if !opts.repair {
+                        return Err(Error::corrupt(&path, end_offset, reason));
+                    }
+                    report.repaired = Some(Repair {
+                        path: path.clone(),
+                        offset: end_offset,
+                        lost_from_position: scanned_end,
+                        events_lost: 0,
+                        removed_files: Vec::new(),
+                        reason,
+                    });
+                }
                 let zeroed = zero_tail(&seg, end_offset)? + padded;
                 if problem.is_some() || zeroed > 0 {
                     let (_, reason, dropped) =

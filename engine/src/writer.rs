@@ -345,7 +345,8 @@ impl Writer {
                 data: &ev.data,
             };
             let at = self.buf.len();
-            let len = match record::encode_frame(&mut self.buf, &body, n, i as u32) {
+            let synced = self.opts.durability == Durability::Sync;
+            let len = match record::encode_frame_slot(&mut self.buf, &body, n, i as u32, synced) {
                 Ok(len) => len,
                 Err(reason) => {
                     self.buf.resize(mark, 0);

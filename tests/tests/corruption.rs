@@ -200,3 +200,51 @@ fn garbage_after_the_last_batch_is_cut_and_reported() {
     assert!(tail.bytes_zeroed >= 100);
     assert_eq!(store.read_all(0, 10).unwrap().len(), 2);
 }
+
+#[test]
+fn damage_in_synced_data_of_the_active_segment_is_corruption_not_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    let mut ends = Vec::new();
+    for n in 0..10u64 {
+        store.append("a", ExpectedVersion::Any, vec![event(1, n)]).unwrap();
+        ends.push(store.stats().log_bytes);
+    }
+    let all = store.read_all(0, 100).unwrap();
+    store.close().unwrap();
+    let seg = files(dir.path(), "seg").remove(0);
+    let mut b = std::fs::read(&seg).unwrap();
+    // Flip a bit inside the body of the 4th event: six later appends were each
+    // synced on their own, so this cannot be a torn write.
+    b[ends[2] as usize + 40] ^= 0x01;
+    std::fs::write(&seg, &b).unwrap();
+    match Store::open(dir.path(), small_options()) {
+        Err(Error::Corrupt { path, offset, .. }) => {
+            assert_eq!(path, seg);
+            assert_eq!(offset, ends[2]);
+        }
+        other => panic!("acknowledged events would be dropped silently: {other:?}"),
+    }
+    let store = Store::open(dir.path(), Options { repair: true, ..small_options() }).unwrap();
+    let rep = store.recovery_report().repaired.clone().expect("repair reported");
+    assert_eq!(rep.lost_from_position, 3);
+    assert_eq!(store.read_all(0, 100).unwrap(), all[..3]);
+}
+
+#[test]
+fn damage_to_the_first_frame_of_the_last_write_is_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    store.append("a", ExpectedVersion::Any, vec![event(1, 0)]).unwrap();
+    let start = store.stats().log_bytes as usize;
+    // One write of three frames; its later frames reach the disk, its first does not.
+    store.append("a", ExpectedVersion::Any, vec![event(1, 1), event(1, 2), event(1, 3)]).unwrap();
+    store.close().unwrap();
+    let seg = files(dir.path(), "seg").remove(0);
+    let mut b = std::fs::read(&seg).unwrap();
+    b[start..start + 64].fill(0);
+    std::fs::write(&seg, &b).unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    assert!(store.recovery_report().torn_tail.is_some());
+    assert_eq!(store.read_all(0, 100).unwrap().len(), 1);
+}

@@ -31,6 +31,9 @@ use crate::record::{self, RecordBody};
 use crate::segment::{self, Segment, HEADER_BYTES};
 use crate::store::Shared;
 
+/// How long the idle writer polls its queue before blocking, in microseconds.
+const SPIN_BEFORE_BLOCK_US: u64 = 30;
+
 /// One append, as sent to the writer.
 pub(crate) struct AppendRequest {
     pub aggregate_id: String,
@@ -145,6 +148,17 @@ impl Writer {
     }
 
     fn next_command(&mut self, rx: &Receiver<Command>) -> Option<Command> {
+        // Poll briefly before sleeping: an appender that got its ack usually
+        // sends its next append within microseconds, and a futex wake-up costs
+        // more than that on a VM.
+        let spin_until = Instant::now() + Duration::from_micros(SPIN_BEFORE_BLOCK_US);
+        while Instant::now() < spin_until {
+            match rx.try_recv() {
+                Ok(c) => return Some(c),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                Err(crossbeam_channel::TryRecvError::Empty) => std::hint::spin_loop(),
+            }
+        }
         loop {
             if !self.unsynced {
                 return rx.recv().ok();

@@ -1,0 +1,291 @@
+//! Event → JSON rendering: one event as one line of JSON, written straight
+//! into any [`Write`] without building an intermediate value tree.
+//!
+//! The object has exactly these keys, in this order: `event_id`,
+//! `aggregate_id`, `version`, `position`, `event_type`, `event_version`,
+//! `occurred_at`, `recorded_at`, `causation_id`, `correlation_id`,
+//! `metadata`, `data`. Ids are hyphenated lowercase UUID strings (`null` when
+//! absent), timestamps are integers (unix nanoseconds). `metadata` and `data`
+//! are rendered by [`write_payload`]: the stored JSON itself when the bytes
+//! are valid JSON (whitespace removed so the event stays on one line, key
+//! order and number spelling kept), otherwise a standard base64 string.
+//! Empty metadata renders as `null`.
+//!
+//! The one ambiguity, inherent in that format: a payload that is a JSON
+//! string and a non-JSON payload both render as JSON strings.
+
+use std::io::{self, Write};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::write::EncoderWriter;
+use factlog::{EventId, EventRef, RecordedEvent};
+use serde_json::value::RawValue;
+
+/// The fields of one stored event, borrowed. Built from the engine's
+/// zero-copy [`EventRef`] (or an owned [`RecordedEvent`]), so the renderer can
+/// be tested on events the engine would never produce.
+#[derive(Debug, Clone, Copy)]
+pub struct EventFields<'a> {
+    /// The event's id.
+    pub event_id: EventId,
+    /// The aggregate it belongs to.
+    pub aggregate_id: &'a str,
+    /// Version within the aggregate.
+    pub version: u64,
+    /// Global position.
+    pub position: u64,
+    /// Type name.
+    pub event_type: &'a str,
+    /// Schema version of `data`.
+    pub event_version: u32,
+    /// Caller's timestamp, unix nanoseconds.
+    pub occurred_at: i64,
+    /// Engine's timestamp, unix nanoseconds.
+    pub recorded_at: i64,
+    /// Causing event or command.
+    pub causation_id: Option<EventId>,
+    /// Correlation id.
+    pub correlation_id: Option<EventId>,
+    /// Metadata bytes.
+    pub metadata: &'a [u8],
+    /// Payload bytes.
+    pub data: &'a [u8],
+}
+
+impl<'a> From<&EventRef<'a>> for EventFields<'a> {
+    fn from(ev: &EventRef<'a>) -> Self {
+        EventFields {
+            event_id: ev.event_id(),
+            aggregate_id: ev.aggregate_id(),
+            version: ev.version(),
+            position: ev.position(),
+            event_type: ev.event_type(),
+            event_version: ev.event_version(),
+            occurred_at: ev.occurred_at(),
+            recorded_at: ev.recorded_at(),
+            causation_id: ev.causation_id(),
+            correlation_id: ev.correlation_id(),
+            metadata: ev.metadata(),
+            data: ev.data(),
+        }
+    }
+}
+
+impl<'a> From<&'a RecordedEvent> for EventFields<'a> {
+    fn from(ev: &'a RecordedEvent) -> Self {
+        EventFields {
+            event_id: ev.event_id,
+            aggregate_id: &ev.aggregate_id,
+            version: ev.version,
+            position: ev.position,
+            event_type: &ev.event_type,
+            event_version: ev.event_version,
+            occurred_at: ev.occurred_at,
+            recorded_at: ev.recorded_at,
+            causation_id: ev.causation_id,
+            correlation_id: ev.correlation_id,
+            metadata: &ev.metadata,
+            data: &ev.data,
+        }
+    }
+}
+
+/// Writes `ev` as one JSON object followed by a newline.
+pub fn write_event_line<W: Write>(w: &mut W, ev: &EventFields<'_>) -> io::Result<()> {
+    w.write_all(b"{\"event_id\":")?;
+    write_id(w, &ev.event_id)?;
+    w.write_all(b",\"aggregate_id\":")?;
+    write_str(w, ev.aggregate_id)?;
+    write!(w, ",\"version\":{},\"position\":{},\"event_type\":", ev.version, ev.position)?;
+    write_str(w, ev.event_type)?;
+    write!(
+        w,
+        ",\"event_version\":{},\"occurred_at\":{},\"recorded_at\":{},\"causation_id\":",
+        ev.event_version, ev.occurred_at, ev.recorded_at
+    )?;
+    write_opt_id(w, ev.causation_id.as_ref())?;
+    w.write_all(b",\"correlation_id\":")?;
+    write_opt_id(w, ev.correlation_id.as_ref())?;
+    w.write_all(b",\"metadata\":")?;
+    if ev.metadata.is_empty() {
+        w.write_all(b"null")?;
+    } else {
+        write_payload(w, ev.metadata)?;
+    }
+    w.write_all(b",\"data\":")?;
+    write_payload(w, ev.data)?;
+    w.write_all(b"}\n")
+}
+
+/// Writes payload bytes as a JSON value: the bytes themselves (minus
+/// insignificant whitespace) if they are valid JSON, otherwise a base64
+/// (standard alphabet, padded) string. Empty bytes are not JSON: they render
+/// as `""`.
+pub fn write_payload<W: Write>(w: &mut W, bytes: &[u8]) -> io::Result<()> {
+    match serde_json::from_slice::<&RawValue>(bytes) {
+        Ok(raw) => write_minified(w, raw.get().as_bytes()),
+        Err(_) => {
+            w.write_all(b"\"")?;
+            {
+                let mut enc = EncoderWriter::new(&mut *w, &STANDARD);
+                enc.write_all(bytes)?;
+                enc.finish()?;
+            }
+            w.write_all(b"\"")
+        }
+    }
+}
+
+/// Copies valid JSON text, dropping whitespace outside strings. Valid JSON
+/// has no raw control characters inside strings, so the result is one line.
+fn write_minified<W: Write>(w: &mut W, json: &[u8]) -> io::Result<()> {
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut run_start = 0;
+    for (i, &b) in json.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+        } else if b == b'"' {
+            in_string = true;
+        } else if matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
+            w.write_all(&json[run_start..i])?;
+            run_start = i + 1;
+        }
+    }
+    w.write_all(&json[run_start..])
+}
+
+/// Writes a string as a JSON string literal (escaped as needed).
+fn write_str<W: Write>(w: &mut W, s: &str) -> io::Result<()> {
+    serde_json::to_writer(w, s).map_err(io::Error::from)
+}
+
+/// Writes an id as a quoted hyphenated lowercase UUID.
+fn write_id<W: Write>(w: &mut W, id: &EventId) -> io::Result<()> {
+    let mut buf = uuid::Uuid::encode_buffer();
+    let text = uuid::Uuid::from_bytes(*id).hyphenated().encode_lower(&mut buf);
+    w.write_all(b"\"")?;
+    w.write_all(text.as_bytes())?;
+    w.write_all(b"\"")
+}
+
+/// Writes an optional id, `null` when absent.
+fn write_opt_id<W: Write>(w: &mut W, id: Option<&EventId>) -> io::Result<()> {
+    match id {
+        Some(id) => write_id(w, id),
+        None => w.write_all(b"null"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use serde_json::{json, Value};
+
+    fn fields<'a>(metadata: &'a [u8], data: &'a [u8]) -> EventFields<'a> {
+        EventFields {
+            event_id: *uuid::Uuid::parse_str("0b0c0d0e-0f10-4111-8213-141516171819").unwrap().as_bytes(),
+            aggregate_id: "acct-\"1\"\n",
+            version: 7,
+            position: 42,
+            event_type: "FundsDeposited",
+            event_version: 3,
+            occurred_at: -5,
+            recorded_at: 1_700_000_000_123_456_789,
+            causation_id: Some([0xab; 16]),
+            correlation_id: None,
+            metadata,
+            data,
+        }
+    }
+
+    fn render(ev: &EventFields<'_>) -> String {
+        let mut out = Vec::new();
+        write_event_line(&mut out, ev).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_payload_renders_as_a_value_with_every_key() {
+        let line = render(&fields(b"", b"{ \"b\": 1,\n  \"a\": [1.0, \"x y\\\" \"] }"));
+        assert!(line.ends_with('\n'));
+        assert_eq!(line.matches('\n').count(), 1, "one line: {line}");
+        // Key order and number spelling of the stored payload are kept.
+        assert!(line.contains(r#""data":{"b":1,"a":[1.0,"x y\" "]}}"#), "{line}");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let expected = json!({
+            "event_id": "0b0c0d0e-0f10-4111-8213-141516171819",
+            "aggregate_id": "acct-\"1\"\n",
+            "version": 7,
+            "position": 42,
+            "event_type": "FundsDeposited",
+            "event_version": 3,
+            "occurred_at": -5,
+            "recorded_at": 1_700_000_000_123_456_789_i64,
+            "causation_id": "abababab-abab-abab-abab-abababababab",
+            "correlation_id": null,
+            "metadata": null,
+            "data": {"b": 1, "a": [1.0, "x y\" "]},
+        });
+        assert_eq!(v, expected);
+    }
+
+    #[test]
+    fn non_json_payload_round_trips_as_base64() {
+        let data: Vec<u8> = (0..=255u8).chain([0xff, 0xfe, b'{']).collect();
+        let metadata = b"not json at all";
+        let line = render(&fields(metadata, &data));
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let decoded = STANDARD.decode(v["data"].as_str().unwrap()).unwrap();
+        assert_eq!(decoded, data);
+        let meta = STANDARD.decode(v["metadata"].as_str().unwrap()).unwrap();
+        assert_eq!(meta, metadata);
+    }
+
+    #[test]
+    fn invalid_utf8_and_empty_payloads_are_base64() {
+        let mut out = Vec::new();
+        write_payload(&mut out, b"\"\xff\"").unwrap();
+        assert_eq!(out, format!("\"{}\"", STANDARD.encode(b"\"\xff\"")).as_bytes());
+        out.clear();
+        write_payload(&mut out, b"").unwrap();
+        assert_eq!(out, b"\"\"");
+    }
+
+    #[test]
+    fn scalar_json_payloads_render_as_scalars() {
+        for (input, want) in [("  12 ", "12"), ("null", "null"), ("\"a b\"", "\"a b\""), ("[ ]", "[]")] {
+            let mut out = Vec::new();
+            write_payload(&mut out, input.as_bytes()).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), want);
+        }
+    }
+
+    #[test]
+    fn owned_events_render_like_borrowed_ones() {
+        let ev = RecordedEvent {
+            event_id: [1; 16],
+            aggregate_id: "a".into(),
+            version: 0,
+            position: 0,
+            event_type: "T".into(),
+            event_version: 1,
+            occurred_at: 1,
+            recorded_at: 2,
+            causation_id: None,
+            correlation_id: Some([2; 16]),
+            metadata: bytes::Bytes::from_static(b"{\"k\":true}"),
+            data: bytes::Bytes::from_static(b"[]"),
+        };
+        let v: Value = serde_json::from_str(&render(&EventFields::from(&ev))).unwrap();
+        assert_eq!(v["metadata"], json!({"k": true}));
+        assert_eq!(v["correlation_id"], "02020202-0202-0202-0202-020202020202");
+    }
+}

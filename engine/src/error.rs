@@ -123,6 +123,12 @@ pub enum Error {
         /// The failure that poisoned the store.
         cause: String,
     },
+    /// The store was opened with `Store::open_read_only`.
+    #[error("store {} is open read-only", path.display())]
+    ReadOnly {
+        /// The directory.
+        path: PathBuf,
+    },
     /// The store was closed.
     #[error("store is closed")]
     Closed,

@@ -107,6 +107,7 @@ pub fn now_nanos() -> i64 {
 
 /// What an append wrote (or, for an idempotent retry, had written before).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct AppendResult {
     /// Version of the first event of the batch.
     pub first_version: u64,

@@ -40,6 +40,7 @@ mod segment;
 #[doc(hidden)]
 pub mod snapshot;
 mod store;
+mod verify;
 #[allow(unsafe_code)]
 mod view;
 mod writer;
@@ -55,5 +56,6 @@ pub use recovery::{RecoveryReport, Repair, TornTail};
 pub use segment::FORMAT_VERSION;
 pub use snapshot::{Snapshot, SnapshotInfo, SnapshotRecovery};
 pub use store::{AggregateEvents, AllEvents, Loaded, Reader, Stats, Store, LOCK_NAME, MARKER_NAME};
+pub use verify::{Problem, VerifyReport};
 
 mod options;

@@ -20,6 +20,7 @@ use crate::segment::{self, Segment, HEADER_BYTES};
 
 /// What recovery found and did while opening a store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct RecoveryReport {
     /// Segment files in the store.
     pub segments: usize,
@@ -43,6 +44,7 @@ pub struct RecoveryReport {
 
 /// An unacknowledged partial batch (or garbage) removed from the end of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TornTail {
     /// The active segment.
     pub path: PathBuf,
@@ -58,6 +60,7 @@ pub struct TornTail {
 
 /// What `Options::repair` cut away.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Repair {
     /// The segment holding the first corrupt record.
     pub path: PathBuf,
@@ -197,7 +200,7 @@ pub(crate) struct Recovered {
     pub report: RecoveryReport,
 }
 
-fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+fn list_segments(dir: &Path, read_only: bool) -> Result<Vec<(u64, PathBuf)>> {
     let mut segs = Vec::new();
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io("list store directory", dir, e))?;
     for entry in rd {
@@ -206,7 +209,7 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         let Some(name) = name.to_str() else { continue };
         if let Some(first) = segment::parse_file_name(name) {
             segs.push((first, entry.path()));
-        } else if name.ends_with(".tmp") {
+        } else if name.ends_with(".tmp") && !read_only {
             // NOTE: a temp file is an interrupted checkpoint; it was never renamed into place.
             let _ = std::fs::remove_file(entry.path());
         }
@@ -215,13 +218,16 @@ fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(segs)
 }
 
-/// Recovers the store in `dir` (already locked and marked as a store).
-pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
+/// Recovers the store in `dir` (already locked and marked as a store). With
+/// `read_only`, nothing is written: a torn tail is reported and left out of
+/// the index but not cut, missing checkpoints are not written, and a store
+/// without segments is opened empty.
+pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool) -> Result<Recovered> {
     let started = Instant::now();
     let faults = opts.faults.clone().unwrap_or_default();
     let mut report = RecoveryReport::default();
-    let mut segs = list_segments(dir)?;
-    if segs.is_empty() {
+    let mut segs = list_segments(dir, read_only)?;
+    if segs.is_empty() && !read_only {
         let path = segment::install(dir, 0, opts.segment_bytes, &faults)?;
         segs.push((0, path));
     }
@@ -261,8 +267,8 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
                 }
             }
         }
-        let padded = if sealed_end.is_none() { pad_short_active(&path)? } else { 0 };
-        let seg = Arc::new(Segment::open(path.clone(), None)?);
+        let padded = if sealed_end.is_none() && !read_only { pad_short_active(&path)? } else { 0 };
+        let seg = Arc::new(Segment::open_with(path.clone(), None, read_only && sealed_end.is_none())?);
         check_header(&seg, first)?;
         let scan = scan_segment(&seg, sealed_end);
         report.events_scanned += scan.entries.len() as u64;
@@ -311,8 +317,10 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
                     .iter()
                     .map(|(a, v, o)| CheckpointEntry { aggregate_id: a, version: *v, offset: *o })
                     .collect();
-                if let Ok(p) = index::write_checkpoint(dir, first, &refs) {
-                    report.checkpoints_rebuilt.push(p);
+                if !read_only {
+                    if let Ok(p) = index::write_checkpoint(dir, first, &refs) {
+                        report.checkpoints_rebuilt.push(p);
+                    }
                 }
                 push_entries(&mut index, seg, &mut entries_owned).map_err(|r| Error::corrupt(&path, 0, r))?;
             }
@@ -337,8 +345,10 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
                         reason,
                     });
                 }
-                let zeroed = zero_tail(&seg, end_offset)? + padded;
-                if problem.is_some() || zeroed > 0 {
+                let zeroed = if read_only { 0 } else { zero_tail(&seg, end_offset)? + padded };
+                let stale =
+                    read_only && seg.bytes().get(end_offset as usize..).is_some_and(|b| b.iter().any(|x| *x != 0));
+                if problem.is_some() || zeroed > 0 || stale {
                     let (_, reason, dropped) =
                         problem.unwrap_or((end_offset, "stale bytes after the last batch".into(), 0));
                     report.torn_tail = Some(TornTail {
@@ -356,7 +366,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         i += 1;
     }
     report.segments = segs.len();
-    let dedupe = rebuild_dedupe(&index, opts.dedupe_window_events)?;
+    let dedupe = rebuild_dedupe(&index, if read_only { 0 } else { opts.dedupe_window_events })?;
     report.events = index.next_position;
     report.duration = started.elapsed();
     Ok(Recovered { index, active_write_offset, dedupe, report })

@@ -195,6 +195,13 @@ impl Segment {
     /// segment not scanned during recovery, its end position; its frames are
     /// validated (checksum + structure) on first read.
     pub fn open(path: PathBuf, lazy_end: Option<u64>) -> Result<Segment> {
+        Segment::open_with(path, lazy_end, false)
+    }
+
+    /// [`Segment::open`]; with `allow_short`, a file cut shorter than its
+    /// header says is mapped as far as it goes (read-only inspection, where
+    /// recovery may not pad it back).
+    pub fn open_with(path: PathBuf, lazy_end: Option<u64>, allow_short: bool) -> Result<Segment> {
         let file = File::open(&path).map_err(|e| Error::io("open segment", &path, e))?;
         let mut head = [0u8; HEADER_BYTES as usize];
         file.read_exact_at(&mut head, 0).map_err(|e| {
@@ -205,7 +212,11 @@ impl Segment {
             }
         })?;
         let header = SegmentHeader::decode(&path, &head)?;
-        let map = crate::mmap::map_readonly(&file, header.segment_bytes, &path)?;
+        let mut len = header.segment_bytes;
+        if allow_short {
+            len = len.min(file.metadata().map_err(|e| Error::io("stat segment", &path, e))?.len());
+        }
+        let map = crate::mmap::map_readonly(&file, len, &path)?;
         Ok(Segment {
             path,
             first_position: header.first_position,

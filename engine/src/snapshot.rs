@@ -58,6 +58,7 @@ pub struct Snapshot {
 
 /// What a save wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SnapshotInfo {
     /// Uncompressed bytes.
     pub raw_bytes: u64,
@@ -89,10 +90,13 @@ pub(crate) struct SnapshotConfig {
     pub level: i32,
     pub max_bytes: u32,
     pub sync: bool,
+    /// Inspect only: create, truncate and rewrite nothing.
+    pub read_only: bool,
 }
 
 /// What opening the snapshot store found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SnapshotRecovery {
     /// Snapshot files.
     pub files: usize,
@@ -294,6 +298,10 @@ impl Snapshots {
     /// Opens (or creates) the snapshot directory and indexes every file.
     pub(crate) fn open(store_dir: &Path, cfg: SnapshotConfig) -> Result<(Snapshots, SnapshotRecovery)> {
         let dir = store_dir.join(SNAPSHOT_DIR);
+        if !dir.exists() && cfg.read_only {
+            let empty = Snapshots { dir, cfg, files: Vec::new(), index: HashMap::new(), next_seq: 0, active_no: None };
+            return Ok((empty, SnapshotRecovery::default()));
+        }
         if !dir.exists() {
             std::fs::create_dir(&dir).map_err(|e| Error::io("create snapshot directory", &dir, e))?;
             sync_dir(store_dir)?;
@@ -305,7 +313,7 @@ impl Snapshots {
             let Some(name) = name.to_str() else { continue };
             if let Some(no) = name.strip_suffix(".snap").and_then(|d| d.parse::<u64>().ok()) {
                 nos.push(no);
-            } else if name.ends_with(".tmp") {
+            } else if name.ends_with(".tmp") && !cfg.read_only {
                 // NOTE: an interrupted compaction or checkpoint; never renamed into place.
                 let _ = std::fs::remove_file(entry.path());
             }
@@ -326,7 +334,7 @@ impl Snapshots {
         let path = self.dir.join(file_name(no));
         let file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(!self.cfg.read_only)
             .open(&path)
             .map_err(|e| Error::io("open snapshot file", &path, e))?;
         let bytes = std::fs::read(&path).map_err(|e| Error::io("read snapshot file", &path, e))?;
@@ -363,6 +371,9 @@ impl Snapshots {
                 Ok(None) | Err(_) if active => {
                     // A torn tail of the active file: cut it (this file is not mapped).
                     rec.torn_bytes += (bytes.len() - offset) as u64;
+                    if self.cfg.read_only {
+                        break;
+                    }
                     file.set_len(offset as u64).map_err(|e| Error::io("truncate torn snapshot tail", &path, e))?;
                     file.sync_all().map_err(|e| Error::io("fsync snapshot file", &path, e))?;
                     break;
@@ -373,7 +384,9 @@ impl Snapshots {
         }
         if !active {
             rec.checkpoints_rebuilt += 1;
-            let _ = write_sidx(&self.dir, no, &entries);
+            if !self.cfg.read_only {
+                let _ = write_sidx(&self.dir, no, &entries);
+            }
         }
         let records = entries.len() as u64;
         for (agg, loc) in entries {
@@ -691,4 +704,40 @@ fn read_sidx(path: &Path, file_len: u64) -> std::result::Result<Vec<(String, Loc
         return Err("checkpoint has trailing bytes".into());
     }
     Ok(out)
+}
+
+impl Snapshots {
+    /// Decodes every frame of every snapshot file (checksum, lengths, and a
+    /// capped decompression); returns the records checked and the problems.
+    pub(crate) fn verify(&self) -> (u64, Vec<(PathBuf, u64, String)>) {
+        let mut checked = 0u64;
+        let mut problems = Vec::new();
+        for f in &self.files {
+            let bytes = match std::fs::read(&f.path) {
+                Ok(b) => b,
+                Err(e) => {
+                    problems.push((f.path.clone(), 0, format!("cannot read: {e}")));
+                    continue;
+                }
+            };
+            let mut offset = FILE_HEADER as usize;
+            while (offset as u64) < f.len {
+                match decode_frame(bytes.get(offset..).unwrap_or(&[])) {
+                    Ok(Some(frame)) => {
+                        if let Err(r) = decompress(&frame, self.cfg.max_bytes) {
+                            problems.push((f.path.clone(), offset as u64, r));
+                        }
+                        checked += 1;
+                        offset += frame.frame_len;
+                    }
+                    Ok(None) => break,
+                    Err(r) => {
+                        problems.push((f.path.clone(), offset as u64, r));
+                        break;
+                    }
+                }
+            }
+        }
+        (checked, problems)
+    }
 }

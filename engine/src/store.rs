@@ -81,6 +81,7 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     options: Options,
     report: RecoveryReport,
+    read_only: bool,
     _lock: File,
 }
 
@@ -109,6 +110,12 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+impl Store {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+}
+
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("dir", &self.inner.shared.dir).finish()
@@ -117,6 +124,7 @@ impl std::fmt::Debug for Store {
 
 /// Counters and sizes of a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub struct Stats {
     /// Visible events.
     pub events: u64,
@@ -190,7 +198,7 @@ fn prepare_dir(dir: &Path) -> Result<()> {
     }
 }
 
-fn lock_dir(dir: &Path) -> Result<File> {
+fn lock_dir(dir: &Path, shared: bool) -> Result<File> {
     let path = dir.join(LOCK_NAME);
     let f = OpenOptions::new()
         .read(true)
@@ -199,7 +207,8 @@ fn lock_dir(dir: &Path) -> Result<File> {
         .truncate(false)
         .open(&path)
         .map_err(|e| Error::io("open lock file", &path, e))?;
-    match f.try_lock() {
+    let r = if shared { f.try_lock_shared() } else { f.try_lock() };
+    match r {
         Ok(()) => Ok(f),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path: dir.to_path_buf() }),
         Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock store", &path, e)),
@@ -214,22 +223,47 @@ impl Store {
     /// for a directory with other contents, [`Error::Corrupt`] for corruption
     /// before the tail (unless `options.repair`).
     pub fn open(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        Store::open_mode(dir.as_ref(), options, false)
+    }
+
+    /// Opens an existing store for reading only, without changing any file:
+    /// takes a shared lock (so several inspectors may open it, but not while a
+    /// writer has it open, which gives [`Error::Locked`]), reports a torn tail
+    /// without cutting it, and starts no writer. Appends and snapshot saves
+    /// fail with [`Error::ReadOnly`]. What `factlog read`, `stats`, `verify`
+    /// and `dump` use.
+    pub fn open_read_only(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
+        Store::open_mode(dir.as_ref(), options, true)
+    }
+
+    fn open_mode(dir: &Path, options: Options, read_only: bool) -> Result<Store> {
         options.validate()?;
-        let dir = dir.as_ref().to_path_buf();
-        let lock = if dir.join(MARKER_NAME).exists() {
-            lock_dir(&dir)?
-        } else {
+        if read_only && options.repair {
+            return Err(Error::InvalidOptions("repair cannot be combined with a read-only open".into()));
+        }
+        let dir = dir.to_path_buf();
+        let lock = if read_only {
+            if !dir.join(MARKER_NAME).is_file() {
+                return Err(Error::NotAStore { path: dir, reason: format!("no {MARKER_NAME} file") });
+            }
             prepare_dir(&dir)?;
-            lock_dir(&dir)?
+            lock_dir(&dir, true)?
+        } else {
+            if !dir.join(MARKER_NAME).exists() {
+                prepare_dir(&dir)?;
+            }
+            let lock = lock_dir(&dir, false)?;
+            prepare_dir(&dir)?;
+            lock
         };
-        prepare_dir(&dir)?;
-        let rec = recovery::recover(&dir, &options)?;
+        let rec = recovery::recover(&dir, &options, read_only)?;
         let snap_cfg = SnapshotConfig {
             file_bytes: options.snapshot_file_bytes,
             keep: options.snapshots_keep,
             level: options.snapshot_zstd_level,
             max_bytes: options.max_snapshot_bytes,
             sync: options.durability == crate::options::Durability::Sync,
+            read_only,
         };
         let (snapshots, snap_rec) = Snapshots::open(&dir, snap_cfg)?;
         let last_recorded_at =
@@ -238,18 +272,7 @@ impl Store {
                 None => 0,
             };
         let next_position = rec.index.next_position;
-        let active_seg = rec
-            .index
-            .segments
-            .last()
-            .map(|s| Arc::clone(&s.seg))
-            .ok_or_else(|| Error::corrupt(&dir, 0, "store has no segment"))?;
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&active_seg.path)
-            .map_err(|e| Error::io("open segment for writing", &active_seg.path, e))?;
-        let active = Active { file, seg: active_seg, write_offset: rec.active_write_offset };
+        let active_seg = rec.index.segments.last().map(|s| Arc::clone(&s.seg));
         let shared = Arc::new(Shared {
             dir: dir.clone(),
             index: RwLock::new(rec.index),
@@ -263,18 +286,43 @@ impl Store {
             snapshots: RwLock::new(snapshots),
         });
         shared.refresh_segment_list();
-        let (tx, rx) = crossbeam_channel::bounded(options.max_pending_appends);
-        let writer =
-            Writer::new(Arc::clone(&shared), options.clone(), active, next_position, rec.dedupe, last_recorded_at);
         let mut report = rec.report;
         report.snapshots = snap_rec;
-        let handle = std::thread::Builder::new()
-            .name("factlog-writer".into())
-            .spawn(move || writer.run(rx))
-            .map_err(|e| Error::io("spawn writer thread", &dir, e))?;
+        let (tx, rx) = crossbeam_channel::bounded(options.max_pending_appends);
+        let handle = if read_only {
+            drop(rx);
+            None
+        } else {
+            let active_seg = active_seg.ok_or_else(|| Error::corrupt(&dir, 0, "store has no segment"))?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&active_seg.path)
+                .map_err(|e| Error::io("open segment for writing", &active_seg.path, e))?;
+            let active = Active { file, seg: active_seg, write_offset: rec.active_write_offset };
+            let writer =
+                Writer::new(Arc::clone(&shared), options.clone(), active, next_position, rec.dedupe, last_recorded_at);
+            let handle = std::thread::Builder::new()
+                .name("factlog-writer".into())
+                .spawn(move || writer.run(rx))
+                .map_err(|e| Error::io("spawn writer thread", &dir, e))?;
+            Some(handle)
+        };
         Ok(Store {
-            inner: Arc::new(Inner { shared, tx, writer: Mutex::new(Some(handle)), options, report, _lock: lock }),
+            inner: Arc::new(Inner { shared, tx, writer: Mutex::new(handle), options, report, read_only, _lock: lock }),
         })
+    }
+
+    /// Whether this handle was opened with [`Store::open_read_only`].
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.inner.read_only {
+            return Err(Error::ReadOnly { path: self.inner.shared.dir.clone() });
+        }
+        Ok(())
     }
 
     /// What recovery found and did when this store was opened.
@@ -293,6 +341,7 @@ impl Store {
     /// event ids are already stored at exactly this place returns the
     /// original result with `deduplicated: true` and writes nothing.
     pub fn append(&self, aggregate_id: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendResult> {
+        self.check_writable()?;
         self.check_append(aggregate_id, &events)?;
         if let Some(cause) = self.inner.shared.poison_cause() {
             return Err(Error::Poisoned { cause });
@@ -387,6 +436,7 @@ impl Store {
 
     /// Forces an `fdatasync` of everything written (useful in `Buffered` mode).
     pub fn sync(&self) -> Result<()> {
+        self.check_writable()?;
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.inner.tx.send(Command::Sync(tx)).map_err(|_| Error::Closed)?;
         rx.recv().map_err(|_| Error::Closed)??;
@@ -451,6 +501,7 @@ impl Store {
         schema_version: u32,
         state: &[u8],
     ) -> Result<SnapshotInfo> {
+        self.check_writable()?;
         record::check_names(aggregate_id, "x").map_err(Error::InvalidInput)?;
         let actual = self.aggregate_version(aggregate_id);
         if actual.is_none_or(|a| a < version) {
@@ -474,6 +525,7 @@ impl Store {
     /// crash-safely. Returns the number of files compacted. (Also runs
     /// automatically whenever a snapshot file is sealed.)
     pub fn compact_snapshots(&self) -> Result<usize> {
+        self.check_writable()?;
         self.inner.shared.snapshots.write().unwrap_or_else(|p| p.into_inner()).compact()
     }
 
@@ -518,6 +570,9 @@ impl Store {
     /// this handle get [`Error::Closed`] on append afterwards; the lock is
     /// released when the last clone is dropped.
     pub fn close(self) -> Result<()> {
+        if self.inner.read_only {
+            return Ok(());
+        }
         shutdown(&self.inner.tx, &self.inner.writer)?;
         self.inner.shared.snapshots.read().unwrap_or_else(|p| p.into_inner()).sync()
     }
@@ -527,8 +582,8 @@ impl Store {
 /// were visible when it was created. Holds the segment maps alive; events
 /// borrowed from it are valid as long as it is.
 pub struct Reader {
-    shared: Arc<Shared>,
-    segments: Arc<Vec<Arc<Segment>>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) segments: Arc<Vec<Arc<Segment>>>,
     visible_end: u64,
 }
 

@@ -547,6 +547,10 @@ impl Writer {
             for p in pending {
                 match p {
                     Pending::Segment(seg) => {
+                        // The sealed segment's offsets never grow again: drop the slack.
+                        if let Some(last) = idx.segments.last_mut() {
+                            last.offsets.shrink_to_fit();
+                        }
                         idx.segments.push(SegmentSlot { seg, offsets: Vec::new() });
                         new_segments = true;
                     }

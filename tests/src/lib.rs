@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use factlog::{NewEvent, Options};
 
+
 /// A deterministic 16-byte id from two numbers.
 pub fn id(a: u64, b: u64) -> [u8; 16] {
     let mut out = [0u8; 16];
@@ -29,4 +30,40 @@ pub fn event(stream: u64, n: u64) -> NewEvent {
 /// Small segments so that tests roll often.
 pub fn small_options() -> Options {
     Options { segment_bytes: 64 * 1024, max_event_bytes: 16 * 1024, prepare_next_segment: true, ..Options::default() }
+}
+
+/// What `snapshot_crash_child` and its checker agree on.
+pub mod snapshot_crash {
+    use factlog::Options;
+
+    /// Aggregates the child cycles through.
+    pub const AGGREGATES: u64 = 4;
+
+    /// Tiny snapshot files (many rolls and compactions), one kept per aggregate.
+    pub fn options() -> Options {
+        Options { snapshot_file_bytes: 4096, snapshots_keep: 1, ..super::small_options() }
+    }
+
+    /// Name of aggregate `n`.
+    pub fn aggregate(n: u64) -> String {
+        format!("acct-{n}")
+    }
+
+    /// FNV-1a of a string.
+    pub fn hash(s: &str) -> u64 {
+        s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    }
+
+    /// The state saved for `aggregate` at `version`: 700 incompressible bytes.
+    pub fn state(aggregate: &str, version: u64) -> Vec<u8> {
+        let mut x = hash(aggregate) ^ version.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..700)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
 }

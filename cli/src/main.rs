@@ -1,25 +1,30 @@
 //! `factlog`, the command-line tool of the factlog event store: append an
-//! event, read events as JSON lines, show a store's counters and sizes.
+//! event, read events as JSON lines, show a store's counters and sizes,
+//! verify a store's files, dump its records for debugging.
 //!
 //! This file owns the command-line syntax (the clap definitions and the
 //! parsers of argument values) and the process exit code; each command lives
-//! in its own module (`append`, `read`, `stats`), event rendering in `json`,
-//! store opening in `open`, stdout handling in `output`, errors and exit
-//! codes in `error`.
+//! in its own module (`append`, `read`, `stats`, `verify`, `dump`), event
+//! rendering in `json`, store opening in `open`, stdout handling in
+//! `output`, errors and exit codes in `error`. Every command but `append`
+//! opens the store read-only and never changes a byte of it.
 //!
 //! Exit codes: 0 success, 1 error, 2 conflict (an append refused because the
-//! aggregate's version or an event id disagrees with the store). Errors are
-//! printed as `error: <message>` on stderr.
+//! aggregate's version or an event id disagrees with the store), 3 `verify`
+//! found the store damaged. Errors are printed as `error: <message>` on
+//! stderr.
 
 #![warn(missing_docs)]
 
 mod append;
+mod dump;
 mod error;
 mod json;
 mod open;
 mod output;
 mod read;
 mod stats;
+mod verify;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -33,7 +38,14 @@ use crate::error::{CliResult, EXIT_ERROR};
 
 /// The command line.
 #[derive(Debug, Parser)]
-#[command(name = "factlog", version, about = "Append, read and inspect factlog event stores")]
+#[command(
+    name = "factlog",
+    version,
+    about = "Append, read and inspect factlog event stores",
+    after_help = "Exit codes: 0 success, 1 error, 2 conflict (append refused), 3 verify found problems.\n\
+                  Every command but `append` opens the store read-only: it changes nothing and can run \
+                  beside other readers, but not while a writer has the store open."
+)]
 pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
@@ -49,6 +61,15 @@ pub enum Command {
     Read(ReadArgs),
     /// Print a store's counters and sizes.
     Stats(StatsArgs),
+    /// Check every record, index entry, checkpoint and snapshot of a store.
+    #[command(after_help = "Exit codes:\n  \
+        0  the store is sound (a torn tail is reported but is not a problem)\n  \
+        1  error: no store, locked by a writer, I/O failure\n  \
+        3  problems found, or corruption / an unknown format version keeps the store from opening")]
+    Verify(VerifyArgs),
+    /// Print records one per line for debugging: position, segment file,
+    /// offset, envelope and a preview of the payload.
+    Dump(DumpArgs),
 }
 
 /// Arguments of `factlog append`.
@@ -124,6 +145,36 @@ pub struct StatsArgs {
     pub json: bool,
 }
 
+/// Arguments of `factlog verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Store directory (must exist).
+    pub dir: PathBuf,
+    /// Print the summary as a JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `factlog dump`.
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Store directory (must exist).
+    pub dir: PathBuf,
+    /// First position to print.
+    #[arg(long, value_name = "P")]
+    pub from: Option<u64>,
+    /// Print at most this many records.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Only the records of one segment, named by its file name
+    /// (`00000000000000000000.seg`) or its first position.
+    #[arg(long, value_name = "FILE_OR_FIRST_POSITION")]
+    pub segment: Option<String>,
+    /// Print the records as JSON lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Parses `--expected-version`.
 fn parse_expected(s: &str) -> Result<ExpectedVersion, String> {
     match s {
@@ -153,6 +204,8 @@ fn run(cli: Cli) -> CliResult {
         Command::Append(args) => append::run(args),
         Command::Read(args) => read::run(&args),
         Command::Stats(args) => stats::run(&args),
+        Command::Verify(args) => verify::run(&args),
+        Command::Dump(args) => dump::run(&args),
     }
 }
 
@@ -169,7 +222,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let _ = writeln!(std::io::stderr(), "error: {e}");
+            let message = e.to_string();
+            if !message.is_empty() {
+                let _ = writeln!(std::io::stderr(), "error: {message}");
+            }
             ExitCode::from(e.exit_code())
         }
     }

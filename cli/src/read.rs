@@ -2,7 +2,8 @@
 //! whole log (`--all`) to stdout as JSON lines. Events are borrowed from the
 //! engine's zero-copy [`factlog::Reader`] and rendered one at a time into a
 //! locked, buffered stdout: memory use does not grow with the number of
-//! events. A closed pipe ends the command quietly with success.
+//! events. A closed pipe ends the command quietly with success. The store is
+//! opened read-only: reading never changes it, and runs beside other readers.
 
 use std::io::{self, Write};
 

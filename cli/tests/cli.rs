@@ -1,11 +1,20 @@
 //! End-to-end tests of the `factlog` binary against stores in temp dirs:
 //! appends with expected versions, conflicts (exit code 2, nothing written),
-//! `read --aggregate` / `read --all` JSON lines, `stats`, bad input, and
-//! reading commands on a missing directory.
+//! `read --aggregate` / `read --all` JSON lines, `stats`, bad input, reading
+//! commands on a missing directory, `verify` on clean and damaged stores
+//! (exit codes 0 and 3), `dump`, read-only opening (no byte of the store
+//! changes; a writer's lock is a clear error).
+//!
+//! Multi-segment stores are built through the `factlog` library, since the
+//! CLI has no segment-size option.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+use bytes::Bytes;
+use factlog::{ExpectedVersion, NewEvent, Options, Store, LOCK_NAME};
 
 use serde_json::{json, Value};
 
@@ -329,6 +338,8 @@ fn reading_commands_on_a_missing_dir_fail_without_creating_it() {
         vec!["read", path(&dir), "--aggregate", "a"],
         vec!["stats", path(&dir)],
         vec!["stats", path(&dir), "--json"],
+        vec!["verify", path(&dir)],
+        vec!["dump", path(&dir)],
     ] {
         let out = factlog(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
@@ -341,10 +352,12 @@ fn reading_commands_on_a_missing_dir_fail_without_creating_it() {
     // An existing directory that is not a store is left alone too.
     let plain = tmp.path().join("plain");
     std::fs::create_dir(&plain).unwrap();
-    let out = factlog(&["read", path(&plain), "--all"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("is not a factlog store"), "{}", stderr(&out));
-    assert_eq!(std::fs::read_dir(&plain).unwrap().count(), 0);
+    for args in [["read", path(&plain), "--all"], ["verify", path(&plain), "--json"]] {
+        let out = factlog(&args);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("is not a factlog store"), "{}", stderr(&out));
+        assert_eq!(std::fs::read_dir(&plain).unwrap().count(), 0);
+    }
 }
 
 #[test]
@@ -371,4 +384,331 @@ fn a_closed_pipe_ends_read_quietly() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(out.stderr.is_empty(), "{}", stderr(&out));
+}
+
+/// Options of the multi-segment test stores: 64 KiB segments.
+fn small_options() -> Options {
+    Options { segment_bytes: 64 * 1024, max_event_bytes: 16 * 1024, dedupe_window_events: 10, ..Default::default() }
+}
+
+/// Events in [`multi_segment_store`].
+const MULTI_EVENTS: u64 = 200;
+
+/// A store of [`MULTI_EVENTS`] events of about 1 KB (aggregates `agg-0` to
+/// `agg-4`, appended round-robin) over several 64 KiB segments, plus one
+/// snapshot; closed on return.
+fn multi_segment_store(root: &Path) -> PathBuf {
+    let dir = root.join("multi");
+    let store = Store::open(&dir, small_options()).unwrap();
+    for i in 0..MULTI_EVENTS {
+        let data = format!("{{\"i\":{i},\"pad\":\"{}\"}}", "p".repeat(1000));
+        let event = NewEvent::new(uuid::Uuid::new_v4().into_bytes(), "Padded", Bytes::from(data));
+        store.append(&format!("agg-{}", i % 5), ExpectedVersion::Any, vec![event]).unwrap();
+    }
+    store.save_snapshot("agg-0", 3, 1, b"state of agg-0").unwrap();
+    store.close().unwrap();
+    dir
+}
+
+/// The segment files of `dir`, in log order.
+fn segment_files(dir: &Path) -> Vec<PathBuf> {
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    segs
+}
+
+/// Every file under `dir` (recursively) with its contents, except the lock file.
+fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if path.file_name().unwrap() != LOCK_NAME {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// Flips the bits of the byte at `offset` of `file`.
+fn flip_byte(file: &Path, offset: usize) {
+    let mut bytes = std::fs::read(file).unwrap();
+    bytes[offset] ^= 0xff;
+    std::fs::write(file, bytes).unwrap();
+}
+
+/// The value of the `name  value` row of a text summary.
+fn row<'t>(text: &'t str, name: &str) -> &'t str {
+    let line = text
+        .lines()
+        .find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with("  ")))
+        .unwrap_or_else(|| panic!("no {name} row in {text}"));
+    line[name.len()..].trim()
+}
+
+#[test]
+fn verify_on_a_clean_store_exits_0_and_reports_the_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_store(tmp.path());
+    let text = ok(&["verify", path(&dir)]);
+    assert_eq!(row(&text, "events"), "4", "{text}");
+    assert_eq!(row(&text, "aggregates"), "2", "{text}");
+    assert_eq!(row(&text, "segments"), "1", "{text}");
+    assert_eq!(row(&text, "torn tail"), "none", "{text}");
+    assert_eq!(row(&text, "problems"), "0", "{text}");
+    assert!(!text.contains("problem:"), "{text}");
+    assert!(text.ends_with("result: ok\n"), "{text}");
+
+    let multi = multi_segment_store(tmp.path());
+    let out = factlog(&["verify", path(&multi)]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // No progress bar or anything else on a stderr that is not a terminal.
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let segments = segment_files(&multi).len();
+    assert!(segments >= 3, "{segments} segments");
+    assert_eq!(row(&text, "events"), MULTI_EVENTS.to_string(), "{text}");
+    assert_eq!(row(&text, "aggregates"), "5", "{text}");
+    assert_eq!(row(&text, "segments"), segments.to_string(), "{text}");
+    assert_eq!(row(&text, "checkpoints"), format!("{} compared", segments - 1), "{text}");
+    assert_eq!(row(&text, "snapshots"), "1 decoded", "{text}");
+
+    let v: Value = serde_json::from_str(&ok(&["verify", path(&multi), "--json"])).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["events"], MULTI_EVENTS);
+    assert_eq!(v["events_in_store"], MULTI_EVENTS);
+    assert_eq!(v["segments"], segments);
+    assert_eq!(v["torn_tail"], Value::Null);
+    assert_eq!(v["problems"], json!([]));
+}
+
+#[test]
+fn verify_finds_a_flipped_bit_in_a_sealed_segment_and_exits_3() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = multi_segment_store(tmp.path());
+    let first = segment_files(&dir).remove(0);
+    assert!(first.ends_with("00000000000000000000.seg"));
+    flip_byte(&first, 64 + 100);
+    let before = contents(&dir);
+
+    let out = factlog(&["verify", path(&dir)]);
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    // The frame at offset 64 (the first of the segment) holds the flipped byte.
+    let needle = format!("problem: {}:64: ", first.display());
+    assert!(text.contains(&needle), "{text}");
+    assert_ne!(row(&text, "problems"), "0", "{text}");
+    assert!(text.lines().last().unwrap().starts_with("result: "), "{text}");
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+
+    let out = factlog(&["verify", path(&dir), "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["ok"], false);
+    let problem = &v["problems"][0];
+    assert_eq!(problem["path"], path(&first));
+    assert_eq!(problem["offset"], 64);
+    assert!(problem["reason"].as_str().is_some_and(|r| !r.is_empty()), "{v}");
+
+    assert!(contents(&dir) == before, "verify changed the damaged store");
+}
+
+#[test]
+fn verify_exits_3_when_corruption_keeps_the_store_from_opening() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = multi_segment_store(tmp.path());
+    // Without its checkpoint the damaged sealed segment is scanned at open,
+    // and the open itself fails on the bad frame.
+    std::fs::remove_file(dir.join("00000000000000000000.idx")).unwrap();
+    let first = dir.join("00000000000000000000.seg");
+    flip_byte(&first, 64 + 100);
+    let out = factlog(&["verify", path(&dir)]);
+    assert_eq!(out.status.code(), Some(3), "{}\n{}", stdout(&out), stderr(&out));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: cannot open the store: corrupt data in"), "{err}");
+    assert!(err.contains(&format!("{} at offset 64", first.display())), "{err}");
+
+    let out = factlog(&["verify", path(&dir), "--json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!((&v["ok"], &v["opened"]), (&json!(false), &json!(false)));
+    assert_eq!(v["problems"][0]["path"], path(&first));
+    assert_eq!(v["problems"][0]["offset"], 64);
+
+    // Reading it is an error like any other.
+    let out = factlog(&["read", path(&dir), "--all"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn inspecting_commands_change_no_byte_of_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = multi_segment_store(tmp.path());
+    // Stale bytes past the end of the log in the active segment: a torn
+    // tail that a writer would zero, and that readers must leave alone.
+    let active = segment_files(&dir).pop().unwrap();
+    let len = std::fs::metadata(&active).unwrap().len() as usize;
+    let mut bytes = std::fs::read(&active).unwrap();
+    bytes[len - 16..len - 8].copy_from_slice(&[0xab; 8]);
+    std::fs::write(&active, bytes).unwrap();
+    let before = contents(&dir);
+    let d = path(&dir);
+    let commands: [&[&str]; 10] = [
+        &["read", d, "--all"],
+        &["read", d, "--aggregate", "agg-3", "--backward"],
+        &["stats", d],
+        &["stats", d, "--json"],
+        &["verify", d],
+        &["verify", d, "--json"],
+        &["dump", d],
+        &["dump", d, "--json", "--segment", "0"],
+        &["read", d, "--all", "--from", "150"],
+        &["dump", d, "--from", "199"],
+    ];
+    for args in commands {
+        ok(args);
+        assert!(contents(&dir) == before, "factlog {args:?} changed the store");
+    }
+    assert_eq!(json_lines(&ok(&["read", d, "--all"])).len() as u64, MULTI_EVENTS);
+
+    // verify reports the torn tail without counting it as a problem.
+    let text = ok(&["verify", d]);
+    let torn = row(&text, "torn tail");
+    assert!(torn.starts_with(&format!("{}:", active.display())), "{text}");
+    assert!(torn.contains("stale bytes"), "{text}");
+    assert_eq!(row(&text, "problems"), "0", "{text}");
+    let v: Value = serde_json::from_str(&ok(&["verify", d, "--json"])).unwrap();
+    assert_eq!(v["torn_tail"]["path"], path(&active));
+    assert_eq!(v["ok"], true);
+
+    // The sample store, built by the CLI's own appends, too.
+    let sample = sample_store(tmp.path());
+    let before = contents(&sample);
+    let s = path(&sample);
+    for args in [&["read", s, "--all"][..], &["stats", s], &["verify", s], &["dump", s, "--json"]] {
+        ok(args);
+    }
+    assert!(contents(&sample) == before, "an inspecting command changed the sample store");
+}
+
+#[test]
+fn a_store_open_for_writing_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_store(tmp.path());
+    let d = path(&dir);
+    let commands: [&[&str]; 4] = [&["read", d, "--all"], &["stats", d], &["verify", d], &["dump", d]];
+    {
+        let _writer = Store::open(&dir, Options::default()).unwrap();
+        for args in commands {
+            let out = factlog(args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+            assert!(out.stdout.is_empty(), "{args:?}");
+            let err = stderr(&out);
+            let want = format!("error: store {d} is open for writing by another process; ");
+            assert!(err.starts_with(&want), "{args:?}: {err}");
+        }
+    }
+    // Other readers are no obstacle.
+    let _reader = Store::open_read_only(&dir, Options::default()).unwrap();
+    for args in commands {
+        ok(args);
+    }
+    assert_eq!(json_lines(&ok(&["read", d, "--all"])).len(), 4);
+}
+
+/// The `key=value` fields of a dump line (the data preview, last, may hold spaces).
+fn dump_fields(line: &str) -> BTreeMap<&str, &str> {
+    let (head, data) = line.split_once(" data=").unwrap_or_else(|| panic!("no data in {line}"));
+    let mut fields: BTreeMap<&str, &str> =
+        head.split(' ').map(|f| f.split_once('=').unwrap_or_else(|| panic!("{f} in {line}"))).collect();
+    fields.insert("data", data);
+    fields
+}
+
+#[test]
+fn dump_prints_positions_offsets_and_previews() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_store(tmp.path());
+    let d = path(&dir);
+    let text = ok(&["dump", d]);
+    let lines: Vec<_> = text.lines().map(dump_fields).collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    let first = &lines[0];
+    assert_eq!(first["position"], "0");
+    assert_eq!(first["segment"], "00000000000000000000.seg");
+    assert_eq!(first["offset"], "64");
+    assert_eq!(first["aggregate"], "\"acct-1\"");
+    assert_eq!(first["version"], "0");
+    assert_eq!(first["type"], "\"AccountOpened\"");
+    assert_eq!(first["event_version"], "2");
+    assert!(first["occurred_at"].starts_with("20") && first["occurred_at"].ends_with('Z'), "{text}");
+    assert_eq!(first["data_len"], r#"{"owner": "ada", "limit": 100}"#.len().to_string());
+    assert_eq!(first["data"], r#"{"owner": "ada", "limit": 100}"#);
+    let positions: Vec<&str> = lines.iter().map(|l| l["position"]).collect();
+    assert_eq!(positions, ["0", "1", "2", "3"]);
+    let offsets: Vec<u64> = lines.iter().map(|l| l["offset"].parse().unwrap()).collect();
+    assert!(offsets.windows(2).all(|w| w[0] < w[1]), "{offsets:?}");
+    assert_eq!(lines[2]["data"], "null");
+
+    let out = ok(&["dump", d, "--from", "1", "--limit", "2"]);
+    assert_eq!(out.lines().map(|l| dump_fields(l)["position"]).collect::<Vec<_>>(), ["1", "2"]);
+
+    let v: Value = serde_json::from_str(ok(&["dump", d, "--json", "--from", "3"]).trim_end()).unwrap();
+    assert_eq!(v["position"], 3);
+    assert_eq!(v["segment"], "00000000000000000000.seg");
+    assert_eq!(v["offset"], offsets[3]);
+    assert_eq!(v["aggregate_id"], "acct-1");
+    assert_eq!(v["version"], 2);
+    assert_eq!(v["event_type"], "FundsWithdrawn");
+    assert_eq!(v["data_preview"], "[1, 2.50, \"x\"]");
+    assert!(v["recorded_at"].is_i64());
+}
+
+#[test]
+fn dump_segment_restricts_to_one_segment() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = multi_segment_store(tmp.path());
+    let d = path(&dir);
+    let segs = segment_files(&dir);
+    let firsts: Vec<u64> = segs.iter().map(|p| p.file_stem().unwrap().to_str().unwrap().parse().unwrap()).collect();
+    let all = ok(&["dump", d]);
+    assert_eq!(all.lines().count() as u64, MULTI_EVENTS);
+    let long = dump_fields(all.lines().next().unwrap())["data"].to_string();
+    assert!(long.ends_with("...") && long.len() == 63, "{long}");
+
+    let name = segs[1].file_name().unwrap().to_str().unwrap();
+    let by_name = ok(&["dump", d, "--segment", name]);
+    let lines: Vec<_> = by_name.lines().map(dump_fields).collect();
+    let positions: Vec<u64> = lines.iter().map(|l| l["position"].parse().unwrap()).collect();
+    assert_eq!(positions, (firsts[1]..firsts[2]).collect::<Vec<_>>());
+    assert!(lines.iter().all(|l| l["segment"] == name), "{by_name}");
+    assert_eq!(lines[0]["offset"], "64");
+    // The same segment by first position, and by path.
+    assert_eq!(ok(&["dump", d, "--segment", &firsts[1].to_string()]), by_name);
+    assert_eq!(ok(&["dump", d, "--segment", path(&segs[1])]), by_name);
+    // With --from and --limit inside it.
+    let from = (firsts[1] + 2).to_string();
+    let part = ok(&["dump", d, "--segment", name, "--from", &from, "--limit", "3"]);
+    let got: Vec<u64> = part.lines().map(|l| dump_fields(l)["position"].parse().unwrap()).collect();
+    assert_eq!(got, [firsts[1] + 2, firsts[1] + 3, firsts[1] + 4]);
+    // The last segment runs to the end of the log.
+    let last = ok(&["dump", d, "--segment", &firsts[firsts.len() - 1].to_string(), "--json"]);
+    let last: Vec<Value> = last.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(last.last().unwrap()["position"], MULTI_EVENTS - 1);
+    assert_eq!(last[0]["position"], firsts[firsts.len() - 1]);
+
+    let out = factlog(&["dump", d, "--segment", &(firsts[1] + 1).to_string()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("no segment starts at position {}", firsts[1] + 1)), "{}", stderr(&out));
+    let out = factlog(&["dump", d, "--segment", "nonsense"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("expected a segment file name"), "{}", stderr(&out));
 }

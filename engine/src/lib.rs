@@ -53,7 +53,7 @@ pub use event::{
 pub use fault::Faults;
 pub use options::{Durability, Options, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 pub use recovery::{RecoveryReport, Repair, TornTail};
-pub use segment::FORMAT_VERSION;
+pub use segment::{FORMAT_VERSION, POSITION_LIMIT};
 pub use snapshot::{Snapshot, SnapshotInfo, SnapshotRecovery};
 pub use store::{AggregateEvents, AllEvents, Loaded, Reader, Stats, Store, LOCK_NAME, MARKER_NAME};
 pub use verify::{Problem, VerifyReport};

@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::index::{self, CheckpointEntry, IndexState, SegmentSlot};
 use crate::options::Options;
 use crate::record::{self, FrameError};
-use crate::segment::{self, Segment, HEADER_BYTES};
+use crate::segment::{self, IndexDigest, LazyExpect, Segment, HEADER_BYTES};
 
 /// What recovery found and did while opening a store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -168,6 +168,30 @@ fn zero_tail(seg: &Segment, from: u64) -> Result<u64> {
     Ok(zeroed)
 }
 
+/// Offset of the first non-zero byte of `seg` at or after `from`, read with
+/// `pread` rather than through the map, so that checking the (normally all
+/// zero) unwritten part of the active segment does not pull it into the
+/// process's resident memory.
+fn first_nonzero(seg: &Segment, from: u64) -> Result<Option<u64>> {
+    let file = std::fs::File::open(&seg.path).map_err(|e| Error::io("open segment", &seg.path, e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut at = from;
+    while at < seg.len() {
+        let n = (seg.len() - at).min(buf.len() as u64) as usize;
+        // A file shorter than its segment (read-only look at a cut active
+        // segment) reads as zeros past its end, as recovery would pad it.
+        let got = file.read_at(&mut buf[..n], at).map_err(|e| Error::io("read segment tail", &seg.path, e))?;
+        if got == 0 {
+            break;
+        }
+        if let Some(i) = buf[..got].iter().position(|b| *b != 0) {
+            return Ok(Some(at + i as u64));
+        }
+        at += got as u64;
+    }
+    Ok(None)
+}
+
 /// Looks past `from` (where the valid log ends) for a frame with a valid
 /// checksum that a `Sync`-mode writer wrote in a later `pwrite` than the one
 /// covering `from`. Such a write was only issued after everything before it
@@ -258,7 +282,13 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool) -> Result<Rec
             let idx_path = dir.join(index::file_name(first));
             if let Ok(cp) = index::read_checkpoint(&idx_path, first) {
                 if cp.entries.len() as u64 == end - first {
-                    let seg = Arc::new(Segment::open(path.clone(), Some(end))?);
+                    let mut digest = IndexDigest::new();
+                    for (n, offset, version) in &cp.entries {
+                        let name = cp.names.get(*n as usize).map(String::as_str).unwrap_or_default();
+                        digest.add(*offset, name, *version);
+                    }
+                    let lazy = LazyExpect { end, digest: digest.finish() };
+                    let seg = Arc::new(Segment::open(path.clone(), Some(lazy))?);
                     check_header(&seg, first)?;
                     load_checkpoint(&mut index, seg, &cp).map_err(|r| Error::corrupt(&idx_path, 0, r))?;
                     report.checkpoints_loaded += 1;
@@ -328,7 +358,8 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool) -> Result<Rec
                 // The active segment: cut whatever follows the last complete batch,
                 // unless a later, separately synced write proves the damage is not a
                 // torn tail but corruption of acknowledged data.
-                if let Some(later) = later_synced_write(&seg, end_offset) {
+                let dirty = first_nonzero(&seg, end_offset)?;
+                if let Some(later) = dirty.and_then(|_| later_synced_write(&seg, end_offset)) {
                     let reason = format!(
                         "damaged frame before a later synced write at offset {later}: corruption, not a torn tail{}",
                         if opts.repair { "" } else { " (open with repair to truncate the log here)" }
@@ -345,12 +376,20 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool) -> Result<Rec
                         reason,
                     });
                 }
-                let zeroed = if read_only { 0 } else { zero_tail(&seg, end_offset)? + padded };
-                let stale =
-                    read_only && seg.bytes().get(end_offset as usize..).is_some_and(|b| b.iter().any(|x| *x != 0));
+                let zeroed = match dirty {
+                    Some(d) if !read_only => zero_tail(&seg, d)? + padded,
+                    _ => padded,
+                };
+                let stale = read_only && dirty.is_some();
                 if problem.is_some() || zeroed > 0 || stale {
-                    let (_, reason, dropped) =
-                        problem.unwrap_or((end_offset, "stale bytes after the last batch".into(), 0));
+                    let (_, reason, dropped) = problem.unwrap_or_else(|| {
+                        let why = if dirty.is_none() {
+                            format!("file was {padded} bytes short of its segment size; padded with zeros")
+                        } else {
+                            "stale bytes after the last batch".into()
+                        };
+                        (end_offset, why, 0)
+                    });
                     report.torn_tail = Some(TornTail {
                         path: path.clone(),
                         offset: end_offset,

@@ -35,6 +35,10 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"FACTLOG\x1a";
 pub const FORMAT_VERSION: u32 = 1;
 /// Bytes of the segment header; the first frame starts here.
 pub const HEADER_BYTES: u64 = 64;
+/// Global positions are below this (2^62). A segment header whose first
+/// position is at or above it is corrupt, and an append that would reach it
+/// is refused, so position arithmetic can never overflow.
+pub const POSITION_LIMIT: u64 = 1 << 62;
 /// File name suffix of segments.
 pub const SEGMENT_SUFFIX: &str = ".seg";
 /// Name of the zero-filled file prepared ahead of a roll.
@@ -108,7 +112,16 @@ impl SegmentHeader {
         if u64::from(u32_at(12)) != HEADER_BYTES {
             return Err(Error::corrupt(path, 12, "unexpected header size"));
         }
-        Ok(SegmentHeader { first_position: u64_at(16), segment_bytes: u64_at(24), created_at: u64_at(32) as i64 })
+        let (first_position, segment_bytes) = (u64_at(16), u64_at(24));
+        if first_position >= POSITION_LIMIT {
+            return Err(Error::corrupt(path, 16, format!("first position {first_position} out of range")));
+        }
+        if !(crate::options::SEGMENT_BYTES_MIN..=crate::options::SEGMENT_BYTES_MAX).contains(&segment_bytes)
+            || !segment_bytes.is_multiple_of(4096)
+        {
+            return Err(Error::corrupt(path, 24, format!("segment size {segment_bytes} out of range")));
+        }
+        Ok(SegmentHeader { first_position, segment_bytes, created_at: u64_at(32) as i64 })
     }
 }
 
@@ -171,6 +184,52 @@ pub fn install(dir: &Path, first_position: u64, segment_bytes: u64, faults: &Fau
 /// Outcome of a once-per-process validation: `Err((offset, reason))`.
 type LazyCheck = std::result::Result<(), (u64, String)>;
 
+/// What a sealed segment loaded from an index checkpoint is checked against
+/// on first read.
+#[derive(Debug, Clone, Copy)]
+pub struct LazyExpect {
+    /// One past the position of the segment's last frame.
+    pub end: u64,
+    /// [`IndexDigest`] of the checkpoint's (offset, aggregate, version) per
+    /// event. The walk of the frame chain must produce the same digest, so the
+    /// index can only ever point at frames that were validated.
+    pub digest: u64,
+}
+
+/// A digest of a segment's index entries in position order, keyed with a
+/// random per-process key (SipHash), so a crafted checkpoint cannot be aimed
+/// at a collision.
+pub struct IndexDigest(std::collections::hash_map::DefaultHasher);
+
+impl IndexDigest {
+    /// An empty digest under this process's key.
+    pub fn new() -> IndexDigest {
+        use std::hash::BuildHasher;
+        static KEY: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
+        IndexDigest(KEY.get_or_init(std::collections::hash_map::RandomState::new).build_hasher())
+    }
+
+    /// Adds the next event's entry.
+    pub fn add(&mut self, offset: u32, aggregate_id: &str, version: u64) {
+        use std::hash::Hasher;
+        self.0.write_u32(offset);
+        self.0.write_u64(version);
+        self.0.write_usize(aggregate_id.len());
+        self.0.write(aggregate_id.as_bytes());
+    }
+
+    /// The digest.
+    pub fn finish(&self) -> u64 {
+        std::hash::Hasher::finish(&self.0)
+    }
+}
+
+impl Default for IndexDigest {
+    fn default() -> Self {
+        IndexDigest::new()
+    }
+}
+
 /// The read side of one segment: its header facts and a read-only map of the
 /// whole file.
 pub struct Segment {
@@ -180,8 +239,8 @@ pub struct Segment {
     pub first_position: u64,
     map: Mmap,
     /// For a sealed segment loaded from an index checkpoint (never scanned in
-    /// this process): the end position, and the once-only validation result.
-    lazy_check: Option<(u64, OnceLock<LazyCheck>)>,
+    /// this process): what the checkpoint says, and the once-only validation result.
+    lazy_check: Option<(LazyExpect, OnceLock<LazyCheck>)>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -191,17 +250,18 @@ impl std::fmt::Debug for Segment {
 }
 
 impl Segment {
-    /// Opens and maps a segment, checking its header. `lazy_end`: for a sealed
-    /// segment not scanned during recovery, its end position; its frames are
-    /// validated (checksum + structure) on first read.
-    pub fn open(path: PathBuf, lazy_end: Option<u64>) -> Result<Segment> {
-        Segment::open_with(path, lazy_end, false)
+    /// Opens and maps a segment, checking its header. `lazy`: for a sealed
+    /// segment not scanned during recovery, what its checkpoint says; its
+    /// frames are validated (checksum + structure + agreement with the
+    /// checkpoint) on first read.
+    pub fn open(path: PathBuf, lazy: Option<LazyExpect>) -> Result<Segment> {
+        Segment::open_with(path, lazy, false)
     }
 
     /// [`Segment::open`]; with `allow_short`, a file cut shorter than its
-    /// header says is mapped as far as it goes (read-only inspection, where
-    /// recovery may not pad it back).
-    pub fn open_with(path: PathBuf, lazy_end: Option<u64>, allow_short: bool) -> Result<Segment> {
+    /// header says is read into memory and padded with zeros (read-only
+    /// inspection, where recovery may not pad the file back).
+    pub fn open_with(path: PathBuf, lazy: Option<LazyExpect>, allow_short: bool) -> Result<Segment> {
         let file = File::open(&path).map_err(|e| Error::io("open segment", &path, e))?;
         let mut head = [0u8; HEADER_BYTES as usize];
         file.read_exact_at(&mut head, 0).map_err(|e| {
@@ -212,16 +272,24 @@ impl Segment {
             }
         })?;
         let header = SegmentHeader::decode(&path, &head)?;
-        let mut len = header.segment_bytes;
-        if allow_short {
-            len = len.min(file.metadata().map_err(|e| Error::io("stat segment", &path, e))?.len());
-        }
-        let map = crate::mmap::map_readonly(&file, len, &path)?;
+        let file_len = file.metadata().map_err(|e| Error::io("stat segment", &path, e))?.len();
+        let map = if allow_short && file_len < header.segment_bytes {
+            // Read-only inspection of an active segment cut short: read it into
+            // zeroed memory of the full size, so it reads exactly as the
+            // zero-padded file a read-write open would recover.
+            let mut buf = memmap2::MmapMut::map_anon(header.segment_bytes as usize)
+                .map_err(|e| Error::io("map memory for a short segment", &path, e))?;
+            file.read_exact_at(&mut buf[..file_len as usize], 0)
+                .map_err(|e| Error::io("read short segment", &path, e))?;
+            buf.make_read_only().map_err(|e| Error::io("protect short segment copy", &path, e))?
+        } else {
+            crate::mmap::map_readonly(&file, header.segment_bytes, &path)?
+        };
         Ok(Segment {
             path,
             first_position: header.first_position,
             map,
-            lazy_check: lazy_end.map(|end| (end, OnceLock::new())),
+            lazy_check: lazy.map(|expect| (expect, OnceLock::new())),
         })
     }
 
@@ -241,18 +309,26 @@ impl Segment {
     }
 
     fn ensure_checked(&self) -> Result<()> {
-        let Some((end, once)) = &self.lazy_check else { return Ok(()) };
+        let Some((expect, once)) = &self.lazy_check else { return Ok(()) };
         let r = once.get_or_init(|| {
             let mut offset = HEADER_BYTES as usize;
             let mut pos = self.first_position;
-            while pos < *end {
-                match self.validate_at(offset, pos) {
-                    Ok(frame_len) => {
+            let mut digest = IndexDigest::new();
+            while pos < expect.end {
+                match self.validate_frame(offset, pos) {
+                    Ok((ev, frame_len)) => {
+                        digest.add(offset as u32, ev.aggregate_id(), ev.version());
                         offset += frame_len;
                         pos += 1;
                     }
                     Err(e) => return Err((offset as u64, e)),
                 }
+            }
+            if digest.finish() != expect.digest {
+                return Err((
+                    HEADER_BYTES,
+                    "frames disagree with the index checkpoint (offset, aggregate or version)".to_string(),
+                ));
             }
             Ok(())
         });
@@ -260,16 +336,16 @@ impl Segment {
     }
 
     /// Fully validates the frame at `offset` (checksum + rkyv structure + claimed
-    /// position) and returns its length.
-    pub fn validate_at(&self, offset: usize, position: u64) -> std::result::Result<usize, String> {
+    /// position); returns its event and length.
+    fn validate_frame(&self, offset: usize, position: u64) -> std::result::Result<(EventRef<'_>, usize), String> {
         let bytes = self.map.get(offset..).ok_or("offset past end of segment")?;
         let h = record::parse_header(bytes, self.max_body()).map_err(frame_msg)?;
         if h.position != position {
             return Err(format!("frame claims position {}, expected {position}", h.position));
         }
         let body = record::checked_body(bytes, &h).map_err(frame_msg)?;
-        record::validate_body(body, &h).map_err(frame_msg)?;
-        Ok(h.frame_len())
+        let archived = record::validate_body(body, &h).map_err(frame_msg)?;
+        Ok((EventRef { body: archived }, h.frame_len()))
     }
 
     /// The event at `offset`, which must claim `position`. Verifies the checksum

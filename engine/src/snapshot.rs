@@ -16,7 +16,7 @@
 //! 24 4 crc32 of 0..24 ++ body                28 4 reserved (0)
 //! 32 body: version u64, taken_at i64, schema_version u32,
 //!          uncompressed length u32, codec u8 (0 raw, 1 zstd), aggregate id length u8,
-//!          reserved u16, payload length u32, reserved u32, aggregate id, payload
+//!          reserved u16, payload length u32, reserved u64, aggregate id, payload
 //! ```
 //! Sealed-file checkpoint (`.sidx`): magic `b"FLOGSIDX"`, entry count u64,
 //! CRC32 u32 of the entries, reserved u32, then per record: u8 id length, id,
@@ -258,6 +258,9 @@ pub fn decode_frame(bytes: &[u8]) -> std::result::Result<Option<SnapFrame<'_>>, 
     if c.finalize() != u32_at(h, 24) {
         return Err("snapshot frame checksum mismatch".into());
     }
+    if body[26..28].iter().chain(&body[32..BODY_FIXED]).any(|b| *b != 0) {
+        return Err("snapshot frame reserved bytes not zero".into());
+    }
     let agg_len = body[25] as usize;
     let payload_len = u32_at(body, 28) as usize;
     if BODY_FIXED + agg_len + payload_len != body_len || agg_len == 0 || body[24] > 1 {
@@ -340,7 +343,20 @@ impl Snapshots {
         let bytes = std::fs::read(&path).map_err(|e| Error::io("read snapshot file", &path, e))?;
         check_file_header(&path, &bytes, no)?;
         if !active {
-            if let Ok(entries) = read_sidx(&self.dir.join(sidx_name(no)), bytes.len() as u64) {
+            // The checkpoint is used only if the file's last record decodes: its
+            // sequence number keeps `next_seq` above every stored one.
+            let last_seq = |entries: &[(String, Loc)]| {
+                let Some((_, last)) = entries.iter().max_by_key(|(_, l)| l.offset) else { return Some(None) };
+                let frame = bytes.get(last.offset as usize..)?;
+                Some(Some(decode_frame(frame).ok()??.seq))
+            };
+            if let Some((entries, seq)) = read_sidx(&self.dir.join(sidx_name(no)), bytes.len() as u64)
+                .ok()
+                .and_then(|e| last_seq(&e).map(|s| (e, s)))
+            {
+                if let Some(seq) = seq {
+                    self.next_seq = self.next_seq.max(seq + 1);
+                }
                 let records = entries.len() as u64;
                 for (agg, loc) in entries {
                     self.insert(&agg, Loc { file_no: no, ..loc });
@@ -516,9 +532,14 @@ impl Snapshots {
         v
     }
 
-    /// Rewrites sealed files whose records are mostly superseded. Crash-safe:
-    /// the new file is complete and renamed into place before the old one is
-    /// removed; a crash in between leaves duplicates that load identically.
+    /// Rewrites sealed files whose records are mostly superseded. A file is
+    /// rewritten under its own number (its live records, in their order, into
+    /// a temporary file renamed over it), so file order stays log order: the
+    /// active file stays the highest-numbered one and, for one aggregate and
+    /// version, a later save always sorts after an earlier one. Crash-safe:
+    /// the rename is atomic (old file or new file, never neither), and the
+    /// old checkpoint is removed before it, so a crash in between leaves a
+    /// sealed file without checkpoint, which the next open scans.
     pub(crate) fn compact(&mut self) -> Result<usize> {
         let active_no = self.active_no;
         let candidates: Vec<u64> = self
@@ -529,42 +550,42 @@ impl Snapshots {
             .map(|f| f.no)
             .collect();
         let mut done = 0;
-        for old in candidates {
-            let live = self.entries_of(old);
-            let Some(pos) = self.files.iter().position(|f| f.no == old) else { continue };
-            let old_path = self.files[pos].path.clone();
+        for no in candidates {
+            let live = self.entries_of(no);
+            let Some(pos) = self.files.iter().position(|f| f.no == no) else { continue };
+            let path = self.files[pos].path.clone();
             let old_file = Arc::clone(&self.files[pos].file);
+            let sidx = self.dir.join(sidx_name(no));
             if live.is_empty() {
                 // Nothing live: the file simply goes.
-                std::fs::remove_file(&old_path)
-                    .map_err(|e| Error::io("remove superseded snapshot file", &old_path, e))?;
-                let _ = std::fs::remove_file(self.dir.join(sidx_name(old)));
+                std::fs::remove_file(&path).map_err(|e| Error::io("remove superseded snapshot file", &path, e))?;
+                let _ = std::fs::remove_file(&sidx);
                 sync_dir(&self.dir)?;
                 self.files.remove(pos);
                 done += 1;
                 continue;
             }
-            let new_no = self.next_file_no();
-            let tmp = self.dir.join(format!("{}.tmp", file_name(new_no)));
-            let path = self.dir.join(file_name(new_no));
-            let mut buf = file_header(new_no).to_vec();
+            let tmp = self.dir.join(format!("{}.tmp", file_name(no)));
+            let mut buf = file_header(no).to_vec();
             let mut moved = Vec::with_capacity(live.len());
             for (agg, loc) in &live {
                 let mut frame = vec![0u8; loc.len as usize];
                 old_file
                     .read_exact_at(&mut frame, loc.offset)
-                    .map_err(|e| Error::io("read snapshot for compaction", &old_path, e))?;
-                decode_frame(&frame).map_err(|r| Error::corrupt(&old_path, loc.offset, r))?;
-                moved.push((
-                    agg.clone(),
-                    Loc { version: loc.version, file_no: new_no, offset: buf.len() as u64, len: loc.len },
-                ));
+                    .map_err(|e| Error::io("read snapshot for compaction", &path, e))?;
+                decode_frame(&frame).map_err(|r| Error::corrupt(&path, loc.offset, r))?;
+                moved.push((agg.clone(), Loc { offset: buf.len() as u64, ..*loc }));
                 buf.extend_from_slice(&frame);
             }
             std::fs::write(&tmp, &buf).map_err(|e| Error::io("write compacted snapshots", &tmp, e))?;
             File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io("fsync compacted snapshots", &tmp, e))?;
-            write_sidx(&self.dir, new_no, &moved)?;
-            // IMPORTANT: the new file is durable and in place before the old one goes.
+            // IMPORTANT: the old checkpoint goes (durably) before the file it
+            // describes is replaced; the new one is written after.
+            match std::fs::remove_file(&sidx) {
+                Ok(()) => sync_dir(&self.dir)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove snapshot checkpoint", &sidx, e)),
+            }
             std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename compacted snapshots", &path, e))?;
             sync_dir(&self.dir)?;
             let file = OpenOptions::new()
@@ -572,24 +593,16 @@ impl Snapshots {
                 .write(true)
                 .open(&path)
                 .map_err(|e| Error::io("open compacted snapshots", &path, e))?;
-            std::fs::remove_file(&old_path).map_err(|e| Error::io("remove compacted snapshot file", &old_path, e))?;
-            let _ = std::fs::remove_file(self.dir.join(sidx_name(old)));
-            sync_dir(&self.dir)?;
+            let _ = write_sidx(&self.dir, no, &moved);
             for (agg, loc) in &moved {
                 if let Some(list) = self.index.get_mut(agg.as_str()) {
-                    if let Some(l) = list.iter_mut().find(|l| l.version == loc.version) {
+                    if let Some(l) = list.iter_mut().find(|l| l.version == loc.version && l.file_no == no) {
                         *l = *loc;
                     }
                 }
             }
-            self.files.remove(pos);
-            self.files.push(SnapFile {
-                no: new_no,
-                path,
-                file: Arc::new(file),
-                len: buf.len() as u64,
-                records: moved.len() as u64,
-            });
+            self.files[pos] =
+                SnapFile { no, path, file: Arc::new(file), len: buf.len() as u64, records: moved.len() as u64 };
             done += 1;
         }
         Ok(done)

@@ -28,7 +28,7 @@ use crate::fault::Faults;
 use crate::index::{CheckpointEntry, IndexState, SegmentSlot};
 use crate::options::{Durability, Options};
 use crate::record::{self, RecordBody};
-use crate::segment::{self, Segment, HEADER_BYTES};
+use crate::segment::{self, Segment, HEADER_BYTES, POSITION_LIMIT};
 use crate::store::Shared;
 
 /// How long the idle writer polls its queue before blocking, in microseconds.
@@ -73,6 +73,7 @@ pub(crate) struct Writer {
     unsynced: bool,
     last_sync: Instant,
     preparer: Option<JoinHandle<Result<()>>>,
+    checkpointer: Option<JoinHandle<()>>,
     last_recorded_at: i64,
 }
 
@@ -102,6 +103,7 @@ impl Writer {
             unsynced: false,
             last_sync: Instant::now(),
             preparer: None,
+            checkpointer: None,
             last_recorded_at,
         }
     }
@@ -189,6 +191,9 @@ impl Writer {
     fn finish(&mut self) -> Result<()> {
         if let Some(p) = self.preparer.take() {
             let _ = p.join();
+        }
+        if let Some(c) = self.checkpointer.take() {
+            let _ = c.join();
         }
         if self.shared.poison_cause().is_some() {
             return Ok(());
@@ -425,6 +430,12 @@ impl Writer {
             };
             let first_version = current.map_or(0, |v| v + 1);
             let first_position = self.next_position;
+            if first_position.saturating_add(req.events.len() as u64) > POSITION_LIMIT {
+                outcomes.push(Err(Error::InvalidInput(format!(
+                    "the log's position space is exhausted (positions end below {POSITION_LIMIT})"
+                ))));
+                continue;
+            }
             let mark = self.buf.len();
             let mut offsets = match self.encode(req, first_version, first_position, recorded_at) {
                 Ok(o) => o,
@@ -597,26 +608,19 @@ impl Writer {
 
     /// Writes the index checkpoint of the active segment. A failure is not
     /// fatal: recovery rebuilds a missing checkpoint from the segment.
-    fn checkpoint_active(&self) {
-        let seg = &self.active.seg;
-        let mut entries = Vec::new();
-        let mut offset = HEADER_BYTES;
-        let mut position = seg.first_position;
-        while offset < self.active.write_offset {
-            match seg.event_at(offset, position) {
-                Ok((ev, len)) => {
-                    entries.push(CheckpointEntry {
-                        aggregate_id: ev.aggregate_id(),
-                        version: ev.version(),
-                        offset: offset as u32,
-                    });
-                    offset += len as u64;
-                    position += 1;
-                }
-                Err(_) => return,
-            }
+    /// Starts writing the sealed active segment's checkpoint on a background
+    /// thread (one at a time), off the append path.
+    fn checkpoint_active(&mut self) {
+        if let Some(c) = self.checkpointer.take() {
+            let _ = c.join();
         }
-        let _ = crate::index::write_checkpoint(&self.shared.dir, seg.first_position, &entries);
+        let seg = Arc::clone(&self.active.seg);
+        let end = self.active.write_offset;
+        let dir = self.shared.dir.clone();
+        self.checkpointer = std::thread::Builder::new()
+            .name("factlog-checkpoint".into())
+            .spawn(move || write_checkpoint_of(&dir, &seg, end))
+            .ok();
     }
 
     fn start_preparing(&mut self) {
@@ -636,4 +640,27 @@ impl Writer {
             })
             .ok();
     }
+}
+
+/// Writes the checkpoint of a sealed segment whose frames end at `end`. A
+/// failure is not fatal: recovery rebuilds a missing checkpoint from the segment.
+fn write_checkpoint_of(dir: &std::path::Path, seg: &Segment, end: u64) {
+    let mut entries = Vec::new();
+    let mut offset = HEADER_BYTES;
+    let mut position = seg.first_position;
+    while offset < end {
+        match seg.event_at(offset, position) {
+            Ok((ev, len)) => {
+                entries.push(CheckpointEntry {
+                    aggregate_id: ev.aggregate_id(),
+                    version: ev.version(),
+                    offset: offset as u32,
+                });
+                offset += len as u64;
+                position += 1;
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = crate::index::write_checkpoint(dir, seg.first_position, &entries);
 }

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use factlog::{NewEvent, Options};
 
+pub mod fuzz_checks;
 
 /// A deterministic 16-byte id from two numbers.
 pub fn id(a: u64, b: u64) -> [u8; 16] {

@@ -182,6 +182,30 @@ fn unknown_format_version_and_foreign_files_are_clear_errors() {
     assert!(matches!(Store::open(dir.path(), small_options()), Err(Error::UnsupportedFormat { found: 7, .. })));
 }
 
+/// Fuzz finding F2: a header with a valid checksum declaring an absurd
+/// segment size must be refused, not padded to (recovery pads a short active
+/// segment up to its header's size).
+#[test]
+fn a_segment_header_declaring_an_absurd_size_or_position_is_refused() {
+    let (dir, _) = store_with_sealed_segments();
+    let active = files(dir.path(), "seg").pop().unwrap();
+    let original = std::fs::read(&active).unwrap();
+    for (at, value) in [(24usize, 1u64 << 40), (24, 65 * 1024 + 1), (16, u64::MAX)] {
+        let mut b = original.clone();
+        b[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        let crc = crc32fast::hash(&b[..60]);
+        b[60..64].copy_from_slice(&crc.to_le_bytes());
+        std::fs::write(&active, &b[..4096]).unwrap();
+        match Store::open(dir.path(), small_options()) {
+            Err(Error::Corrupt { path, offset, .. }) => assert_eq!((path, offset), (active.clone(), at as u64)),
+            other => panic!("header field at {at} = {value}: {:?}", other.map(|s| s.last_position())),
+        }
+        assert_eq!(std::fs::metadata(&active).unwrap().len(), 4096, "the refused file was written to");
+    }
+    std::fs::write(&active, &original).unwrap();
+    Store::open(dir.path(), small_options()).unwrap();
+}
+
 #[test]
 fn garbage_after_the_last_batch_is_cut_and_reported() {
     let dir = tempfile::tempdir().unwrap();

@@ -44,7 +44,11 @@ fn sigkill_during_snapshot_compaction_loses_no_acknowledged_snapshot() {
                 .latest_snapshot(agg)
                 .unwrap_or_else(|e| panic!("cycle {cycle}: {agg}: {e}"))
                 .unwrap_or_else(|| panic!("cycle {cycle}: acknowledged snapshot of {agg} v{acked} LOST"));
-            assert!(snap.version >= *acked, "cycle {cycle}: {agg} snapshot v{} older than acked v{acked}", snap.version);
+            assert!(
+                snap.version >= *acked,
+                "cycle {cycle}: {agg} snapshot v{} older than acked v{acked}",
+                snap.version
+            );
             assert_eq!(snap.data, spec::state(agg, snap.version), "cycle {cycle}: {agg} v{} altered", snap.version);
             verified += 1;
         }

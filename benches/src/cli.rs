@@ -1,0 +1,156 @@
+//! Command-line interface of `factlog-bench`.
+
+use crate::engines::{Durability, EngineKind};
+use crate::workloads::{Params, Workload};
+use clap::Parser;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Compares factlog with SQLite and fjall on six event-store workloads and
+/// against this machine's physical limits.
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "factlog-bench",
+    version,
+    about = "Benchmark factlog against SQLite and fjall (W1–W6) and against the machine's physical limits",
+    long_about = "Benchmark factlog against SQLite (WAL) and fjall on six workloads:\n\
+  W1 durable single-event appends, 1 writer (exact expected version)\n\
+  W2 the same with N concurrent writers (--writers)\n\
+  W3 durable batched appends of --batch events, 1 writer\n\
+  W4 buffered bulk load of --events over --aggregates\n\
+  W5 replay of random aggregates from the W4 store\n\
+  W6 full scan of the W4 store in global order\n\
+The machine's fsync rate, sequential write bandwidth and memcpy bandwidth are measured in the same run.\n\
+Defaults finish in about two minutes on a 2-core machine; the issue's full size is `--events 1000000` \
+(10,000 aggregates of 100 events)."
+)]
+pub struct Args {
+    /// Events loaded by W4 and read back by W5/W6. The issue's 1M-event run is `--events 1000000`.
+    #[arg(long, default_value_t = 200_000)]
+    pub events: u64,
+
+    /// Aggregates the W4 events are spread over [default: events / 100, i.e. 100 events each;
+    /// 10,000 for --events 1000000].
+    #[arg(long)]
+    pub aggregates: Option<u64>,
+
+    /// Payload size of every event, bytes (JSON-ish text).
+    #[arg(long, default_value_t = 200)]
+    pub payload_bytes: usize,
+
+    /// Concurrent writer counts for W2, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [4usize, 16, 64])]
+    pub writers: Vec<usize>,
+
+    /// Events per append in W3 (also the largest per-aggregate append in the W4 load).
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+
+    /// Durability of the W1–W3 appends (W4 is always buffered).
+    #[arg(long, value_enum, default_value_t = Durability::Sync)]
+    pub durability: Durability,
+
+    /// Engines to run, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [EngineKind::Factlog, EngineKind::Sqlite, EngineKind::Fjall])]
+    pub engines: Vec<EngineKind>,
+
+    /// Workloads to run, comma-separated (W5 and W6 load the W4 store even when W4 is not listed).
+    #[arg(long, value_enum, value_delimiter = ',', ignore_case = true, default_values_t = Workload::ALL)]
+    pub workloads: Vec<Workload>,
+
+    /// Directory under which the temporary stores are created [default: ./target/bench-tmp].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+
+    /// Keep the stores instead of deleting them at the end.
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Print one JSON document instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Seconds each time-bound phase runs (W1, each W2 writer count, W3), per engine.
+    #[arg(long, default_value_t = 3.0)]
+    pub duration_secs: f64,
+
+    /// Aggregate replays timed in W5 (plus 10 % untimed warm-up).
+    #[arg(long, default_value_t = 5_000)]
+    pub replays: u64,
+
+    /// Seconds spent measuring the physical fsync rate.
+    #[arg(long, default_value_t = 2.0)]
+    pub fsync_secs: f64,
+
+    /// MiB written for the physical sequential-write bandwidth.
+    #[arg(long, default_value_t = 256)]
+    pub seq_write_mib: u64,
+
+    /// Skip the physical-limit measurements.
+    #[arg(long)]
+    pub skip_physical: bool,
+
+    /// No progress bars.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl Args {
+    /// Checks value ranges; returns a message for the user on failure.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.events == 0 {
+            return Err("--events must be at least 1".into());
+        }
+        if self.aggregates == Some(0) {
+            return Err("--aggregates must be at least 1".into());
+        }
+        if self.batch == 0 {
+            return Err("--batch must be at least 1".into());
+        }
+        if self.writers.contains(&0) {
+            return Err("--writers counts must be at least 1".into());
+        }
+        if !(self.duration_secs > 0.0 && self.duration_secs.is_finite()) {
+            return Err("--duration-secs must be a positive number".into());
+        }
+        if !(self.fsync_secs > 0.0 && self.fsync_secs.is_finite()) {
+            return Err("--fsync-secs must be a positive number".into());
+        }
+        if self.engines.is_empty() || self.workloads.is_empty() {
+            return Err("--engines and --workloads need at least one entry".into());
+        }
+        Ok(())
+    }
+
+    /// The workload parameters these arguments describe.
+    pub fn params(&self) -> Params {
+        let aggregates = self.aggregates.unwrap_or((self.events / 100).max(1)).min(self.events);
+        Params {
+            events: self.events,
+            aggregates,
+            payload_bytes: self.payload_bytes,
+            writers: self.writers.clone(),
+            batch: self.batch,
+            durability: self.durability,
+            duration: Duration::from_secs_f64(self.duration_secs),
+            replays: self.replays.max(1),
+            quiet: self.quiet,
+        }
+    }
+
+    /// The selected engines, deduplicated, factlog first.
+    pub fn engines(&self) -> Vec<EngineKind> {
+        let mut e = self.engines.clone();
+        e.sort();
+        e.dedup();
+        e
+    }
+
+    /// The selected workloads, deduplicated, in order.
+    pub fn workloads(&self) -> Vec<Workload> {
+        let mut w = self.workloads.clone();
+        w.sort();
+        w.dedup();
+        w
+    }
+}

@@ -1,0 +1,115 @@
+//! The engine abstraction every workload drives: [`BenchEngine`] (one open
+//! store) hands out per-thread [`Session`]s that append, replay and scan.
+//! One submodule per engine: factlog itself and the two peers.
+
+pub mod factlog;
+pub mod fjall;
+pub mod sqlite;
+
+use crate::error::BenchResult;
+use crate::event::Ev;
+use std::fmt;
+use std::path::Path;
+
+/// The engines the harness knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+pub enum EngineKind {
+    /// factlog, the engine under test.
+    Factlog,
+    /// SQLite (bundled) in WAL mode.
+    Sqlite,
+    /// fjall 2, an LSM-tree key-value store.
+    Fjall,
+}
+
+impl EngineKind {
+    /// Lower-case name used in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Factlog => "factlog",
+            EngineKind::Sqlite => "sqlite",
+            EngineKind::Fjall => "fjall",
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How durable each append must be when it is acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// Acknowledged only once on stable storage (fdatasync/fsync).
+    Sync,
+    /// Acknowledged once in the engine/OS buffers; flushed in the background.
+    Buffered,
+}
+
+impl Durability {
+    /// Lower-case name used in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Durability::Sync => "sync",
+            Durability::Buffered => "buffered",
+        }
+    }
+}
+
+/// What an engine can tell about itself beyond what the harness measures.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    /// Events the engine says it holds.
+    pub events: Option<u64>,
+    /// Bytes of storage actually holding data (excluding preallocated tails).
+    pub used_bytes: Option<u64>,
+    /// Bytes of in-memory index.
+    pub index_bytes: Option<u64>,
+    /// Bytes of the engine's data files as allocated by the engine
+    /// (including preallocated, not yet used space).
+    pub file_bytes: Option<u64>,
+    /// Number of fsync/fdatasync calls issued so far, if counted.
+    pub fsyncs: Option<u64>,
+    /// Number of group commits (writes shared by several appends) so far, if counted.
+    pub group_commits: Option<u64>,
+}
+
+/// One open store of some engine. Shared by all writer threads.
+pub trait BenchEngine: Send + Sync {
+    /// Which engine this is.
+    fn kind(&self) -> EngineKind;
+    /// A handle for one thread (its own connection where the engine needs one).
+    fn session(&self) -> BenchResult<Box<dyn Session>>;
+    /// Makes everything appended so far durable.
+    fn sync(&self) -> BenchResult<()>;
+    /// Engine-reported statistics.
+    fn stats(&self) -> EngineStats;
+    /// Flushes and closes the store.
+    fn close(self: Box<Self>) -> BenchResult<()>;
+}
+
+/// A per-thread handle on an open store.
+pub trait Session: Send {
+    /// Appends `events` to aggregate `agg` atomically, failing unless the
+    /// aggregate's current last version is `expected` (`None`: it must not
+    /// exist yet). Returns the aggregate's new last version.
+    fn append(&mut self, agg: &str, expected: Option<u64>, events: &[Ev]) -> BenchResult<u64>;
+    /// Reads aggregate `agg` in version order, handing each payload to `visit`;
+    /// returns the number of events read.
+    fn replay(&mut self, agg: &str, visit: &mut dyn FnMut(&[u8])) -> BenchResult<u64>;
+    /// Reads the whole store in global order, handing each payload to `visit`;
+    /// returns the number of events read.
+    fn scan(&mut self, visit: &mut dyn FnMut(&[u8])) -> BenchResult<u64>;
+}
+
+/// Opens (creating) a store of engine `kind` in the empty directory `dir`.
+pub fn open(kind: EngineKind, dir: &Path, durability: Durability) -> BenchResult<Box<dyn BenchEngine>> {
+    std::fs::create_dir_all(dir)?;
+    match kind {
+        EngineKind::Factlog => Ok(Box::new(factlog::FactlogEngine::open(dir, durability)?)),
+        EngineKind::Sqlite => Ok(Box::new(sqlite::SqliteEngine::open(dir, durability)?)),
+        EngineKind::Fjall => Ok(Box::new(fjall::FjallEngine::open(dir, durability)?)),
+    }
+}

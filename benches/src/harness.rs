@@ -1,0 +1,72 @@
+//! Runs the selected workloads engine by engine: a durable store for W1–W3
+//! and a buffered bulk store for W4–W6, each in its own directory under the
+//! run's temporary directory and deleted once the engine is done with it
+//! (unless `--keep`).
+
+use crate::disk;
+use crate::engines::{self, Durability, EngineKind};
+use crate::error::BenchResult;
+use crate::workloads::{self, Params, Row, Workload, AGGS_PER_WRITER};
+use std::path::Path;
+
+/// Runs every selected workload on `kind`, appending rows to `rows`.
+/// Stops at the engine's first failure and returns it (rows measured before
+/// it are kept).
+pub fn run_engine(
+    kind: EngineKind,
+    base: &Path,
+    params: &Params,
+    selected: &[Workload],
+    keep: bool,
+    rows: &mut Vec<Row>,
+) -> BenchResult<()> {
+    let has = |w: Workload| selected.contains(&w);
+
+    if has(Workload::W1) || has(Workload::W2) || has(Workload::W3) {
+        let dir = base.join(format!("{kind}-durable"));
+        let engine = engines::open(kind, &dir, params.durability)?;
+        let mut next_agg = 0u64;
+        let mut phase = |writers: usize, batch: usize, workload: Workload, rows: &mut Vec<Row>| {
+            let row = workloads::run_writers(engine.as_ref(), workload, writers, batch, next_agg, params);
+            next_agg += writers as u64 * AGGS_PER_WRITER;
+            row.map(|r| rows.push(r))
+        };
+        if has(Workload::W1) {
+            phase(1, 1, Workload::W1, rows)?;
+        }
+        if has(Workload::W2) {
+            for &n in &params.writers {
+                phase(n, 1, Workload::W2, rows)?;
+            }
+        }
+        if has(Workload::W3) {
+            phase(1, params.batch, Workload::W3, rows)?;
+        }
+        engine.close()?;
+        if !keep {
+            std::fs::remove_dir_all(&dir)?;
+        }
+    }
+
+    if has(Workload::W4) || has(Workload::W5) || has(Workload::W6) {
+        let dir = base.join(format!("{kind}-bulk"));
+        let engine = engines::open(kind, &dir, Durability::Buffered)?;
+        let (mut load, counts) = workloads::bulk_load(engine.as_ref(), params)?;
+        workloads::add_disk_usage(&mut load, disk::usage(&dir)?);
+        let loaded = load.events;
+        if has(Workload::W4) {
+            rows.push(load);
+        }
+        if has(Workload::W5) {
+            rows.push(workloads::replay(engine.as_ref(), &counts, params)?);
+        }
+        if has(Workload::W6) {
+            rows.push(workloads::scan(engine.as_ref(), loaded, params)?);
+        }
+        engine.close()?;
+        if !keep {
+            std::fs::remove_dir_all(&dir)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,103 @@
+//! `factlog-bench`: parses the command line, creates the temporary run
+//! directory, measures the physical limits, runs every selected engine
+//! through the selected workloads and prints the table (or JSON).
+
+use clap::Parser;
+use factlog_benches::cli::Args;
+use factlog_benches::harness;
+use factlog_benches::machine::MachineInfo;
+use factlog_benches::physical;
+use factlog_benches::report::Report;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(msg) = args.validate() {
+        eprintln!("factlog-bench: {msg}");
+        return ExitCode::from(2);
+    }
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(msg) => {
+            eprintln!("factlog-bench: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs everything; `Ok(false)` when some engine failed (its error is in the report).
+fn run(args: &Args) -> Result<bool, String> {
+    let started = Instant::now();
+    let params = args.params();
+    let engines = args.engines();
+    let workloads = args.workloads();
+
+    let parent = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::current_dir()
+            .map_err(|e| format!("cannot determine the current directory: {e}"))?
+            .join("target")
+            .join("bench-tmp"),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("factlog-bench-")
+        .tempdir_in(&parent)
+        .map_err(|e| format!("cannot create a temporary directory in {}: {e}", parent.display()))?;
+    let base: PathBuf = tmp.path().to_path_buf();
+    if !args.quiet {
+        eprintln!("factlog-bench: stores under {}", base.display());
+    }
+
+    let machine = MachineInfo::collect(&base);
+    let physical = if args.skip_physical {
+        None
+    } else {
+        Some(
+            physical::measure(
+                &base.join("physical"),
+                Duration::from_secs_f64(args.fsync_secs),
+                args.seq_write_mib,
+                args.quiet,
+            )
+            .map_err(|e| format!("measuring physical limits: {e}"))?,
+        )
+    };
+
+    let mut rows = Vec::new();
+    let mut errors = Vec::new();
+    for &kind in &engines {
+        if let Err(e) = harness::run_engine(kind, &base, &params, &workloads, args.keep, &mut rows) {
+            eprintln!("factlog-bench: {kind} failed: {e}");
+            errors.push((kind, e.to_string()));
+        }
+    }
+
+    let report = Report {
+        machine: &machine,
+        physical,
+        params: &params,
+        engines: &engines,
+        rows: &rows,
+        errors: &errors,
+        wall_secs: started.elapsed().as_secs_f64(),
+    };
+    if args.json {
+        let doc =
+            serde_json::to_string_pretty(&report.to_json()).map_err(|e| format!("serializing the JSON report: {e}"))?;
+        println!("{doc}");
+    } else {
+        print!("{}", report.to_table());
+    }
+
+    if args.keep {
+        let kept = tmp.keep();
+        eprintln!("factlog-bench: kept stores in {}", kept.display());
+    } else {
+        tmp.close().map_err(|e| format!("removing {}: {e}", base.display()))?;
+    }
+    Ok(errors.is_empty())
+}

@@ -1,0 +1,484 @@
+//! The six workloads (W1–W6) and the result record each produces.
+//!
+//! - W1: durable appends, one event per append, one writer, exact expected version.
+//! - W2: the same with N concurrent writers, each on its own aggregates.
+//! - W3: durable batched appends (`--batch` events per append), one writer.
+//! - W4: bulk load with buffered durability, `--events` over `--aggregates`.
+//! - W5: replay of random aggregates from the W4 store.
+//! - W6: full scan of the W4 store in global order.
+//!
+//! Event generation happens outside every timed region; W1–W3 run for a fixed
+//! time, W4–W6 for a fixed amount of work.
+
+use crate::engines::{BenchEngine, Durability, EngineKind};
+use crate::error::{BenchError, BenchResult};
+use crate::event::{aggregate_id, Ev, EventGen};
+use crate::latency::{Samples, Summary};
+use crate::machine;
+use crate::progress;
+use rand::Rng;
+use serde_json::{Map, Value};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+/// The workloads, as named on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Workload {
+    /// Durable single-event appends, one writer.
+    #[value(name = "W1")]
+    W1,
+    /// Durable single-event appends, N concurrent writers.
+    #[value(name = "W2")]
+    W2,
+    /// Durable batched appends, one writer.
+    #[value(name = "W3")]
+    W3,
+    /// Buffered bulk load.
+    #[value(name = "W4")]
+    W4,
+    /// Replay of one 100-event aggregate.
+    #[value(name = "W5")]
+    W5,
+    /// Full scan of the global log.
+    #[value(name = "W6")]
+    W6,
+}
+
+impl Workload {
+    /// `W1` … `W6`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::W1 => "W1",
+            Workload::W2 => "W2",
+            Workload::W3 => "W3",
+            Workload::W4 => "W4",
+            Workload::W5 => "W5",
+            Workload::W6 => "W6",
+        }
+    }
+
+    /// All workloads in order.
+    pub const ALL: [Workload; 6] = [Workload::W1, Workload::W2, Workload::W3, Workload::W4, Workload::W5, Workload::W6];
+}
+
+/// Parameters shared by all workloads.
+#[derive(Clone, Debug)]
+pub struct Params {
+    /// Events loaded by W4 (and so read by W5/W6).
+    pub events: u64,
+    /// Aggregates the W4 events are spread over.
+    pub aggregates: u64,
+    /// Payload size of every event.
+    pub payload_bytes: usize,
+    /// Writer counts for W2.
+    pub writers: Vec<usize>,
+    /// Events per append in W3 (and the W4 chunk size).
+    pub batch: usize,
+    /// Durability of W1–W3.
+    pub durability: Durability,
+    /// How long W1, each W2 writer count, and W3 run.
+    pub duration: Duration,
+    /// Aggregate replays timed in W5.
+    pub replays: u64,
+    /// Hide progress bars.
+    pub quiet: bool,
+}
+
+/// One measured (workload, engine, variant) result.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// Which workload.
+    pub workload: Workload,
+    /// Which engine.
+    pub engine: EngineKind,
+    /// Concurrent writers (readers for W5/W6: 1).
+    pub writers: usize,
+    /// Events per append (1 for reads).
+    pub batch: usize,
+    /// Durability of the appends.
+    pub durability: Durability,
+    /// Events written or read.
+    pub events: u64,
+    /// Wall time of the measured region, seconds.
+    pub secs: f64,
+    /// Latency per operation (append for W1–W3, aggregate replay for W5).
+    pub latency: Option<Summary>,
+    /// Logical bytes written or read (see [`Ev::logical_bytes`]).
+    pub logical_bytes: u64,
+    /// Workload-specific figures (fsyncs_per_sec, bytes_per_event, peak_rss_bytes, …).
+    pub extra: Map<String, Value>,
+}
+
+impl Row {
+    fn new(workload: Workload, engine: EngineKind, writers: usize, batch: usize, durability: Durability) -> Self {
+        Row {
+            workload,
+            engine,
+            writers,
+            batch,
+            durability,
+            events: 0,
+            secs: 0.0,
+            latency: None,
+            logical_bytes: 0,
+            extra: Map::new(),
+        }
+    }
+
+    /// Events per second over the measured region.
+    pub fn events_per_sec(&self) -> f64 {
+        rate(self.events as f64, self.secs)
+    }
+
+    /// Logical MB (10^6 bytes) per second.
+    pub fn mb_per_sec(&self) -> f64 {
+        rate(self.logical_bytes as f64 / 1e6, self.secs)
+    }
+
+    /// An extra figure by name.
+    pub fn extra_f64(&self, key: &str) -> Option<f64> {
+        self.extra.get(key).and_then(Value::as_f64)
+    }
+
+    fn set(&mut self, key: &str, value: f64) {
+        if let Some(n) = serde_json::Number::from_f64(value) {
+            self.extra.insert(key.to_owned(), Value::Number(n));
+        }
+    }
+
+    fn set_u64(&mut self, key: &str, value: u64) {
+        self.extra.insert(key.to_owned(), Value::from(value));
+    }
+
+    fn record_peak_rss(&mut self, start_rss: Option<u64>) {
+        if let Some(rss) = start_rss {
+            self.set_u64("start_rss_bytes", rss);
+        }
+        if let Some(rss) = machine::peak_rss_bytes() {
+            self.set_u64("peak_rss_bytes", rss);
+        }
+        if let Some((anon, file)) = machine::rss_anon_file_bytes() {
+            self.set_u64("end_rss_anon_bytes", anon);
+            self.set_u64("end_rss_file_bytes", file);
+        }
+    }
+
+    /// JSON form (one element of `results`).
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("workload".into(), self.workload.name().into());
+        m.insert("engine".into(), self.engine.name().into());
+        m.insert("writers".into(), self.writers.into());
+        m.insert("batch".into(), self.batch.into());
+        m.insert("durability".into(), self.durability.name().into());
+        m.insert("events".into(), self.events.into());
+        m.insert("secs".into(), json_f64(self.secs));
+        m.insert("events_per_sec".into(), json_f64(self.events_per_sec()));
+        m.insert("mb_per_sec".into(), json_f64(self.mb_per_sec()));
+        if let Some(l) = self.latency {
+            m.insert("p50_us".into(), json_f64(l.p50_us));
+            m.insert("p99_us".into(), json_f64(l.p99_us));
+            m.insert("mean_us".into(), json_f64(l.mean_us));
+            m.insert("max_us".into(), json_f64(l.max_us));
+            m.insert("ops".into(), l.count.into());
+        }
+        for (k, v) in &self.extra {
+            m.insert(k.clone(), v.clone());
+        }
+        Value::Object(m)
+    }
+}
+
+fn json_f64(x: f64) -> Value {
+    serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+}
+
+fn rate(amount: f64, secs: f64) -> f64 {
+    if secs > 0.0 {
+        amount / secs
+    } else {
+        0.0
+    }
+}
+
+/// Aggregates owned by each writer in W1–W3 (round-robin within them).
+pub const AGGS_PER_WRITER: u64 = 100;
+
+/// Runs `writers` threads appending `batch` events per append for
+/// `params.duration`, each on its own aggregates numbered from `agg_base`.
+pub fn run_writers(
+    engine: &dyn BenchEngine,
+    workload: Workload,
+    writers: usize,
+    batch: usize,
+    agg_base: u64,
+    params: &Params,
+) -> BenchResult<Row> {
+    let label = if workload == Workload::W2 {
+        format!("{} {} n={writers}", engine.kind(), workload.name())
+    } else {
+        format!("{} {}", engine.kind(), workload.name())
+    };
+    let start_rss = machine::reset_peak_rss();
+    let before = engine.stats();
+    let stop = AtomicBool::new(false);
+    let done_events = AtomicU64::new(0);
+    let barrier = Barrier::new(writers + 1);
+    let pb = progress::timed(&label, params.duration, params.quiet);
+
+    let (results, secs) = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..writers)
+            .map(|w| {
+                let (stop, done_events, barrier) = (&stop, &done_events, &barrier);
+                let first_agg = agg_base + w as u64 * AGGS_PER_WRITER;
+                let session = engine.session();
+                scope.spawn(move || -> BenchResult<Samples> {
+                    let mut session = session?;
+                    let mut gen = EventGen::new(params.payload_bytes, first_agg ^ 0x5eed);
+                    let aggs: Vec<String> = (0..AGGS_PER_WRITER).map(|k| aggregate_id(first_agg + k)).collect();
+                    let mut versions: Vec<Option<u64>> = vec![None; aggs.len()];
+                    let mut lat = Samples::with_capacity(1 << 14);
+                    barrier.wait();
+                    let mut i = 0usize;
+                    while !stop.load(Ordering::Relaxed) {
+                        let k = i % aggs.len();
+                        let events = gen.events(batch);
+                        let t = Instant::now();
+                        let res = session.append(&aggs[k], versions[k], &events);
+                        lat.record(t.elapsed());
+                        match res {
+                            Ok(v) => versions[k] = Some(v),
+                            Err(e) => {
+                                stop.store(true, Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                        done_events.fetch_add(batch as u64, Ordering::Relaxed);
+                        i += 1;
+                    }
+                    Ok(lat)
+                })
+            })
+            .collect();
+        barrier.wait();
+        let start = Instant::now();
+        while start.elapsed() < params.duration && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+            pb.set_position(start.elapsed().as_millis() as u64);
+            pb.set_message(format!("{} events", done_events.load(Ordering::Relaxed)));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let results: Vec<BenchResult<Samples>> = handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(BenchError::msg("writer thread panicked"))))
+            .collect();
+        (results, start.elapsed().as_secs_f64())
+    });
+    pb.finish_and_clear();
+
+    let mut lat = Samples::default();
+    for r in results {
+        lat.merge(r.map_err(|e| e.context(&label))?);
+    }
+    let appends = lat.len() as u64;
+    let mut row = Row::new(workload, engine.kind(), writers, batch, params.durability);
+    row.events = appends * batch as u64;
+    row.secs = secs;
+    row.logical_bytes = row.events * logical_event_bytes(params.payload_bytes);
+    row.latency = Some(lat.summarize());
+    row.set("appends_per_sec", rate(appends as f64, secs));
+    let after = engine.stats();
+    if let (Some(b), Some(a)) = (before.fsyncs, after.fsyncs) {
+        let fsyncs = a.saturating_sub(b);
+        row.set("fsyncs_per_sec", rate(fsyncs as f64, secs));
+        if fsyncs > 0 {
+            row.set("events_per_fsync", row.events as f64 / fsyncs as f64);
+        }
+    }
+    if let (Some(b), Some(a)) = (before.group_commits, after.group_commits) {
+        let groups = a.saturating_sub(b);
+        row.set("group_commits_per_sec", rate(groups as f64, secs));
+        if groups > 0 {
+            row.set("appends_per_group_commit", appends as f64 / groups as f64);
+        }
+    }
+    row.record_peak_rss(start_rss);
+    Ok(row)
+}
+
+/// Logical size of one benchmark event (10-byte aggregate id).
+pub fn logical_event_bytes(payload_bytes: usize) -> u64 {
+    (16 + 10 + crate::event::EVENT_TYPE.len() + 8 + payload_bytes) as u64
+}
+
+/// The W4 load plan: (aggregate index, events) per append, aggregates
+/// visited round-robin, each append at most `batch` events of one aggregate.
+pub fn load_plan(params: &Params) -> Vec<(usize, Vec<Ev>)> {
+    let aggs = params.aggregates.max(1);
+    let per = params.events / aggs;
+    let extra = params.events % aggs;
+    let mut remaining: Vec<u64> = (0..aggs).map(|a| per + u64::from(a < extra)).collect();
+    let batch = params.batch.max(1) as u64;
+    let mut gen = EventGen::new(params.payload_bytes, 4);
+    let mut plan = Vec::with_capacity((params.events / batch + aggs) as usize);
+    let mut left = params.events;
+    while left > 0 {
+        for (a, rem) in remaining.iter_mut().enumerate() {
+            let n = (*rem).min(batch);
+            if n > 0 {
+                plan.push((a, gen.events(n as usize)));
+                *rem -= n;
+                left -= n;
+            }
+        }
+    }
+    plan
+}
+
+/// W4: loads `params.events` with buffered durability, then syncs (timed).
+/// Returns the row and, per aggregate, how many events it holds.
+pub fn bulk_load(engine: &dyn BenchEngine, params: &Params) -> BenchResult<(Row, Vec<u64>)> {
+    let label = format!("{} W4 load", engine.kind());
+    let plan = load_plan(params);
+    let agg_ids: Vec<String> = (0..params.aggregates.max(1)).map(aggregate_id).collect();
+    let mut versions: Vec<Option<u64>> = vec![None; agg_ids.len()];
+    let mut counts = vec![0u64; agg_ids.len()];
+    let start_rss = machine::reset_peak_rss();
+    let mut session = engine.session()?;
+    let pb = progress::counter(&label, params.events, "events", params.quiet);
+    let start = Instant::now();
+    let mut done = 0u64;
+    for (i, (a, events)) in plan.iter().enumerate() {
+        let v = session.append(&agg_ids[*a], versions[*a], events).map_err(|e| e.context(&label))?;
+        versions[*a] = Some(v);
+        counts[*a] += events.len() as u64;
+        done += events.len() as u64;
+        if i % 64 == 0 {
+            pb.set_position(done);
+        }
+    }
+    pb.set_message("final sync");
+    engine.sync().map_err(|e| e.context(&label))?;
+    let secs = start.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    drop(session);
+
+    let mut row = Row::new(Workload::W4, engine.kind(), 1, params.batch, Durability::Buffered);
+    row.events = done;
+    row.secs = secs;
+    row.logical_bytes =
+        plan.iter().map(|(a, evs)| evs.iter().map(|e| e.logical_bytes(agg_ids[*a].len())).sum::<u64>()).sum();
+    row.record_peak_rss(start_rss);
+    let stats = engine.stats();
+    if let Some(idx) = stats.index_bytes {
+        row.set_u64("index_bytes", idx);
+        row.set("index_bytes_per_event", idx as f64 / done.max(1) as f64);
+    }
+    if let Some(used) = stats.used_bytes {
+        row.set_u64("used_bytes", used);
+        row.set("bytes_per_event", used as f64 / done.max(1) as f64);
+        row.set("disk_mb_per_sec", rate(used as f64 / 1e6, secs));
+    }
+    if let Some(file) = stats.file_bytes {
+        row.set_u64("engine_file_bytes", file);
+    }
+    if let Some(fsyncs) = stats.fsyncs {
+        row.set_u64("fsyncs", fsyncs);
+    }
+    row.set_u64("aggregates", agg_ids.len() as u64);
+    Ok((row, counts))
+}
+
+/// Adds on-disk sizes (walked after the store was synced) to the W4 row.
+pub fn add_disk_usage(row: &mut Row, usage: crate::disk::DiskUsage) {
+    let events = row.events.max(1) as f64;
+    row.set_u64("raw_file_bytes", usage.apparent_bytes);
+    row.set_u64("allocated_bytes", usage.allocated_bytes);
+    row.set("raw_file_bytes_per_event", usage.apparent_bytes as f64 / events);
+    row.set("allocated_bytes_per_event", usage.allocated_bytes as f64 / events);
+    if row.extra_f64("bytes_per_event").is_none() {
+        row.set("bytes_per_event", usage.apparent_bytes as f64 / events);
+        row.set("disk_mb_per_sec", rate(usage.apparent_bytes as f64 / 1e6, row.secs));
+    }
+}
+
+/// W5: replays `params.replays` random aggregates (after a 10 % warm-up),
+/// touching every payload; checks each holds the events W4 put there.
+pub fn replay(engine: &dyn BenchEngine, counts: &[u64], params: &Params) -> BenchResult<Row> {
+    let label = format!("{} W5 replay", engine.kind());
+    let start_rss = machine::reset_peak_rss();
+    let mut session = engine.session()?;
+    let mut rng = EventGen::new(1, 5);
+    let agg_ids: Vec<String> = (0..counts.len() as u64).map(aggregate_id).collect();
+    let mut checksum = 0u64;
+    let pb = progress::counter(&label, params.replays, "replays", params.quiet);
+    let warmup = params.replays / 10;
+    let mut lat = Samples::with_capacity(params.replays as usize);
+    let mut events = 0u64;
+    let mut timed = Duration::ZERO;
+    for i in 0..warmup + params.replays {
+        let a = rng.rng().gen_range(0..agg_ids.len());
+        let t = Instant::now();
+        let n = session.replay(&agg_ids[a], &mut |data: &[u8]| {
+            checksum = checksum.wrapping_add(u64::from(data.first().copied().unwrap_or(0)));
+        })?;
+        let took = t.elapsed();
+        if n != counts[a] {
+            return Err(BenchError::msg(format!(
+                "{label}: aggregate {} returned {n} events, expected {}",
+                agg_ids[a], counts[a]
+            )));
+        }
+        if i >= warmup {
+            lat.record(took);
+            timed += took;
+            events += n;
+            if i % 256 == 0 {
+                pb.set_position(i - warmup);
+            }
+        }
+    }
+    black_box(checksum);
+    pb.finish_and_clear();
+    let mut row = Row::new(Workload::W5, engine.kind(), 1, 1, Durability::Buffered);
+    row.events = events;
+    row.secs = timed.as_secs_f64();
+    row.logical_bytes = events * logical_event_bytes(params.payload_bytes);
+    row.latency = Some(lat.summarize());
+    row.set("events_per_aggregate", events as f64 / params.replays.max(1) as f64);
+    row.record_peak_rss(start_rss);
+    Ok(row)
+}
+
+/// W6: scans the whole store in global order (after one warm-up scan),
+/// summing one payload byte per event; checks the event count.
+pub fn scan(engine: &dyn BenchEngine, expected_events: u64, params: &Params) -> BenchResult<Row> {
+    let label = format!("{} W6 scan", engine.kind());
+    let start_rss = machine::reset_peak_rss();
+    let mut session = engine.session()?;
+    let pb = progress::counter(&label, 2, "scans", params.quiet);
+    let mut checksum = 0u64;
+    let mut secs = 0.0;
+    for pass in 0..2 {
+        let t = Instant::now();
+        let n = session.scan(&mut |data: &[u8]| {
+            checksum = checksum.wrapping_add(u64::from(data.first().copied().unwrap_or(0)));
+        })?;
+        secs = t.elapsed().as_secs_f64();
+        if n != expected_events {
+            return Err(BenchError::msg(format!("{label}: scan returned {n} events, expected {expected_events}")));
+        }
+        pb.set_position(pass + 1);
+    }
+    black_box(checksum);
+    pb.finish_and_clear();
+    let mut row = Row::new(Workload::W6, engine.kind(), 1, 1, Durability::Buffered);
+    row.events = expected_events;
+    row.secs = secs;
+    row.logical_bytes = expected_events * logical_event_bytes(params.payload_bytes);
+    row.set("gb_per_sec", rate(row.logical_bytes as f64 / 1e9, secs));
+    row.record_peak_rss(start_rss);
+    Ok(row)
+}

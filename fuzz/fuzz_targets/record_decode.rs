@@ -1,0 +1,3 @@
+#![no_main]
+//! Checks: `factlog_tests::fuzz_checks::record_decode`.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| factlog_tests::fuzz_checks::record_decode(data));

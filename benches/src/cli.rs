@@ -6,20 +6,21 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Compares factlog with SQLite and fjall on six event-store workloads and
+/// Compares factlog with SQLite and fjall on seven event-store workloads and
 /// against this machine's physical limits.
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "factlog-bench",
     version,
-    about = "Benchmark factlog against SQLite and fjall (W1–W6) and against the machine's physical limits",
-    long_about = "Benchmark factlog against SQLite (WAL) and fjall on six workloads:\n\
+    about = "Benchmark factlog against SQLite and fjall (W1–W7) and against the machine's physical limits",
+    long_about = "Benchmark factlog against SQLite (WAL) and fjall on seven workloads:\n\
   W1 durable single-event appends, 1 writer (exact expected version)\n\
   W2 the same with N concurrent writers (--writers)\n\
   W3 durable batched appends of --batch events, 1 writer\n\
   W4 buffered bulk load of --events over --aggregates\n\
   W5 replay of random aggregates from the W4 store\n\
   W6 full scan of the W4 store in global order\n\
+  W7 load of one aggregate of --w7-events events, with a snapshot (factlog) and without\n\
 The machine's fsync rate, sequential write bandwidth and memcpy bandwidth are measured in the same run.\n\
 Defaults finish in about two minutes on a 2-core machine; the issue's full size is `--events 1000000` \
 (10,000 aggregates of 100 events)."
@@ -78,6 +79,14 @@ pub struct Args {
     #[arg(long, default_value_t = 5_000)]
     pub replays: u64,
 
+    /// Events of the one aggregate W7 loads.
+    #[arg(long, default_value_t = 100_000)]
+    pub w7_events: u64,
+
+    /// W7 loads timed per engine without a snapshot (factlog's snapshot loads: 20 times as many).
+    #[arg(long, default_value_t = 30)]
+    pub w7_loads: u64,
+
     /// Seconds spent measuring the physical fsync rate.
     #[arg(long, default_value_t = 2.0)]
     pub fsync_secs: f64,
@@ -103,6 +112,9 @@ impl Args {
         }
         if self.aggregates == Some(0) {
             return Err("--aggregates must be at least 1".into());
+        }
+        if self.w7_events < 2 || self.w7_loads == 0 {
+            return Err("--w7-events must be at least 2 and --w7-loads at least 1".into());
         }
         if self.batch == 0 {
             return Err("--batch must be at least 1".into());
@@ -134,6 +146,8 @@ impl Args {
             durability: self.durability,
             duration: Duration::from_secs_f64(self.duration_secs),
             replays: self.replays.max(1),
+            w7_events: self.w7_events,
+            w7_loads: self.w7_loads,
             quiet: self.quiet,
         }
     }

@@ -1,5 +1,5 @@
 //! Runs the selected workloads engine by engine: a durable store for W1–W3
-//! and a buffered bulk store for W4–W6, each in its own directory under the
+//! a buffered bulk store for W4–W6 and one for W7, each in its own directory under the
 //! run's temporary directory and deleted once the engine is done with it
 //! (unless `--keep`).
 
@@ -64,6 +64,15 @@ pub fn run_engine(
             rows.push(workloads::scan(engine.as_ref(), loaded, params)?);
         }
         engine.close()?;
+        if !keep {
+            std::fs::remove_dir_all(&dir)?;
+        }
+    }
+
+    if has(Workload::W7) {
+        let dir = base.join(format!("{kind}-w7"));
+        std::fs::create_dir_all(&dir)?;
+        crate::snapshots::run(kind, &dir, params, rows)?;
         if !keep {
             std::fs::remove_dir_all(&dir)?;
         }

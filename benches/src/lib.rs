@@ -1,10 +1,10 @@
-//! factlog's benchmark suite: a harness (`factlog-bench`) that runs six
+//! factlog's benchmark suite: a harness (`factlog-bench`) that runs seven
 //! event-store workloads against factlog and two peers (SQLite, fjall) and
 //! this machine's physical limits, plus criterion micro-benchmarks in
 //! `benches/`.
 //!
 //! Modules: [`event`] (the shared event shape), [`engines`] (one adapter per
-//! engine behind one trait), [`workloads`] (W1–W6), [`physical`] (hardware
+//! engine behind one trait), [`workloads`] (W1–W6), [`snapshots`] (W7), [`physical`] (hardware
 //! limits), [`harness`] (running workloads per engine), [`report`] (table and
 //! JSON), [`cli`], plus small helpers.
 
@@ -19,4 +19,5 @@ pub mod machine;
 pub mod physical;
 pub mod progress;
 pub mod report;
+pub mod snapshots;
 pub mod workloads;

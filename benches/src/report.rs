@@ -58,6 +58,8 @@ impl Report<'_> {
                 "durability": self.params.durability.name(),
                 "duration_secs": self.params.duration.as_secs_f64(),
                 "replays": self.params.replays,
+                "w7_events": self.params.w7_events,
+                "w7_loads": self.params.w7_loads,
             },
             "results": self.rows.iter().map(Row::to_json).collect::<Vec<_>>(),
             "errors": self.errors.iter().map(|(e, m)| json!({"engine": e.name(), "error": m})).collect::<Vec<_>>(),
@@ -65,10 +67,10 @@ impl Report<'_> {
         })
     }
 
-    fn row(&self, workload: Workload, writers: usize, engine: EngineKind) -> Option<&Row> {
-        self.rows.iter().find(|r| {
-            r.workload == workload && r.engine == engine && (workload != Workload::W2 || r.writers == writers)
-        })
+    /// The row of a table group: `variant` is the writer count for W2 and
+    /// 1 (snapshot) or 0 (none) for W7.
+    fn row(&self, workload: Workload, variant: usize, engine: EngineKind) -> Option<&Row> {
+        self.rows.iter().find(|r| r.workload == workload && r.engine == engine && variant_of(r) == variant)
     }
 
     /// The table lines, in workload order.
@@ -76,7 +78,7 @@ impl Report<'_> {
         let mut out = Vec::new();
         let mut groups: Vec<(Workload, usize)> = Vec::new();
         for r in self.rows {
-            let key = (r.workload, if r.workload == Workload::W2 { r.writers } else { 1 });
+            let key = (r.workload, variant_of(r));
             if !groups.contains(&key) {
                 groups.push(key);
             }
@@ -92,6 +94,10 @@ impl Report<'_> {
                 Workload::W4 => format!("W4 bulk load {} ev, buffered", p.events),
                 Workload::W5 => format!("W5 replay {}-ev aggregate", (p.events / p.aggregates.max(1)).max(1)),
                 Workload::W6 => format!("W6 full scan {} ev", p.events),
+                Workload::W7 if writers == 1 => {
+                    format!("W7 load {}-ev aggregate, snapshot + {} ev", p.w7_events, crate::snapshots::TAIL_EVENTS)
+                }
+                Workload::W7 => format!("W7 load {}-ev aggregate, no snapshot", p.w7_events),
             };
             let get = |f: &dyn Fn(&Row) -> Option<f64>| -> Vec<Option<f64>> {
                 self.engines.iter().map(|&e| self.row(w, writers, e).and_then(f)).collect()
@@ -165,6 +171,28 @@ impl Report<'_> {
                     push("p50 µs/aggregate ↓", Better::Lower, get(&|r| r.latency.map(|l| l.p50_us)), None);
                     push("p99 µs/aggregate ↓", Better::Lower, get(&|r| r.latency.map(|l| l.p99_us)), None);
                     push("events/s ↑", Better::Higher, get(&|r| Some(r.events_per_sec())), None);
+                }
+                Workload::W7 => {
+                    push("p50 µs/load ↓", Better::Lower, get(&|r| r.latency.map(|l| l.p50_us)), None);
+                    push("p99 µs/load ↓", Better::Lower, get(&|r| r.latency.map(|l| l.p99_us)), None);
+                    if writers == 0 {
+                        push("events/s ↑", Better::Higher, get(&|r| Some(r.events_per_sec())), None);
+                    } else {
+                        push("snapshot JSON bytes", Better::Lower, get(&|r| r.extra_f64("snapshot_raw_bytes")), None);
+                        push("compression ratio ↑", Better::Higher, get(&|r| r.extra_f64("compression_ratio")), None);
+                        push(
+                            "snapshot saves/s ↑",
+                            Better::Higher,
+                            get(&|r| r.extra_f64("snapshot_saves_per_sec")),
+                            None,
+                        );
+                        push(
+                            "snapshot reads/s ↑",
+                            Better::Higher,
+                            get(&|r| r.extra_f64("snapshot_reads_per_sec")),
+                            None,
+                        );
+                    }
                 }
                 Workload::W6 => {
                     push("events/s ↑", Better::Higher, get(&|r| Some(r.events_per_sec())), None);
@@ -275,6 +303,15 @@ impl Report<'_> {
         }
         let _ = writeln!(s, "total wall time: {:.1} s", self.wall_secs);
         s
+    }
+}
+
+/// Which table group a row belongs to within its workload.
+fn variant_of(r: &Row) -> usize {
+    match r.workload {
+        Workload::W2 => r.writers,
+        Workload::W7 => usize::from(r.extra.get("snapshot").and_then(serde_json::Value::as_bool).unwrap_or(false)),
+        _ => 1,
     }
 }
 

@@ -1,4 +1,4 @@
-//! The six workloads (W1–W6) and the result record each produces.
+//! The workloads (W1–W6 here, W7 in `snapshots`) and the result record each produces.
 //!
 //! - W1: durable appends, one event per append, one writer, exact expected version.
 //! - W2: the same with N concurrent writers, each on its own aggregates.
@@ -6,6 +6,7 @@
 //! - W4: bulk load with buffered durability, `--events` over `--aggregates`.
 //! - W5: replay of random aggregates from the W4 store.
 //! - W6: full scan of the W4 store in global order.
+//! - W7: load of one long aggregate with and without a snapshot (`snapshots`).
 //!
 //! Event generation happens outside every timed region; W1–W3 run for a fixed
 //! time, W4–W6 for a fixed amount of work.
@@ -44,6 +45,9 @@ pub enum Workload {
     /// Full scan of the global log.
     #[value(name = "W6")]
     W6,
+    /// Load of one long aggregate with and without a snapshot.
+    #[value(name = "W7")]
+    W7,
 }
 
 impl Workload {
@@ -56,11 +60,13 @@ impl Workload {
             Workload::W4 => "W4",
             Workload::W5 => "W5",
             Workload::W6 => "W6",
+            Workload::W7 => "W7",
         }
     }
 
     /// All workloads in order.
-    pub const ALL: [Workload; 6] = [Workload::W1, Workload::W2, Workload::W3, Workload::W4, Workload::W5, Workload::W6];
+    pub const ALL: [Workload; 7] =
+        [Workload::W1, Workload::W2, Workload::W3, Workload::W4, Workload::W5, Workload::W6, Workload::W7];
 }
 
 /// Parameters shared by all workloads.
@@ -82,6 +88,10 @@ pub struct Params {
     pub duration: Duration,
     /// Aggregate replays timed in W5.
     pub replays: u64,
+    /// Events of the one aggregate W7 loads.
+    pub w7_events: u64,
+    /// W7 loads timed without a snapshot (20 times as many with one).
+    pub w7_loads: u64,
     /// Hide progress bars.
     pub quiet: bool,
 }
@@ -112,7 +122,13 @@ pub struct Row {
 }
 
 impl Row {
-    fn new(workload: Workload, engine: EngineKind, writers: usize, batch: usize, durability: Durability) -> Self {
+    pub(crate) fn new(
+        workload: Workload,
+        engine: EngineKind,
+        writers: usize,
+        batch: usize,
+        durability: Durability,
+    ) -> Self {
         Row {
             workload,
             engine,
@@ -142,17 +158,17 @@ impl Row {
         self.extra.get(key).and_then(Value::as_f64)
     }
 
-    fn set(&mut self, key: &str, value: f64) {
+    pub(crate) fn set(&mut self, key: &str, value: f64) {
         if let Some(n) = serde_json::Number::from_f64(value) {
             self.extra.insert(key.to_owned(), Value::Number(n));
         }
     }
 
-    fn set_u64(&mut self, key: &str, value: u64) {
+    pub(crate) fn set_u64(&mut self, key: &str, value: u64) {
         self.extra.insert(key.to_owned(), Value::from(value));
     }
 
-    fn record_peak_rss(&mut self, start_rss: Option<u64>) {
+    pub(crate) fn record_peak_rss(&mut self, start_rss: Option<u64>) {
         if let Some(rss) = start_rss {
             self.set_u64("start_rss_bytes", rss);
         }

@@ -59,3 +59,8 @@ pub use store::{AggregateEvents, AllEvents, Loaded, Reader, Stats, Store, LOCK_N
 pub use verify::{Problem, VerifyReport};
 
 mod options;
+
+/// The README's code examples, compiled and run as doctests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,0 +1,265 @@
+//! W7: loading one long-lived aggregate (an account with `--w7-events`
+//! postings, 100,000 by default) with and without a snapshot.
+//!
+//! Every engine gets the same aggregate, loaded with buffered durability and
+//! synced. A load folds the aggregate into an [`Account`] (count, total
+//! bytes, a checksum of one payload byte per event): without a snapshot by
+//! replaying every event; with one (factlog only: snapshots are factlog's
+//! feature) through `Store::load`, which returns the newest snapshot and the
+//! events after it, then parsing the snapshot's JSON state and folding the
+//! tail. The snapshot is taken [`TAIL_EVENTS`] events before the end, as an
+//! application snapshotting every N events would leave it, and its state is
+//! realistic JSON: the counters plus the account's last 20 postings. Both
+//! paths must give the same counters, so the numbers cannot come from a
+//! load that skipped work.
+//!
+//! Also measured for factlog: snapshot save and load throughput (saves of
+//! that state, buffered store: no fsync per save) and the zstd compression
+//! ratio on it.
+
+use crate::engines::factlog::FactlogEngine;
+use crate::engines::{self, BenchEngine, Durability, EngineKind};
+use crate::error::{BenchError, BenchResult, Context};
+use crate::event::EventGen;
+use crate::latency::Samples;
+use crate::machine;
+use crate::progress;
+use crate::workloads::{logical_event_bytes, Params, Row, Workload};
+use serde_json::{json, Value};
+use std::hint::black_box;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// Events after the snapshot that a snapshot load still replays.
+pub const TAIL_EVENTS: u64 = 100;
+/// The aggregate W7 loads.
+pub const ACCOUNT: &str = "account-000001";
+/// Postings kept in the snapshot state.
+const RECENT: usize = 20;
+/// Snapshot saves (and loads) timed for the throughput figures.
+const SNAPSHOT_OPS: u64 = 2_000;
+/// Events per append while building the aggregate.
+const LOAD_CHUNK: usize = 1_000;
+
+/// The folded state: what both load paths must agree on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Account {
+    /// Events folded.
+    pub count: u64,
+    /// Payload bytes folded.
+    pub bytes: u64,
+    /// Sum of the first payload byte of every event.
+    pub checksum: u64,
+}
+
+impl Account {
+    /// Folds one event's payload.
+    pub fn apply(&mut self, data: &[u8]) {
+        self.count += 1;
+        self.bytes += data.len() as u64;
+        self.checksum = self.checksum.wrapping_add(u64::from(data.first().copied().unwrap_or(0)));
+    }
+
+    /// The JSON snapshot state: the counters and the last postings.
+    pub fn to_json(self, version: u64, recent: &[Vec<u8>]) -> Vec<u8> {
+        let recent: Vec<Value> =
+            recent.iter().map(|p| Value::String(String::from_utf8_lossy(p).into_owned())).collect();
+        let doc = json!({
+            "account": ACCOUNT,
+            "version": version,
+            "postings": self.count,
+            "posted_bytes": self.bytes,
+            "checksum": self.checksum,
+            "currency": "EUR",
+            "status": "open",
+            "recent_postings": recent,
+        });
+        serde_json::to_vec(&doc).unwrap_or_default()
+    }
+
+    /// Parses [`Account::to_json`] output back.
+    pub fn from_json(bytes: &[u8]) -> BenchResult<Account> {
+        let v: Value = serde_json::from_slice(bytes).map_err(|e| BenchError::msg(format!("W7 state: {e}")))?;
+        let field = |k: &str| {
+            v.get(k).and_then(Value::as_u64).ok_or_else(|| BenchError::msg(format!("W7 state: no field {k}")))
+        };
+        Ok(Account { count: field("postings")?, bytes: field("posted_bytes")?, checksum: field("checksum")? })
+    }
+}
+
+/// Runs W7 on `kind` in `dir`, appending its rows.
+pub fn run(kind: EngineKind, dir: &Path, params: &Params, rows: &mut Vec<Row>) -> BenchResult<()> {
+    if kind == EngineKind::Factlog {
+        let engine = FactlogEngine::open(dir, Durability::Buffered)?;
+        let want = build(&engine, params)?;
+        rows.push(full_loads(&engine, params, want)?);
+        rows.push(snapshot_loads(&engine, params, want)?);
+        Box::new(engine).close()
+    } else {
+        let engine = engines::open(kind, dir, Durability::Buffered)?;
+        let want = build(engine.as_ref(), params)?;
+        rows.push(full_loads(engine.as_ref(), params, want)?);
+        engine.close()
+    }
+}
+
+/// Appends the account's events (exact expected versions) and syncs;
+/// returns the fold of all of them.
+fn build(engine: &dyn BenchEngine, params: &Params) -> BenchResult<Account> {
+    let label = format!("{} W7 build", engine.kind());
+    let mut session = engine.session()?;
+    let mut gen = EventGen::new(params.payload_bytes, 7);
+    let pb = progress::counter(&label, params.w7_events, "events", params.quiet);
+    let mut want = Account::default();
+    let mut last: Option<u64> = None;
+    let mut written = 0u64;
+    while written < params.w7_events {
+        let n = (params.w7_events - written).min(LOAD_CHUNK as u64) as usize;
+        let events = gen.events(n);
+        for e in &events {
+            want.apply(&e.payload);
+        }
+        last = Some(session.append(ACCOUNT, last, &events)?);
+        written += n as u64;
+        pb.set_position(written);
+    }
+    engine.sync()?;
+    pb.finish_and_clear();
+    Ok(want)
+}
+
+/// Times loads that replay every event.
+fn full_loads(engine: &dyn BenchEngine, params: &Params, want: Account) -> BenchResult<Row> {
+    let label = format!("{} W7 load, no snapshot", engine.kind());
+    let start_rss = machine::reset_peak_rss();
+    let mut session = engine.session()?;
+    let loads = params.w7_loads.max(1);
+    let pb = progress::counter(&label, loads + 1, "loads", params.quiet);
+    let mut lat = Samples::with_capacity(loads as usize);
+    let mut timed = Duration::ZERO;
+    for i in 0..=loads {
+        let t = Instant::now();
+        let mut acc = Account::default();
+        session.replay(ACCOUNT, &mut |d: &[u8]| acc.apply(d))?;
+        let took = t.elapsed();
+        if acc != want {
+            return Err(BenchError::msg(format!("{label}: folded {acc:?}, expected {want:?}")));
+        }
+        if i > 0 {
+            // The first load is a warm-up.
+            lat.record(took);
+            timed += took;
+        }
+        pb.set_position(i + 1);
+    }
+    pb.finish_and_clear();
+    let mut row = Row::new(Workload::W7, engine.kind(), 1, 1, Durability::Buffered);
+    row.events = loads * params.w7_events;
+    row.secs = timed.as_secs_f64();
+    row.logical_bytes = row.events * logical_event_bytes(params.payload_bytes);
+    row.latency = Some(lat.summarize());
+    row.extra.insert("snapshot".into(), Value::Bool(false));
+    row.set_u64("aggregate_events", params.w7_events);
+    row.record_peak_rss(start_rss);
+    Ok(row)
+}
+
+/// Saves a snapshot [`TAIL_EVENTS`] before the end, measures save/load
+/// throughput and the compression ratio, then times snapshot + tail loads.
+fn snapshot_loads(engine: &FactlogEngine, params: &Params, want: Account) -> BenchResult<Row> {
+    let store = engine.store();
+    let label = "factlog W7 load, snapshot";
+    let total = params.w7_events;
+    let tail = TAIL_EVENTS.min(total.saturating_sub(1));
+    let snap_version = total - 1 - tail;
+
+    // The state at `snap_version`, built once, untimed.
+    let reader = store.reader();
+    let mut acc = Account::default();
+    let mut recent: Vec<Vec<u8>> = Vec::new();
+    for ev in reader.read_aggregate_until(ACCOUNT, 0, snap_version, factlog::Direction::Forward) {
+        let ev = ev.ctx("factlog: read_aggregate_until")?;
+        acc.apply(ev.data());
+        if ev.version() + RECENT as u64 > snap_version {
+            recent.push(ev.data().to_vec());
+        }
+    }
+    drop(reader);
+    let state = acc.to_json(snap_version, &recent);
+
+    // Save throughput (the same version saved again: files roll and compact).
+    let pb = progress::counter("factlog W7 snapshot saves", SNAPSHOT_OPS, "saves", params.quiet);
+    let t = Instant::now();
+    let mut stored = 0u64;
+    for i in 0..SNAPSHOT_OPS {
+        let info = store.save_snapshot(ACCOUNT, snap_version, 1, &state).ctx("factlog: save_snapshot")?;
+        stored = info.stored_bytes;
+        if i % 64 == 0 {
+            pb.set_position(i);
+        }
+    }
+    let save_secs = t.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+
+    // Snapshot read throughput (decompress only).
+    let pb = progress::counter("factlog W7 snapshot reads", SNAPSHOT_OPS, "reads", params.quiet);
+    let t = Instant::now();
+    for i in 0..SNAPSHOT_OPS {
+        let s = store.latest_snapshot(ACCOUNT).ctx("factlog: latest_snapshot")?;
+        let s = s.ok_or_else(|| BenchError::msg("W7: the snapshot just saved is missing"))?;
+        black_box(&s.data);
+        if i % 64 == 0 {
+            pb.set_position(i);
+        }
+    }
+    let read_secs = t.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+
+    // Loads: snapshot + tail, folded (more of them: they are short).
+    let loads = params.w7_loads.max(1) * 20;
+    let start_rss = machine::reset_peak_rss();
+    let pb = progress::counter(label, loads + 1, "loads", params.quiet);
+    let mut lat = Samples::with_capacity(loads as usize);
+    let mut timed = Duration::ZERO;
+    for i in 0..=loads {
+        let t = Instant::now();
+        let loaded = store.load(ACCOUNT).ctx("factlog: load")?;
+        let mut acc = match &loaded.snapshot {
+            Some(s) => Account::from_json(&s.data)?,
+            None => Account::default(),
+        };
+        for ev in loaded.events() {
+            acc.apply(ev.ctx("factlog: load events")?.data());
+        }
+        let took = t.elapsed();
+        if acc != want || loaded.snapshot.as_ref().map(|s| s.version) != Some(snap_version) {
+            return Err(BenchError::msg(format!("{label}: folded {acc:?}, expected {want:?}")));
+        }
+        if i > 0 {
+            lat.record(took);
+            timed += took;
+        }
+        if i % 64 == 0 {
+            pb.set_position(i + 1);
+        }
+    }
+    pb.finish_and_clear();
+
+    let mut row = Row::new(Workload::W7, EngineKind::Factlog, 1, 1, Durability::Buffered);
+    row.events = loads * tail;
+    row.secs = timed.as_secs_f64();
+    row.logical_bytes = row.events * logical_event_bytes(params.payload_bytes);
+    row.latency = Some(lat.summarize());
+    row.extra.insert("snapshot".into(), Value::Bool(true));
+    row.set_u64("aggregate_events", total);
+    row.set_u64("tail_events", tail);
+    row.set_u64("snapshot_raw_bytes", state.len() as u64);
+    row.set_u64("snapshot_stored_bytes", stored);
+    row.set("compression_ratio", state.len() as f64 / stored.max(1) as f64);
+    row.set("snapshot_saves_per_sec", SNAPSHOT_OPS as f64 / save_secs.max(1e-9));
+    row.set("snapshot_save_mb_per_sec", SNAPSHOT_OPS as f64 * state.len() as f64 / 1e6 / save_secs.max(1e-9));
+    row.set("snapshot_reads_per_sec", SNAPSHOT_OPS as f64 / read_secs.max(1e-9));
+    row.set("snapshot_read_mb_per_sec", SNAPSHOT_OPS as f64 * state.len() as f64 / 1e6 / read_secs.max(1e-9));
+    row.record_peak_rss(start_rss);
+    Ok(row)
+}

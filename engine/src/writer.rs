@@ -247,9 +247,15 @@ impl Writer {
             return Ok(());
         }
         let path = &self.active.seg.path;
-        let r = self.faults.check_write(path).and_then(|_| {
-            self.active.file.write_all_at(&self.buf[..len], at).map_err(|e| Error::io("write frames", path, e))
-        });
+        let file = &self.active.file;
+        let r = match self.faults.check_write(path) {
+            Ok(()) => file.write_all_at(&self.buf[..len], at).map_err(|e| Error::io("write frames", path, e)),
+            Err((short, e)) => {
+                // Injected short write: part of the frames reach the file, then the error.
+                let _ = file.write_all_at(&self.buf[..short.min(len)], at);
+                Err(e)
+            }
+        };
         if let Err(e) = &r {
             self.poison(e);
         }

@@ -1,11 +1,13 @@
 //! Injected I/O failures: a full disk while rolling to a new segment fails
 //! only the appends that needed it and the store keeps working; a failed
-//! write or fsync poisons the store (no acknowledgement, no further writes)
-//! until it is reopened, which recovers the last durable state.
+//! write, a short write (part of a batch on disk, then an error) or a failed
+//! fsync poisons the store (no acknowledgement, no further writes) until it
+//! is reopened, which recovers the last durable state and no partial batch.
 
 use std::sync::Arc;
 
-use factlog::{Error, ExpectedVersion, Faults, Options, Store};
+use bytes::Bytes;
+use factlog::{Error, ExpectedVersion, Faults, NewEvent, Options, Store};
 use factlog_tests::{event, small_options};
 
 fn opts(f: &Arc<Faults>) -> Options {
@@ -80,4 +82,35 @@ fn failed_write_poisons_and_nothing_is_acknowledged() {
     let store = Store::open(dir.path(), small_options()).unwrap();
     assert_eq!(store.read_all(0, 10).unwrap().len(), 1);
     assert_eq!(store.aggregate_version("a"), Some(0));
+}
+
+#[test]
+fn short_write_at_any_length_leaves_no_partial_batch() {
+    // A batch of 5 events of 400-byte payloads encodes to over 2 KiB; cut
+    // its write at lengths from nothing to well into its last frame.
+    for cut in [0usize, 1, 16, 31, 32, 33, 200, 512, 700, 1023, 1500, 2000] {
+        let dir = tempfile::tempdir().unwrap();
+        let faults = Arc::new(Faults::default());
+        let store = Store::open(dir.path(), opts(&faults)).unwrap();
+        store.append("a", ExpectedVersion::NoStream, vec![event(1, 0), event(1, 1)]).unwrap();
+        store.append("b", ExpectedVersion::NoStream, vec![event(2, 0)]).unwrap();
+        faults.fail_writes_after(cut, libc::ENOSPC);
+        let batch: Vec<_> = (2..7).map(|n| NewEvent { data: Bytes::from(vec![b'x'; 400]), ..event(1, n) }).collect();
+        let r = store.append("a", ExpectedVersion::Exact(1), batch);
+        assert!(r.is_err(), "cut {cut}: a short write was acknowledged: {r:?}");
+        faults.clear();
+        assert!(
+            matches!(store.append("b", ExpectedVersion::Exact(0), vec![event(2, 1)]), Err(Error::Poisoned { .. })),
+            "cut {cut}: a store whose write failed took another append"
+        );
+        drop(store);
+        let store = Store::open(dir.path(), small_options()).unwrap();
+        let report = store.recovery_report();
+        assert_eq!(report.torn_tail.is_some(), cut > 0, "cut {cut}: torn tail {:?}", report.torn_tail);
+        let all = store.read_all(0, 100).unwrap();
+        assert_eq!(all.len(), 3, "cut {cut}: the partial batch (or an acknowledged event) is wrong: {all:?}");
+        assert_eq!(store.aggregate_version("a"), Some(1), "cut {cut}");
+        store.append("a", ExpectedVersion::Exact(1), vec![event(1, 9)]).unwrap();
+        store.close().unwrap();
+    }
 }

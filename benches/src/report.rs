@@ -192,6 +192,20 @@ impl Report<'_> {
                             get(&|r| r.extra_f64("snapshot_reads_per_sec")),
                             None,
                         );
+                        push(
+                            "small state JSON bytes",
+                            Better::Lower,
+                            get(&|r| r.extra_f64("small_snapshot_json_bytes")),
+                            None,
+                        );
+                        for (label, key) in [
+                            ("small: payload ratio ↑", "small_snapshot_payload_ratio_plain"),
+                            ("small + dict: payload ↑", "small_snapshot_payload_ratio_dict"),
+                            ("small: ratio on disk ↑", "small_snapshot_ratio_plain"),
+                            ("small + dict: on disk ↑", "small_snapshot_ratio_dict"),
+                        ] {
+                            push(label, Better::Higher, get(&|r| r.extra_f64(key)), None);
+                        }
                     }
                 }
                 Workload::W6 => {

@@ -14,8 +14,11 @@
 //! load that skipped work.
 //!
 //! Also measured for factlog: snapshot save and load throughput (saves of
-//! that state, buffered store: no fsync per save) and the zstd compression
-//! ratio on it.
+//! that state, buffered store: no fsync per save), the zstd compression
+//! ratio on it, and what a trained dictionary gains on small, alike states
+//! ([`SMALL_ACCOUNTS`] accounts of ~200-byte JSON, saved without and then
+//! with a dictionary trained on other accounts' states; ratios of JSON bytes
+//! to payload bytes, and to bytes on disk with the ~90-byte frame).
 
 use crate::engines::factlog::FactlogEngine;
 use crate::engines::{self, BenchEngine, Durability, EngineKind};
@@ -38,6 +41,10 @@ pub const ACCOUNT: &str = "account-000001";
 const RECENT: usize = 20;
 /// Snapshot saves (and loads) timed for the throughput figures.
 const SNAPSHOT_OPS: u64 = 2_000;
+/// Accounts whose small states measure the dictionary's gain.
+pub const SMALL_ACCOUNTS: u64 = 1_000;
+/// Size bound of the trained dictionary, bytes.
+const DICT_BYTES: usize = 16 * 1024;
 /// Events per append while building the aggregate.
 const LOAD_CHUNK: usize = 1_000;
 
@@ -164,6 +171,69 @@ fn full_loads(engine: &dyn BenchEngine, params: &Params, want: Account) -> Bench
     Ok(row)
 }
 
+/// A small JSON account state: alike across accounts, not identical.
+fn small_state(n: u64) -> Vec<u8> {
+    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    let kind = ["FundsDeposited", "FundsWithdrawn", "FeeCharged"][next(3) as usize];
+    format!(
+        r#"{{"account":"small-{n:06}","version":{},"balance":{},"currency":"EUR","status":"open","last_posting":{{"type":"{kind}","amount":{},"reference":"INV-{:08}"}}}}"#,
+        next(100_000),
+        next(100_000_000),
+        next(100_000),
+        next(100_000_000)
+    )
+    .into_bytes()
+}
+
+/// Saves [`SMALL_ACCOUNTS`] small states without, then with, a trained
+/// dictionary, and records both on-disk ratios in `row`.
+fn dictionary_gain(store: &factlog::Store, row: &mut Row) -> BenchResult<()> {
+    let ids: Vec<String> = (0..SMALL_ACCOUNTS).map(|n| format!("small-{n:06}")).collect();
+    for (n, id) in ids.iter().enumerate() {
+        let ev = factlog::NewEvent::new(*uuid::Uuid::from_u128(n as u128 + 1).as_bytes(), "AccountOpened", &b"{}"[..]);
+        store.append(id, factlog::ExpectedVersion::Any, vec![ev]).ctx("factlog: append small account")?;
+    }
+    // (bytes on disk, frames included; payload bytes)
+    let save_all = |store: &factlog::Store| -> BenchResult<(u64, u64)> {
+        let (mut stored, mut payload) = (0, 0);
+        for (n, id) in ids.iter().enumerate() {
+            let info = store.save_snapshot(id, 0, 1, &small_state(n as u64)).ctx("factlog: save small")?;
+            stored += info.stored_bytes;
+            payload += info.payload_bytes;
+        }
+        Ok((stored, payload))
+    };
+    let raw: u64 = (0..SMALL_ACCOUNTS).map(|n| small_state(n).len() as u64).sum();
+    let plain = save_all(store)?;
+    // Trained on other accounts' states, as an application would from a sample.
+    let samples: Vec<Vec<u8>> = (SMALL_ACCOUNTS..2 * SMALL_ACCOUNTS).map(small_state).collect();
+    let samples: Vec<&[u8]> = samples.iter().map(|s| &s[..]).collect();
+    let t = Instant::now();
+    let info = store.train_snapshot_dictionary("small-", &samples, DICT_BYTES).ctx("factlog: train dictionary")?;
+    let train_secs = t.elapsed().as_secs_f64();
+    let with_dict = save_all(store)?;
+    for (n, id) in ids.iter().enumerate().step_by(97) {
+        let s = store.latest_snapshot(id).ctx("factlog: read small")?;
+        if s.map(|s| s.data) != Some(small_state(n as u64)) {
+            return Err(BenchError::msg(format!("W7: small snapshot of {id} did not read back")));
+        }
+    }
+    row.set("small_snapshot_json_bytes", raw as f64 / SMALL_ACCOUNTS as f64);
+    row.set("small_snapshot_ratio_plain", raw as f64 / plain.0.max(1) as f64);
+    row.set("small_snapshot_ratio_dict", raw as f64 / with_dict.0.max(1) as f64);
+    row.set("small_snapshot_payload_ratio_plain", raw as f64 / plain.1.max(1) as f64);
+    row.set("small_snapshot_payload_ratio_dict", raw as f64 / with_dict.1.max(1) as f64);
+    row.set_u64("dictionary_bytes", info.bytes as u64);
+    row.set("dictionary_train_ms", train_secs * 1000.0);
+    Ok(())
+}
+
 /// Saves a snapshot [`TAIL_EVENTS`] before the end, measures save/load
 /// throughput and the compression ratio, then times snapshot + tail loads.
 fn snapshot_loads(engine: &FactlogEngine, params: &Params, want: Account) -> BenchResult<Row> {
@@ -261,5 +331,6 @@ fn snapshot_loads(engine: &FactlogEngine, params: &Params, want: Account) -> Ben
     row.set("snapshot_reads_per_sec", SNAPSHOT_OPS as f64 / read_secs.max(1e-9));
     row.set("snapshot_read_mb_per_sec", SNAPSHOT_OPS as f64 * state.len() as f64 / 1e6 / read_secs.max(1e-9));
     row.record_peak_rss(start_rss);
+    dictionary_gain(store, &mut row)?;
     Ok(row)
 }

@@ -46,6 +46,12 @@ fn every_workload_on_every_engine_reports_real_figures() {
     }
     let w7: Vec<_> = has("W7", "factlog");
     assert!(w7.iter().any(|r| r["snapshot"] == true) && w7.iter().any(|r| r["snapshot"] == false), "{w7:?}");
+    let snap = w7.iter().find(|r| r["snapshot"] == true).unwrap();
+    let ratio = |k: &str| snap[k].as_f64().unwrap_or(0.0);
+    assert!(
+        ratio("small_snapshot_payload_ratio_dict") > ratio("small_snapshot_payload_ratio_plain"),
+        "the trained dictionary did not pay on small states: {snap}"
+    );
     let w4 = &has("W4", "factlog")[0];
     assert_eq!(w4["events"].as_u64(), Some(3000));
     assert!(w4["index_bytes_per_event"].as_f64().unwrap_or(0.0) > 0.0, "{w4}");

@@ -22,7 +22,7 @@ pub fn run(args: &StatsArgs) -> CliResult {
 }
 
 /// The reported rows: label for text output, key for JSON, value.
-fn rows(s: &Stats) -> [(&'static str, &'static str, u64); 10] {
+fn rows(s: &Stats) -> [(&'static str, &'static str, u64); 11] {
     [
         ("events", "events", s.events),
         ("aggregates", "aggregates", s.aggregates),
@@ -34,6 +34,7 @@ fn rows(s: &Stats) -> [(&'static str, &'static str, u64); 10] {
         ("snapshots", "snapshots", s.snapshots),
         ("snapshot files", "snapshot_files", s.snapshot_files),
         ("snapshot bytes", "snapshot_bytes", s.snapshot_bytes),
+        ("snapshot dictionaries", "snapshot_dictionaries", s.snapshot_dictionaries),
     ]
 }
 
@@ -69,16 +70,17 @@ mod tests {
         s.snapshots = 4;
         s.snapshot_files = 1;
         s.snapshot_bytes = 300;
+        s.snapshot_dictionaries = 2;
         s
     }
 
     #[test]
     fn text_has_one_aligned_line_per_row() {
         let text = render_text(&stats());
-        assert!(text.starts_with("events                3\n"), "{text}");
-        assert_eq!(text.lines().count(), 10);
+        assert!(text.starts_with("events                 3\n"), "{text}");
+        assert_eq!(text.lines().count(), 11);
         assert!(text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["events", "3"]));
-        assert!(text.contains("segment file bytes    65536\n"), "{text}");
+        assert!(text.contains("segment file bytes     65536\n"), "{text}");
     }
 
     #[test]
@@ -89,7 +91,7 @@ mod tests {
             serde_json::json!({
                 "events": 3, "aggregates": 1, "segments": 1, "log_bytes": 500,
                 "segment_file_bytes": 65536, "index_bytes": 100, "index_file_bytes": 0,
-                "snapshots": 4, "snapshot_files": 1, "snapshot_bytes": 300,
+                "snapshots": 4, "snapshot_files": 1, "snapshot_bytes": 300, "snapshot_dictionaries": 2,
             })
         );
     }

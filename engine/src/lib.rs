@@ -20,13 +20,15 @@
 //! Module map: `record` (frame layout), `segment` (files and headers),
 //! `mmap` and `view` (the only `unsafe`), `index` (per-aggregate offsets and
 //! checkpoints), `dedupe` (idempotency window), `writer` (group commit),
-//! `recovery` (open and crash repair), `store` (the public handle), `fault`
-//! (test hooks). The byte layout is in `docs/FORMAT.md`.
+//! `recovery` (open and crash repair), `snapshot` (snapshot files and their
+//! index), `dictionary` (trained zstd dictionaries for snapshots), `store`
+//! (the public handle), `verify`, `fault` (test hooks). The byte layout is in `docs/FORMAT.md`.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod dedupe;
+mod dictionary;
 mod error;
 mod event;
 mod fault;
@@ -45,6 +47,7 @@ mod verify;
 mod view;
 mod writer;
 
+pub use dictionary::{DictionaryInfo, DICT_BYTES_MAX, DICT_BYTES_MIN};
 pub use error::{fmt_id, Error, Result};
 pub use event::{
     now_nanos, AppendResult, AsOf, Direction, EventId, EventRef, ExpectedVersion, NewEvent, RecordedEvent,

@@ -15,9 +15,12 @@
 //!  8 8 sequence number    16 8 reserved (0)
 //! 24 4 crc32 of 0..24 ++ body                28 4 reserved (0)
 //! 32 body: version u64, taken_at i64, schema_version u32,
-//!          uncompressed length u32, codec u8 (0 raw, 1 zstd), aggregate id length u8,
-//!          reserved u16, payload length u32, reserved u64, aggregate id, payload
+//!          uncompressed length u32, codec u8 (0 raw, 1 zstd, 2 zstd with a
+//!          trained dictionary), aggregate id length u8, reserved u16,
+//!          payload length u32, dictionary id u32 (codec 2 only, else 0),
+//!          reserved u32, aggregate id, payload
 //! ```
+//! Dictionaries (`*.zdict`) live in the same directory; see `dictionary`.
 //! Sealed-file checkpoint (`.sidx`): magic `b"FLOGSIDX"`, entry count u64,
 //! CRC32 u32 of the entries, reserved u32, then per record: u8 id length, id,
 //! version u64, offset u64, length u32.
@@ -28,6 +31,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::dictionary::{Dictionaries, Dictionary, DictionaryInfo};
 use crate::error::{Error, Result};
 use crate::segment::sync_dir;
 
@@ -64,6 +68,8 @@ pub struct SnapshotInfo {
     pub raw_bytes: u64,
     /// Bytes on disk, frame included.
     pub stored_bytes: u64,
+    /// Bytes of the stored payload (compressed, or raw when that is smaller).
+    pub payload_bytes: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,6 +123,8 @@ pub(crate) struct Snapshots {
     next_seq: u64,
     /// Number of the file appended to (the highest number at open).
     active_no: Option<u64>,
+    /// Trained dictionaries, by id.
+    dicts: Dictionaries,
 }
 
 fn file_name(no: u64) -> String {
@@ -127,7 +135,8 @@ fn sidx_name(no: u64) -> String {
     format!("{no:020}.sidx")
 }
 
-fn u32_at(b: &[u8], at: usize) -> u32 {
+/// The little-endian u32 at `at` (the caller has checked the bounds).
+pub(crate) fn u32_at(b: &[u8], at: usize) -> u32 {
     let mut a = [0u8; 4];
     a.copy_from_slice(&b[at..at + 4]);
     u32::from_le_bytes(a)
@@ -177,8 +186,10 @@ pub struct SnapFrame<'a> {
     pub schema_version: u32,
     /// Declared uncompressed length.
     pub raw_len: u32,
-    /// 0 raw, 1 zstd.
+    /// 0 raw, 1 zstd, 2 zstd with dictionary `dict_id`.
     pub codec: u8,
+    /// The dictionary of codec 2 (0 otherwise).
+    pub dict_id: u32,
     /// Aggregate id.
     pub aggregate_id: &'a str,
     /// Stored payload.
@@ -200,13 +211,15 @@ pub struct SnapMeta {
     pub taken_at: i64,
     /// Uncompressed length.
     pub raw_len: u32,
-    /// 0 raw, 1 zstd.
+    /// 0 raw, 1 zstd, 2 zstd with dictionary `dict_id`.
     pub codec: u8,
+    /// The dictionary of codec 2 (0 otherwise).
+    pub dict_id: u32,
 }
 
 /// Encodes one snapshot frame.
 pub fn encode_frame(meta: SnapMeta, aggregate_id: &str, payload: &[u8]) -> Vec<u8> {
-    let SnapMeta { seq, version, schema_version, taken_at, raw_len, codec } = meta;
+    let SnapMeta { seq, version, schema_version, taken_at, raw_len, codec, dict_id } = meta;
     let body_len = BODY_FIXED + aggregate_id.len() + payload.len();
     let total = (FRAME_HEADER + body_len).div_ceil(8) * 8;
     let mut f = vec![0u8; total];
@@ -221,6 +234,7 @@ pub fn encode_frame(meta: SnapMeta, aggregate_id: &str, payload: &[u8]) -> Vec<u
     f[b + 24] = codec;
     f[b + 25] = aggregate_id.len() as u8;
     f[b + 28..b + 32].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+    f[b + 32..b + 36].copy_from_slice(&dict_id.to_le_bytes());
     f[b + BODY_FIXED..b + BODY_FIXED + aggregate_id.len()].copy_from_slice(aggregate_id.as_bytes());
     f[b + BODY_FIXED + aggregate_id.len()..b + body_len].copy_from_slice(payload);
     let mut h = crc32fast::Hasher::new();
@@ -258,12 +272,16 @@ pub fn decode_frame(bytes: &[u8]) -> std::result::Result<Option<SnapFrame<'_>>, 
     if c.finalize() != u32_at(h, 24) {
         return Err("snapshot frame checksum mismatch".into());
     }
-    if body[26..28].iter().chain(&body[32..BODY_FIXED]).any(|b| *b != 0) {
+    if body[26..28].iter().chain(&body[36..BODY_FIXED]).any(|b| *b != 0) {
         return Err("snapshot frame reserved bytes not zero".into());
+    }
+    let (codec, dict_id) = (body[24], u32_at(body, 32));
+    if codec > 2 || (codec == 2) != (dict_id != 0) {
+        return Err(format!("snapshot frame codec {codec} with dictionary id {dict_id}"));
     }
     let agg_len = body[25] as usize;
     let payload_len = u32_at(body, 28) as usize;
-    if BODY_FIXED + agg_len + payload_len != body_len || agg_len == 0 || body[24] > 1 {
+    if BODY_FIXED + agg_len + payload_len != body_len || agg_len == 0 {
         return Err("snapshot frame lengths inconsistent".into());
     }
     let aggregate_id =
@@ -274,7 +292,8 @@ pub fn decode_frame(bytes: &[u8]) -> std::result::Result<Option<SnapFrame<'_>>, 
         taken_at: u64_at(body, 8) as i64,
         schema_version: u32_at(body, 16),
         raw_len: u32_at(body, 20),
-        codec: body[24],
+        codec,
+        dict_id,
         aggregate_id,
         payload: &body[BODY_FIXED + agg_len..],
         frame_len,
@@ -282,14 +301,27 @@ pub fn decode_frame(bytes: &[u8]) -> std::result::Result<Option<SnapFrame<'_>>, 
 }
 
 /// Decompresses a frame's payload, refusing anything over `max_bytes` or not
-/// exactly its declared size (a decompression bomb or a lie is an error).
+/// exactly its declared size (a decompression bomb or a lie is an error). A
+/// frame compressed with a dictionary (codec 2) is an error here: the store
+/// decompresses those with its dictionaries.
 pub fn decompress(frame: &SnapFrame<'_>, max_bytes: u32) -> std::result::Result<Vec<u8>, String> {
+    decompress_with(frame, max_bytes, None)
+}
+
+fn decompress_with(
+    frame: &SnapFrame<'_>,
+    max_bytes: u32,
+    dict: Option<&Dictionary>,
+) -> std::result::Result<Vec<u8>, String> {
     if frame.raw_len > max_bytes {
         return Err(format!("snapshot declares {} bytes, over the limit of {max_bytes}", frame.raw_len));
     }
-    let data = match frame.codec {
-        0 => frame.payload.to_vec(),
-        _ => zstd::bulk::decompress(frame.payload, frame.raw_len as usize).map_err(|e| format!("zstd: {e}"))?,
+    let cap = frame.raw_len as usize;
+    let data = match (frame.codec, dict) {
+        (0, _) => frame.payload.to_vec(),
+        (1, _) => zstd::bulk::decompress(frame.payload, cap).map_err(|e| format!("zstd: {e}"))?,
+        (_, Some(d)) => d.decompress(frame.payload, cap).map_err(|e| format!("zstd with dictionary: {e}"))?,
+        (_, None) => return Err(format!("snapshot needs dictionary {}, which the store does not have", frame.dict_id)),
     };
     if data.len() != frame.raw_len as usize {
         return Err(format!("snapshot decompressed to {} bytes, declared {}", data.len(), frame.raw_len));
@@ -302,7 +334,9 @@ impl Snapshots {
     pub(crate) fn open(store_dir: &Path, cfg: SnapshotConfig) -> Result<(Snapshots, SnapshotRecovery)> {
         let dir = store_dir.join(SNAPSHOT_DIR);
         if !dir.exists() && cfg.read_only {
-            let empty = Snapshots { dir, cfg, files: Vec::new(), index: HashMap::new(), next_seq: 0, active_no: None };
+            let dicts = Dictionaries::default();
+            let empty =
+                Snapshots { dir, cfg, files: Vec::new(), index: HashMap::new(), next_seq: 0, active_no: None, dicts };
             return Ok((empty, SnapshotRecovery::default()));
         }
         if !dir.exists() {
@@ -322,7 +356,9 @@ impl Snapshots {
             }
         }
         nos.sort_unstable();
-        let mut s = Snapshots { dir, cfg, files: Vec::new(), index: HashMap::new(), next_seq: 0, active_no: None };
+        let dicts = Dictionaries::load(&dir, cfg.level)?;
+        let mut s =
+            Snapshots { dir, cfg, files: Vec::new(), index: HashMap::new(), next_seq: 0, active_no: None, dicts };
         let mut rec = SnapshotRecovery { files: nos.len(), ..SnapshotRecovery::default() };
         let last = nos.last().copied();
         for no in nos {
@@ -449,9 +485,13 @@ impl Snapshots {
                 self.cfg.max_bytes
             ))
         })?;
-        let compressed =
-            zstd::bulk::compress(data, self.cfg.level).map_err(|e| Error::io("compress snapshot", &self.dir, e))?;
-        let (codec, payload) = if compressed.len() < data.len() { (1u8, &compressed[..]) } else { (0u8, data) };
+        let (codec, dict_id, compressed) = match self.dicts.for_aggregate(aggregate_id) {
+            Some((id, d)) => (2u8, id, d.compress(data)),
+            None => (1u8, 0, zstd::bulk::compress(data, self.cfg.level)),
+        };
+        let compressed = compressed.map_err(|e| Error::io("compress snapshot", &self.dir, e))?;
+        let (codec, dict_id, payload) =
+            if compressed.len() < data.len() { (codec, dict_id, &compressed[..]) } else { (0u8, 0, data) };
         let meta = SnapMeta {
             seq: self.next_seq,
             version,
@@ -459,8 +499,10 @@ impl Snapshots {
             taken_at: crate::event::now_nanos(),
             raw_len,
             codec,
+            dict_id,
         };
         let frame = encode_frame(meta, aggregate_id, payload);
+        let payload_bytes = payload.len() as u64;
         let need_roll = match self.active_index() {
             None => true,
             Some(i) => {
@@ -483,7 +525,7 @@ impl Snapshots {
         let no = active.no;
         self.next_seq += 1;
         self.insert(aggregate_id, Loc { version, file_no: no, offset, len: frame.len() as u32 });
-        Ok(SnapshotInfo { raw_bytes: data.len() as u64, stored_bytes: frame.len() as u64 })
+        Ok(SnapshotInfo { raw_bytes: data.len() as u64, stored_bytes: frame.len() as u64, payload_bytes })
     }
 
     fn active_index(&self) -> Option<usize> {
@@ -631,7 +673,7 @@ impl Snapshots {
         if d.aggregate_id != aggregate_id || d.version != loc.version {
             return Err(Error::corrupt(&f.path, loc.offset, "snapshot frame is for another aggregate or version"));
         }
-        let data = decompress(&d, self.cfg.max_bytes).map_err(|r| Error::corrupt(&f.path, loc.offset, r))?;
+        let data = self.decompress(&d).map_err(|r| Error::corrupt(&f.path, loc.offset, r))?;
         Ok(Some(Snapshot {
             aggregate_id: aggregate_id.to_string(),
             version: d.version,
@@ -639,6 +681,27 @@ impl Snapshots {
             taken_at: d.taken_at,
             data,
         }))
+    }
+
+    /// Decompresses a verified frame, with the store's dictionary for codec 2.
+    fn decompress(&self, frame: &SnapFrame<'_>) -> std::result::Result<Vec<u8>, String> {
+        decompress_with(frame, self.cfg.max_bytes, self.dicts.get(frame.dict_id).map(|d| &**d))
+    }
+
+    /// Trains a dictionary for aggregates whose id starts with `prefix` and
+    /// installs it: later saves of those aggregates use it.
+    pub(crate) fn train_dictionary(
+        &mut self,
+        prefix: &str,
+        samples: &[&[u8]],
+        max_bytes: usize,
+    ) -> Result<DictionaryInfo> {
+        self.dicts.train(&self.dir, prefix, samples, max_bytes, self.cfg.level)
+    }
+
+    /// Number of trained dictionaries.
+    pub(crate) fn dictionaries(&self) -> usize {
+        self.dicts.len()
     }
 
     /// Files, records indexed, and bytes on disk.
@@ -737,7 +800,7 @@ impl Snapshots {
             while (offset as u64) < f.len {
                 match decode_frame(bytes.get(offset..).unwrap_or(&[])) {
                     Ok(Some(frame)) => {
-                        if let Err(r) = decompress(&frame, self.cfg.max_bytes) {
+                        if let Err(r) = self.decompress(&frame) {
                             problems.push((f.path.clone(), offset as u64, r));
                         }
                         checked += 1;

@@ -503,11 +503,17 @@ pub fn fix_snap_frame(data: &[u8]) -> Option<Vec<u8>> {
     put32(&mut f, 4, body_len as u32);
     f.resize((SNAP_FRAME_HEADER + body_len).div_ceil(8) * 8, 0);
     let b = SNAP_FRAME_HEADER;
-    f[b + 24] &= 1;
+    f[b + 24] %= 3;
     let agg_len = usize::from(f[b + 25]).clamp(1, (body_len - SNAP_BODY_FIXED).min(255));
     f[b + 25] = agg_len as u8;
     f[b + 26..b + 28].fill(0);
-    f[b + 32..b + SNAP_BODY_FIXED].fill(0);
+    // Codec 2 (zstd with a dictionary) needs a dictionary id, the others none.
+    if f[b + 24] == 2 {
+        f[b + 32] |= 1;
+    } else {
+        f[b + 32..b + 36].fill(0);
+    }
+    f[b + 36..b + SNAP_BODY_FIXED].fill(0);
     put32(&mut f, b + 28, (body_len - SNAP_BODY_FIXED - agg_len) as u32);
     for c in &mut f[b + SNAP_BODY_FIXED..b + SNAP_BODY_FIXED + agg_len] {
         *c = b'a' + *c % 26;
@@ -536,7 +542,8 @@ fn check_snap_frame(bytes: &[u8], must_decode: bool) {
     assert!(body_len > SNAP_BODY_FIXED, "snapshot body of {body_len} bytes accepted");
     assert_eq!(frame.frame_len, (SNAP_FRAME_HEADER + body_len).div_ceil(8) * 8);
     assert!(frame.frame_len <= bytes.len(), "snapshot frame runs past its bytes");
-    assert!(!frame.aggregate_id.is_empty() && frame.codec <= 1);
+    assert!(!frame.aggregate_id.is_empty() && frame.codec <= 2);
+    assert_eq!(frame.codec == 2, frame.dict_id != 0, "dictionary id {} with codec {}", frame.dict_id, frame.codec);
     let meta = SnapMeta {
         seq: frame.seq,
         version: frame.version,
@@ -544,6 +551,7 @@ fn check_snap_frame(bytes: &[u8], must_decode: bool) {
         taken_at: frame.taken_at,
         raw_len: frame.raw_len,
         codec: frame.codec,
+        dict_id: frame.dict_id,
     };
     let again = snap::encode_frame(meta, frame.aggregate_id, frame.payload);
     assert_eq!(again.len(), frame.frame_len, "re-encoded snapshot frame has another length");
@@ -555,11 +563,13 @@ fn check_snap_frame(bytes: &[u8], must_decode: bool) {
     match snap::decompress(&frame, MAX_SNAPSHOT_BYTES) {
         Ok(d) => {
             assert!(frame.raw_len <= MAX_SNAPSHOT_BYTES && d.len() == frame.raw_len as usize, "decompressed size");
+            assert!(frame.codec != 2, "a dictionary-compressed snapshot decompressed without its dictionary");
             if frame.codec == 0 {
                 assert_eq!(d, frame.payload, "raw snapshot payload changed");
             }
         }
-        Err(_) => assert!(frame.codec == 1 || frame.raw_len as usize != frame.payload.len()),
+        // Codec 2 needs the store's dictionary, which a lone frame does not have.
+        Err(_) => assert!(frame.codec >= 1 || frame.raw_len as usize != frame.payload.len()),
     }
 }
 
@@ -1896,7 +1906,8 @@ pub fn seed_corpus(target: &str) -> Vec<(String, Vec<u8>)> {
                     }
                 }
             }
-            let meta = SnapMeta { seq: 9, version: 3, schema_version: 1, taken_at: -1, raw_len: 5, codec: 0 };
+            let meta =
+                SnapMeta { seq: 9, version: 3, schema_version: 1, taken_at: -1, raw_len: 5, codec: 0, dict_id: 0 };
             let f = snap::encode_frame(meta, "agg", b"hello");
             out.push(("handmade-raw", f.clone()));
             let lie = snap::encode_frame(SnapMeta { raw_len: 1 << 30, codec: 1, ..meta }, "agg", b"not zstd");

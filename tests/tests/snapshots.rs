@@ -254,3 +254,100 @@ fn compaction_drops_superseded_snapshots_and_survives_reopen() {
         assert_eq!(s.data, format!("{agg}@39").repeat(40).into_bytes());
     }
 }
+
+/// A small JSON account state, alike across accounts but not identical.
+fn account_state(n: u64) -> Vec<u8> {
+    let mut x = n.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % 100_000
+    };
+    format!(
+        r#"{{"account":"acct-{n:06}","balance":{},"currency":"EUR","status":"open","overdraft_limit":50000,"last_posting":{{"type":"FundsDeposited","amount":{},"reference":"INV-{:08}"}}}}"#,
+        next(),
+        next(),
+        next()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn trained_dictionary_shrinks_small_snapshots_and_survives_reopen_and_compaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = || Options { snapshot_file_bytes: 64 * 1024, ..snap_options(1) };
+    let store = Store::open(dir.path(), opts()).unwrap();
+    for a in 0..40u64 {
+        store.append(&format!("acct-{a}"), ExpectedVersion::Any, vec![event(a, 0)]).unwrap();
+        store.append(&format!("other-{a}"), ExpectedVersion::Any, vec![event(a + 100, 0)]).unwrap();
+    }
+    let size = |agg: &str, state: &[u8]| store.save_snapshot(agg, 0, 1, state).unwrap().stored_bytes;
+    let plain: u64 = (0..40).map(|a| size(&format!("acct-{a}"), &account_state(a))).sum();
+
+    // Bad training input is a typed error and installs nothing.
+    let few: Vec<Vec<u8>> = (0..3).map(account_state).collect();
+    let few: Vec<&[u8]> = few.iter().map(|s| &s[..]).collect();
+    assert!(matches!(store.train_snapshot_dictionary("acct-", &few, 4096), Err(Error::InvalidInput(_))));
+    let samples: Vec<Vec<u8>> = (1000..1400).map(account_state).collect();
+    let samples: Vec<&[u8]> = samples.iter().map(|s| &s[..]).collect();
+    assert!(matches!(store.train_snapshot_dictionary("acct-", &samples, 10), Err(Error::InvalidInput(_))));
+    assert_eq!(store.stats().snapshot_dictionaries, 0);
+
+    let info = store.train_snapshot_dictionary("acct-", &samples, 4096).unwrap();
+    assert_eq!((info.id, info.prefix.as_str()), (1, "acct-"));
+    assert!(info.bytes > 0 && info.bytes <= 4096, "{info:?}");
+    let with_dict: u64 = (0..40).map(|a| size(&format!("acct-{a}"), &account_state(a))).sum();
+    // Frames carry ~80 bytes of header each; the payloads must shrink a lot.
+    assert!(with_dict * 10 < plain * 8, "dictionary did not pay: {with_dict} vs {plain} bytes");
+    // Aggregates outside the prefix are compressed without it.
+    let other = size("other-0", &account_state(0));
+    assert!(other > size("acct-0", &account_state(0)), "other- used the dictionary");
+
+    let check = |store: &Store| {
+        for a in 0..40u64 {
+            let s = store.latest_snapshot(&format!("acct-{a}")).unwrap().unwrap();
+            assert_eq!(s.data, account_state(a), "acct-{a}");
+        }
+        assert_eq!(store.latest_snapshot("other-0").unwrap().unwrap().data, account_state(0));
+        assert!(store.verify(&mut |_, _| {}).unwrap().problems.is_empty());
+    };
+    check(&store);
+    // Supersede most records so compaction rewrites the older files, then reopen.
+    for _ in 0..3 {
+        for a in 0..40u64 {
+            store.save_snapshot(&format!("acct-{a}"), 0, 1, &account_state(a)).unwrap();
+        }
+    }
+    store.compact_snapshots().unwrap();
+    check(&store);
+    store.close().unwrap();
+    let store = Store::open(dir.path(), opts()).unwrap();
+    assert_eq!(store.stats().snapshot_dictionaries, 1);
+    check(&store);
+    store.close().unwrap();
+
+    // A damaged dictionary fails the open, naming it; a missing one makes
+    // the snapshots that need it a clear error.
+    let dict = std::fs::read_dir(dir.path().join("snapshots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "zdict"))
+        .unwrap();
+    let good = std::fs::read(&dict).unwrap();
+    let mut bad = good.clone();
+    bad[100] ^= 1;
+    std::fs::write(&dict, &bad).unwrap();
+    match Store::open(dir.path(), opts()) {
+        Err(Error::Corrupt { path, .. }) => assert_eq!(path, dict),
+        other => panic!("damaged dictionary not detected: {other:?}"),
+    }
+    std::fs::remove_file(&dict).unwrap();
+    let store = Store::open(dir.path(), opts()).unwrap();
+    match store.latest_snapshot("acct-1") {
+        Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("dictionary 1"), "{reason}"),
+        other => panic!("missing dictionary not reported: {other:?}"),
+    }
+    assert_eq!(store.latest_snapshot("other-0").unwrap().unwrap().data, account_state(0));
+    assert!(!store.verify(&mut |_, _| {}).unwrap().problems.is_empty());
+}

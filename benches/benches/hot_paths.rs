@@ -1,7 +1,9 @@
-//! Criterion micro-benchmarks of factlog's hot paths: group commit with N
-//! concurrent appenders (buffered and sync), append→read round trip, and
-//! replay of a 100-event aggregate through the zero-copy `Reader`.
-//! Each group is kept short (10 samples, a few seconds).
+//! Criterion micro-benchmarks of factlog's hot paths: record encode +
+//! checksum, decode + checksum verify (+ rkyv validation), index lookup,
+//! group commit with N concurrent appenders (buffered and sync), segment
+//! roll, append→read round trip, and replay of a 100-event aggregate through
+//! the zero-copy `Reader`. Each group is kept short (10 samples, a few
+//! seconds). Run: `cargo bench -p factlog-benches --bench hot_paths`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use factlog::{Direction, Durability, ExpectedVersion, NewEvent, Options, Store};
@@ -148,5 +150,119 @@ fn replay(c: &mut Criterion) {
     store.close().expect("close store");
 }
 
-criterion_group!(hot_paths, group_commit, round_trip, replay);
+/// One 200-byte-payload event as the writer encodes it, and as a reader
+/// decodes it.
+fn record_codec(c: &mut Criterion) {
+    use factlog::record::{checked_body, encode_frame, parse_header, validate_body, RecordBody};
+    let mut g = configure(c, "record");
+    g.throughput(Throughput::Elements(1));
+    let data = vec![b'x'; PAYLOAD];
+    let body = RecordBody {
+        position: 123_456,
+        version: 42,
+        event_id: [7; 16],
+        occurred_at: 1_700_000_000_000_000_000,
+        recorded_at: 1_700_000_000_000_000_001,
+        event_version: 1,
+        causation_id: None,
+        correlation_id: Some([9; 16]),
+        aggregate_id: "account-000042",
+        event_type: "FundsDeposited",
+        metadata: b"",
+        data: &data,
+    };
+    let mut buf = rkyv::util::AlignedVec::<16>::with_capacity(4096);
+    g.bench_function("encode_and_checksum", |b| {
+        b.iter(|| {
+            buf.clear();
+            black_box(encode_frame(&mut buf, black_box(&body), 1, 0).expect("encode"))
+        })
+    });
+    buf.clear();
+    encode_frame(&mut buf, &body, 1, 0).expect("encode");
+    let frame = buf.to_vec();
+    let mut aligned = rkyv::util::AlignedVec::<16>::new();
+    aligned.extend_from_slice(&frame);
+    g.bench_function("decode_and_verify_checksum", |b| {
+        b.iter(|| {
+            let h = parse_header(black_box(&aligned), 1 << 22).expect("header");
+            black_box(checked_body(&aligned, &h).expect("checksum").len())
+        })
+    });
+    g.bench_function("decode_verify_and_validate", |b| {
+        b.iter(|| {
+            let h = parse_header(black_box(&aligned), 1 << 22).expect("header");
+            let body = checked_body(&aligned, &h).expect("checksum");
+            black_box(validate_body(body, &h).expect("rkyv validation").version)
+        })
+    });
+    g.finish();
+}
+
+/// Per-aggregate index lookups in a store of 10,000 aggregates × 10 events.
+fn index_lookup(c: &mut Criterion) {
+    const AGGS: u64 = 10_000;
+    let mut g = configure(c, "index_lookup");
+    g.throughput(Throughput::Elements(1));
+    let dir = bench_dir();
+    let store = open(dir.path(), Durability::Buffered { flush_interval_ms: 100 });
+    let mut gen = EventGen::new(PAYLOAD, 11);
+    for a in 0..AGGS {
+        let batch = (0..10).map(|_| to_new_event(&gen.event())).collect();
+        store.append(&aggregate_id(a), ExpectedVersion::NoStream, batch).expect("load index store");
+    }
+    store.sync().expect("sync");
+    let ids: Vec<String> = (0..AGGS).map(aggregate_id).collect();
+    let mut next = 0usize;
+    g.bench_function("aggregate_version", |b| {
+        b.iter(|| {
+            next = next.wrapping_add(7919);
+            black_box(store.aggregate_version(&ids[next % ids.len()]))
+        })
+    });
+    let reader = store.reader();
+    g.bench_function("seek_version_5_and_view", |b| {
+        b.iter(|| {
+            next = next.wrapping_add(7919);
+            let ev = reader.read_aggregate(&ids[next % ids.len()], 5, Direction::Forward).next();
+            black_box(ev.expect("event 5").expect("read").position())
+        })
+    });
+    g.finish();
+    drop(reader);
+    store.close().expect("close store");
+}
+
+/// An append that seals the active segment and starts the next (64 KiB
+/// segments, 40 KiB events: every append rolls), against the same append
+/// into default 64 MiB segments (a roll every ~1,600 appends). Buffered, so
+/// the fsyncs of a roll (sealed segment, its checkpoint, the directory) are
+/// the roll's own cost, not the append's.
+fn segment_roll(c: &mut Criterion) {
+    let mut g = configure(c, "segment_roll");
+    g.throughput(Throughput::Elements(1));
+    let big = bytes::Bytes::from(vec![b'r'; 40 * 1024]);
+    for (name, segment_bytes) in [("append_40k_rolling", 64 * 1024), ("append_40k_64mib_segments", 64 << 20)] {
+        let dir = bench_dir();
+        let options = Options {
+            durability: Durability::Buffered { flush_interval_ms: 100 },
+            segment_bytes,
+            max_event_bytes: 48 * 1024,
+            ..Options::default()
+        };
+        let store = Store::open(dir.path(), options).expect("open roll store");
+        let mut n = 0u128;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                n += 1;
+                let ev = NewEvent::new(*uuid::Uuid::from_u128(n).as_bytes(), "BlobStored", big.clone());
+                black_box(store.append("blobs", ExpectedVersion::Any, vec![ev]).expect("append"))
+            })
+        });
+        store.close().expect("close store");
+    }
+    g.finish();
+}
+
+criterion_group!(hot_paths, record_codec, index_lookup, group_commit, segment_roll, round_trip, replay);
 criterion_main!(hot_paths);

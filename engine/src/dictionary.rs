@@ -126,7 +126,8 @@ impl Dictionaries {
             if id != name_id {
                 return Err(Error::corrupt(&path, 12, format!("dictionary id {id} does not match its file name")));
             }
-            d.by_id.insert(id, Arc::new(Dictionary::prepare(prefix, dict, level)));
+            let prepared = Dictionary::prepare(prefix, dict, level).map_err(|r| Error::corrupt(&path, 64, r))?;
+            d.by_id.insert(id, Arc::new(prepared));
         }
         Ok(d)
     }
@@ -151,17 +152,9 @@ impl Dictionaries {
         self.by_id.len()
     }
 
-    /// Trains a dictionary on `samples` and installs it durably under the
-    /// next id (written to a temporary file, synced, renamed, directory
-    /// synced: after a crash it is either wholly there or absent).
-    pub(crate) fn train(
-        &mut self,
-        dir: &Path,
-        prefix: &str,
-        samples: &[&[u8]],
-        max_bytes: usize,
-        level: i32,
-    ) -> Result<DictionaryInfo> {
+    /// Trains a dictionary on `samples`: the slow part, run without any lock
+    /// held, then given to [`Dictionaries::install`].
+    pub(crate) fn train(prefix: &str, samples: &[&[u8]], max_bytes: usize) -> Result<Vec<u8>> {
         if !(DICT_BYTES_MIN..=DICT_BYTES_MAX).contains(&max_bytes) {
             return Err(Error::InvalidInput(format!(
                 "dictionary size {max_bytes} is outside {DICT_BYTES_MIN}..={DICT_BYTES_MAX} bytes"
@@ -173,18 +166,27 @@ impl Dictionaries {
                 samples.len()
             )));
         }
-        let dict = zstd::dict::from_samples(samples, max_bytes).map_err(|e| {
-            Error::InvalidInput(format!("zstd could not train a dictionary for prefix {prefix:?}: {e}"))
-        })?;
+        zstd::dict::from_samples(samples, max_bytes)
+            .map_err(|e| Error::InvalidInput(format!("zstd could not train a dictionary for prefix {prefix:?}: {e}")))
+    }
+
+    /// Installs a trained dictionary durably under the next id (written to a
+    /// temporary file, synced, renamed, directory synced: after a crash it is
+    /// either wholly there or absent).
+    pub(crate) fn install(&mut self, dir: &Path, prefix: &str, dict: &[u8], level: i32) -> Result<DictionaryInfo> {
         let id = self
             .by_id
             .keys()
             .next_back()
             .map_or(Some(1), |last| last.checked_add(1))
             .ok_or_else(|| Error::InvalidInput("the store has used every dictionary id".into()))?;
+        // Checked before it is written: a dictionary zstd trained but cannot
+        // load must never reach the disk (it would make the store unopenable).
+        let prepared = Dictionary::prepare(prefix.to_string(), dict, level)
+            .map_err(|r| Error::InvalidInput(format!("trained dictionary for prefix {prefix:?}: {r}")))?;
         let path = dir.join(file_name(id));
         let tmp: PathBuf = dir.join(format!("{}.tmp", file_name(id)));
-        let bytes = encode(id, prefix, &dict);
+        let bytes = encode(id, prefix, dict);
         let write = || -> std::io::Result<()> {
             let mut f = File::create(&tmp)?;
             f.write_all(&bytes)?;
@@ -193,14 +195,21 @@ impl Dictionaries {
         write().map_err(|e| Error::io("write snapshot dictionary", &tmp, e))?;
         std::fs::rename(&tmp, &path).map_err(|e| Error::io("install snapshot dictionary", &path, e))?;
         sync_dir(dir)?;
-        self.by_id.insert(id, Arc::new(Dictionary::prepare(prefix.to_string(), &dict, level)));
+        self.by_id.insert(id, Arc::new(prepared));
         Ok(DictionaryInfo { id, prefix: prefix.to_string(), bytes: dict.len() })
     }
 }
 
 impl Dictionary {
-    fn prepare(prefix: String, dict: &[u8], level: i32) -> Dictionary {
-        Dictionary { prefix, encoder: EncoderDictionary::copy(dict, level), decoder: DecoderDictionary::copy(dict) }
+    /// Prepares `dict` for both directions, or says why zstd cannot load it.
+    /// zstd's own constructors panic on a dictionary it refuses (a crafted
+    /// file with a valid checksum can be one), so it is tried fallibly first.
+    fn prepare(prefix: String, dict: &[u8], level: i32) -> std::result::Result<Dictionary, String> {
+        use zstd::zstd_safe::{CDict, DDict};
+        if DDict::try_create(dict).is_none() || CDict::try_create(dict, level).is_none() {
+            return Err("zstd cannot load this dictionary".into());
+        }
+        Ok(Dictionary { prefix, encoder: EncoderDictionary::copy(dict, level), decoder: DecoderDictionary::copy(dict) })
     }
 
     /// Compresses `data` with this dictionary.
@@ -230,6 +239,21 @@ mod tests {
         }
         for cut in 0..f.len() {
             assert!(decode(&f[..cut]).is_err(), "cut at {cut} accepted");
+        }
+    }
+    #[test]
+    fn a_dictionary_zstd_cannot_load_is_an_error_not_a_panic() {
+        // zstd's dictionary magic followed by entropy tables that do not parse:
+        // a crafted (checksum-valid) .zdict file can carry exactly this.
+        let mut bad = vec![0x37, 0xA4, 0x30, 0xEC, 1, 0, 0, 0];
+        bad.extend(std::iter::repeat_n(0xFF, 200));
+        assert!(Dictionary::prepare("acct-".into(), &bad, 1).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(file_name(1)), encode(1, "acct-", &bad)).unwrap();
+        match Dictionaries::load(dir.path(), 1) {
+            Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("zstd"), "{reason}"),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("an unloadable dictionary was accepted"),
         }
     }
 }

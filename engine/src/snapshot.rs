@@ -688,15 +688,10 @@ impl Snapshots {
         decompress_with(frame, self.cfg.max_bytes, self.dicts.get(frame.dict_id).map(|d| &**d))
     }
 
-    /// Trains a dictionary for aggregates whose id starts with `prefix` and
-    /// installs it: later saves of those aggregates use it.
-    pub(crate) fn train_dictionary(
-        &mut self,
-        prefix: &str,
-        samples: &[&[u8]],
-        max_bytes: usize,
-    ) -> Result<DictionaryInfo> {
-        self.dicts.train(&self.dir, prefix, samples, max_bytes, self.cfg.level)
+    /// Installs a trained dictionary for aggregates whose id starts with
+    /// `prefix`: later saves of those aggregates use it.
+    pub(crate) fn install_dictionary(&mut self, prefix: &str, dict: &[u8]) -> Result<DictionaryInfo> {
+        self.dicts.install(&self.dir, prefix, dict, self.cfg.level)
     }
 
     /// Number of trained dictionaries.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::dictionary::DictionaryInfo;
+use crate::dictionary::{Dictionaries, DictionaryInfo};
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, AsOf, Direction, EventRef, ExpectedVersion, NewEvent, RecordedEvent};
 use crate::index::IndexState;
@@ -596,8 +596,10 @@ impl Store {
                 prefix.len()
             )));
         }
+        // Training takes a while; snapshot reads and saves go on meanwhile.
+        let dict = Dictionaries::train(prefix, samples, max_dict_bytes)?;
         let mut snaps = self.inner.shared.snapshots.write().unwrap_or_else(|p| p.into_inner());
-        snaps.train_dictionary(prefix, samples, max_dict_bytes)
+        snaps.install_dictionary(prefix, &dict)
     }
 
     /// Rewrites sealed snapshot files whose records are mostly superseded,

@@ -137,7 +137,7 @@ pub enum Error {
 impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
         let path = path.into();
-        if source.raw_os_error() == Some(libc::ENOSPC) {
+        if source.kind() == std::io::ErrorKind::StorageFull {
             return Error::NoSpace { path };
         }
         Error::Io { op, path, source }

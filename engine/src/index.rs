@@ -23,11 +23,10 @@
 //! ```
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::segment::Segment;
 
 const IDX_MAGIC: [u8; 8] = *b"FLOGIDX\x1a";
@@ -166,14 +165,7 @@ pub fn write_checkpoint(dir: &Path, first_position: u64, entries: &[CheckpointEn
     head.extend_from_slice(&(entries.len() as u64).to_le_bytes());
     head.extend_from_slice(&(name_list.len() as u32).to_le_bytes());
     head.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    let path = dir.join(file_name(first_position));
-    let tmp = dir.join(format!("{}.tmp", file_name(first_position)));
-    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io("create index checkpoint", &tmp, e))?;
-    f.write_all(&head).and_then(|_| f.write_all(&body)).map_err(|e| Error::io("write index checkpoint", &tmp, e))?;
-    f.sync_all().map_err(|e| Error::io("fsync index checkpoint", &tmp, e))?;
-    std::fs::rename(&tmp, &path).map_err(|e| Error::io("rename index checkpoint", &path, e))?;
-    crate::segment::sync_dir(dir)?;
-    Ok(path)
+    crate::durable::write_file(dir, &file_name(first_position), &[&head, &body], "write index checkpoint")
 }
 
 /// Reads a checkpoint. Any mismatch (magic, version, checksum, first

@@ -29,6 +29,7 @@
 
 mod dedupe;
 mod dictionary;
+mod durable;
 mod error;
 mod event;
 mod fault;

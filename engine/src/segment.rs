@@ -17,7 +17,6 @@
 //! ```
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -125,38 +124,14 @@ impl SegmentHeader {
     }
 }
 
-/// Fsyncs a directory so that file creations, renames and removals in it are durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| Error::io("fsync directory", dir, e))
-}
+pub(crate) use crate::durable::sync_dir;
 
 /// Creates `path` zero-filled to `len` bytes and syncs it (not its directory).
 /// Zero-filling, rather than `fallocate`, makes later `fdatasync`s of the
 /// region cheap (no unwritten-extent conversion). On error the file is removed.
 pub fn create_zeroed(path: &Path, len: u64, faults: &Faults) -> Result<()> {
-    let result = (|| {
-        faults.check_create(path)?;
-        let mut f = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)
-            .map_err(|e| Error::io("create segment", path, e))?;
-        let chunk = vec![0u8; 1 << 20];
-        let mut left = len;
-        while left > 0 {
-            let n = left.min(chunk.len() as u64) as usize;
-            f.write_all(&chunk[..n]).map_err(|e| Error::io("zero-fill segment", path, e))?;
-            left -= n as u64;
-        }
-        f.sync_all().map_err(|e| Error::io("fsync new segment", path, e))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(path);
-    }
-    result
+    faults.check_create(path)?;
+    crate::durable::create_zeroed(path, len)
 }
 
 /// Turns a zero-filled file (prepared ahead, or created now) into the segment

@@ -224,11 +224,7 @@ fn prepare_dir(dir: &Path) -> Result<()> {
                     reason: format!("not empty and has no {MARKER_NAME} file"),
                 });
             }
-            let tmp = dir.join(format!("{MARKER_NAME}.tmp"));
-            std::fs::write(&tmp, MARKER_TEXT).map_err(|e| Error::io("write store marker", &tmp, e))?;
-            File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io("fsync store marker", &tmp, e))?;
-            std::fs::rename(&tmp, &marker).map_err(|e| Error::io("rename store marker", &marker, e))?;
-            segment::sync_dir(dir)
+            crate::durable::write_file(dir, MARKER_NAME, &[MARKER_TEXT.as_bytes()], "write store marker").map(|_| ())
         }
         Err(e) => Err(Error::io("read store marker", &marker, e)),
     }

@@ -10,9 +10,6 @@ use crate::record::ArchivedRecordBody;
 /// A 16-byte event or correlation id (the bytes of a UUID).
 pub type EventId = [u8; 16];
 
-/// Largest aggregate id and event type, in bytes.
-pub const NAME_BYTES_MAX: usize = 255;
-
 /// What the caller believes the aggregate's current version is. A mismatch
 /// fails the append with [`crate::Error::WrongExpectedVersion`] and writes nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,17 +29,21 @@
 
 mod dedupe;
 mod dictionary;
+mod directory;
 mod durable;
 mod error;
 mod event;
 mod fault;
+mod handoff;
 mod index;
 #[allow(unsafe_code)]
 mod mmap;
+mod reader;
 #[doc(hidden)]
 pub mod record;
 mod recovery;
 mod segment;
+mod shared;
 #[doc(hidden)]
 pub mod snapshot;
 mod store;
@@ -49,17 +53,19 @@ mod view;
 mod writer;
 
 pub use dictionary::{DictionaryInfo, DICT_BYTES_MAX, DICT_BYTES_MIN};
+pub use directory::{LOCK_NAME, MARKER_NAME};
 pub use error::{fmt_id, Error, Result};
 pub use event::{
     now_nanos, AppendResult, AsOf, Direction, EventId, EventRef, ExpectedVersion, NewEvent, RecordedEvent,
-    NAME_BYTES_MAX,
 };
 pub use fault::Faults;
-pub use options::{Durability, Options, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
+pub use options::{Durability, Options};
+pub use reader::{AggregateEvents, AllEvents, Loaded, Reader};
+pub use record::NAME_BYTES_MAX;
 pub use recovery::{RecoveryReport, Repair, TornTail};
-pub use segment::{FORMAT_VERSION, POSITION_LIMIT};
+pub use segment::{FORMAT_VERSION, POSITION_LIMIT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 pub use snapshot::{Snapshot, SnapshotInfo, SnapshotRecovery};
-pub use store::{AggregateEvents, AllEvents, Loaded, Reader, Stats, Store, LOCK_NAME, MARKER_NAME};
+pub use store::{Stats, Store};
 pub use verify::{Problem, VerifyReport};
 
 mod options;

@@ -2,6 +2,7 @@
 //! documented default here. This module only describes; it never touches files.
 
 use crate::error::{Error, Result};
+use crate::segment::{SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 
 /// When an append is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,11 +88,6 @@ impl Default for Options {
         }
     }
 }
-
-/// Smallest accepted segment size.
-pub const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
-/// Largest accepted segment size (frame offsets are stored as `u32`).
-pub const SEGMENT_BYTES_MAX: u64 = 1 << 31;
 
 impl Options {
     pub(crate) fn validate(&self) -> Result<()> {

@@ -28,7 +28,19 @@ pub const FRAME_MAGIC: u32 = u32::from_le_bytes(*b"FLRC");
 pub const FRAME_HEADER_BYTES: usize = 32;
 /// Frames start, and bodies are padded to, multiples of this.
 pub const FRAME_ALIGN: usize = 16;
+/// Longest aggregate id or event type name, in bytes.
+pub const NAME_BYTES_MAX: usize = 255;
 
+// Header field offsets, each derived from the one before (see the module doc).
+const MAGIC_AT: usize = 0;
+const BODY_LEN_AT: usize = MAGIC_AT + 4;
+const POSITION_AT: usize = BODY_LEN_AT + 4;
+const BATCH_LEN_AT: usize = POSITION_AT + 8;
+const BATCH_INDEX_AT: usize = BATCH_LEN_AT + 4;
+const CRC_AT: usize = BATCH_INDEX_AT + 4;
+const WRITE_SLOT_AT: usize = CRC_AT + 4;
+
+const _: () = assert!(WRITE_SLOT_AT + 4 == FRAME_HEADER_BYTES);
 const _: () = assert!(FRAME_HEADER_BYTES.is_multiple_of(FRAME_ALIGN));
 
 /// The archived envelope. Field order is part of the on-disk format
@@ -110,11 +122,13 @@ pub fn pad_len(n: usize) -> usize {
 }
 
 /// Why bytes at an offset are not a valid frame.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
     /// All-zero header: the unwritten end of a segment.
+    #[error("no frame here (zeroed space)")]
     Empty,
     /// Something that is not a complete, valid frame.
+    #[error("{0}")]
     Invalid(String),
 }
 
@@ -140,7 +154,7 @@ pub fn parse_header(bytes: &[u8], max_body: usize) -> Result<FrameHeader, FrameE
         }
         return Err(FrameError::Invalid("truncated frame header".into()));
     };
-    let magic = le_u32(h, 0);
+    let magic = le_u32(h, MAGIC_AT);
     if magic != FRAME_MAGIC {
         if h.iter().all(|b| *b == 0) {
             return Err(FrameError::Empty);
@@ -148,12 +162,12 @@ pub fn parse_header(bytes: &[u8], max_body: usize) -> Result<FrameHeader, FrameE
         return Err(FrameError::Invalid(format!("bad frame magic {magic:#010x}")));
     }
     let header = FrameHeader {
-        body_len: le_u32(h, 4),
-        position: le_u64(h, 8),
-        batch_len: le_u32(h, 16),
-        batch_index: le_u32(h, 20),
-        crc: le_u32(h, 24),
-        write_slot: le_u32(h, 28),
+        body_len: le_u32(h, BODY_LEN_AT),
+        position: le_u64(h, POSITION_AT),
+        batch_len: le_u32(h, BATCH_LEN_AT),
+        batch_index: le_u32(h, BATCH_INDEX_AT),
+        crc: le_u32(h, CRC_AT),
+        write_slot: le_u32(h, WRITE_SLOT_AT),
     };
     if header.body_len == 0 || header.body_len as usize > max_body {
         return Err(FrameError::Invalid(format!("body length {} out of range", header.body_len)));
@@ -167,11 +181,11 @@ pub fn parse_header(bytes: &[u8], max_body: usize) -> Result<FrameHeader, FrameE
     Ok(header)
 }
 
-/// Checksum of a frame: header bytes 0..24 and 28..32, then the body.
+/// Checksum of a frame: the header without its checksum field, then the body.
 pub fn frame_crc(header: &[u8], body: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
-    h.update(&header[..24]);
-    h.update(&header[28..FRAME_HEADER_BYTES]);
+    h.update(&header[..CRC_AT]);
+    h.update(&header[CRC_AT + 4..FRAME_HEADER_BYTES]);
     h.update(body);
     h.finalize()
 }
@@ -210,7 +224,7 @@ pub fn validate_body<'a>(body: &'a [u8], header: &FrameHeader) -> Result<&'a Arc
 
 /// Checks the length rules on aggregate ids and type names.
 pub fn check_names(aggregate_id: &str, event_type: &str) -> Result<(), String> {
-    let max = crate::event::NAME_BYTES_MAX;
+    let max = NAME_BYTES_MAX;
     if aggregate_id.is_empty() || aggregate_id.len() > max {
         return Err(format!("aggregate id must be 1..={max} bytes, got {}", aggregate_id.len()));
     }
@@ -259,16 +273,21 @@ pub fn encode_frame_slot(
     let body_len32 = u32::try_from(body_len).map_err(|_| "record body over 4 GiB".to_string())?;
     {
         let h = &mut out[start..body_start];
-        h[0..4].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
-        h[4..8].copy_from_slice(&body_len32.to_le_bytes());
-        h[8..16].copy_from_slice(&body.position.to_le_bytes());
-        h[16..20].copy_from_slice(&batch_len.to_le_bytes());
-        h[20..24].copy_from_slice(&batch_index.to_le_bytes());
-        h[28..32].copy_from_slice(&slot.to_le_bytes());
+        h[MAGIC_AT..BODY_LEN_AT].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
+        h[BODY_LEN_AT..POSITION_AT].copy_from_slice(&body_len32.to_le_bytes());
+        h[POSITION_AT..BATCH_LEN_AT].copy_from_slice(&body.position.to_le_bytes());
+        h[BATCH_LEN_AT..BATCH_INDEX_AT].copy_from_slice(&batch_len.to_le_bytes());
+        h[BATCH_INDEX_AT..CRC_AT].copy_from_slice(&batch_index.to_le_bytes());
+        h[WRITE_SLOT_AT..FRAME_HEADER_BYTES].copy_from_slice(&slot.to_le_bytes());
     }
     let crc = frame_crc(&out[start..body_start], &out[body_start..body_start + body_len]);
-    out[start + 24..start + 28].copy_from_slice(&crc.to_le_bytes());
+    out[start + CRC_AT..start + WRITE_SLOT_AT].copy_from_slice(&crc.to_le_bytes());
     *buf = out;
+    // Assert on the writing side of the disk: what was encoded parses back as itself.
+    debug_assert!(parse_header(&buf[start..], usize::MAX).is_ok_and(|h| h.position == body.position
+        && h.batch_len == batch_len
+        && h.batch_index == batch_index
+        && h.body_len == body_len32));
     Ok(FRAME_HEADER_BYTES + padded)
 }
 

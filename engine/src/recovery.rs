@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 
 use crate::dedupe::{aggregate_hash, Dedupe, Seen};
 use crate::error::{Error, Result};
-use crate::index::{self, CheckpointEntry, IndexState, SegmentSlot};
+use crate::index::{self, CheckpointEntry, IndexError, IndexState};
 use crate::options::Options;
-use crate::record::{self, FrameError};
-use crate::segment::{self, IndexDigest, LazyExpect, Segment, HEADER_BYTES};
+use crate::record;
+use crate::segment::{self, FrameCursor, IndexDigest, LazyExpect, Segment, HEADER_BYTES};
 
 /// What recovery found and did while opening a store.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,55 +90,32 @@ pub(crate) struct Scan<'a> {
 /// keeping only complete batches. Stops at zeroed space, at the first invalid
 /// frame, or when `stop_at` (an end position) is reached.
 pub(crate) fn scan_segment(seg: &Segment, stop_at: Option<u64>) -> Scan<'_> {
-    let bytes = seg.bytes();
-    let mut offset = HEADER_BYTES as usize;
-    let mut position = seg.first_position;
+    let mut frames = FrameCursor::for_scan(seg);
     let mut entries = Vec::new();
     let mut batch: Vec<CheckpointEntry<'_>> = Vec::new();
-    let mut committed = offset;
-    let mut batch_len = 0u32;
+    let mut committed = HEADER_BYTES;
     let problem = loop {
-        if stop_at == Some(position) && batch.is_empty() {
+        if stop_at == Some(frames.position()) && batch.is_empty() {
             break None;
         }
-        let at = &bytes[offset.min(bytes.len())..];
-        let header = match record::parse_header(at, bytes.len()) {
-            Ok(h) => h,
-            Err(FrameError::Empty) if batch.is_empty() => break None,
-            Err(FrameError::Empty) => break Some("batch ends early (zeroed space)".to_string()),
-            Err(FrameError::Invalid(r)) => break Some(r),
-        };
-        if header.position != position {
-            break Some(format!("frame claims position {}, expected {position}", header.position));
-        }
-        let expected_index = batch.len() as u32;
-        if batch.is_empty() {
-            batch_len = header.batch_len;
-        }
-        if header.batch_index != expected_index || header.batch_len != batch_len {
-            break Some(format!(
-                "frame is slot {}/{} of a batch, expected slot {expected_index}/{batch_len}",
-                header.batch_index, header.batch_len
-            ));
-        }
-        let body = match record::checked_body(at, &header).and_then(|b| record::validate_body(b, &header)) {
-            Ok(b) => b,
-            Err(e) => break Some(segment::frame_msg(e)),
+        let frame = match frames.next_frame() {
+            Ok(Some(f)) => f,
+            Ok(None) if batch.is_empty() => break None,
+            Ok(None) => break Some("batch ends early (zeroed space)".to_string()),
+            Err(e) => break Some(e.to_string()),
         };
         batch.push(CheckpointEntry {
-            aggregate_id: &body.aggregate_id,
-            version: body.version.to_native(),
-            offset: offset as u32,
+            aggregate_id: frame.event.aggregate_id(),
+            version: frame.event.version(),
+            offset: frame.offset as u32,
         });
-        offset += header.frame_len();
-        position += 1;
-        if header.batch_index + 1 == header.batch_len {
+        if !frames.in_batch() {
             entries.append(&mut batch);
-            committed = offset;
+            committed = frames.offset();
         }
     };
-    let problem = problem.map(|r| (committed as u64, r, batch.len() as u64));
-    Scan { entries, end_offset: committed as u64, problem }
+    let problem = problem.map(|r| (committed, r, batch.len() as u64));
+    Scan { entries, end_offset: committed, problem }
 }
 
 /// Zeroes every non-zero 4 KiB block of `seg` from `from` to its end, then
@@ -248,167 +225,244 @@ fn list_segments(dir: &Path, read_only: bool) -> Result<Vec<(u64, PathBuf)>> {
 /// without segments is opened empty.
 pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool) -> Result<Recovered> {
     let started = Instant::now();
-    let faults = opts.faults.clone().unwrap_or_default();
-    let mut report = RecoveryReport::default();
     let mut segs = list_segments(dir, read_only)?;
     if segs.is_empty() && !read_only {
-        let path = segment::install(dir, 0, opts.segment_bytes, &faults)?;
-        segs.push((0, path));
+        let faults = opts.faults.clone().unwrap_or_default();
+        segs.push((0, segment::install(dir, 0, opts.segment_bytes, &faults)?));
     }
-    let mut index = IndexState::default();
-    let mut active_write_offset = HEADER_BYTES;
-    let count = segs.len();
+    let mut r = Recovery {
+        dir,
+        opts,
+        read_only,
+        index: IndexState::starting_at(segs.first().map_or(0, |s| s.0)),
+        active_write_offset: HEADER_BYTES,
+        report: RecoveryReport::default(),
+    };
     let mut i = 0;
-    while i < count {
+    while i < segs.len() {
         let (first, path) = segs[i].clone();
         let sealed_end = segs.get(i + 1).map(|(f, _)| *f);
-        if let Some(end) = sealed_end {
-            if end < first {
-                return Err(Error::corrupt(&path, 0, "segments overlap"));
+        r.check_continuity(&path, first, sealed_end)?;
+        let done = match sealed_end {
+            Some(end) if !opts.repair && r.load_checkpointed(&path, first, end)? => false,
+            Some(end) => r.recover_sealed(&path, first, end, &segs[i + 1..])?,
+            None => {
+                r.recover_active(&path, first)?;
+                true
             }
-        }
-        if i == 0 {
-            index.next_position = first;
-        } else if index.next_position != first {
-            return Err(Error::corrupt(
-                &path,
-                0,
-                format!("segment starts at position {first}, log ends at {}", index.next_position),
-            ));
-        }
-        // Sealed segment with a good checkpoint: no scan now, validate lazily on
-        // first read. With `repair`, every segment is scanned.
-        if let Some(end) = sealed_end.filter(|_| !opts.repair) {
-            let idx_path = dir.join(index::file_name(first));
-            if let Ok(cp) = index::read_checkpoint(&idx_path, first) {
-                if cp.entries.len() as u64 == end - first {
-                    let mut digest = IndexDigest::new();
-                    for (n, offset, version) in &cp.entries {
-                        let name = cp.names.get(*n as usize).map(String::as_str).unwrap_or_default();
-                        digest.add(*offset, name, *version);
-                    }
-                    let lazy = LazyExpect { end, digest: digest.finish() };
-                    let seg = Arc::new(Segment::open(path.clone(), Some(lazy))?);
-                    check_header(&seg, first)?;
-                    load_checkpoint(&mut index, seg, &cp).map_err(|r| Error::corrupt(&idx_path, 0, r))?;
-                    report.checkpoints_loaded += 1;
-                    i += 1;
-                    continue;
-                }
-            }
-        }
-        let padded = if sealed_end.is_none() && !read_only { pad_short_active(&path)? } else { 0 };
-        let seg = Arc::new(Segment::open_with(path.clone(), None, read_only && sealed_end.is_none())?);
-        check_header(&seg, first)?;
-        let scan = scan_segment(&seg, sealed_end);
-        report.events_scanned += scan.entries.len() as u64;
-        let scanned_end = first + scan.entries.len() as u64;
-        let mut entries_owned: Vec<(String, u64, u32)> =
-            scan.entries.iter().map(|e| (e.aggregate_id.to_string(), e.version, e.offset)).collect();
-        let end_offset = scan.end_offset;
-        let problem = scan.problem.clone();
-        drop(scan);
-        match (sealed_end, problem) {
-            (Some(end), problem) if scanned_end != end || problem.is_some() => {
-                let (offset, reason) =
-                    problem.map(|(o, r, _)| (o, r)).unwrap_or((end_offset, "sealed segment ends early".into()));
-                if !opts.repair {
-                    return Err(Error::corrupt(
-                        &path,
-                        offset,
-                        format!("{reason} (sealed segment; open with repair to truncate the log here)"),
-                    ));
-                }
-                let mut removed = Vec::new();
-                for (f, p) in &segs[i + 1..] {
-                    std::fs::remove_file(p).map_err(|e| Error::io("remove segment during repair", p, e))?;
-                    let _ = std::fs::remove_file(dir.join(index::file_name(*f)));
-                    removed.push(p.clone());
-                }
-                let _ = std::fs::remove_file(dir.join(index::file_name(first)));
-                segment::sync_dir(dir)?;
-                zero_tail(&seg, end_offset)?;
-                report.repaired = Some(Repair {
-                    path: path.clone(),
-                    offset,
-                    lost_from_position: scanned_end,
-                    events_lost: segs.last().map(|(f, _)| f.saturating_sub(scanned_end)).unwrap_or(0),
-                    removed_files: removed,
-                    reason,
-                });
-                segs.truncate(i + 1);
-                push_entries(&mut index, Arc::clone(&seg), &mut entries_owned)
-                    .map_err(|r| Error::corrupt(&path, 0, r))?;
-                active_write_offset = end_offset;
-                break;
-            }
-            (Some(_), _) => {
-                let refs: Vec<CheckpointEntry<'_>> = entries_owned
-                    .iter()
-                    .map(|(a, v, o)| CheckpointEntry { aggregate_id: a, version: *v, offset: *o })
-                    .collect();
-                if !read_only {
-                    if let Ok(p) = index::write_checkpoint(dir, first, &refs) {
-                        report.checkpoints_rebuilt.push(p);
-                    }
-                }
-                push_entries(&mut index, seg, &mut entries_owned).map_err(|r| Error::corrupt(&path, 0, r))?;
-            }
-            (None, problem) => {
-                // The active segment: cut whatever follows the last complete batch,
-                // unless a later, separately synced write proves the damage is not a
-                // torn tail but corruption of acknowledged data.
-                let dirty = first_nonzero(&seg, end_offset)?;
-                if let Some(later) = dirty.and_then(|_| later_synced_write(&seg, end_offset)) {
-                    let reason = format!(
-                        "damaged frame before a later synced write at offset {later}: corruption, not a torn tail{}",
-                        if opts.repair { "" } else { " (open with repair to truncate the log here)" }
-                    );
-                    if !opts.repair {
-                        return Err(Error::corrupt(&path, end_offset, reason));
-                    }
-                    report.repaired = Some(Repair {
-                        path: path.clone(),
-                        offset: end_offset,
-                        lost_from_position: scanned_end,
-                        events_lost: 0,
-                        removed_files: Vec::new(),
-                        reason,
-                    });
-                }
-                let zeroed = match dirty {
-                    Some(d) if !read_only => zero_tail(&seg, d)? + padded,
-                    _ => padded,
-                };
-                let stale = read_only && dirty.is_some();
-                if problem.is_some() || zeroed > 0 || stale {
-                    let (_, reason, dropped) = problem.unwrap_or_else(|| {
-                        let why = if dirty.is_none() {
-                            format!("file was {padded} bytes short of its segment size; padded with zeros")
-                        } else {
-                            "stale bytes after the last batch".into()
-                        };
-                        (end_offset, why, 0)
-                    });
-                    report.torn_tail = Some(TornTail {
-                        path: path.clone(),
-                        offset: end_offset,
-                        frames_dropped: dropped,
-                        bytes_zeroed: zeroed,
-                        reason,
-                    });
-                }
-                push_entries(&mut index, seg, &mut entries_owned).map_err(|r| Error::corrupt(&path, 0, r))?;
-                active_write_offset = end_offset;
-            }
+        };
+        if done {
+            segs.truncate(i + 1);
+            break;
         }
         i += 1;
     }
+    let Recovery { index, active_write_offset, mut report, .. } = r;
     report.segments = segs.len();
     let dedupe = rebuild_dedupe(&index, if read_only { 0 } else { opts.dedupe_window_events })?;
-    report.events = index.next_position;
+    report.events = index.next_position();
     report.duration = started.elapsed();
     Ok(Recovered { index, active_write_offset, dedupe, report })
+}
+
+/// The state of one recovery pass over the segments, in log order.
+struct Recovery<'a> {
+    dir: &'a Path,
+    opts: &'a Options,
+    read_only: bool,
+    index: IndexState,
+    active_write_offset: u64,
+    report: RecoveryReport,
+}
+
+impl Recovery<'_> {
+    /// Each segment must start where the log so far ends.
+    fn check_continuity(&self, path: &Path, first: u64, sealed_end: Option<u64>) -> Result<()> {
+        if sealed_end.is_some_and(|end| end < first) {
+            return Err(Error::corrupt(path, 0, "segments overlap"));
+        }
+        if self.index.next_position() != first {
+            let reason = format!("segment starts at position {first}, log ends at {}", self.index.next_position());
+            return Err(Error::corrupt(path, 0, reason));
+        }
+        Ok(())
+    }
+
+    /// A sealed segment with a good checkpoint: indexed from the checkpoint,
+    /// not scanned now; its frames are validated lazily on first read.
+    /// Returns `false` (nothing done) when the checkpoint is missing or bad.
+    fn load_checkpointed(&mut self, path: &Path, first: u64, end: u64) -> Result<bool> {
+        let idx_path = self.dir.join(index::file_name(first));
+        let Ok(cp) = index::read_checkpoint(&idx_path, first) else { return Ok(false) };
+        if cp.entries.len() as u64 != end - first {
+            return Ok(false);
+        }
+        let mut digest = IndexDigest::new();
+        for (n, offset, version) in &cp.entries {
+            let name = cp.names.get(*n as usize).map(String::as_str).unwrap_or_default();
+            digest.add(*offset, name, *version);
+        }
+        let lazy = LazyExpect { end, digest: digest.finish() };
+        let seg = Arc::new(Segment::open(path.to_path_buf(), Some(lazy))?);
+        check_header(&seg, first)?;
+        self.index.push_checkpoint(seg, &cp).map_err(|e| Error::corrupt(&idx_path, 0, e.to_string()))?;
+        self.report.checkpoints_loaded += 1;
+        Ok(true)
+    }
+
+    /// A sealed segment scanned frame by frame: indexed, its checkpoint
+    /// rewritten; damage is an error, or with `repair` the end of the log.
+    /// Returns whether the log ends here (repaired).
+    fn recover_sealed(&mut self, path: &Path, first: u64, end: u64, later: &[(u64, PathBuf)]) -> Result<bool> {
+        let seg = Arc::new(Segment::open(path.to_path_buf(), None)?);
+        check_header(&seg, first)?;
+        let scan = scan_segment(&seg, Some(end));
+        self.report.events_scanned += scan.entries.len() as u64;
+        let scanned_end = first + scan.entries.len() as u64;
+        let mut entries = owned_entries(&scan.entries);
+        let (end_offset, problem) = (scan.end_offset, scan.problem.clone());
+        drop(scan);
+        if scanned_end == end && problem.is_none() {
+            if !self.read_only {
+                if let Ok(p) = index::write_checkpoint(self.dir, first, &entry_refs(&entries)) {
+                    self.report.checkpoints_rebuilt.push(p);
+                }
+            }
+            push_entries(&mut self.index, seg, &mut entries).map_err(|e| Error::corrupt(path, 0, e.to_string()))?;
+            return Ok(false);
+        }
+        let (offset, reason) =
+            problem.map(|(o, r, _)| (o, r)).unwrap_or((end_offset, "sealed segment ends early".into()));
+        if !self.opts.repair {
+            let reason = format!("{reason} (sealed segment; open with repair to truncate the log here)");
+            return Err(Error::corrupt(path, offset, reason));
+        }
+        let log_end = log_end(later)?;
+        let removed = self.remove_after(first, later)?;
+        zero_tail(&seg, end_offset)?;
+        self.report.repaired = Some(Repair {
+            path: path.to_path_buf(),
+            offset,
+            lost_from_position: scanned_end,
+            events_lost: log_end.saturating_sub(scanned_end),
+            removed_files: removed,
+            reason,
+        });
+        push_entries(&mut self.index, seg, &mut entries).map_err(|e| Error::corrupt(path, 0, e.to_string()))?;
+        self.active_write_offset = end_offset;
+        Ok(true)
+    }
+
+    /// Repair: removes every segment after the damaged one (and the stale
+    /// checkpoints, the damaged one's too, which no longer matches).
+    fn remove_after(&self, first: u64, later: &[(u64, PathBuf)]) -> Result<Vec<PathBuf>> {
+        let mut removed = Vec::new();
+        for (f, p) in later {
+            std::fs::remove_file(p).map_err(|e| Error::io("remove segment during repair", p, e))?;
+            let _ = std::fs::remove_file(self.dir.join(index::file_name(*f)));
+            removed.push(p.clone());
+        }
+        let _ = std::fs::remove_file(self.dir.join(index::file_name(first)));
+        segment::sync_dir(self.dir)?;
+        Ok(removed)
+    }
+
+    /// The active (last) segment: cut whatever follows the last complete
+    /// batch, unless a later, separately synced write proves the damage is
+    /// not a torn tail but corruption of acknowledged data.
+    fn recover_active(&mut self, path: &Path, first: u64) -> Result<()> {
+        let padded = if self.read_only { 0 } else { pad_short_active(path)? };
+        let seg = Arc::new(Segment::open_with(path.to_path_buf(), None, self.read_only)?);
+        check_header(&seg, first)?;
+        let scan = scan_segment(&seg, None);
+        self.report.events_scanned += scan.entries.len() as u64;
+        let scanned_end = first + scan.entries.len() as u64;
+        let mut entries = owned_entries(&scan.entries);
+        let (end_offset, problem) = (scan.end_offset, scan.problem.clone());
+        drop(scan);
+        let dirty = first_nonzero(&seg, end_offset)?;
+        if let Some(later) = dirty.and_then(|_| later_synced_write(&seg, end_offset)) {
+            self.corruption_before_synced_write(&seg, end_offset, scanned_end, later)?;
+        }
+        let zeroed = match dirty {
+            Some(d) if !self.read_only => zero_tail(&seg, d)? + padded,
+            _ => padded,
+        };
+        let stale = self.read_only && dirty.is_some();
+        if problem.is_some() || zeroed > 0 || stale {
+            let (_, reason, frames_dropped) = problem.unwrap_or_else(|| {
+                let why = match dirty {
+                    None => format!("file was {padded} bytes short of its segment size; padded with zeros"),
+                    Some(_) => "stale bytes after the last batch".into(),
+                };
+                (end_offset, why, 0)
+            });
+            let path = path.to_path_buf();
+            let tail = TornTail { path, offset: end_offset, frames_dropped, bytes_zeroed: zeroed, reason };
+            self.report.torn_tail = Some(tail);
+        }
+        push_entries(&mut self.index, seg, &mut entries).map_err(|e| Error::corrupt(path, 0, e.to_string()))?;
+        self.active_write_offset = end_offset;
+        Ok(())
+    }
+
+    /// Damage in the active segment before a frame written (and synced) by a
+    /// later write: an error, or with `repair` a reported truncation that
+    /// counts every checksummed event after the cut as lost.
+    fn corruption_before_synced_write(&mut self, seg: &Segment, at: u64, scanned_end: u64, later: u64) -> Result<()> {
+        let hint = if self.opts.repair { "" } else { " (open with repair to truncate the log here)" };
+        let reason =
+            format!("damaged frame before a later synced write at offset {later}: corruption, not a torn tail{hint}");
+        if !self.opts.repair {
+            return Err(Error::corrupt(&seg.path, at, reason));
+        }
+        let events_lost = last_valid_position_after(seg, at).map_or(0, |p| (p + 1).saturating_sub(scanned_end));
+        self.report.repaired = Some(Repair {
+            path: seg.path.clone(),
+            offset: at,
+            lost_from_position: scanned_end,
+            events_lost,
+            removed_files: Vec::new(),
+            reason,
+        });
+        Ok(())
+    }
+}
+
+/// Where the log ends according to the segments after a damaged one: the
+/// last segment's first position plus the events of its complete batches.
+fn log_end(later: &[(u64, PathBuf)]) -> Result<u64> {
+    let Some((first, path)) = later.last() else { return Ok(0) };
+    let seg = Segment::open_with(path.clone(), None, true)?;
+    Ok(first + scan_segment(&seg, None).entries.len() as u64)
+}
+
+/// The highest position claimed by a checksum-valid frame at or after `from`
+/// (frames start on [`record::FRAME_ALIGN`] boundaries).
+fn last_valid_position_after(seg: &Segment, from: u64) -> Option<u64> {
+    let bytes = seg.bytes();
+    let mut last = None;
+    let mut at = from as usize;
+    while at + record::FRAME_HEADER_BYTES <= bytes.len() {
+        let here = &bytes[at..];
+        if here[..4] == record::FRAME_MAGIC.to_le_bytes() {
+            if let Ok(h) = record::parse_header(here, bytes.len()) {
+                if record::checked_body(here, &h).is_ok() {
+                    last = last.max(Some(h.position));
+                }
+            }
+        }
+        at += record::FRAME_ALIGN;
+    }
+    last
+}
+
+fn owned_entries(entries: &[CheckpointEntry<'_>]) -> Vec<(String, u64, u32)> {
+    entries.iter().map(|e| (e.aggregate_id.to_string(), e.version, e.offset)).collect()
+}
+
+fn entry_refs(entries: &[(String, u64, u32)]) -> Vec<CheckpointEntry<'_>> {
+    entries.iter().map(|(a, v, o)| CheckpointEntry { aggregate_id: a, version: *v, offset: *o }).collect()
 }
 
 /// The active segment file cut short (a copy tool, a truncating crash of a
@@ -450,49 +504,13 @@ fn check_header(seg: &Segment, first: u64) -> Result<()> {
     Ok(())
 }
 
-fn load_checkpoint(
-    index: &mut IndexState,
-    seg: Arc<Segment>,
-    cp: &index::Checkpoint,
-) -> std::result::Result<(), String> {
-    let first = seg.first_position;
-    let seg_len = seg.len();
-    index.segments.push(SegmentSlot { seg, offsets: Vec::with_capacity(cp.entries.len()) });
-    // Group positions per aggregate first, so each aggregate is hashed once per segment.
-    let mut per_agg: Vec<Vec<(u64, u64)>> = vec![Vec::new(); cp.names.len()];
-    let slot = index.segments.last_mut().ok_or("no slot")?;
-    let mut last_offset = 0u32;
-    for (i, (n, offset, version)) in cp.entries.iter().enumerate() {
-        if u64::from(*offset) < HEADER_BYTES || u64::from(*offset) >= seg_len || (i > 0 && *offset <= last_offset) {
-            return Err(format!("checkpoint offset {offset} out of order or range"));
-        }
-        last_offset = *offset;
-        slot.offsets.push(*offset);
-        per_agg[*n as usize].push((*version, first + i as u64));
-    }
-    for (name, list) in cp.names.iter().zip(per_agg) {
-        let positions = match index.aggregates.get_mut(name.as_str()) {
-            Some(p) => p,
-            None => index.aggregates.entry(name.as_str().into()).or_default(),
-        };
-        for (version, position) in list {
-            if version != positions.len() as u64 {
-                return Err(format!("aggregate {name:?} version {version} is not next ({})", positions.len()));
-            }
-            positions.push(position);
-        }
-    }
-    index.next_position = first + cp.entries.len() as u64;
-    Ok(())
-}
-
 fn push_entries(
     index: &mut IndexState,
     seg: Arc<Segment>,
     entries: &mut Vec<(String, u64, u32)>,
-) -> std::result::Result<(), String> {
+) -> std::result::Result<(), IndexError> {
     let first = seg.first_position;
-    index.segments.push(SegmentSlot { seg, offsets: Vec::with_capacity(entries.len()) });
+    index.push_segment(seg, entries.len())?;
     for (i, (agg, version, offset)) in entries.drain(..).enumerate() {
         index.push(&agg, version, first + i as u64, offset)?;
     }
@@ -501,11 +519,10 @@ fn push_entries(
 
 fn rebuild_dedupe(index: &IndexState, window: u64) -> Result<Dedupe> {
     let mut dedupe = Dedupe::new(window);
-    let start_of_log = index.segments.first().map(|s| s.seg.first_position).unwrap_or(0);
-    let from = index.next_position.saturating_sub(window).max(start_of_log);
-    for position in from..index.next_position {
-        let Some((i, offset)) = index.locate(position) else { break };
-        let (ev, _) = index.segments[i].seg.event_at(offset, position)?;
+    let from = index.next_position().saturating_sub(window).max(index.first_position());
+    for position in from..index.next_position() {
+        let Some(ev) = index.event_at(position) else { break };
+        let ev = ev?;
         dedupe.insert(
             ev.event_id(),
             Seen { position, version: ev.version(), aggregate_hash: aggregate_hash(ev.aggregate_id()) },

@@ -26,7 +26,7 @@ use memmap2::Mmap;
 use crate::error::{Error, Result};
 use crate::event::EventRef;
 use crate::fault::Faults;
-use crate::record::{self, FrameError};
+use crate::record::{self, FrameError, FrameHeader};
 
 /// Segment magic number.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"FACTLOG\x1a";
@@ -38,10 +38,41 @@ pub const HEADER_BYTES: u64 = 64;
 /// position is at or above it is corrupt, and an append that would reach it
 /// is refused, so position arithmetic can never overflow.
 pub const POSITION_LIMIT: u64 = 1 << 62;
+/// Smallest accepted segment size.
+pub const SEGMENT_BYTES_MIN: u64 = 64 * 1024;
+/// Largest accepted segment size (frame offsets are stored as `u32`).
+pub const SEGMENT_BYTES_MAX: u64 = 1 << 31;
 /// File name suffix of segments.
 pub const SEGMENT_SUFFIX: &str = ".seg";
 /// Name of the zero-filled file prepared ahead of a roll.
 pub const PREPARED_NAME: &str = "next-segment.prepared";
+
+// Header field offsets, each derived from the one before (see the module doc).
+const MAGIC_AT: usize = 0;
+const VERSION_AT: usize = MAGIC_AT + 8;
+const HEADER_BYTES_AT: usize = VERSION_AT + 4;
+const FIRST_POSITION_AT: usize = HEADER_BYTES_AT + 4;
+const SEGMENT_BYTES_AT: usize = FIRST_POSITION_AT + 8;
+const CREATED_AT_AT: usize = SEGMENT_BYTES_AT + 8;
+const RESERVED_AT: usize = CREATED_AT_AT + 8;
+const RESERVED_BYTES: usize = 20;
+const CRC_AT: usize = RESERVED_AT + RESERVED_BYTES;
+
+const _: () = assert!(CRC_AT + 4 == HEADER_BYTES as usize);
+const _: () = assert!((HEADER_BYTES as usize).is_multiple_of(record::FRAME_ALIGN));
+const _: () = assert!(SEGMENT_BYTES_MIN.is_multiple_of(4096) && SEGMENT_BYTES_MAX <= u32::MAX as u64 + 1);
+
+fn le_u32(h: &[u8; HEADER_BYTES as usize], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&h[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn le_u64(h: &[u8; HEADER_BYTES as usize], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&h[at..at + 8]);
+    u64::from_le_bytes(a)
+}
 
 /// File name of the segment starting at `first_position`: 20 digits, so `ls` sorts in log order.
 pub fn file_name(first_position: u64) -> String {
@@ -72,32 +103,27 @@ impl SegmentHeader {
     /// Encodes the header.
     pub fn encode(&self) -> [u8; HEADER_BYTES as usize] {
         let mut h = [0u8; HEADER_BYTES as usize];
-        h[0..8].copy_from_slice(&SEGMENT_MAGIC);
-        h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
-        h[12..16].copy_from_slice(&(HEADER_BYTES as u32).to_le_bytes());
-        h[16..24].copy_from_slice(&self.first_position.to_le_bytes());
-        h[24..32].copy_from_slice(&self.segment_bytes.to_le_bytes());
-        h[32..40].copy_from_slice(&self.created_at.to_le_bytes());
-        let crc = crc32fast::hash(&h[0..60]);
-        h[60..64].copy_from_slice(&crc.to_le_bytes());
+        h[MAGIC_AT..VERSION_AT].copy_from_slice(&SEGMENT_MAGIC);
+        h[VERSION_AT..HEADER_BYTES_AT].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        h[HEADER_BYTES_AT..FIRST_POSITION_AT].copy_from_slice(&(HEADER_BYTES as u32).to_le_bytes());
+        h[FIRST_POSITION_AT..SEGMENT_BYTES_AT].copy_from_slice(&self.first_position.to_le_bytes());
+        h[SEGMENT_BYTES_AT..CREATED_AT_AT].copy_from_slice(&self.segment_bytes.to_le_bytes());
+        h[CREATED_AT_AT..RESERVED_AT].copy_from_slice(&self.created_at.to_le_bytes());
+        let crc = crc32fast::hash(&h[..CRC_AT]);
+        h[CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         h
     }
 
     /// Decodes and checks a header read from `path`.
     pub fn decode(path: &Path, bytes: &[u8]) -> Result<SegmentHeader> {
-        let Some(h) = bytes.get(..HEADER_BYTES as usize) else {
+        let Some(h) = bytes.get(..HEADER_BYTES as usize).and_then(|h| <&[u8; HEADER_BYTES as usize]>::try_from(h).ok())
+        else {
             return Err(Error::corrupt(path, 0, "file shorter than a segment header"));
         };
-        if h[0..8] != SEGMENT_MAGIC {
+        if h[MAGIC_AT..VERSION_AT] != SEGMENT_MAGIC {
             return Err(Error::corrupt(path, 0, "bad segment magic (not a factlog segment)"));
         }
-        let u32_at = |at: usize| u32::from_le_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]);
-        let u64_at = |at: usize| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&h[at..at + 8]);
-            u64::from_le_bytes(a)
-        };
-        let version = u32_at(8);
+        let version = le_u32(h, VERSION_AT);
         if version != FORMAT_VERSION {
             return Err(Error::UnsupportedFormat {
                 path: path.to_path_buf(),
@@ -105,22 +131,28 @@ impl SegmentHeader {
                 supported: FORMAT_VERSION,
             });
         }
-        if crc32fast::hash(&h[0..60]) != u32_at(60) {
+        if crc32fast::hash(&h[..CRC_AT]) != le_u32(h, CRC_AT) {
             return Err(Error::corrupt(path, 0, "segment header checksum mismatch"));
         }
-        if u64::from(u32_at(12)) != HEADER_BYTES {
-            return Err(Error::corrupt(path, 12, "unexpected header size"));
+        if u64::from(le_u32(h, HEADER_BYTES_AT)) != HEADER_BYTES {
+            return Err(Error::corrupt(path, HEADER_BYTES_AT as u64, "unexpected header size"));
         }
-        let (first_position, segment_bytes) = (u64_at(16), u64_at(24));
+        let (first_position, segment_bytes) = (le_u64(h, FIRST_POSITION_AT), le_u64(h, SEGMENT_BYTES_AT));
         if first_position >= POSITION_LIMIT {
-            return Err(Error::corrupt(path, 16, format!("first position {first_position} out of range")));
+            return Err(Error::corrupt(
+                path,
+                FIRST_POSITION_AT as u64,
+                format!("first position {first_position} out of range"),
+            ));
         }
-        if !(crate::options::SEGMENT_BYTES_MIN..=crate::options::SEGMENT_BYTES_MAX).contains(&segment_bytes)
-            || !segment_bytes.is_multiple_of(4096)
-        {
-            return Err(Error::corrupt(path, 24, format!("segment size {segment_bytes} out of range")));
+        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&segment_bytes) || !segment_bytes.is_multiple_of(4096) {
+            return Err(Error::corrupt(
+                path,
+                SEGMENT_BYTES_AT as u64,
+                format!("segment size {segment_bytes} out of range"),
+            ));
         }
-        Ok(SegmentHeader { first_position, segment_bytes, created_at: u64_at(32) as i64 })
+        Ok(SegmentHeader { first_position, segment_bytes, created_at: le_u64(h, CREATED_AT_AT) as i64 })
     }
 }
 
@@ -283,20 +315,19 @@ impl Segment {
         self.map.len()
     }
 
+    /// Validates a sealed segment loaded from a checkpoint, once per process:
+    /// every frame fully, and their (offset, aggregate, version) against the
+    /// checkpoint's digest.
     fn ensure_checked(&self) -> Result<()> {
         let Some((expect, once)) = &self.lazy_check else { return Ok(()) };
         let r = once.get_or_init(|| {
-            let mut offset = HEADER_BYTES as usize;
-            let mut pos = self.first_position;
             let mut digest = IndexDigest::new();
-            while pos < expect.end {
-                match self.validate_frame(offset, pos) {
-                    Ok((ev, frame_len)) => {
-                        digest.add(offset as u32, ev.aggregate_id(), ev.version());
-                        offset += frame_len;
-                        pos += 1;
-                    }
-                    Err(e) => return Err((offset as u64, e)),
+            let mut frames = FrameCursor::new(self, HEADER_BYTES, self.first_position, Check::Full);
+            while frames.position() < expect.end {
+                match frames.next_frame() {
+                    Ok(Some(f)) => digest.add(f.offset as u32, f.event.aggregate_id(), f.event.version()),
+                    Ok(None) => return Err((frames.offset(), "sealed segment ends early".to_string())),
+                    Err(e) => return Err((frames.offset(), e.to_string())),
                 }
             }
             if digest.finish() != expect.digest {
@@ -310,42 +341,142 @@ impl Segment {
         r.clone().map_err(|(offset, reason)| Error::corrupt(&self.path, offset, reason))
     }
 
-    /// Fully validates the frame at `offset` (checksum + rkyv structure + claimed
-    /// position); returns its event and length.
-    fn validate_frame(&self, offset: usize, position: u64) -> std::result::Result<(EventRef<'_>, usize), String> {
-        let bytes = self.map.get(offset..).ok_or("offset past end of segment")?;
-        let h = record::parse_header(bytes, self.max_body()).map_err(frame_msg)?;
-        if h.position != position {
-            return Err(format!("frame claims position {}, expected {position}", h.position));
+    /// The frame at `offset`, which must claim `position`, checked as `check`
+    /// says. `Ok(None)`: zeroed space, the end of the written log.
+    fn frame_at(&self, offset: u64, position: u64, check: Check) -> std::result::Result<Option<Frame<'_>>, FrameError> {
+        let bytes = usize::try_from(offset)
+            .ok()
+            .and_then(|o| self.map.get(o..))
+            .ok_or_else(|| FrameError::Invalid("offset past end of segment".into()))?;
+        let header = match record::parse_header(bytes, self.max_body()) {
+            Ok(h) => h,
+            Err(FrameError::Empty) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if header.position != position {
+            return Err(FrameError::Invalid(format!("frame claims position {}, expected {position}", header.position)));
         }
-        let body = record::checked_body(bytes, &h).map_err(frame_msg)?;
-        let archived = record::validate_body(body, &h).map_err(frame_msg)?;
-        Ok((EventRef { body: archived }, h.frame_len()))
+        let body = record::checked_body(bytes, &header)?;
+        let archived = match check {
+            Check::Full => record::validate_body(body, &header)?,
+            // SAFETY: `Check::Trusted` is only used after `ensure_checked`
+            // (sealed segments loaded from a checkpoint) or on segments whose
+            // frames up to the published watermark were validated by the
+            // recovery scan or written by this process's writer; the checksum
+            // was verified again just now (`checked_body`), so the bytes are
+            // the ones validated. See `view::trusted_body`'s contract.
+            #[allow(unsafe_code)]
+            Check::Trusted => unsafe { crate::view::trusted_body(body)? },
+        };
+        debug_assert_eq!(archived.position.to_native(), position, "a checked frame claims its position");
+        Ok(Some(Frame { offset, header, event: EventRef { body: archived } }))
     }
 
     /// The event at `offset`, which must claim `position`. Verifies the checksum
     /// on every call; validates structure once per process.
     pub fn event_at(&self, offset: u64, position: u64) -> Result<(EventRef<'_>, usize)> {
         self.ensure_checked()?;
-        let bad = |reason: String| Error::corrupt(&self.path, offset, reason);
-        let bytes = usize::try_from(offset)
-            .ok()
-            .and_then(|o| self.map.get(o..))
-            .ok_or_else(|| bad("offset past end of segment".into()))?;
-        let h = record::parse_header(bytes, self.max_body()).map_err(|e| bad(frame_msg(e)))?;
-        if h.position != position {
-            return Err(bad(format!("frame claims position {}, expected {position}", h.position)));
+        match self.frame_at(offset, position, Check::Trusted) {
+            Ok(Some(f)) => Ok((f.event, f.header.frame_len())),
+            Ok(None) => Err(Error::corrupt(&self.path, offset, FrameError::Empty.to_string())),
+            Err(e) => Err(Error::corrupt(&self.path, offset, e.to_string())),
         }
-        let body = record::checked_body(bytes, &h).map_err(|e| bad(frame_msg(e)))?;
-        let archived = crate::view::trusted_body(body).map_err(|e| bad(frame_msg(e)))?;
-        Ok((EventRef { body: archived }, h.frame_len()))
+    }
+
+    /// A cursor over this segment's frame chain from `offset` (which must be
+    /// where the frame of `position` starts). With [`Check::Trusted`] the
+    /// segment's lazy validation runs first.
+    pub(crate) fn frames(&self, offset: u64, position: u64, check: Check) -> Result<FrameCursor<'_>> {
+        if check == Check::Trusted {
+            self.ensure_checked()?;
+        }
+        Ok(FrameCursor::new(self, offset, position, check))
     }
 }
 
-/// Renders a frame error as text.
-pub fn frame_msg(e: FrameError) -> String {
-    match e {
-        FrameError::Empty => "no frame here (zeroed space)".to_string(),
-        FrameError::Invalid(s) => s,
+/// How much of each frame a [`FrameCursor`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// Checksum, rkyv structure and names: for bytes not yet validated in this
+    /// process (recovery, lazy validation, `verify`).
+    Full,
+    /// Checksum only: for frames this process validated earlier or wrote.
+    Trusted,
+}
+
+/// One frame found by a [`FrameCursor`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Frame<'s> {
+    /// Byte offset of the frame in its segment.
+    pub offset: u64,
+    /// Its decoded header.
+    pub header: FrameHeader,
+    /// Its event, zero-copy.
+    pub event: EventRef<'s>,
+}
+
+/// Walks a segment's frame chain: each frame must claim the next position
+/// and the next slot of its batch. The one walker of the frame chain
+/// (recovery, lazy validation, checkpoints, `verify` and `read_all` use it).
+pub(crate) struct FrameCursor<'s> {
+    seg: &'s Segment,
+    offset: u64,
+    position: u64,
+    check: Check,
+    /// The (batch length, next index) expected, `None` at a batch boundary
+    /// or, when the cursor starts mid-segment, before the first frame.
+    batch: Option<(u32, u32)>,
+    /// Whether batch slots can be checked from the first frame (the cursor
+    /// starts where a batch starts: the segment's first frame).
+    at_boundary: bool,
+}
+
+impl<'s> FrameCursor<'s> {
+    fn new(seg: &'s Segment, offset: u64, position: u64, check: Check) -> FrameCursor<'s> {
+        FrameCursor { seg, offset, position, check, batch: None, at_boundary: offset == HEADER_BYTES }
+    }
+
+    /// A fully checking cursor from the segment's first frame (recovery,
+    /// `verify`): nothing of the segment is trusted yet.
+    pub fn for_scan(seg: &'s Segment) -> FrameCursor<'s> {
+        FrameCursor::new(seg, HEADER_BYTES, seg.first_position, Check::Full)
+    }
+
+    /// Offset of the next frame (after an error: of the bad frame).
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// Position the next frame must claim.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Whether the last frame returned was not the last of its batch.
+    pub fn in_batch(&self) -> bool {
+        self.batch.is_some()
+    }
+
+    /// The next frame; `Ok(None)` at zeroed space. After an error the cursor
+    /// stays on the bad frame.
+    pub fn next_frame(&mut self) -> std::result::Result<Option<Frame<'s>>, FrameError> {
+        let Some(frame) = self.seg.frame_at(self.offset, self.position, self.check)? else { return Ok(None) };
+        let h = frame.header;
+        let (len, index) = match self.batch {
+            Some(expected) => expected,
+            None if self.at_boundary => (h.batch_len, 0),
+            None => (h.batch_len, h.batch_index),
+        };
+        if h.batch_index != index || h.batch_len != len {
+            return Err(FrameError::Invalid(format!(
+                "frame is slot {}/{} of a batch, expected slot {index}/{len}",
+                h.batch_index, h.batch_len
+            )));
+        }
+        self.at_boundary = h.batch_index + 1 == h.batch_len;
+        self.batch = (!self.at_boundary).then_some((h.batch_len, h.batch_index + 1));
+        self.offset += h.frame_len() as u64;
+        self.position += 1;
+        Ok(Some(frame))
     }
 }

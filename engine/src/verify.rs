@@ -3,14 +3,17 @@
 //! and checkpointed index entry against the log, and decodes every snapshot.
 //! Reports problems instead of stopping at the first; never writes a file.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use crate::error::Result;
-use crate::index;
-use crate::record;
-use crate::segment::HEADER_BYTES;
-use crate::store::Store;
+use crate::index::{self, IndexState};
+use crate::reader::Reader;
+use crate::segment::{FrameCursor, Segment};
+use crate::shared::Shared;
+
+/// Frames checked against the index per index-lock acquisition: the writer's
+/// publish waits at most this long on `verify`.
+const SLICE_FRAMES: usize = 4096;
 
 /// One thing found wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +26,7 @@ pub struct Problem {
     pub reason: String,
 }
 
-/// What [`Store::verify`] checked and found.
+/// What [`crate::Store::verify`] checked and found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct VerifyReport {
@@ -41,123 +44,120 @@ pub struct VerifyReport {
     pub problems: Vec<Problem>,
 }
 
-impl Store {
-    /// Checks every record and index entry of the store; `progress` is
-    /// called with (events checked, events in total) as it goes.
-    pub fn verify(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
-        let reader = self.reader();
-        let shared = self.shared();
-        let end = reader.end_position();
-        let segs = reader.segments.clone();
-        let first = segs.first().map_or(0, |s| s.first_position);
-        let total = end.saturating_sub(first);
-        let mut report = VerifyReport { segments: segs.len() as u64, ..VerifyReport::default() };
-        let idx = shared.index.read().unwrap_or_else(|p| p.into_inner());
-        report.aggregates = idx.aggregates.len() as u64;
-        // Reverse map for checking the per-aggregate index: position -> (aggregate, version).
-        let mut by_position: HashMap<u64, (&str, u64)> = HashMap::with_capacity(total.min(1 << 24) as usize);
-        for (agg, positions) in &idx.aggregates {
-            for (v, p) in positions.iter().enumerate() {
-                if *p < end {
-                    by_position.insert(*p, (agg, v as u64));
-                }
-            }
-        }
-        for (si, seg) in segs.iter().enumerate() {
-            let seg_end = segs.get(si + 1).map_or(end, |n| n.first_position).min(end);
-            let mut offset = HEADER_BYTES as usize;
-            let mut position = seg.first_position;
-            let mut batch: Option<(u32, u32)> = None;
-            let mut found = Vec::new();
-            let problem =
-                |offset: usize, reason: String| Problem { path: seg.path.clone(), offset: offset as u64, reason };
-            while position < seg_end {
-                let bytes = seg.bytes().get(offset..).unwrap_or(&[]);
-                let checked = record::parse_header(bytes, seg.bytes().len())
-                    .and_then(|h| record::checked_body(bytes, &h).map(|b| (h, b)))
-                    .and_then(|(h, b)| record::validate_body(b, &h).map(|a| (h, a)));
-                let (h, body) = match checked {
-                    Ok(x) => x,
-                    Err(e) => {
-                        report.problems.push(problem(offset, crate::segment::frame_msg(e)));
-                        break;
-                    }
-                };
-                if h.position != position {
-                    report
-                        .problems
-                        .push(problem(offset, format!("frame claims position {}, expected {position}", h.position)));
-                    break;
-                }
-                let expect_index = batch.map_or(0, |(_, next)| next);
-                if h.batch_index != expect_index || batch.is_some_and(|(len, _)| len != h.batch_len) {
-                    report
-                        .problems
-                        .push(problem(offset, format!("batch slot {}/{} out of sequence", h.batch_index, h.batch_len)));
-                }
-                batch = if h.batch_index + 1 == h.batch_len { None } else { Some((h.batch_len, h.batch_index + 1)) };
-                match idx.locate(position) {
-                    Some((i, off)) if i == si && off == offset as u64 => {}
-                    other => {
-                        report.problems.push(problem(offset, format!("index places position {position} at {other:?}")))
-                    }
-                }
-                let agg: &str = &body.aggregate_id;
-                match by_position.get(&position) {
-                    Some((a, v)) if *a == agg && *v == body.version.to_native() => {}
-                    other => report.problems.push(problem(
-                        offset,
-                        format!(
-                            "aggregate index has {other:?} for position {position}, the log says {agg:?} v{}",
-                            body.version.to_native()
-                        ),
-                    )),
-                }
-                found.push((agg, body.version.to_native(), offset as u32));
-                offset += h.frame_len();
-                position += 1;
-                report.events += 1;
-                if report.events.is_multiple_of(65_536) {
-                    progress(report.events, total);
-                }
-            }
-            if batch.is_some() && position == seg_end {
-                report.problems.push(problem(offset, "segment ends inside a batch".into()));
-            }
-            // The on-disk checkpoint of a sealed segment must say exactly the same.
-            let cp_path = shared.dir.join(index::file_name(seg.first_position));
-            if si + 1 < segs.len() && cp_path.exists() {
-                report.checkpoints += 1;
-                match index::read_checkpoint(&cp_path, seg.first_position) {
-                    Ok(cp) => {
-                        let same = cp.entries.len() == found.len()
-                            && cp.entries.iter().zip(&found).all(|((n, off, v), (a, fv, fo))| {
-                                cp.names.get(*n as usize).is_some_and(|name| name == a) && off == fo && v == fv
-                            });
-                        if !same {
-                            report.problems.push(Problem {
-                                path: cp_path,
-                                offset: 0,
-                                reason: "checkpoint disagrees with its segment".into(),
-                            });
-                        }
-                    }
-                    Err(r) => report.problems.push(Problem { path: cp_path, offset: 0, reason: r }),
-                }
-            }
-        }
-        drop(idx);
-        progress(report.events, total);
-        let (snapshots, problems) = shared.snapshots.read().unwrap_or_else(|p| p.into_inner()).verify();
-        report.snapshots = snapshots;
-        report.problems.extend(problems.into_iter().map(|(path, offset, reason)| Problem { path, offset, reason }));
-        Ok(report)
-    }
+/// One frame as the log has it: (position, offset, aggregate, version).
+type Found<'r> = (u64, u32, &'r str, u64);
 
-    /// Where the frame of `position` lives: its segment file and byte offset.
-    pub fn locate(&self, position: u64) -> Option<(PathBuf, u64)> {
-        let idx = self.shared().index.read().unwrap_or_else(|p| p.into_inner());
-        let (i, off) = idx.locate(position)?;
-        Some((idx.segments[i].seg.path.clone(), off))
+/// Checks every frame `reader` sees, the index entries pointing at them, the
+/// sealed segments' checkpoints and every snapshot.
+pub(crate) fn verify(shared: &Shared, reader: &Reader, progress: &mut dyn FnMut(u64, u64)) -> Result<VerifyReport> {
+    let end = reader.end_position();
+    let segs = reader.segments();
+    let total = end.saturating_sub(segs.first().map_or(0, |s| s.first_position));
+    let mut report = VerifyReport { segments: segs.len() as u64, ..VerifyReport::default() };
+    for (si, seg) in segs.iter().enumerate() {
+        let seg_end = segs.get(si + 1).map_or(end, |n| n.first_position).min(end);
+        let found = check_segment(shared, (si, seg, seg_end, total), &mut report, &mut *progress);
+        if si + 1 < segs.len() {
+            check_checkpoint(&shared.dir, seg, &found, &mut report);
+        }
     }
+    let idx = shared.index();
+    report.aggregates = idx.aggregate_count() as u64;
+    let indexed: u64 = idx.aggregates().map(|(_, p)| p.partition_point(|p| *p < end) as u64).sum();
+    if indexed != report.events && report.problems.is_empty() {
+        let path = shared.dir.clone();
+        let reason =
+            format!("the aggregate index holds {indexed} events below position {end}, the log {}", report.events);
+        report.problems.push(Problem { path, offset: 0, reason });
+    }
+    drop(idx);
+    progress(report.events, total);
+    let (snapshots, problems) = shared.snapshots.read().unwrap_or_else(|p| p.into_inner()).verify();
+    report.snapshots = snapshots;
+    report.problems.extend(problems.into_iter().map(|(path, offset, reason)| Problem { path, offset, reason }));
+    Ok(report)
+}
+
+/// Walks one segment's frames up to `seg_end`, fully checked, comparing
+/// them with the index a slice at a time. Returns what the log holds.
+fn check_segment<'r>(
+    shared: &Shared,
+    (si, seg, seg_end, total): (usize, &'r Segment, u64, u64),
+    report: &mut VerifyReport,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Vec<Found<'r>> {
+    let mut frames = FrameCursor::for_scan(seg);
+    let mut found: Vec<Found<'r>> = Vec::new();
+    let mut checked = 0;
+    while frames.position() < seg_end {
+        let offset = frames.offset();
+        match frames.next_frame() {
+            Ok(Some(f)) => found.push((f.header.position, offset as u32, f.event.aggregate_id(), f.event.version())),
+            Ok(None) => {
+                report.problems.push(problem(seg, offset, "log ends before the visible watermark".into()));
+                break;
+            }
+            Err(e) => {
+                report.problems.push(problem(seg, offset, e.to_string()));
+                break;
+            }
+        }
+        if found.len() - checked == SLICE_FRAMES {
+            check_against_index(&shared.index(), si, seg, &found[checked..], report);
+            checked = found.len();
+            progress(report.events, total);
+        }
+    }
+    check_against_index(&shared.index(), si, seg, &found[checked..], report);
+    if frames.in_batch() && frames.position() == seg_end {
+        report.problems.push(problem(seg, frames.offset(), "segment ends inside a batch".into()));
+    }
+    found
+}
+
+/// Checks that the index places each frame of `slice` where the log has it.
+fn check_against_index(idx: &IndexState, si: usize, seg: &Segment, slice: &[Found<'_>], report: &mut VerifyReport) {
+    for &(position, offset, agg, version) in slice {
+        report.events += 1;
+        match idx.locate(position) {
+            Some((i, off)) if i == si && off == u64::from(offset) => {}
+            other => {
+                let reason = format!("index places position {position} at {other:?}");
+                report.problems.push(problem(seg, offset.into(), reason));
+            }
+        }
+        let indexed = idx.positions(agg).and_then(|p| p.get(version as usize)).copied();
+        if indexed != Some(position) {
+            let reason = format!(
+                "aggregate index has {indexed:?} for {agg:?} v{version}, the log has it at position {position}"
+            );
+            report.problems.push(problem(seg, offset.into(), reason));
+        }
+    }
+}
+
+/// The on-disk checkpoint of a sealed segment must say exactly what the log says.
+fn check_checkpoint(dir: &std::path::Path, seg: &Segment, found: &[Found<'_>], report: &mut VerifyReport) {
+    let cp_path = dir.join(index::file_name(seg.first_position));
+    if !cp_path.exists() {
+        return;
+    }
+    report.checkpoints += 1;
+    match index::read_checkpoint(&cp_path, seg.first_position) {
+        Ok(cp) => {
+            let same = cp.entries.len() == found.len()
+                && cp.entries.iter().zip(found).all(|((n, off, v), (_, fo, a, fv))| {
+                    cp.names.get(*n as usize).is_some_and(|name| name == a) && off == fo && v == fv
+                });
+            if !same {
+                let reason = "checkpoint disagrees with its segment".into();
+                report.problems.push(Problem { path: cp_path, offset: 0, reason });
+            }
+        }
+        Err(e) => report.problems.push(Problem { path: cp_path, offset: 0, reason: e.to_string() }),
+    }
+}
+
+fn problem(seg: &Segment, offset: u64, reason: String) -> Problem {
+    Problem { path: seg.path.clone(), offset, reason }
 }

@@ -25,11 +25,11 @@ use crate::dedupe::{aggregate_hash, Dedupe, Seen};
 use crate::error::{Error, Result};
 use crate::event::{now_nanos, AppendResult, ExpectedVersion, NewEvent};
 use crate::fault::Faults;
-use crate::index::{CheckpointEntry, IndexState, SegmentSlot};
+use crate::index::{CheckpointEntry, IndexState};
 use crate::options::{Durability, Options};
 use crate::record::{self, RecordBody};
-use crate::segment::{self, Segment, HEADER_BYTES, POSITION_LIMIT};
-use crate::store::Shared;
+use crate::segment::{self, Check, Segment, HEADER_BYTES, POSITION_LIMIT};
+use crate::shared::Shared;
 
 /// How long the idle writer polls its queue before blocking, in microseconds.
 const SPIN_BEFORE_BLOCK_US: u64 = 30;
@@ -62,6 +62,52 @@ enum Pending {
     Event { request: usize, version: u64, position: u64, offset: u32 },
 }
 
+/// The state of one group commit while its requests are staged.
+struct Group<'a> {
+    /// The engine timestamp every event of the group gets.
+    recorded_at: i64,
+    /// File offset of the active segment where the buffer starts.
+    buf_at: u64,
+    /// Each aggregate's version after this group's earlier requests.
+    overlay: HashMap<String, Option<u64>>,
+    /// Index changes to publish, in order.
+    pending: Vec<Pending>,
+    /// Positions this group assigned: (first position, events, aggregate).
+    spans: Vec<(u64, usize, &'a str)>,
+    /// One reply per request.
+    outcomes: Vec<Result<AppendResult>>,
+    /// A failed write or sync: nothing of the group is acknowledged.
+    fatal: Option<Error>,
+    /// A failed roll: the rest of the group is refused with it.
+    roll_error: Option<Error>,
+}
+
+impl<'a> Group<'a> {
+    fn new(recorded_at: i64, buf_at: u64) -> Group<'a> {
+        Group {
+            recorded_at,
+            buf_at,
+            overlay: HashMap::new(),
+            pending: Vec::new(),
+            spans: Vec::new(),
+            outcomes: Vec::new(),
+            fatal: None,
+            roll_error: None,
+        }
+    }
+
+    /// The aggregate of the event at `position`, for error messages.
+    fn aggregate_at(&self, idx: &IndexState, position: u64) -> String {
+        if let Some(&(_, _, agg)) = self.spans.iter().find(|(p, n, _)| (*p..*p + *n as u64).contains(&position)) {
+            return agg.to_string();
+        }
+        match idx.event_at(position) {
+            Some(Ok(e)) => e.aggregate_id().to_string(),
+            _ => "<unknown>".to_string(),
+        }
+    }
+}
+
 pub(crate) struct Writer {
     shared: Arc<Shared>,
     opts: Options,
@@ -77,7 +123,7 @@ pub(crate) struct Writer {
     last_recorded_at: i64,
 }
 
-enum Check {
+enum Verdict {
     New(Option<u64>),
     Retry(AppendResult),
 }
@@ -87,10 +133,10 @@ impl Writer {
         shared: Arc<Shared>,
         opts: Options,
         active: Active,
-        next_position: u64,
         dedupe: Dedupe,
         last_recorded_at: i64,
     ) -> Writer {
+        let next_position = shared.index().next_position();
         let faults = opts.faults.clone().unwrap_or_default();
         Writer {
             shared,
@@ -265,61 +311,12 @@ impl Writer {
 
     /// Checks idempotency and the expected version of one request against the
     /// index plus this group's earlier requests.
-    fn check(
-        &self,
-        req: &AppendRequest,
-        idx: &IndexState,
-        overlay: &HashMap<String, Option<u64>>,
-        group: &[(u64, usize, &str)],
-    ) -> Result<Check> {
-        let hash = aggregate_hash(&req.aggregate_id);
-        let first = &req.events[0];
-        let aggregate_at = |position: u64| -> String {
-            if let Some(&(_, _, agg)) = group.iter().find(|(p, n, _)| position >= *p && position < *p + *n as u64) {
-                return agg.to_string();
-            }
-            idx.locate(position)
-                .and_then(|(i, off)| {
-                    idx.segments[i].seg.event_at(off, position).ok().map(|(e, _)| e.aggregate_id().to_string())
-                })
-                .unwrap_or_else(|| "<unknown>".to_string())
-        };
-        let dup = |id, seen: Seen| Error::DuplicateEventId {
-            event_id: id,
-            aggregate_id: req.aggregate_id.clone(),
-            existing_aggregate: aggregate_at(seen.position),
-            existing_position: seen.position,
-        };
-        if let Some(s0) = self.dedupe.get(&first.event_id) {
-            // A retry only if every id sits exactly where this batch would have put it.
-            for (i, ev) in req.events.iter().enumerate() {
-                match self.dedupe.get(&ev.event_id) {
-                    Some(s)
-                        if s.aggregate_hash == hash
-                            && s.position == s0.position + i as u64
-                            && s.version == s0.version + i as u64 => {}
-                    Some(s) => return Err(dup(ev.event_id, s)),
-                    None => return Err(dup(first.event_id, s0)),
-                }
-            }
-            if s0.aggregate_hash != hash {
-                return Err(dup(first.event_id, s0));
-            }
-            let n = req.events.len() as u64;
-            return Ok(Check::Retry(AppendResult {
-                first_version: s0.version,
-                last_version: s0.version + n - 1,
-                first_position: s0.position,
-                last_position: s0.position + n - 1,
-                deduplicated: true,
-                snapshot_due: false,
-            }));
+    fn check(&self, req: &AppendRequest, idx: &IndexState, group: &Group<'_>) -> Result<Verdict> {
+        if let Some(retry) = self.retry_of(req, idx, group)? {
+            return Ok(Verdict::Retry(retry));
         }
         let mut ids = std::collections::HashSet::with_capacity(req.events.len());
         for ev in &req.events {
-            if let Some(s) = self.dedupe.get(&ev.event_id) {
-                return Err(dup(ev.event_id, s));
-            }
             if !ids.insert(ev.event_id) {
                 return Err(Error::InvalidInput(format!(
                     "event id {} appears twice in one batch for aggregate {:?}",
@@ -328,7 +325,7 @@ impl Writer {
                 )));
             }
         }
-        let current = match overlay.get(&req.aggregate_id) {
+        let current = match group.overlay.get(&req.aggregate_id) {
             Some(v) => *v,
             None => idx.version_below(&req.aggregate_id, u64::MAX),
         };
@@ -339,7 +336,56 @@ impl Writer {
                 actual: current,
             });
         }
-        Ok(Check::New(current))
+        Ok(Verdict::New(current))
+    }
+
+    /// If any id of the batch is in the dedupe window, the batch is a retry
+    /// only if every one of its events is stored exactly where this batch put
+    /// it: ids inside the window by the window, ids that already left it (a
+    /// retry straddling the window's horizon) by reading the log at their
+    /// place. Otherwise the id is a duplicate and the append is refused.
+    fn retry_of(&self, req: &AppendRequest, idx: &IndexState, group: &Group<'_>) -> Result<Option<AppendResult>> {
+        let Some((k, seen)) = req.events.iter().enumerate().find_map(|(i, e)| Some((i, self.dedupe.get(&e.event_id)?)))
+        else {
+            return Ok(None);
+        };
+        let hash = aggregate_hash(&req.aggregate_id);
+        let dup = |id, seen: Seen| Error::DuplicateEventId {
+            event_id: id,
+            aggregate_id: req.aggregate_id.clone(),
+            existing_aggregate: group.aggregate_at(idx, seen.position),
+            existing_position: seen.position,
+        };
+        let (Some(start), Some(first_version)) =
+            (seen.position.checked_sub(k as u64), seen.version.checked_sub(k as u64))
+        else {
+            return Err(dup(req.events[k].event_id, seen));
+        };
+        for (i, ev) in req.events.iter().enumerate() {
+            let (position, version) = (start + i as u64, first_version + i as u64);
+            let in_place = match self.dedupe.get(&ev.event_id) {
+                Some(s) => s.aggregate_hash == hash && s.position == position && s.version == version,
+                // Left the window: the log itself must hold this id at that place.
+                None => idx.event_at(position).and_then(|e| e.ok()).is_some_and(|e| {
+                    e.event_id() == ev.event_id && e.version() == version && e.aggregate_id() == req.aggregate_id
+                }),
+            };
+            if !in_place {
+                return Err(match self.dedupe.get(&ev.event_id) {
+                    Some(s) => dup(ev.event_id, s),
+                    None => dup(req.events[k].event_id, seen),
+                });
+            }
+        }
+        let n = req.events.len() as u64;
+        Ok(Some(AppendResult {
+            first_version,
+            last_version: first_version + n - 1,
+            first_position: start,
+            last_position: start + n - 1,
+            deduplicated: true,
+            snapshot_due: false,
+        }))
     }
 
     /// Encodes a request's frames at the end of `buf`; returns the offsets of
@@ -393,154 +439,38 @@ impl Writer {
         Ok(offsets)
     }
 
+    /// One group commit: stage every request (checks, encoding, rolls) into
+    /// one buffer, write it with one `pwrite`, sync once, publish, reply.
     fn commit_group(&mut self, appends: Vec<AppendRequest>) {
-        let mut outcomes: Vec<Result<AppendResult>> = Vec::with_capacity(appends.len());
         if let Some(cause) = self.shared.poison_cause() {
             for r in appends {
                 let _ = r.reply.send(Err(Error::Poisoned { cause: cause.clone() }));
             }
             return;
         }
-        self.buf.clear();
-        let mut buf_at = self.active.write_offset;
         // recorded_at never decreases along the log, even if the clock steps back,
         // so time-travel lookups can binary-search it.
         let recorded_at = now_nanos().max(self.last_recorded_at);
         self.last_recorded_at = recorded_at;
-        let mut overlay: HashMap<String, Option<u64>> = HashMap::new();
-        let mut pending: Vec<Pending> = Vec::new();
-        let mut group: Vec<(u64, usize, &str)> = Vec::new();
-        let mut fatal: Option<Error> = None;
-        let mut roll_error: Option<Error> = None;
+        self.buf.clear();
+        let mut group = Group::new(recorded_at, self.active.write_offset);
         let shared = Arc::clone(&self.shared);
-        let idx = shared.index.read().unwrap_or_else(|p| p.into_inner());
+        let idx = shared.index();
         for (ri, req) in appends.iter().enumerate() {
-            if fatal.is_some() {
-                outcomes.push(Err(Error::Poisoned { cause: "an earlier write of this group failed".into() }));
-                continue;
-            }
-            if let Some(e) = &roll_error {
-                outcomes.push(Err(e.duplicate()));
-                continue;
-            }
-            let current = match self.check(req, &idx, &overlay, &group) {
-                Ok(Check::New(current)) => current,
-                Ok(Check::Retry(r)) => {
-                    outcomes.push(Ok(r));
-                    continue;
-                }
-                Err(e) => {
-                    outcomes.push(Err(e));
-                    continue;
-                }
-            };
-            let first_version = current.map_or(0, |v| v + 1);
-            let first_position = self.next_position;
-            if first_position.saturating_add(req.events.len() as u64) > POSITION_LIMIT {
-                outcomes.push(Err(Error::InvalidInput(format!(
-                    "the log's position space is exhausted (positions end below {POSITION_LIMIT})"
-                ))));
-                continue;
-            }
-            let mark = self.buf.len();
-            let mut offsets = match self.encode(req, first_version, first_position, recorded_at) {
-                Ok(o) => o,
-                Err(e) => {
-                    outcomes.push(Err(e));
-                    continue;
-                }
-            };
-            let mut req_start = mark;
-            if buf_at + self.buf.len() as u64 > self.active.seg.len() {
-                // Does not fit: write what precedes it, seal, roll, re-encode there.
-                let needed = (self.buf.len() - mark) as u64;
-                self.buf.resize(mark, 0);
-                if HEADER_BYTES + needed > self.opts.segment_bytes {
-                    outcomes.push(Err(Error::InvalidInput(format!(
-                        "batch for aggregate {:?} encodes to {needed} bytes, more than one segment holds",
-                        req.aggregate_id
-                    ))));
-                    continue;
-                }
-                if let Err(e) = self.write_buf(mark, buf_at) {
-                    outcomes.push(Err(e.duplicate()));
-                    fatal = Some(e);
-                    continue;
-                }
-                self.active.write_offset = buf_at + mark as u64;
-                self.buf.clear();
-                buf_at = self.active.write_offset;
-                match self.roll(first_position) {
-                    Ok(seg) => pending.push(Pending::Segment(seg)),
-                    Err(e) => {
-                        if self.shared.poison_cause().is_some() {
-                            fatal = Some(e.duplicate());
-                        }
-                        outcomes.push(Err(e.duplicate()));
-                        roll_error = Some(e);
-                        continue;
-                    }
-                }
-                buf_at = self.active.write_offset;
-                req_start = 0;
-                offsets = match self.encode(req, first_version, first_position, recorded_at) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        outcomes.push(Err(e));
-                        continue;
-                    }
-                };
-            }
-            let n = req.events.len();
-            let hash = aggregate_hash(&req.aggregate_id);
-            for (i, ev) in req.events.iter().enumerate() {
-                let position = first_position + i as u64;
-                let version = first_version + i as u64;
-                let offset = (buf_at + req_start as u64 + u64::from(offsets[i])) as u32;
-                pending.push(Pending::Event { request: ri, version, position, offset });
-                self.dedupe.insert(ev.event_id, Seen { position, version, aggregate_hash: hash });
-            }
-            self.next_position += n as u64;
-            overlay.insert(req.aggregate_id.clone(), Some(first_version + n as u64 - 1));
-            group.push((first_position, n, &req.aggregate_id));
-            let last_version = first_version + n as u64 - 1;
-            let snapshot_due = self.opts.snapshot_every.is_some_and(|every| {
-                let snaps = self.shared.snapshots.read().unwrap_or_else(|p| p.into_inner());
-                match snaps.latest_version(&req.aggregate_id) {
-                    Some(s) => last_version.saturating_sub(s) >= every,
-                    None => last_version + 1 >= every,
-                }
-            });
-            outcomes.push(Ok(AppendResult {
-                first_version,
-                last_version,
-                first_position,
-                last_position: first_position + n as u64 - 1,
-                deduplicated: false,
-                snapshot_due,
-            }));
+            let out = self.stage(&mut group, &idx, ri, req);
+            group.outcomes.push(out);
         }
         drop(idx);
-        if fatal.is_none() {
-            let len = self.buf.len();
-            match self.write_buf(len, buf_at) {
-                Ok(()) => self.active.write_offset = buf_at + len as u64,
-                Err(e) => fatal = Some(e),
+        if group.fatal.is_none() {
+            if let Err(e) = self.write_and_sync(group.buf_at) {
+                group.fatal = Some(e);
             }
         }
-        if fatal.is_none() && self.opts.durability == Durability::Sync && self.unsynced {
-            if let Err(e) = self.sync_file() {
-                fatal = Some(e);
-            }
-        }
+        let Group { outcomes, pending, fatal, .. } = group;
         if let Some(e) = fatal {
             // Nothing of this group is acknowledged; the store is poisoned.
             for (req, out) in appends.iter().zip(outcomes) {
-                let r = match out {
-                    Ok(_) => Err(Error::Poisoned { cause: e.to_string() }),
-                    Err(x) => Err(x),
-                };
-                let _ = req.reply.send(r);
+                let _ = req.reply.send(out.and_then(|_| Err(Error::Poisoned { cause: e.to_string() })));
             }
             return;
         }
@@ -556,37 +486,165 @@ impl Writer {
         }
     }
 
+    /// Checks one request and, if it is new, encodes its frames into the
+    /// group's buffer (rolling to a new segment if it does not fit) and notes
+    /// its index entries and dedupe entries.
+    fn stage<'g>(
+        &mut self,
+        group: &mut Group<'g>,
+        idx: &IndexState,
+        ri: usize,
+        req: &'g AppendRequest,
+    ) -> Result<AppendResult> {
+        if group.fatal.is_some() {
+            return Err(Error::Poisoned { cause: "an earlier write of this group failed".into() });
+        }
+        if let Some(e) = &group.roll_error {
+            return Err(e.duplicate());
+        }
+        let current = match self.check(req, idx, group)? {
+            Verdict::New(current) => current,
+            Verdict::Retry(r) => return Ok(r),
+        };
+        let first_version = current.map_or(0, |v| v + 1);
+        let first_position = self.next_position;
+        if first_position.saturating_add(req.events.len() as u64) > POSITION_LIMIT {
+            return Err(Error::InvalidInput(format!(
+                "the log's position space is exhausted (positions end below {POSITION_LIMIT})"
+            )));
+        }
+        let (start, offsets) = self.place(group, req, first_version, first_position)?;
+        let n = req.events.len() as u64;
+        let hash = aggregate_hash(&req.aggregate_id);
+        for (i, ev) in req.events.iter().enumerate() {
+            let (position, version) = (first_position + i as u64, first_version + i as u64);
+            let offset = (start + u64::from(offsets[i])) as u32;
+            group.pending.push(Pending::Event { request: ri, version, position, offset });
+            self.dedupe.insert(ev.event_id, Seen { position, version, aggregate_hash: hash });
+        }
+        self.next_position += n;
+        let last_version = first_version + n - 1;
+        group.overlay.insert(req.aggregate_id.clone(), Some(last_version));
+        group.spans.push((first_position, req.events.len(), &req.aggregate_id));
+        Ok(AppendResult {
+            first_version,
+            last_version,
+            first_position,
+            last_position: first_position + n - 1,
+            deduplicated: false,
+            snapshot_due: self.snapshot_due(&req.aggregate_id, last_version),
+        })
+    }
+
+    /// Whether the aggregate has gone `snapshot_every` events past its newest snapshot.
+    fn snapshot_due(&self, aggregate_id: &str, last_version: u64) -> bool {
+        self.opts.snapshot_every.is_some_and(|every| {
+            let snaps = self.shared.snapshots.read().unwrap_or_else(|p| p.into_inner());
+            match snaps.latest_version(aggregate_id) {
+                Some(s) => last_version.saturating_sub(s) >= every,
+                None => last_version + 1 >= every,
+            }
+        })
+    }
+
+    /// Encodes a request's frames at the end of the group's buffer; if they
+    /// do not fit in the active segment, writes what precedes them, rolls,
+    /// and encodes them at the start of the new segment. Returns the file
+    /// offset the frame offsets are relative to, and the offsets.
+    fn place(
+        &mut self,
+        group: &mut Group<'_>,
+        req: &AppendRequest,
+        first_version: u64,
+        first_position: u64,
+    ) -> Result<(u64, Vec<u32>)> {
+        let mark = self.buf.len();
+        let offsets = self.encode(req, first_version, first_position, group.recorded_at)?;
+        if group.buf_at + self.buf.len() as u64 <= self.active.seg.len() {
+            return Ok((group.buf_at + mark as u64, offsets));
+        }
+        let needed = (self.buf.len() - mark) as u64;
+        self.buf.resize(mark, 0);
+        if HEADER_BYTES + needed > self.opts.segment_bytes {
+            return Err(Error::InvalidInput(format!(
+                "batch for aggregate {:?} encodes to {needed} bytes, more than one segment holds",
+                req.aggregate_id
+            )));
+        }
+        self.roll_group(group, first_position)?;
+        let offsets = self.encode(req, first_version, first_position, group.recorded_at)?;
+        Ok((group.buf_at, offsets))
+    }
+
+    /// Writes the group's buffer so far, then rolls to a new segment starting
+    /// at `first_position`. A failed write is fatal for the group; a failed
+    /// roll fails this request and the rest of the group.
+    fn roll_group(&mut self, group: &mut Group<'_>, first_position: u64) -> Result<()> {
+        let len = self.buf.len();
+        if let Err(e) = self.write_buf(len, group.buf_at) {
+            group.fatal = Some(e.duplicate());
+            return Err(e);
+        }
+        self.active.write_offset = group.buf_at + len as u64;
+        self.buf.clear();
+        match self.roll(first_position) {
+            Ok(seg) => {
+                group.pending.push(Pending::Segment(seg));
+                group.buf_at = self.active.write_offset;
+                Ok(())
+            }
+            Err(e) => {
+                if self.shared.poison_cause().is_some() {
+                    group.fatal = Some(e.duplicate());
+                }
+                group.roll_error = Some(e.duplicate());
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the rest of the group's buffer at `buf_at` and, in `Sync` mode,
+    /// makes it durable.
+    fn write_and_sync(&mut self, buf_at: u64) -> Result<()> {
+        let len = self.buf.len();
+        self.write_buf(len, buf_at)?;
+        self.active.write_offset = buf_at + len as u64;
+        if self.opts.durability == Durability::Sync && self.unsynced {
+            self.sync_file()?;
+        }
+        Ok(())
+    }
+
+    /// Applies the group's index changes and advances the watermarks, under
+    /// the index lock, so a reader sees all of a group or none of it.
     fn publish(&mut self, appends: &[AppendRequest], pending: Vec<Pending>) {
-        let sync_mode = self.opts.durability == Durability::Sync;
         let mut new_segments = false;
         {
-            let mut idx = self.shared.index.write().unwrap_or_else(|p| p.into_inner());
+            let mut idx = self.shared.index_mut();
             for p in pending {
-                match p {
+                let applied = match p {
                     Pending::Segment(seg) => {
-                        // The sealed segment's offsets never grow again: drop the slack.
-                        if let Some(last) = idx.segments.last_mut() {
-                            last.offsets.shrink_to_fit();
-                        }
-                        idx.segments.push(SegmentSlot { seg, offsets: Vec::new() });
                         new_segments = true;
+                        idx.push_segment(seg, 0)
                     }
                     Pending::Event { request, version, position, offset } => {
-                        if let Err(e) = idx.push(&appends[request].aggregate_id, version, position, offset) {
-                            // A bug, not a disk problem: refuse to go on rather than serve a wrong index.
-                            self.shared.set_poison(format!("index invariant broken: {e}"));
-                            return;
-                        }
+                        idx.push(&appends[request].aggregate_id, version, position, offset)
                     }
+                };
+                if let Err(e) = applied {
+                    // A bug, not a disk problem: refuse to go on rather than serve a wrong index.
+                    self.shared.set_poison(format!("index invariant broken: {e}"));
+                    return;
                 }
+            }
+            debug_assert_eq!(idx.next_position(), self.next_position, "the index ends where the writer does");
+            self.shared.visible_end.store(self.next_position, Ordering::Release);
+            if self.opts.durability == Durability::Sync {
+                self.shared.durable_end.store(self.next_position, Ordering::Release);
             }
         }
         if new_segments {
             self.shared.refresh_segment_list();
-        }
-        self.shared.visible_end.store(self.next_position, Ordering::Release);
-        if sync_mode {
-            self.shared.durable_end.store(self.next_position, Ordering::Release);
         }
         self.shared.groups.fetch_add(1, Ordering::Relaxed);
     }
@@ -651,22 +709,12 @@ impl Writer {
 /// Writes the checkpoint of a sealed segment whose frames end at `end`. A
 /// failure is not fatal: recovery rebuilds a missing checkpoint from the segment.
 fn write_checkpoint_of(dir: &std::path::Path, seg: &Segment, end: u64) {
+    let Ok(mut frames) = seg.frames(HEADER_BYTES, seg.first_position, Check::Trusted) else { return };
     let mut entries = Vec::new();
-    let mut offset = HEADER_BYTES;
-    let mut position = seg.first_position;
-    while offset < end {
-        match seg.event_at(offset, position) {
-            Ok((ev, len)) => {
-                entries.push(CheckpointEntry {
-                    aggregate_id: ev.aggregate_id(),
-                    version: ev.version(),
-                    offset: offset as u32,
-                });
-                offset += len as u64;
-                position += 1;
-            }
-            Err(_) => return,
-        }
+    while frames.offset() < end {
+        let Ok(Some(f)) = frames.next_frame() else { return };
+        let (aggregate_id, version) = (f.event.aggregate_id(), f.event.version());
+        entries.push(CheckpointEntry { aggregate_id, version, offset: f.offset as u32 });
     }
     let _ = crate::index::write_checkpoint(dir, seg.first_position, &entries);
 }

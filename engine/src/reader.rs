@@ -1,0 +1,278 @@
+//! The read side: [`Reader`], a consistent view of everything visible when it
+//! was made, and its iterators over the global log ([`AllEvents`]) and one
+//! aggregate ([`AggregateEvents`]), plus [`Loaded`] for rehydration. Readers
+//! never take the writer's path and never block it for longer than an index
+//! lookup: they read the memory maps up to the published watermark, so they
+//! never see a partial batch, nor (in `Sync` mode) an event not yet durable.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::event::{AsOf, Direction, EventRef};
+use crate::segment::{Check, FrameCursor, Segment, HEADER_BYTES};
+use crate::shared::Shared;
+use crate::snapshot::Snapshot;
+
+/// A consistent snapshot for zero-copy reads: sees exactly the events that
+/// were visible when it was created. Holds the segment maps alive; events
+/// borrowed from it are valid as long as it is.
+pub struct Reader {
+    shared: Arc<Shared>,
+    segments: Arc<Vec<Arc<Segment>>>,
+    visible_end: u64,
+}
+
+impl Reader {
+    /// A reader of everything visible now.
+    pub(crate) fn new(shared: &Arc<Shared>) -> Reader {
+        let visible_end = shared.visible_end.load(std::sync::atomic::Ordering::Acquire);
+        Reader { shared: Arc::clone(shared), segments: shared.segments(), visible_end }
+    }
+
+    /// The segment maps this reader holds, in log order.
+    pub(crate) fn segments(&self) -> &[Arc<Segment>] {
+        &self.segments
+    }
+
+    /// Position of the first event the log holds.
+    fn first_position(&self) -> u64 {
+        self.segments.first().map_or(0, |s| s.first_position)
+    }
+
+    /// One past the last position this reader sees.
+    pub fn end_position(&self) -> u64 {
+        self.visible_end
+    }
+
+    /// Events from `from_position` on, in global order.
+    pub fn read_all(&self, from_position: u64) -> AllEvents<'_> {
+        let position = from_position.max(self.first_position());
+        let mut it = AllEvents { reader: self, seg: 0, frames: None, end: self.visible_end, error: None };
+        if position < self.visible_end {
+            let place = self.shared.index().locate(position);
+            match place.and_then(|(seg, offset)| Some((seg, self.segments.get(seg)?, offset))) {
+                Some((seg, segment, offset)) => {
+                    it.seg = seg;
+                    match segment.frames(offset, position, Check::Trusted) {
+                        Ok(frames) => it.frames = Some(frames),
+                        Err(e) => it.error = Some(e),
+                    }
+                }
+                None => it.error = Some(Error::InvalidInput(format!("position {position} is not indexed"))),
+            }
+        }
+        it
+    }
+
+    /// Events of one aggregate from `from_version`, forwards or backwards.
+    pub fn read_aggregate<'r>(
+        &'r self,
+        aggregate_id: &str,
+        from_version: u64,
+        direction: Direction,
+    ) -> AggregateEvents<'r> {
+        self.read_aggregate_until(aggregate_id, from_version, u64::MAX, direction)
+    }
+
+    /// Events of one aggregate from `from_version`, considering only versions
+    /// up to and including `until_version` (time travel by version).
+    pub fn read_aggregate_until<'r>(
+        &'r self,
+        aggregate_id: &str,
+        from_version: u64,
+        until_version: u64,
+        direction: Direction,
+    ) -> AggregateEvents<'r> {
+        let idx = self.shared.index();
+        let mut places = Vec::new();
+        if let Some(positions) = idx.positions(aggregate_id) {
+            let visible = positions.partition_point(|p| *p < self.visible_end) as u64;
+            let n = visible.min(until_version.saturating_add(1));
+            let versions: Box<dyn Iterator<Item = u64>> = match direction {
+                Direction::Forward => Box::new(from_version.min(n)..n),
+                Direction::Backward if n == 0 => Box::new(0..0),
+                Direction::Backward => Box::new((0..=from_version.min(n - 1)).rev()),
+            };
+            places.reserve(versions.size_hint().0.min(1 << 20));
+            for v in versions {
+                let position = positions[v as usize];
+                match idx.locate(position) {
+                    Some((seg, offset)) => places.push((seg as u32, offset, position)),
+                    None => break,
+                }
+            }
+        }
+        AggregateEvents { reader: self, places: places.into_iter() }
+    }
+
+    /// Events from `from_position` up to and including the point `as_of`, in
+    /// global order: rebuild a projection as of a moment.
+    pub fn read_all_until(&self, from_position: u64, as_of: AsOf) -> Result<AllEvents<'_>> {
+        let end = match self.position_of(as_of)? {
+            Some(p) => p + 1,
+            None => 0,
+        };
+        let mut it = self.read_all(from_position.min(end));
+        it.end = end.min(self.visible_end);
+        Ok(it)
+    }
+
+    /// The last position at or before `as_of` that this reader sees, `None`
+    /// if there is none.
+    pub fn position_of(&self, as_of: AsOf) -> Result<Option<u64>> {
+        let first = self.first_position();
+        let last = match self.visible_end.checked_sub(1).filter(|l| *l >= first) {
+            Some(l) => l,
+            None => return Ok(None),
+        };
+        match as_of {
+            AsOf::Position(p) if p < first => Ok(None),
+            AsOf::Position(p) => Ok(Some(p.min(last))),
+            AsOf::RecordedAt(t) => {
+                // recorded_at is non-decreasing along the log: binary search.
+                let (mut lo, mut hi) = (first, last + 1);
+                while lo < hi {
+                    let mid = lo + (hi - lo) / 2;
+                    let at = self.event_at_position(mid)?.recorded_at();
+                    if at <= t {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                Ok(lo.checked_sub(1).filter(|p| *p >= first))
+            }
+        }
+    }
+
+    /// The event at a global position this reader sees.
+    pub fn event_at_position(&self, position: u64) -> Result<EventRef<'_>> {
+        let mut it = self.read_all(position);
+        it.end = (position + 1).min(self.visible_end);
+        match it.next() {
+            Some(r) => r,
+            None => {
+                Err(Error::InvalidInput(format!("position {position} is not in the log (end {})", self.visible_end)))
+            }
+        }
+    }
+
+    /// The aggregate's last version whose position is at or before `position`.
+    pub fn version_at(&self, aggregate_id: &str, position: u64) -> Option<u64> {
+        let idx = self.shared.index();
+        let positions = idx.positions(aggregate_id)?;
+        let bound = position.saturating_add(1).min(self.visible_end);
+        (positions.partition_point(|p| *p < bound) as u64).checked_sub(1)
+    }
+}
+
+/// An aggregate ready to rehydrate: fold `snapshot` (if any), then `events()`.
+pub struct Loaded {
+    /// The newest snapshot at or before the point loaded, decompressed.
+    pub snapshot: Option<Snapshot>,
+    reader: Reader,
+    aggregate_id: String,
+    from_version: u64,
+    until_version: Option<u64>,
+}
+
+impl Loaded {
+    /// The events of `aggregate_id` from `from_version` up to `until_version`
+    /// (`None`: none), after `snapshot`.
+    pub(crate) fn new(
+        snapshot: Option<Snapshot>,
+        reader: Reader,
+        aggregate_id: &str,
+        from_version: u64,
+        until_version: Option<u64>,
+    ) -> Loaded {
+        Loaded { snapshot, reader, aggregate_id: aggregate_id.to_string(), from_version, until_version }
+    }
+
+    /// The events after the snapshot (all events if there is none), zero-copy.
+    pub fn events(&self) -> AggregateEvents<'_> {
+        match self.until_version {
+            Some(until) => {
+                self.reader.read_aggregate_until(&self.aggregate_id, self.from_version, until, Direction::Forward)
+            }
+            None => AggregateEvents { reader: &self.reader, places: Vec::new().into_iter() },
+        }
+    }
+
+    /// The aggregate's version at the point loaded (`None`: no events yet).
+    pub fn version(&self) -> Option<u64> {
+        self.until_version
+    }
+}
+
+/// Iterator over the global log; see [`Reader::read_all`].
+pub struct AllEvents<'r> {
+    reader: &'r Reader,
+    /// Slot of the segment being read.
+    seg: usize,
+    /// The walk of that segment's frames; `None` once the log ended.
+    frames: Option<FrameCursor<'r>>,
+    end: u64,
+    /// An error to report from the next call, then stop.
+    error: Option<Error>,
+}
+
+impl<'r> AllEvents<'r> {
+    /// Moves the cursor on to the next segment when `position` starts it.
+    fn roll_to(&mut self, position: u64) -> Result<()> {
+        let segs = &self.reader.segments;
+        while let Some(next) = segs.get(self.seg + 1).filter(|s| s.first_position <= position) {
+            self.seg += 1;
+            self.frames = Some(next.frames(HEADER_BYTES, next.first_position, Check::Trusted)?);
+        }
+        Ok(())
+    }
+
+    fn step(&mut self) -> Option<Result<EventRef<'r>>> {
+        let position = self.frames.as_ref()?.position();
+        if position >= self.end {
+            return None;
+        }
+        if let Err(e) = self.roll_to(position) {
+            return Some(Err(e));
+        }
+        let frames = self.frames.as_mut()?;
+        let seg = &self.reader.segments.get(self.seg)?.path;
+        let offset = frames.offset();
+        Some(match frames.next_frame() {
+            Ok(Some(f)) => Ok(f.event),
+            Ok(None) => Err(Error::corrupt(seg, offset, "log ends before the visible watermark")),
+            Err(e) => Err(Error::corrupt(seg, offset, e.to_string())),
+        })
+    }
+}
+
+impl<'r> Iterator for AllEvents<'r> {
+    type Item = Result<EventRef<'r>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.error.take() {
+            self.frames = None;
+            return Some(Err(e));
+        }
+        let r = self.step();
+        if matches!(r, Some(Err(_))) {
+            self.frames = None;
+        }
+        r
+    }
+}
+
+/// Iterator over one aggregate; see [`Reader::read_aggregate`].
+pub struct AggregateEvents<'r> {
+    reader: &'r Reader,
+    places: std::vec::IntoIter<(u32, u64, u64)>,
+}
+
+impl<'r> Iterator for AggregateEvents<'r> {
+    type Item = Result<EventRef<'r>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        let (seg, offset, position) = self.places.next()?;
+        let seg = self.reader.segments.get(seg as usize)?;
+        Some(seg.event_at(offset, position).map(|(e, _)| e))
+    }
+}

@@ -1,0 +1,93 @@
+//! What the writer thread publishes and every reader reads: the index, the
+//! list of segment maps, the watermarks (`visible_end`, `durable_end`), the
+//! poison flag and the snapshot store. Only the writer advances the
+//! watermarks and mutates the index; this module never does I/O.
+//!
+//! Lock order (never take them the other way round): `index`, then
+//! `segment_list`; `poison` is a leaf. Readers load a watermark with
+//! `Acquire` before reading what it covers; the writer publishes index
+//! entries before storing the watermark with `Release`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::index::IndexState;
+use crate::segment::Segment;
+use crate::snapshot::Snapshots;
+
+/// State shared by the writer thread and every reader.
+pub(crate) struct Shared {
+    pub dir: PathBuf,
+    index: RwLock<IndexState>,
+    /// Segment maps in log order, swapped (copy on write) when one is added.
+    segment_list: RwLock<Arc<Vec<Arc<Segment>>>>,
+    /// One past the last position readers may see.
+    pub visible_end: AtomicU64,
+    /// One past the last position known to be on disk.
+    pub durable_end: AtomicU64,
+    poisoned: AtomicBool,
+    poison: Mutex<Option<String>>,
+    pub fsyncs: AtomicU64,
+    pub groups: AtomicU64,
+    pub snapshots: RwLock<Snapshots>,
+}
+
+impl Shared {
+    /// Shared state over a recovered index, every watermark at its end.
+    pub(crate) fn new(dir: PathBuf, index: IndexState, snapshots: Snapshots) -> Shared {
+        let end = index.next_position();
+        let shared = Shared {
+            dir,
+            index: RwLock::new(index),
+            segment_list: RwLock::new(Arc::new(Vec::new())),
+            visible_end: AtomicU64::new(end),
+            durable_end: AtomicU64::new(end),
+            poisoned: AtomicBool::new(false),
+            poison: Mutex::new(None),
+            fsyncs: AtomicU64::new(0),
+            groups: AtomicU64::new(0),
+            snapshots: RwLock::new(snapshots),
+        };
+        shared.refresh_segment_list();
+        shared
+    }
+
+    /// The index, for reading. Held briefly: the writer waits on it to publish.
+    pub(crate) fn index(&self) -> RwLockReadGuard<'_, IndexState> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The index, for the writer's publish step.
+    pub(crate) fn index_mut(&self) -> RwLockWriteGuard<'_, IndexState> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Why the store is poisoned, if it is.
+    pub(crate) fn poison_cause(&self) -> Option<String> {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return None;
+        }
+        self.poison.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Poisons the store (the first cause is kept).
+    pub(crate) fn set_poison(&self, cause: String) {
+        let mut p = self.poison.lock().unwrap_or_else(|p| p.into_inner());
+        if p.is_none() {
+            *p = Some(cause);
+        }
+        self.poisoned.store(true, Ordering::Release);
+    }
+
+    /// Republishes the segment list after the index gained a segment.
+    pub(crate) fn refresh_segment_list(&self) {
+        let list: Vec<Arc<Segment>> = { self.index().segments().cloned().collect() };
+        *self.segment_list.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(list);
+    }
+
+    /// The segment maps in log order, as of the last roll.
+    pub(crate) fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
+        Arc::clone(&self.segment_list.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}

@@ -23,8 +23,11 @@ pub enum Error {
         /// The aggregate's current version (`None`: the aggregate has no events).
         actual: Option<u64>,
     },
-    /// An event id in the batch is already stored somewhere other than this
-    /// exact place (or the batch repeats an id). Nothing was written.
+    /// An event id in the batch is already stored somewhere other than
+    /// exactly where this batch would put it (a retry of a stored batch is not
+    /// an error: it returns the original result, `deduplicated`). Nothing was
+    /// written. A batch that repeats an id within itself is
+    /// [`Error::InvalidInput`] instead: there is no stored event to name.
     #[error("event id {} already stored at position {existing_position} (aggregate {existing_aggregate:?}); append to {aggregate_id:?} refused", fmt_id(event_id))]
     DuplicateEventId {
         /// The duplicated id.
@@ -147,18 +150,43 @@ impl Error {
         Error::Corrupt { path: path.into(), offset, reason: reason.into() }
     }
 
-    /// A copy of this error for fanning one failure out to several waiters.
-    /// I/O sources are not `Clone`, so they are re-created from their kind and message.
+    /// A copy of this error for fanning one failure out to several waiters:
+    /// the same variant with the same fields. I/O sources are not `Clone`, so
+    /// they are re-created from their kind and message.
     pub(crate) fn duplicate(&self) -> Error {
         match self {
+            Error::WrongExpectedVersion { aggregate_id, expected, actual } => {
+                Error::WrongExpectedVersion { aggregate_id: aggregate_id.clone(), expected: *expected, actual: *actual }
+            }
+            Error::DuplicateEventId { event_id, aggregate_id, existing_aggregate, existing_position } => {
+                Error::DuplicateEventId {
+                    event_id: *event_id,
+                    aggregate_id: aggregate_id.clone(),
+                    existing_aggregate: existing_aggregate.clone(),
+                    existing_position: *existing_position,
+                }
+            }
+            Error::InvalidInput(m) => Error::InvalidInput(m.clone()),
+            Error::EventTooLarge { aggregate_id, index, size, max } => {
+                Error::EventTooLarge { aggregate_id: aggregate_id.clone(), index: *index, size: *size, max: *max }
+            }
+            Error::SnapshotAhead { aggregate_id, version, actual } => {
+                Error::SnapshotAhead { aggregate_id: aggregate_id.clone(), version: *version, actual: *actual }
+            }
+            Error::InvalidOptions(m) => Error::InvalidOptions(m.clone()),
+            Error::Corrupt { path, offset, reason } => Error::corrupt(path.clone(), *offset, reason.clone()),
+            Error::UnsupportedFormat { path, found, supported } => {
+                Error::UnsupportedFormat { path: path.clone(), found: *found, supported: *supported }
+            }
+            Error::NotAStore { path, reason } => Error::NotAStore { path: path.clone(), reason: reason.clone() },
+            Error::Locked { path } => Error::Locked { path: path.clone() },
+            Error::NoSpace { path } => Error::NoSpace { path: path.clone() },
             Error::Io { op, path, source } => {
                 Error::Io { op, path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
             }
-            Error::NoSpace { path } => Error::NoSpace { path: path.clone() },
             Error::Poisoned { cause } => Error::Poisoned { cause: cause.clone() },
+            Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
             Error::Closed => Error::Closed,
-            Error::Corrupt { path, offset, reason } => Error::corrupt(path.clone(), *offset, reason.clone()),
-            other => Error::Poisoned { cause: other.to_string() },
         }
     }
 }
@@ -172,6 +200,42 @@ fn fmt_version(v: Option<u64>) -> String {
 
 /// Formats a 16-byte id as a hyphenated UUID.
 pub fn fmt_id(id: &EventId) -> String {
-    let h: String = id.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    uuid::Uuid::from_bytes(*id).hyphenated().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_keeps_the_variant_and_the_message() {
+        let path = PathBuf::from("/store/x.seg");
+        let all = [
+            Error::WrongExpectedVersion { aggregate_id: "a".into(), expected: ExpectedVersion::Exact(3), actual: None },
+            Error::DuplicateEventId {
+                event_id: [7; 16],
+                aggregate_id: "a".into(),
+                existing_aggregate: "b".into(),
+                existing_position: 9,
+            },
+            Error::InvalidInput("bad".into()),
+            Error::EventTooLarge { aggregate_id: "a".into(), index: 1, size: 10, max: 5 },
+            Error::SnapshotAhead { aggregate_id: "a".into(), version: 4, actual: Some(2) },
+            Error::InvalidOptions("opt".into()),
+            Error::corrupt(path.clone(), 64, "flip"),
+            Error::UnsupportedFormat { path: path.clone(), found: 9, supported: 1 },
+            Error::NotAStore { path: path.clone(), reason: "r".into() },
+            Error::Locked { path: path.clone() },
+            Error::NoSpace { path: path.clone() },
+            Error::io("write frames", path.clone(), std::io::Error::other("boom")),
+            Error::Poisoned { cause: "c".into() },
+            Error::ReadOnly { path },
+            Error::Closed,
+        ];
+        for e in &all {
+            let d = e.duplicate();
+            assert_eq!(std::mem::discriminant(e), std::mem::discriminant(&d), "{e}");
+            assert_eq!(e.to_string(), d.to_string());
+        }
+    }
 }

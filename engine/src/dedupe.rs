@@ -1,9 +1,9 @@
 //! The idempotency window: event id → where it was stored, for the most
 //! recent `Options::dedupe_window_events` events. Owned by the writer thread
 //! alone. Rebuilt from the tail of the log on open, so it survives restarts.
-//! Outside the window a re-appended id is not recognised: with
-//! `ExpectedVersion::Exact` the retry then fails with a version conflict; with
-//! `Any` it is stored again. This module never reads or writes files.
+//! The writer decides what a hit means (a retry, or a duplicate id), reading
+//! the log for ids of a retried batch that already left the window. This
+//! module never reads or writes files.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};

@@ -17,12 +17,13 @@
 //! # Ok::<(), factlog::Error>(())
 //! ```
 //!
-//! Module map: `record` (frame layout), `segment` (files and headers),
-//! `mmap` and `view` (the only `unsafe`), `index` (per-aggregate offsets and
-//! checkpoints), `dedupe` (idempotency window), `writer` (group commit),
-//! `recovery` (open and crash repair), `snapshot` (snapshot files and their
-//! index), `dictionary` (trained zstd dictionaries for snapshots), `store`
-//! (the public handle), `verify`, `fault` (test hooks). The byte layout is in `docs/FORMAT.md`.
+//! Module map, in layers (a module uses only those below it): byte formats
+//! (`record`, `segment`'s header and frame cursor, `index` checkpoints,
+//! `snapshot`'s frames); files and views (`durable`, `mmap` and `view`, the
+//! only `unsafe`, `directory`); state (`index`, `dedupe`, `shared`); actors
+//! (`writer`, `recovery`, the snapshot store, `verify`); handles (`store`,
+//! `reader`, `handoff`). `fault` holds the test hooks. The byte layout, the
+//! crash argument and the concurrency design are in `docs/FORMAT.md`.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]

@@ -1,5 +1,5 @@
 //! Read-only memory maps of segment files. One of the two modules allowed to
-//! use `unsafe` (the other is `view`). It must never map a file that may
+//! use `unsafe` (the other is `view`, whose one caller is `segment`). It must never map a file that may
 //! shrink while mapped, and never map writable: the writer appends with
 //! `pwrite`, so a full disk is an error code, not a SIGBUS.
 

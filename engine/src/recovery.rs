@@ -1,4 +1,5 @@
-//! Opening a store: lock, list and check segments, load index checkpoints
+//! Recovering the log when a store opens (the directory is already locked:
+//! see `directory`): list and check segments, load index checkpoints
 //! (rebuilding any that are missing or bad), scan the active segment, cut a
 //! torn tail, and rebuild the idempotency window. It must never map a segment
 //! before deciding its size, never silently drop an event before the torn

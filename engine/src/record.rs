@@ -218,20 +218,44 @@ pub fn validate_body<'a>(body: &'a [u8], header: &FrameHeader) -> Result<&'a Arc
             header.position
         )));
     }
-    check_names(&archived.aggregate_id, &archived.event_type).map_err(FrameError::Invalid)?;
+    check_names(&archived.aggregate_id, &archived.event_type).map_err(|e| FrameError::Invalid(e.to_string()))?;
     Ok(archived)
 }
 
+/// A name that breaks the length rule (1..=[`NAME_BYTES_MAX`] bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The aggregate id has this many bytes.
+    #[error("aggregate id must be 1..={NAME_BYTES_MAX} bytes, got {0}")]
+    AggregateId(usize),
+    /// The event type has this many bytes.
+    #[error("event type must be 1..={NAME_BYTES_MAX} bytes, got {0}")]
+    EventType(usize),
+}
+
 /// Checks the length rules on aggregate ids and type names.
-pub fn check_names(aggregate_id: &str, event_type: &str) -> Result<(), String> {
-    let max = NAME_BYTES_MAX;
-    if aggregate_id.is_empty() || aggregate_id.len() > max {
-        return Err(format!("aggregate id must be 1..={max} bytes, got {}", aggregate_id.len()));
+pub fn check_names(aggregate_id: &str, event_type: &str) -> Result<(), NameError> {
+    if aggregate_id.is_empty() || aggregate_id.len() > NAME_BYTES_MAX {
+        return Err(NameError::AggregateId(aggregate_id.len()));
     }
-    if event_type.is_empty() || event_type.len() > max {
-        return Err(format!("event type must be 1..={max} bytes, got {}", event_type.len()));
+    if event_type.is_empty() || event_type.len() > NAME_BYTES_MAX {
+        return Err(NameError::EventType(event_type.len()));
     }
     Ok(())
+}
+
+/// Why a frame could not be encoded. Nothing is appended to the buffer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    /// The buffer's length is not a multiple of [`FRAME_ALIGN`].
+    #[error("frame buffer not aligned")]
+    Unaligned,
+    /// The write would be larger than a write slot can describe, or the body over 4 GiB.
+    #[error("write too large")]
+    TooLarge,
+    /// rkyv failed to serialize the body.
+    #[error("encoding record failed: {0}")]
+    Archive(String),
 }
 
 /// Appends one frame for `body` to `buf`, whose length must be a multiple of
@@ -243,7 +267,7 @@ pub fn encode_frame(
     body: &RecordBody<'_>,
     batch_len: u32,
     batch_index: u32,
-) -> Result<usize, String> {
+) -> Result<usize, EncodeError> {
     encode_frame_slot(buf, body, batch_len, batch_index, false)
 }
 
@@ -255,22 +279,26 @@ pub fn encode_frame_slot(
     batch_len: u32,
     batch_index: u32,
     synced: bool,
-) -> Result<usize, String> {
+) -> Result<usize, EncodeError> {
     if !buf.len().is_multiple_of(FRAME_ALIGN) {
-        return Err("frame buffer not aligned".into());
+        return Err(EncodeError::Unaligned);
     }
     let start = buf.len();
-    let units = u32::try_from(start / FRAME_ALIGN).ok().filter(|u| *u < SLOT_SYNC_BIT).ok_or("write too large")?;
+    let units = u32::try_from(start / FRAME_ALIGN).ok().filter(|u| *u < SLOT_SYNC_BIT).ok_or(EncodeError::TooLarge)?;
     let slot = units | if synced { SLOT_SYNC_BIT } else { 0 };
     buf.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
     let body_start = buf.len();
     let taken = std::mem::take(buf);
     let mut out = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(body, taken)
-        .map_err(|e| format!("encoding record failed: {e}"))?;
+        .map_err(|e| EncodeError::Archive(e.to_string()))?;
     let body_len = out.len() - body_start;
     let padded = pad_len(body_len);
     out.resize(body_start + padded, 0);
-    let body_len32 = u32::try_from(body_len).map_err(|_| "record body over 4 GiB".to_string())?;
+    let Ok(body_len32) = u32::try_from(body_len) else {
+        out.resize(start, 0);
+        *buf = out;
+        return Err(EncodeError::TooLarge);
+    };
     {
         let h = &mut out[start..body_start];
         h[MAGIC_AT..BODY_LEN_AT].copy_from_slice(&FRAME_MAGIC.to_le_bytes());

@@ -352,7 +352,7 @@ impl Store {
         state: &[u8],
     ) -> Result<SnapshotInfo> {
         self.check_writable()?;
-        record::check_names(aggregate_id, "x").map_err(Error::InvalidInput)?;
+        record::check_names(aggregate_id, "x").map_err(|e| Error::InvalidInput(e.to_string()))?;
         let actual = self.aggregate_version(aggregate_id);
         if actual.is_none_or(|a| a < version) {
             return Err(Error::SnapshotAhead { aggregate_id: aggregate_id.to_string(), version, actual });

@@ -419,9 +419,15 @@ impl Writer {
             let synced = self.opts.durability == Durability::Sync;
             let len = match record::encode_frame_slot(&mut self.buf, &body, n, i as u32, synced) {
                 Ok(len) => len,
-                Err(reason) => {
+                Err(e) if self.buf.len() < mark => {
+                    // The encoder lost the buffer: earlier frames of the group are gone.
+                    let cause = format!("frame encoding lost the group's buffer: {e}");
+                    self.shared.set_poison(cause.clone());
+                    return Err(Error::Poisoned { cause });
+                }
+                Err(e) => {
                     self.buf.resize(mark, 0);
-                    return Err(Error::InvalidInput(reason));
+                    return Err(Error::InvalidInput(e.to_string()));
                 }
             };
             let body_len = (len - record::FRAME_HEADER_BYTES) as u64;
@@ -559,7 +565,11 @@ impl Writer {
         first_position: u64,
     ) -> Result<(u64, Vec<u32>)> {
         let mark = self.buf.len();
-        let offsets = self.encode(req, first_version, first_position, group.recorded_at)?;
+        let offsets = self.encode(req, first_version, first_position, group.recorded_at).inspect_err(|e| {
+            if matches!(e, Error::Poisoned { .. }) {
+                group.fatal = Some(e.duplicate());
+            }
+        })?;
         if group.buf_at + self.buf.len() as u64 <= self.active.seg.len() {
             return Ok((group.buf_at + mark as u64, offsets));
         }
@@ -572,7 +582,11 @@ impl Writer {
             )));
         }
         self.roll_group(group, first_position)?;
-        let offsets = self.encode(req, first_version, first_position, group.recorded_at)?;
+        let offsets = self.encode(req, first_version, first_position, group.recorded_at).inspect_err(|e| {
+            if matches!(e, Error::Poisoned { .. }) {
+                group.fatal = Some(e.duplicate());
+            }
+        })?;
         Ok((group.buf_at, offsets))
     }
 

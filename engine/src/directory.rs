@@ -1,9 +1,17 @@
 //! A store's directory: recognising it (the `FACTLOG` marker file), creating
-//! it, and the `LOCK` file that keeps a second opener out. It never reads or
-//! writes segments, checkpoints or snapshots.
+//! it, and the `LOCK` file that keeps a second opener out (a POSIX record
+//! lock, with a registry of the stores this process holds). It never reads
+//! or writes segments, checkpoints or snapshots.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::libc;
 
 use crate::error::{Error, Result};
 use crate::segment;
@@ -57,20 +65,140 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
     }
 }
 
-/// Takes the store's lock file: exclusive for a writer, `shared` for read-only openers.
-pub(crate) fn lock_dir(dir: &Path, shared: bool) -> Result<File> {
-    let path = dir.join(LOCK_NAME);
-    let f = OpenOptions::new()
+/// Who holds a store's lock, as far as the opener can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LockHolder {
+    /// Another handle in this process: clone that [`crate::Store`] instead of
+    /// opening the store a second time.
+    ThisProcess,
+    /// The process with this id.
+    Process(u32),
+    /// The lock is held, but the holder could not be named.
+    Unknown,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockHolder::ThisProcess => {
+                f.write_str("another Store in this process (clone that handle instead of opening the store twice)")
+            }
+            LockHolder::Process(pid) => write!(f, "process {pid}"),
+            LockHolder::Unknown => f.write_str("another opener"),
+        }
+    }
+}
+
+/// The store's lock as this process holds it: one open description of the
+/// `LOCK` file per store directory, shared by this process's read-only
+/// handles, and how many handles use it.
+struct Held {
+    exclusive: bool,
+    handles: usize,
+    _file: File,
+}
+
+/// Every store directory this process holds a lock on, by canonical path.
+///
+/// IMPORTANT: the lock is a POSIX record lock (`fcntl(F_SETLK)`), not
+/// `flock`. A record lock belongs to the process and is not inherited across
+/// `fork`, so a child spawned by any thread of the application (which holds
+/// copies of every descriptor until it `exec`s) cannot keep the store locked
+/// after its owner closed it. The price: closing *any* descriptor of the lock
+/// file releases the process's lock, so this registry makes sure the file is
+/// opened once per store and closed only when the last handle goes.
+static HELD: std::sync::LazyLock<Mutex<HashMap<PathBuf, Held>>> = std::sync::LazyLock::new(Mutex::default);
+
+/// A handle's share of its store's lock; released when the last share drops.
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    key: PathBuf,
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(h) = held.get_mut(&self.key) {
+            h.handles -= 1;
+            if h.handles == 0 {
+                // Closing the file releases the record lock.
+                held.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// Takes the store's lock: exclusive for a writer, `shared` for read-only
+/// openers (several may share it, in any processes). If it is taken, polls
+/// until `wait` has passed, then fails with [`Error::Locked`] naming the holder.
+pub(crate) fn lock_dir(dir: &Path, shared: bool, wait: Duration) -> Result<DirLock> {
+    let key = std::fs::canonicalize(dir).map_err(|e| Error::io("resolve store directory", dir, e))?;
+    let deadline = Instant::now() + wait;
+    loop {
+        match try_lock(&key, shared)? {
+            Ok(lock) => return Ok(lock),
+            Err(holder) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return Err(Error::Locked { path: dir.to_path_buf(), holder });
+                }
+                std::thread::sleep(LOCK_POLL.min(deadline - now));
+            }
+        }
+    }
+}
+
+/// How often a waiting opener retries the lock.
+const LOCK_POLL: Duration = Duration::from_millis(5);
+
+/// One attempt at the lock; `Ok(Err(holder))` when someone else has it.
+fn try_lock(key: &Path, shared: bool) -> Result<std::result::Result<DirLock, LockHolder>> {
+    let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(h) = held.get_mut(key) {
+        if shared && !h.exclusive {
+            h.handles += 1;
+            return Ok(Ok(DirLock { key: key.to_path_buf() }));
+        }
+        return Ok(Err(LockHolder::ThisProcess));
+    }
+    let path = key.join(LOCK_NAME);
+    let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
         .open(&path)
         .map_err(|e| Error::io("open lock file", &path, e))?;
-    let r = if shared { f.try_lock_shared() } else { f.try_lock() };
-    match r {
-        Ok(()) => Ok(f),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked { path: dir.to_path_buf() }),
-        Err(std::fs::TryLockError::Error(e)) => Err(Error::io("lock store", &path, e)),
+    let kind = if shared { libc::F_RDLCK } else { libc::F_WRLCK };
+    match fcntl(&file, FcntlArg::F_SETLK(&whole_file(kind))) {
+        Ok(_) => {
+            held.insert(key.to_path_buf(), Held { exclusive: !shared, handles: 1, _file: file });
+            Ok(Ok(DirLock { key: key.to_path_buf() }))
+        }
+        Err(Errno::EAGAIN | Errno::EACCES) => Ok(Err(holder_of(&file, kind))),
+        Err(e) => Err(Error::io("lock store", &path, e.into())),
+    }
+}
+
+/// A record-lock request of `kind` over the whole file.
+fn whole_file(kind: i32) -> libc::flock {
+    libc::flock {
+        l_type: kind as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: 0,
+        l_len: 0,
+        l_pid: 0,
+    }
+}
+
+/// The process whose lock conflicts with a lock of `kind`, if the kernel says.
+fn holder_of(file: &File, kind: i32) -> LockHolder {
+    let mut probe = whole_file(kind);
+    match fcntl(file, FcntlArg::F_GETLK(&mut probe)) {
+        Ok(_) if probe.l_type != libc::F_UNLCK as libc::c_short && probe.l_pid > 0 => {
+            LockHolder::Process(probe.l_pid as u32)
+        }
+        _ => LockHolder::Unknown,
     }
 }

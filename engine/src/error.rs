@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::directory::LockHolder;
 use crate::event::{EventId, ExpectedVersion};
 
 /// Result alias used throughout the engine.
@@ -95,11 +96,14 @@ pub enum Error {
         /// Why it was rejected.
         reason: String,
     },
-    /// Another process (or another `Store` in this one) holds the store's lock.
-    #[error("store {} is locked by another opener", path.display())]
+    /// Another process, or another `Store` in this one, holds the store's
+    /// lock (for longer than [`crate::Options::lock_wait`]).
+    #[error("store {} is locked by {holder}", path.display())]
     Locked {
         /// The directory.
         path: PathBuf,
+        /// Who holds it.
+        holder: LockHolder,
     },
     /// The file system is full. Nothing of the failed appends was acknowledged;
     /// the store keeps working once space is freed.
@@ -179,7 +183,7 @@ impl Error {
                 Error::UnsupportedFormat { path: path.clone(), found: *found, supported: *supported }
             }
             Error::NotAStore { path, reason } => Error::NotAStore { path: path.clone(), reason: reason.clone() },
-            Error::Locked { path } => Error::Locked { path: path.clone() },
+            Error::Locked { path, holder } => Error::Locked { path: path.clone(), holder: *holder },
             Error::NoSpace { path } => Error::NoSpace { path: path.clone() },
             Error::Io { op, path, source } => {
                 Error::Io { op, path: path.clone(), source: std::io::Error::new(source.kind(), source.to_string()) }
@@ -225,7 +229,7 @@ mod tests {
             Error::corrupt(path.clone(), 64, "flip"),
             Error::UnsupportedFormat { path: path.clone(), found: 9, supported: 1 },
             Error::NotAStore { path: path.clone(), reason: "r".into() },
-            Error::Locked { path: path.clone() },
+            Error::Locked { path: path.clone(), holder: LockHolder::Process(7) },
             Error::NoSpace { path: path.clone() },
             Error::io("write frames", path.clone(), std::io::Error::other("boom")),
             Error::Poisoned { cause: "c".into() },

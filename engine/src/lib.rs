@@ -54,7 +54,7 @@ mod view;
 mod writer;
 
 pub use dictionary::{DictionaryInfo, DICT_BYTES_MAX, DICT_BYTES_MIN};
-pub use directory::{LOCK_NAME, MARKER_NAME};
+pub use directory::{LockHolder, LOCK_NAME, MARKER_NAME};
 pub use error::{fmt_id, Error, Result};
 pub use event::{
     now_nanos, AppendResult, AsOf, Direction, EventId, EventRef, ExpectedVersion, NewEvent, RecordedEvent,

@@ -62,6 +62,10 @@ pub struct Options {
     pub snapshot_file_bytes: u64,
     /// Largest snapshot state accepted (and decompressed), in bytes. Default 64 MiB.
     pub max_snapshot_bytes: u32,
+    /// How long `open` waits for the store's lock when another opener holds
+    /// it, retrying every few milliseconds, before failing with
+    /// [`crate::Error::Locked`]. Default zero: fail at once.
+    pub lock_wait: std::time::Duration,
     /// Test hook: failures to inject into segment creation, writes and syncs.
     /// `None` (the default) in normal use.
     pub faults: Option<std::sync::Arc<crate::fault::Faults>>,
@@ -84,6 +88,7 @@ impl Default for Options {
             snapshot_zstd_level: 1,
             snapshot_file_bytes: 16 * 1024 * 1024,
             max_snapshot_bytes: 64 * 1024 * 1024,
+            lock_wait: std::time::Duration::ZERO,
             faults: None,
         }
     }

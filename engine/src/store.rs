@@ -4,16 +4,17 @@
 //! reads. It owns no algorithm of its own: each step lives in its module
 //! (`directory`, `recovery`, `writer`, `reader`, `snapshot`, `verify`).
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
 use crate::dictionary::{Dictionaries, DictionaryInfo};
-use crate::directory::{self, MARKER_NAME};
+use crate::directory::{self, DirLock, MARKER_NAME};
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, AsOf, Direction, ExpectedVersion, NewEvent, RecordedEvent};
 use crate::handoff::{shutdown, spin_waiters, wait_for_ack};
@@ -38,7 +39,7 @@ struct Inner {
     waiting: AtomicUsize,
     /// How many waiting appenders may poll for their ack instead of sleeping.
     spin_waiters: usize,
-    _lock: File,
+    _lock: DirLock,
 }
 
 impl Drop for Inner {
@@ -118,7 +119,7 @@ impl Store {
         if read_only && options.repair {
             return Err(Error::InvalidOptions("repair cannot be combined with a read-only open".into()));
         }
-        let lock = Store::lock(dir, read_only)?;
+        let lock = Store::lock(dir, read_only, options.lock_wait)?;
         let rec = recovery::recover(dir, &options, read_only)?;
         let (snapshots, snap_rec) = Snapshots::open(dir, snapshot_config(&options, read_only))?;
         let Recovered { index, active_write_offset, dedupe, mut report } = rec;
@@ -155,18 +156,18 @@ impl Store {
     }
 
     /// Prepares (read-write: creates if missing or empty) and locks the store directory.
-    fn lock(dir: &Path, read_only: bool) -> Result<File> {
+    fn lock(dir: &Path, read_only: bool, wait: Duration) -> Result<DirLock> {
         if read_only {
             if !dir.join(MARKER_NAME).is_file() {
                 return Err(Error::NotAStore { path: dir.to_path_buf(), reason: format!("no {MARKER_NAME} file") });
             }
             directory::prepare_dir(dir)?;
-            return directory::lock_dir(dir, true);
+            return directory::lock_dir(dir, true, wait);
         }
         if !dir.join(MARKER_NAME).exists() {
             directory::prepare_dir(dir)?;
         }
-        let lock = directory::lock_dir(dir, false)?;
+        let lock = directory::lock_dir(dir, false, wait)?;
         // Again under the lock: another opener may have created it meanwhile.
         directory::prepare_dir(dir)?;
         Ok(lock)

@@ -1,0 +1,96 @@
+//! The store's lock: a child process spawned while a store is open must not
+//! keep it locked after its owner closed it; a second open in one process
+//! names the other handle; `Options::lock_wait` waits for the holder. These
+//! tests only lock their own temp stores.
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use factlog::{Error, LockHolder, Options, Store};
+use factlog_tests::small_options;
+
+/// Spawns `true` in a thread with a child that sleeps `hold` between `fork`
+/// and `exec`, the window in which it holds copies of every descriptor of
+/// this process. Returns once the child has forked.
+fn spawn_slow_child(hold: Duration) -> std::thread::JoinHandle<()> {
+    let (forked_tx, forked_rx) = mpsc::channel();
+    let t = std::thread::spawn(move || {
+        let mut cmd = Command::new("true");
+        // SAFETY: the closure runs in the forked child before `exec`; it only
+        // sleeps (nanosleep is async-signal-safe) and allocates nothing.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(move || {
+                std::thread::sleep(hold);
+                Ok(())
+            });
+        }
+        forked_tx.send(()).unwrap();
+        cmd.status().unwrap();
+    });
+    forked_rx.recv().unwrap();
+    t
+}
+
+#[test]
+fn a_child_forked_while_the_store_was_open_does_not_keep_it_locked() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..3 {
+        let store = Store::open(dir.path(), small_options()).unwrap();
+        let child = spawn_slow_child(Duration::from_millis(600));
+        // Let the fork happen while the store is open.
+        std::thread::sleep(Duration::from_millis(150));
+        store.close().unwrap();
+        // The child still holds copies of this process's descriptors; with an
+        // flock-based lock this open failed with `Locked`.
+        let again = Store::open(dir.path(), small_options());
+        assert!(again.is_ok(), "round {round}: {again:?}");
+        drop(again);
+        child.join().unwrap();
+    }
+}
+
+#[test]
+fn a_second_open_in_the_same_process_names_the_other_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    match Store::open(dir.path(), small_options()) {
+        Err(e @ Error::Locked { holder: LockHolder::ThisProcess, .. }) => {
+            assert!(e.to_string().contains("clone"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        Store::open_read_only(dir.path(), small_options()),
+        Err(Error::Locked { holder: LockHolder::ThisProcess, .. })
+    ));
+    drop(store);
+    // Read-only handles share the lock, and it is released with the last of them.
+    let r1 = Store::open_read_only(dir.path(), small_options()).unwrap();
+    let r2 = Store::open_read_only(dir.path(), small_options()).unwrap();
+    drop(r1);
+    assert!(matches!(Store::open(dir.path(), small_options()), Err(Error::Locked { .. })));
+    drop(r2);
+    Store::open(dir.path(), small_options()).unwrap();
+}
+
+#[test]
+fn lock_wait_waits_for_the_holder_and_gives_up_after_the_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    let started = Instant::now();
+    let short = Options { lock_wait: Duration::from_millis(100), ..small_options() };
+    assert!(matches!(Store::open(dir.path(), short), Err(Error::Locked { .. })));
+    assert!(started.elapsed() >= Duration::from_millis(100));
+
+    let closer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        store.close().unwrap();
+    });
+    let long = Options { lock_wait: Duration::from_secs(30), ..small_options() };
+    let store = Store::open(dir.path(), long).expect("the lock is free once the holder closes");
+    closer.join().unwrap();
+    drop(store);
+}

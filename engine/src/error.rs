@@ -204,7 +204,7 @@ fn fmt_version(v: Option<u64>) -> String {
 
 /// Formats a 16-byte id as a hyphenated UUID.
 pub fn fmt_id(id: &EventId) -> String {
-    uuid::Uuid::from_bytes(*id).hyphenated().to_string()
+    id.to_string()
 }
 
 #[cfg(test)]
@@ -217,7 +217,7 @@ mod tests {
         let all = [
             Error::WrongExpectedVersion { aggregate_id: "a".into(), expected: ExpectedVersion::Exact(3), actual: None },
             Error::DuplicateEventId {
-                event_id: [7; 16],
+                event_id: EventId([7; 16]),
                 aggregate_id: "a".into(),
                 existing_aggregate: "b".into(),
                 existing_position: 9,

@@ -7,8 +7,7 @@ use bytes::Bytes;
 
 use crate::record::ArchivedRecordBody;
 
-/// A 16-byte event or correlation id (the bytes of a UUID).
-pub type EventId = [u8; 16];
+pub use crate::id::EventId;
 
 /// What the caller believes the aggregate's current version is. A mismatch
 /// fails the append with [`crate::Error::WrongExpectedVersion`] and writes nothing.
@@ -79,18 +78,104 @@ pub struct NewEvent {
 
 impl NewEvent {
     /// An event with `event_version` 1, `occurred_at` now, no causation,
-    /// correlation or metadata.
-    pub fn new(event_id: EventId, event_type: impl Into<String>, data: impl Into<Bytes>) -> NewEvent {
+    /// correlation or metadata. `data` may be borrowed (`&[u8]`, `&str`: copied
+    /// once) or owned (`Vec<u8>`, `String`, [`Bytes`]: not copied).
+    pub fn new(event_id: impl Into<EventId>, event_type: impl Into<String>, data: impl IntoPayload) -> NewEvent {
         NewEvent {
-            event_id,
+            event_id: event_id.into(),
             event_type: event_type.into(),
             event_version: 1,
             occurred_at: now_nanos(),
             causation_id: None,
             correlation_id: None,
             metadata: Bytes::new(),
-            data: data.into(),
+            data: data.into_payload(),
         }
+    }
+
+    /// Sets the schema version of `data`.
+    pub fn with_event_version(mut self, event_version: u32) -> NewEvent {
+        self.event_version = event_version;
+        self
+    }
+
+    /// Sets when it happened (unix nanoseconds).
+    pub fn with_occurred_at(mut self, occurred_at: i64) -> NewEvent {
+        self.occurred_at = occurred_at;
+        self
+    }
+
+    /// Sets the id of the event or command that caused this one.
+    pub fn with_causation_id(mut self, id: impl Into<EventId>) -> NewEvent {
+        self.causation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the id of the conversation this event belongs to.
+    pub fn with_correlation_id(mut self, id: impl Into<EventId>) -> NewEvent {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the free-form metadata bytes.
+    pub fn with_metadata(mut self, metadata: impl IntoPayload) -> NewEvent {
+        self.metadata = metadata.into_payload();
+        self
+    }
+}
+
+/// Bytes an event's `data` or `metadata` can be made from: owned buffers
+/// move in without a copy, borrowed ones are copied once.
+pub trait IntoPayload {
+    /// The bytes, as a [`Bytes`].
+    fn into_payload(self) -> Bytes;
+}
+
+impl IntoPayload for Bytes {
+    fn into_payload(self) -> Bytes {
+        self
+    }
+}
+
+impl IntoPayload for Vec<u8> {
+    fn into_payload(self) -> Bytes {
+        Bytes::from(self)
+    }
+}
+
+impl IntoPayload for String {
+    fn into_payload(self) -> Bytes {
+        Bytes::from(self)
+    }
+}
+
+impl IntoPayload for &[u8] {
+    fn into_payload(self) -> Bytes {
+        Bytes::copy_from_slice(self)
+    }
+}
+
+impl<const N: usize> IntoPayload for &[u8; N] {
+    fn into_payload(self) -> Bytes {
+        Bytes::copy_from_slice(self)
+    }
+}
+
+impl IntoPayload for &str {
+    fn into_payload(self) -> Bytes {
+        Bytes::copy_from_slice(self.as_bytes())
+    }
+}
+
+impl IntoPayload for &Vec<u8> {
+    fn into_payload(self) -> Bytes {
+        Bytes::copy_from_slice(self)
+    }
+}
+
+impl IntoPayload for &String {
+    fn into_payload(self) -> Bytes {
+        Bytes::copy_from_slice(self.as_bytes())
     }
 }
 
@@ -122,6 +207,12 @@ pub struct AppendResult {
     pub snapshot_due: bool,
 }
 
+/// The caller's schema version of a snapshot's state bytes, saved with it and
+/// handed back on load (a type of its own, so that it cannot be swapped with
+/// the aggregate version in [`crate::Store::save_snapshot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SchemaVersion(pub u32);
+
 /// A point in the log's history, for time travel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AsOf {
@@ -132,6 +223,11 @@ pub enum AsOf {
     /// binary search. (`occurred_at` is the caller's clock and may be out of
     /// order; filter on it yourself.)
     RecordedAt(i64),
+    /// An aggregate as of this version of it (events `0..=version`); only for
+    /// loads of one aggregate ([`crate::Store::load_as_of`]). Log-wide calls
+    /// ([`crate::Reader::position_of`], [`crate::Reader::read_all_until`]) refuse it
+    /// with [`crate::Error::InvalidInput`].
+    Version(u64),
 }
 
 /// A stored event, borrowed straight out of the segment's memory map: no
@@ -144,7 +240,7 @@ pub struct EventRef<'a> {
 impl<'a> EventRef<'a> {
     /// The event's unique id.
     pub fn event_id(&self) -> EventId {
-        self.body.event_id
+        EventId(self.body.event_id)
     }
     /// The aggregate the event belongs to.
     pub fn aggregate_id(&self) -> &'a str {
@@ -176,11 +272,11 @@ impl<'a> EventRef<'a> {
     }
     /// The causing event or command, if given.
     pub fn causation_id(&self) -> Option<EventId> {
-        self.body.causation_id.as_ref().copied()
+        self.body.causation_id.as_ref().copied().map(EventId)
     }
     /// The correlation id, if given.
     pub fn correlation_id(&self) -> Option<EventId> {
-        self.body.correlation_id.as_ref().copied()
+        self.body.correlation_id.as_ref().copied().map(EventId)
     }
     /// Metadata bytes.
     pub fn metadata(&self) -> &'a [u8] {
@@ -191,7 +287,7 @@ impl<'a> EventRef<'a> {
         &self.body.data
     }
     /// An owned copy of the event.
-    pub fn to_owned(&self) -> RecordedEvent {
+    pub fn to_recorded(&self) -> RecordedEvent {
         RecordedEvent {
             event_id: self.event_id(),
             aggregate_id: self.aggregate_id().to_owned(),

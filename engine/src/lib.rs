@@ -36,6 +36,7 @@ mod error;
 mod event;
 mod fault;
 mod handoff;
+mod id;
 mod index;
 #[allow(unsafe_code)]
 mod mmap;
@@ -53,13 +54,16 @@ mod verify;
 mod view;
 mod writer;
 
+pub use bytes::Bytes;
 pub use dictionary::{DictionaryInfo, DICT_BYTES_MAX, DICT_BYTES_MIN};
 pub use directory::{LockHolder, LOCK_NAME, MARKER_NAME};
 pub use error::{fmt_id, Error, Result};
 pub use event::{
-    now_nanos, AppendResult, AsOf, Direction, EventId, EventRef, ExpectedVersion, NewEvent, RecordedEvent,
+    now_nanos, AppendResult, AsOf, Direction, EventId, EventRef, ExpectedVersion, IntoPayload, NewEvent, RecordedEvent,
+    SchemaVersion,
 };
 pub use fault::Faults;
+pub use id::ParseEventIdError;
 pub use options::{Durability, Options};
 pub use reader::{AggregateEvents, AllEvents, Loaded, Reader};
 pub use record::NAME_BYTES_MAX;

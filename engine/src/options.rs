@@ -19,8 +19,12 @@ pub enum Durability {
     },
 }
 
-/// Options for [`crate::Store::open`].
+/// Options for [`crate::Store::open`]. Start from `Options::default()` and
+/// change what you need with the setters, which are named after the fields:
+/// `Options::default().segment_bytes(16 << 20).durability(Durability::Sync)`.
+/// `#[non_exhaustive]`: new options can be added without breaking callers.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Options {
     /// Size of each segment file in bytes. Segments are preallocated (zero-filled)
     /// to this size. Default 64 MiB; minimum 64 KiB.
@@ -38,7 +42,9 @@ pub struct Options {
     pub dedupe_window_events: u64,
     /// On open, scan every segment (ignoring index checkpoints) and truncate
     /// the log at the first corrupt record instead of failing; the
-    /// [`crate::RecoveryReport`] says what was lost. Default `false`.
+    /// [`crate::RecoveryReport`] says what was lost. With
+    /// [`crate::Store::open_read_only`], a dry run that changes nothing.
+    /// Default `false`.
     pub repair: bool,
     /// Bound on appends queued for the writer thread. Further appenders block.
     /// Default 4,096.
@@ -67,7 +73,8 @@ pub struct Options {
     /// [`crate::Error::Locked`]. Default zero: fail at once.
     pub lock_wait: std::time::Duration,
     /// Test hook: failures to inject into segment creation, writes and syncs.
-    /// `None` (the default) in normal use.
+    /// `None` (the default) in normal use; not part of the supported API.
+    #[doc(hidden)]
     pub faults: Option<std::sync::Arc<crate::fault::Faults>>,
 }
 
@@ -91,6 +98,105 @@ impl Default for Options {
             lock_wait: std::time::Duration::ZERO,
             faults: None,
         }
+    }
+}
+
+impl Options {
+    /// Sets [`Options::segment_bytes`].
+    pub fn segment_bytes(mut self, segment_bytes: u64) -> Options {
+        self.segment_bytes = segment_bytes;
+        self
+    }
+
+    /// Sets [`Options::max_event_bytes`].
+    pub fn max_event_bytes(mut self, max_event_bytes: u32) -> Options {
+        self.max_event_bytes = max_event_bytes;
+        self
+    }
+
+    /// Sets [`Options::max_batch_events`].
+    pub fn max_batch_events(mut self, max_batch_events: usize) -> Options {
+        self.max_batch_events = max_batch_events;
+        self
+    }
+
+    /// Sets [`Options::durability`].
+    pub fn durability(mut self, durability: Durability) -> Options {
+        self.durability = durability;
+        self
+    }
+
+    /// Sets [`Options::dedupe_window_events`].
+    pub fn dedupe_window_events(mut self, dedupe_window_events: u64) -> Options {
+        self.dedupe_window_events = dedupe_window_events;
+        self
+    }
+
+    /// Sets [`Options::repair`].
+    pub fn repair(mut self, repair: bool) -> Options {
+        self.repair = repair;
+        self
+    }
+
+    /// Sets [`Options::max_pending_appends`].
+    pub fn max_pending_appends(mut self, max_pending_appends: usize) -> Options {
+        self.max_pending_appends = max_pending_appends;
+        self
+    }
+
+    /// Sets [`Options::max_group_appends`].
+    pub fn max_group_appends(mut self, max_group_appends: usize) -> Options {
+        self.max_group_appends = max_group_appends;
+        self
+    }
+
+    /// Sets [`Options::prepare_next_segment`].
+    pub fn prepare_next_segment(mut self, prepare_next_segment: bool) -> Options {
+        self.prepare_next_segment = prepare_next_segment;
+        self
+    }
+
+    /// Sets [`Options::snapshot_every`] to `Some(every)`.
+    pub fn snapshot_every(mut self, every: u64) -> Options {
+        self.snapshot_every = Some(every);
+        self
+    }
+
+    /// Sets [`Options::snapshots_keep`].
+    pub fn snapshots_keep(mut self, snapshots_keep: usize) -> Options {
+        self.snapshots_keep = snapshots_keep;
+        self
+    }
+
+    /// Sets [`Options::snapshot_zstd_level`].
+    pub fn snapshot_zstd_level(mut self, snapshot_zstd_level: i32) -> Options {
+        self.snapshot_zstd_level = snapshot_zstd_level;
+        self
+    }
+
+    /// Sets [`Options::snapshot_file_bytes`].
+    pub fn snapshot_file_bytes(mut self, snapshot_file_bytes: u64) -> Options {
+        self.snapshot_file_bytes = snapshot_file_bytes;
+        self
+    }
+
+    /// Sets [`Options::max_snapshot_bytes`].
+    pub fn max_snapshot_bytes(mut self, max_snapshot_bytes: u32) -> Options {
+        self.max_snapshot_bytes = max_snapshot_bytes;
+        self
+    }
+
+    /// Sets [`Options::lock_wait`].
+    pub fn lock_wait(mut self, lock_wait: std::time::Duration) -> Options {
+        self.lock_wait = lock_wait;
+        self
+    }
+
+    /// Sets the test hook [`Options::faults`].
+    #[doc(hidden)]
+    pub fn faults(mut self, faults: std::sync::Arc<crate::fault::Faults>) -> Options {
+        self.faults = Some(faults);
+        self
     }
 }
 

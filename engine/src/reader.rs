@@ -128,6 +128,9 @@ impl Reader {
         match as_of {
             AsOf::Position(p) if p < first => Ok(None),
             AsOf::Position(p) => Ok(Some(p.min(last))),
+            AsOf::Version(v) => Err(Error::InvalidInput(format!(
+                "AsOf::Version({v}) names a version of one aggregate; the log-wide position needs a position or a time"
+            ))),
             AsOf::RecordedAt(t) => {
                 // recorded_at is non-decreasing along the log: binary search.
                 let (mut lo, mut hi) = (first, last + 1);
@@ -155,6 +158,16 @@ impl Reader {
                 Err(Error::InvalidInput(format!("position {position} is not in the log (end {})", self.visible_end)))
             }
         }
+    }
+
+    /// The position of the aggregate's event at `version`, or of its last
+    /// visible event when `version` is beyond it; `None` if it has none.
+    pub fn position_of_version(&self, aggregate_id: &str, version: u64) -> Option<u64> {
+        let idx = self.shared.index();
+        let positions = idx.positions(aggregate_id)?;
+        let visible = positions.partition_point(|p| *p < self.visible_end);
+        let v = usize::try_from(version).unwrap_or(usize::MAX).min(visible.checked_sub(1)?);
+        positions.get(v).copied()
     }
 
     /// The aggregate's last version whose position is at or before `position`.

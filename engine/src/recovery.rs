@@ -222,8 +222,9 @@ fn list_segments(dir: &Path, read_only: bool) -> Result<Vec<(u64, PathBuf)>> {
 
 /// Recovers the store in `dir` (already locked and marked as a store). With
 /// `read_only`, nothing is written: a torn tail is reported and left out of
-/// the index but not cut, missing checkpoints are not written, and a store
-/// without segments is opened empty.
+/// the index but not cut, missing checkpoints are not written, a store
+/// without segments is opened empty, and `repair` is a dry run (the report
+/// says what it would cut and remove; the index ends at the cut).
 pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool) -> Result<Recovered> {
     let started = Instant::now();
     let mut segs = list_segments(dir, read_only)?;
@@ -340,7 +341,9 @@ impl Recovery<'_> {
         }
         let log_end = log_end(later)?;
         let removed = self.remove_after(first, later)?;
-        zero_tail(&seg, end_offset)?;
+        if !self.read_only {
+            zero_tail(&seg, end_offset)?;
+        }
         self.report.repaired = Some(Repair {
             path: path.to_path_buf(),
             offset,
@@ -356,7 +359,11 @@ impl Recovery<'_> {
 
     /// Repair: removes every segment after the damaged one (and the stale
     /// checkpoints, the damaged one's too, which no longer matches).
+    /// Read-only (a dry run): removes nothing, returns what it would remove.
     fn remove_after(&self, first: u64, later: &[(u64, PathBuf)]) -> Result<Vec<PathBuf>> {
+        if self.read_only {
+            return Ok(later.iter().map(|(_, p)| p.clone()).collect());
+        }
         let mut removed = Vec::new();
         for (f, p) in later {
             std::fs::remove_file(p).map_err(|e| Error::io("remove segment during repair", p, e))?;

@@ -16,7 +16,7 @@ use crossbeam_channel::Sender;
 use crate::dictionary::{Dictionaries, DictionaryInfo};
 use crate::directory::{self, DirLock, MARKER_NAME};
 use crate::error::{Error, Result};
-use crate::event::{AppendResult, AsOf, Direction, ExpectedVersion, NewEvent, RecordedEvent};
+use crate::event::{AppendResult, AsOf, Direction, ExpectedVersion, NewEvent, RecordedEvent, SchemaVersion};
 use crate::handoff::{shutdown, spin_waiters, wait_for_ack};
 use crate::options::{Durability, Options};
 use crate::reader::{Loaded, Reader};
@@ -109,16 +109,16 @@ impl Store {
     /// writer has it open, which gives [`Error::Locked`]), reports a torn tail
     /// without cutting it, and starts no writer. Appends and snapshot saves
     /// fail with [`Error::ReadOnly`]. What `factlog read`, `stats`, `verify`
-    /// and `dump` use.
+    /// and `dump` use. With `options.repair` it is a dry run of a repair:
+    /// [`RecoveryReport::repaired`] says exactly what a read-write open with
+    /// `repair` would cut and remove, the store shows the log up to that cut,
+    /// and no file changes.
     pub fn open_read_only(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
         Store::open_mode(dir.as_ref(), options, true)
     }
 
     fn open_mode(dir: &Path, options: Options, read_only: bool) -> Result<Store> {
         options.validate()?;
-        if read_only && options.repair {
-            return Err(Error::InvalidOptions("repair cannot be combined with a read-only open".into()));
-        }
         let lock = Store::lock(dir, read_only, options.lock_wait)?;
         let rec = recovery::recover(dir, &options, read_only)?;
         let (snapshots, snap_rec) = Snapshots::open(dir, snapshot_config(&options, read_only))?;
@@ -250,13 +250,13 @@ impl Store {
     }
 
     /// Up to `limit` events from `from_position` on, in global order, as owned copies.
-    pub fn read_all(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+    pub fn read_all_owned(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
         let r = self.reader();
-        r.read_all(from_position).take(limit).map(|e| e.map(|e| e.to_owned())).collect()
+        r.read_all(from_position).take(limit).map(|e| e.map(|e| e.to_recorded())).collect()
     }
 
     /// Up to `limit` events of one aggregate from `from_version`, as owned copies.
-    pub fn read_aggregate(
+    pub fn read_aggregate_owned(
         &self,
         aggregate_id: &str,
         from_version: u64,
@@ -264,7 +264,8 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>> {
         let r = self.reader();
-        r.read_aggregate(aggregate_id, from_version, direction).take(limit).map(|e| e.map(|e| e.to_owned())).collect()
+        let events = r.read_aggregate(aggregate_id, from_version, direction).take(limit);
+        events.map(|e| e.map(|e| e.to_recorded())).collect()
     }
 
     /// The aggregate's current (visible) version, `None` if it has no events.
@@ -349,7 +350,7 @@ impl Store {
         &self,
         aggregate_id: &str,
         version: u64,
-        schema_version: u32,
+        schema: SchemaVersion,
         state: &[u8],
     ) -> Result<SnapshotInfo> {
         self.check_writable()?;
@@ -359,7 +360,7 @@ impl Store {
             return Err(Error::SnapshotAhead { aggregate_id: aggregate_id.to_string(), version, actual });
         }
         let mut snaps = self.inner.shared.snapshots.write().unwrap_or_else(|p| p.into_inner());
-        snaps.save(aggregate_id, version, schema_version, state)
+        snaps.save(aggregate_id, version, schema.0, state)
     }
 
     /// The newest snapshot of an aggregate, decompressed.
@@ -420,11 +421,14 @@ impl Store {
     /// or before that point, and the events after it up to that point.
     pub fn load_as_of(&self, aggregate_id: &str, as_of: AsOf) -> Result<Loaded> {
         let reader = self.reader();
-        let until = match reader.position_of(as_of)? {
-            Some(p) => p,
-            None => return Ok(Loaded::new(None, reader, aggregate_id, 0, None)),
+        let until = match as_of {
+            AsOf::Version(v) => reader.position_of_version(aggregate_id, v),
+            other => reader.position_of(other)?,
         };
-        self.load_until(reader, aggregate_id, until)
+        match until {
+            Some(p) => self.load_until(reader, aggregate_id, p),
+            None => Ok(Loaded::new(None, reader, aggregate_id, 0, None)),
+        }
     }
 
     fn load_until(&self, reader: Reader, aggregate_id: &str, until_position: u64) -> Result<Loaded> {

@@ -117,3 +117,38 @@ fn a_batch_repeating_an_id_is_invalid_input() {
     }
     assert_eq!(store.last_position(), None);
 }
+
+#[test]
+fn a_read_only_open_with_repair_is_an_exact_dry_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    for n in 0..700u64 {
+        store.append(&format!("agg-{}", n % 5), ExpectedVersion::Any, vec![event(n % 5, n)]).unwrap();
+    }
+    let (path, offset) = store.locate(100).unwrap();
+    store.close().unwrap();
+    flip_body_byte(&path, offset);
+    let snapshot_of_files = |d: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_file())
+            .map(|p| (p.clone(), std::fs::read(&p).unwrap()))
+            .collect();
+        v.sort();
+        v
+    };
+    let before = snapshot_of_files(dir.path());
+    let dry = Store::open_read_only(dir.path(), Options { repair: true, ..small_options() }).unwrap();
+    let planned = dry.recovery_report().repaired.clone().expect("dry run reports the repair");
+    assert_eq!(dry.read_all(0, usize::MAX).unwrap().len() as u64, planned.lost_from_position);
+    drop(dry);
+    assert_eq!(snapshot_of_files(dir.path()), before, "a dry run changes no byte");
+
+    let store = Store::open(dir.path(), Options { repair: true, ..small_options() }).unwrap();
+    let done = store.recovery_report().repaired.clone().unwrap();
+    assert_eq!(
+        (done.lost_from_position, done.events_lost, done.removed_files.clone()),
+        (planned.lost_from_position, planned.events_lost, planned.removed_files.clone())
+    );
+}

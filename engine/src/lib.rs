@@ -20,15 +20,14 @@
 //! Module map: `record` (frame layout), `segment` (files and headers),
 //! `mmap` and `view` (the only `unsafe`), `index` (per-aggregate offsets and
 //! checkpoints), `dedupe` (idempotency window), `writer` (group commit),
-//! `recovery` (open and crash repair), `snapshot` (snapshot files and their
-//! index), `dictionary` (trained zstd dictionaries for snapshots), `store`
+//! `recovery` (open and crash repair), `snapshot` (snapshot files, their
+//! index and trained zstd dictionaries, in layers of their own), `store`
 //! (the public handle), `verify`, `fault` (test hooks). The byte layout is in `docs/FORMAT.md`.
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod dedupe;
-mod dictionary;
 mod durable;
 mod error;
 mod event;
@@ -48,7 +47,6 @@ mod verify;
 mod view;
 mod writer;
 
-pub use dictionary::{DictionaryInfo, DICT_BYTES_MAX, DICT_BYTES_MIN};
 pub use error::{fmt_id, Error, Result};
 pub use event::{
     now_nanos, AppendResult, AsOf, Direction, EventId, EventRef, ExpectedVersion, NewEvent, RecordedEvent,
@@ -58,6 +56,7 @@ pub use fault::Faults;
 pub use options::{Durability, Options, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 pub use recovery::{RecoveryReport, Repair, TornTail};
 pub use segment::{FORMAT_VERSION, POSITION_LIMIT};
+pub use snapshot::dictionary::{DictionaryInfo, DICT_BYTES_MAX, DICT_BYTES_MIN};
 pub use snapshot::{Snapshot, SnapshotInfo, SnapshotRecovery};
 pub use store::{AggregateEvents, AllEvents, Loaded, Reader, Stats, Store, LOCK_NAME, MARKER_NAME};
 pub use verify::{Problem, VerifyReport};

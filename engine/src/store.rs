@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
-use crate::dictionary::{Dictionaries, DictionaryInfo};
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, AsOf, Direction, EventRef, ExpectedVersion, NewEvent, RecordedEvent};
 use crate::index::IndexState;
@@ -22,6 +21,7 @@ use crate::options::Options;
 use crate::record;
 use crate::recovery::{self, RecoveryReport};
 use crate::segment::{self, Segment, HEADER_BYTES};
+use crate::snapshot::dictionary::{Dictionaries, DictionaryInfo};
 use crate::snapshot::{Snapshot, SnapshotConfig, SnapshotInfo, Snapshots};
 use crate::writer::{Active, AppendRequest, Command, Writer};
 
@@ -45,7 +45,7 @@ pub(crate) struct Shared {
     poison: Mutex<Option<String>>,
     pub fsyncs: AtomicU64,
     pub groups: AtomicU64,
-    pub snapshots: RwLock<Snapshots>,
+    pub snapshots: Snapshots,
 }
 
 impl Shared {
@@ -315,7 +315,7 @@ impl Store {
             poison: Mutex::new(None),
             fsyncs: AtomicU64::new(0),
             groups: AtomicU64::new(0),
-            snapshots: RwLock::new(snapshots),
+            snapshots,
         });
         shared.refresh_segment_list();
         let mut report = rec.report;
@@ -486,7 +486,7 @@ impl Store {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.inner.tx.send(Command::Sync(tx)).map_err(|_| Error::Closed)?;
         rx.recv().map_err(|_| Error::Closed)??;
-        self.inner.shared.snapshots.read().unwrap_or_else(|p| p.into_inner()).sync()
+        self.inner.shared.snapshots.sync()
     }
 
     /// Counters and sizes.
@@ -517,10 +517,8 @@ impl Store {
             })
             .unwrap_or(0);
         drop(idx);
-        let snaps = shared.snapshots.read().unwrap_or_else(|p| p.into_inner());
-        let (snapshot_files, snapshots, snapshot_bytes) = snaps.stats();
-        let snapshot_dictionaries = snaps.dictionaries() as u64;
-        drop(snaps);
+        let (snapshot_files, snapshots, snapshot_bytes) = shared.snapshots.stats();
+        let snapshot_dictionaries = shared.snapshots.dictionaries() as u64;
         let idx = shared.index.read().unwrap_or_else(|p| p.into_inner());
         Stats {
             snapshot_files,
@@ -556,8 +554,7 @@ impl Store {
         if actual.is_none_or(|a| a < version) {
             return Err(Error::SnapshotAhead { aggregate_id: aggregate_id.to_string(), version, actual });
         }
-        let mut snaps = self.inner.shared.snapshots.write().unwrap_or_else(|p| p.into_inner());
-        snaps.save(aggregate_id, version, schema_version, state)
+        self.inner.shared.snapshots.save(aggregate_id, version, schema_version, state)
     }
 
     /// The newest snapshot of an aggregate, decompressed.
@@ -567,7 +564,7 @@ impl Store {
 
     /// The newest kept snapshot at or before `version`.
     pub fn snapshot_at_or_before(&self, aggregate_id: &str, version: u64) -> Result<Option<Snapshot>> {
-        self.inner.shared.snapshots.read().unwrap_or_else(|p| p.into_inner()).read(aggregate_id, version)
+        self.inner.shared.snapshots.read(aggregate_id, version)
     }
 
     /// Trains a zstd dictionary on `samples` (example snapshot states, at
@@ -594,8 +591,7 @@ impl Store {
         }
         // Training takes a while; snapshot reads and saves go on meanwhile.
         let dict = Dictionaries::train(prefix, samples, max_dict_bytes)?;
-        let mut snaps = self.inner.shared.snapshots.write().unwrap_or_else(|p| p.into_inner());
-        snaps.install_dictionary(prefix, &dict)
+        self.inner.shared.snapshots.install_dictionary(prefix, &dict)
     }
 
     /// Rewrites sealed snapshot files whose records are mostly superseded,
@@ -603,7 +599,7 @@ impl Store {
     /// automatically whenever a snapshot file is sealed.)
     pub fn compact_snapshots(&self) -> Result<usize> {
         self.check_writable()?;
-        self.inner.shared.snapshots.write().unwrap_or_else(|p| p.into_inner()).compact()
+        self.inner.shared.snapshots.compact()
     }
 
     /// Everything needed to rehydrate an aggregate: its newest snapshot and a
@@ -651,7 +647,7 @@ impl Store {
             return Ok(());
         }
         shutdown(&self.inner.tx, &self.inner.writer)?;
-        self.inner.shared.snapshots.read().unwrap_or_else(|p| p.into_inner()).sync()
+        self.inner.shared.snapshots.sync()
     }
 }
 

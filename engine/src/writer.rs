@@ -505,8 +505,7 @@ impl Writer {
             group.push((first_position, n, &req.aggregate_id));
             let last_version = first_version + n as u64 - 1;
             let snapshot_due = self.opts.snapshot_every.is_some_and(|every| {
-                let snaps = self.shared.snapshots.read().unwrap_or_else(|p| p.into_inner());
-                match snaps.latest_version(&req.aggregate_id) {
+                match self.shared.snapshots.latest_version(&req.aggregate_id) {
                     Some(s) => last_version.saturating_sub(s) >= every,
                     None => last_version + 1 >= every,
                 }

@@ -29,7 +29,6 @@
 #![warn(missing_docs)]
 
 mod dedupe;
-mod dictionary;
 mod directory;
 mod durable;
 mod error;
@@ -55,7 +54,6 @@ mod view;
 mod writer;
 
 pub use bytes::Bytes;
-pub use dictionary::{DictionaryInfo, DICT_BYTES_MAX, DICT_BYTES_MIN};
 pub use directory::{LockHolder, LOCK_NAME, MARKER_NAME};
 pub use error::{fmt_id, Error, Result};
 pub use event::{
@@ -69,6 +67,7 @@ pub use reader::{AggregateEvents, AllEvents, Loaded, Reader};
 pub use record::NAME_BYTES_MAX;
 pub use recovery::{RecoveryReport, Repair, TornTail};
 pub use segment::{FORMAT_VERSION, POSITION_LIMIT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
+pub use snapshot::dictionary::{DictionaryInfo, DICT_BYTES_MAX, DICT_BYTES_MIN};
 pub use snapshot::{Snapshot, SnapshotInfo, SnapshotRecovery};
 pub use store::{Stats, Store};
 pub use verify::{Problem, VerifyReport};

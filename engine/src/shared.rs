@@ -30,7 +30,7 @@ pub(crate) struct Shared {
     poison: Mutex<Option<String>>,
     pub fsyncs: AtomicU64,
     pub groups: AtomicU64,
-    pub snapshots: RwLock<Snapshots>,
+    pub snapshots: Snapshots,
 }
 
 impl Shared {
@@ -47,7 +47,7 @@ impl Shared {
             poison: Mutex::new(None),
             fsyncs: AtomicU64::new(0),
             groups: AtomicU64::new(0),
-            snapshots: RwLock::new(snapshots),
+            snapshots,
         };
         shared.refresh_segment_list();
         shared

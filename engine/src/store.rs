@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
-use crate::dictionary::{Dictionaries, DictionaryInfo};
 use crate::directory::{self, DirLock, MARKER_NAME};
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, AsOf, Direction, ExpectedVersion, NewEvent, RecordedEvent, SchemaVersion};
@@ -24,6 +23,7 @@ use crate::record;
 use crate::recovery::{self, Recovered, RecoveryReport};
 use crate::segment::HEADER_BYTES;
 use crate::shared::Shared;
+use crate::snapshot::dictionary::{Dictionaries, DictionaryInfo};
 use crate::snapshot::{Snapshot, SnapshotConfig, SnapshotInfo, Snapshots};
 use crate::verify::{self, VerifyReport};
 use crate::writer::{Active, AppendRequest, Command, Writer};
@@ -53,6 +53,14 @@ impl Drop for Inner {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+}
+
+impl Store {
+    /// The state the writer publishes (for the engine's own unit tests).
+    #[cfg(test)]
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -303,7 +311,7 @@ impl Store {
         let (tx, rx) = crossbeam_channel::bounded(1);
         self.inner.tx.send(Command::Sync(tx)).map_err(|_| Error::Closed)?;
         rx.recv().map_err(|_| Error::Closed)??;
-        self.inner.shared.snapshots.read().unwrap_or_else(|p| p.into_inner()).sync()
+        self.inner.shared.snapshots.sync()
     }
 
     /// Counters and sizes.
@@ -316,7 +324,7 @@ impl Store {
             ..Stats::default()
         };
         {
-            let snaps = shared.snapshots.read().unwrap_or_else(|p| p.into_inner());
+            let snaps = &shared.snapshots;
             (stats.snapshot_files, stats.snapshots, stats.snapshot_bytes) = snaps.stats();
             stats.snapshot_dictionaries = snaps.dictionaries() as u64;
         }
@@ -359,7 +367,7 @@ impl Store {
         if actual.is_none_or(|a| a < version) {
             return Err(Error::SnapshotAhead { aggregate_id: aggregate_id.to_string(), version, actual });
         }
-        let mut snaps = self.inner.shared.snapshots.write().unwrap_or_else(|p| p.into_inner());
+        let snaps = &self.inner.shared.snapshots;
         snaps.save(aggregate_id, version, schema.0, state)
     }
 
@@ -370,7 +378,7 @@ impl Store {
 
     /// The newest kept snapshot at or before `version`.
     pub fn snapshot_at_or_before(&self, aggregate_id: &str, version: u64) -> Result<Option<Snapshot>> {
-        self.inner.shared.snapshots.read().unwrap_or_else(|p| p.into_inner()).read(aggregate_id, version)
+        self.inner.shared.snapshots.read(aggregate_id, version)
     }
 
     /// Trains a zstd dictionary on `samples` (example snapshot states, at
@@ -397,8 +405,7 @@ impl Store {
         }
         // Training takes a while; snapshot reads and saves go on meanwhile.
         let dict = Dictionaries::train(prefix, samples, max_dict_bytes)?;
-        let mut snaps = self.inner.shared.snapshots.write().unwrap_or_else(|p| p.into_inner());
-        snaps.install_dictionary(prefix, &dict)
+        self.inner.shared.snapshots.install_dictionary(prefix, &dict)
     }
 
     /// Rewrites sealed snapshot files whose records are mostly superseded,
@@ -406,7 +413,7 @@ impl Store {
     /// automatically whenever a snapshot file is sealed.)
     pub fn compact_snapshots(&self) -> Result<usize> {
         self.check_writable()?;
-        self.inner.shared.snapshots.write().unwrap_or_else(|p| p.into_inner()).compact()
+        self.inner.shared.snapshots.compact()
     }
 
     /// Everything needed to rehydrate an aggregate: its newest snapshot and a
@@ -464,7 +471,7 @@ impl Store {
             return Ok(());
         }
         shutdown(&self.inner.tx, &self.inner.writer)?;
-        self.inner.shared.snapshots.read().unwrap_or_else(|p| p.into_inner()).sync()
+        self.inner.shared.snapshots.sync()
     }
 }
 

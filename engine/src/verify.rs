@@ -72,7 +72,7 @@ pub(crate) fn verify(shared: &Shared, reader: &Reader, progress: &mut dyn FnMut(
     }
     drop(idx);
     progress(report.events, total);
-    let (snapshots, problems) = shared.snapshots.read().unwrap_or_else(|p| p.into_inner()).verify();
+    let (snapshots, problems) = shared.snapshots.verify();
     report.snapshots = snapshots;
     report.problems.extend(problems.into_iter().map(|(path, offset, reason)| Problem { path, offset, reason }));
     Ok(report)

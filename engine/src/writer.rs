@@ -545,7 +545,7 @@ impl Writer {
     /// Whether the aggregate has gone `snapshot_every` events past its newest snapshot.
     fn snapshot_due(&self, aggregate_id: &str, last_version: u64) -> bool {
         self.opts.snapshot_every.is_some_and(|every| {
-            let snaps = self.shared.snapshots.read().unwrap_or_else(|p| p.into_inner());
+            let snaps = &self.shared.snapshots;
             match snaps.latest_version(aggregate_id) {
                 Some(s) => last_version.saturating_sub(s) >= every,
                 None => last_version + 1 >= every,

@@ -1,36 +1,56 @@
 //! Trained zstd dictionaries for snapshots: their file format
-//! (`snapshots/<id>.zdict`), training, durable installation and the prepared
+//! (`snapshots/<id>.zdict`), training, durable writing and the prepared
 //! compressors and decompressors built from them. A dictionary applies to the
 //! aggregates whose id starts with its prefix (the longest prefix wins, then
 //! the newest dictionary). Dictionaries are never removed or changed once
 //! installed: every snapshot compressed with one names it by id, so it must
 //! stay readable for as long as the store exists. This module never touches
-//! snapshot or event files.
+//! snapshot or event files, and never takes a store lock: the snapshot store
+//! decides when a dictionary is written and when it becomes visible.
 //!
-//! File layout: a 64-byte header (magic `b"FLOGDICT"`, format version u32,
-//! id u32, prefix length u32, dictionary length u32, created at i64, 28
-//! reserved zero bytes, CRC32 at 60 of bytes 0..60, the prefix and the
-//! dictionary), then the prefix (UTF-8) and the zstd dictionary bytes.
+//! File layout:
+//! ```text
+//!  0  8 magic "FLOGDICT"         8  4 format version (1)
+//! 12  4 id (1, 2, ...)          16  4 prefix length
+//! 20  4 dictionary length       24  8 created at, unix nanos
+//! 32 28 reserved (0)            60  4 CRC32 of 0..60 ++ prefix ++ dictionary
+//! 64 .. prefix (UTF-8), then the zstd dictionary bytes
+//! ```
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use zstd::dict::{DecoderDictionary, EncoderDictionary};
 
+use super::error::SnapshotFormatError;
+use super::le::{le_u32, put_u32, put_u64};
+use crate::durable;
 use crate::error::{Error, Result};
-use crate::segment::sync_dir;
-use crate::snapshot::u32_at;
 
 const MAGIC: [u8; 8] = *b"FLOGDICT";
 const VERSION: u32 = 1;
-const HEADER: usize = 64;
+/// Suffix of a dictionary file.
+pub(crate) const DICT_SUFFIX: &str = ".zdict";
+
+const MAGIC_AT: usize = 0;
+const VERSION_AT: usize = MAGIC_AT + MAGIC.len();
+const ID_AT: usize = VERSION_AT + 4;
+const PREFIX_LEN_AT: usize = ID_AT + 4;
+const DICT_LEN_AT: usize = PREFIX_LEN_AT + 4;
+const CREATED_AT: usize = DICT_LEN_AT + 4;
+const RESERVED_AT: usize = CREATED_AT + 8;
+const RESERVED_BYTES: usize = 28;
+const CRC_AT: usize = RESERVED_AT + RESERVED_BYTES;
+const HEADER_BYTES: usize = CRC_AT + 4;
+const _: () = assert!(HEADER_BYTES == 64, "the dictionary header is 64 bytes on disk");
+const _: () = assert!(CRC_AT.is_multiple_of(4) && CREATED_AT.is_multiple_of(8), "header fields are naturally aligned");
+
 /// Smallest dictionary size `train` accepts, bytes.
 pub const DICT_BYTES_MIN: usize = 256;
 /// Largest dictionary size `train` accepts, bytes.
 pub const DICT_BYTES_MAX: usize = 1 << 20;
+const _: () = assert!(DICT_BYTES_MIN < DICT_BYTES_MAX && DICT_BYTES_MAX <= u32::MAX as usize);
 
 /// What [`crate::Store::train_snapshot_dictionary`] installed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,48 +78,55 @@ pub(crate) struct Dictionaries {
 }
 
 fn file_name(id: u32) -> String {
-    format!("{id:010}.zdict")
+    format!("{id:010}{DICT_SUFFIX}")
 }
 
 fn checksum(header: &[u8], rest: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
-    h.update(&header[..60]);
+    h.update(&header[..CRC_AT]);
     h.update(rest);
     h.finalize()
 }
 
 /// Parses a dictionary file: `(id, prefix, dictionary bytes)`, or why not.
-fn decode(bytes: &[u8]) -> std::result::Result<(u32, String, &[u8]), String> {
-    let h = bytes.get(..HEADER).ok_or("dictionary file shorter than its header")?;
-    if h[..8] != MAGIC {
-        return Err("not a factlog dictionary file (bad magic)".into());
+fn decode(bytes: &[u8]) -> std::result::Result<(u32, String, &[u8]), SnapshotFormatError> {
+    let h = bytes.get(..HEADER_BYTES).ok_or(SnapshotFormatError::DictionaryShort)?;
+    if h[MAGIC_AT..VERSION_AT] != MAGIC {
+        return Err(SnapshotFormatError::DictionaryMagic);
     }
-    if u32_at(h, 8) != VERSION {
-        return Err(format!("dictionary format version {} (this build reads {VERSION})", u32_at(h, 8)));
+    let field = |at| le_u32(h, at).ok_or(SnapshotFormatError::DictionaryShort);
+    let found = field(VERSION_AT)?;
+    if found != VERSION {
+        return Err(SnapshotFormatError::DictionaryVersion { found, supported: VERSION });
     }
-    let (id, prefix_len, dict_len) = (u32_at(h, 12), u32_at(h, 16) as usize, u32_at(h, 20) as usize);
-    if HEADER + prefix_len + dict_len != bytes.len() || id == 0 || h[32..60].iter().any(|b| *b != 0) {
-        return Err("dictionary header fields inconsistent with the file".into());
+    let (id, prefix_len, dict_len) = (field(ID_AT)?, field(PREFIX_LEN_AT)? as usize, field(DICT_LEN_AT)? as usize);
+    let fits = HEADER_BYTES.checked_add(prefix_len).and_then(|n| n.checked_add(dict_len)) == Some(bytes.len());
+    if !fits || id == 0 || h[RESERVED_AT..CRC_AT].iter().any(|b| *b != 0) {
+        return Err(SnapshotFormatError::DictionaryFields);
     }
-    if checksum(h, &bytes[HEADER..]) != u32_at(h, 60) {
-        return Err("dictionary checksum mismatch".into());
+    let rest = &bytes[HEADER_BYTES..];
+    if checksum(h, rest) != field(CRC_AT)? {
+        return Err(SnapshotFormatError::DictionaryChecksum);
     }
-    let prefix = std::str::from_utf8(&bytes[HEADER..HEADER + prefix_len]).map_err(|_| "prefix not UTF-8")?;
-    Ok((id, prefix.to_string(), &bytes[HEADER + prefix_len..]))
+    let (prefix, dict) = rest.split_at(prefix_len);
+    let prefix = std::str::from_utf8(prefix).map_err(|_| SnapshotFormatError::DictionaryPrefixUtf8)?;
+    debug_assert_eq!(dict.len(), dict_len, "a decoded dictionary has its declared length");
+    Ok((id, prefix.to_string(), dict))
 }
 
 fn encode(id: u32, prefix: &str, dict: &[u8]) -> Vec<u8> {
-    let mut f = vec![0u8; HEADER];
-    f[..8].copy_from_slice(&MAGIC);
-    f[8..12].copy_from_slice(&VERSION.to_le_bytes());
-    f[12..16].copy_from_slice(&id.to_le_bytes());
-    f[16..20].copy_from_slice(&(prefix.len() as u32).to_le_bytes());
-    f[20..24].copy_from_slice(&(dict.len() as u32).to_le_bytes());
-    f[24..32].copy_from_slice(&crate::event::now_nanos().to_le_bytes());
+    debug_assert!(id != 0 && u32::try_from(prefix.len()).is_ok() && u32::try_from(dict.len()).is_ok());
+    let mut f = vec![0u8; HEADER_BYTES];
+    f[MAGIC_AT..VERSION_AT].copy_from_slice(&MAGIC);
+    put_u32(&mut f, VERSION_AT, VERSION);
+    put_u32(&mut f, ID_AT, id);
+    put_u32(&mut f, PREFIX_LEN_AT, prefix.len() as u32);
+    put_u32(&mut f, DICT_LEN_AT, dict.len() as u32);
+    put_u64(&mut f, CREATED_AT, crate::event::now_nanos() as u64);
     f.extend_from_slice(prefix.as_bytes());
     f.extend_from_slice(dict);
-    let crc = checksum(&f[..HEADER], &f[HEADER..]);
-    f[60..64].copy_from_slice(&crc.to_le_bytes());
+    let crc = checksum(&f[..HEADER_BYTES], &f[HEADER_BYTES..]);
+    put_u32(&mut f, CRC_AT, crc);
     f
 }
 
@@ -116,17 +143,18 @@ impl Dictionaries {
             let Some(name_id) = path
                 .file_name()
                 .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".zdict"))
+                .and_then(|n| n.strip_suffix(DICT_SUFFIX))
                 .and_then(|n| n.parse::<u32>().ok())
             else {
                 continue;
             };
             let bytes = std::fs::read(&path).map_err(|e| Error::io("read snapshot dictionary", &path, e))?;
-            let (id, prefix, dict) = decode(&bytes).map_err(|r| Error::corrupt(&path, 0, r))?;
+            let (id, prefix, dict) = decode(&bytes).map_err(|r| r.at(&path, 0))?;
             if id != name_id {
-                return Err(Error::corrupt(&path, 12, format!("dictionary id {id} does not match its file name")));
+                let reason = format!("dictionary id {id} does not match its file name");
+                return Err(Error::corrupt(&path, ID_AT as u64, reason));
             }
-            let prepared = Dictionary::prepare(prefix, dict, level).map_err(|r| Error::corrupt(&path, 64, r))?;
+            let prepared = Dictionary::prepare(prefix, dict, level).map_err(|r| r.at(&path, HEADER_BYTES as u64))?;
             d.by_id.insert(id, Arc::new(prepared));
         }
         Ok(d)
@@ -152,8 +180,23 @@ impl Dictionaries {
         self.by_id.len()
     }
 
+    /// The id the next installed dictionary gets.
+    pub(crate) fn next_id(&self) -> Result<u32> {
+        self.by_id
+            .keys()
+            .next_back()
+            .map_or(Some(1), |last| last.checked_add(1))
+            .ok_or_else(|| Error::InvalidInput("the store has used every dictionary id".into()))
+    }
+
+    /// Makes a dictionary that [`persist`] wrote usable by later saves.
+    pub(crate) fn insert(&mut self, id: u32, dict: Dictionary) {
+        debug_assert!(!self.by_id.contains_key(&id), "dictionary {id} installed twice");
+        self.by_id.insert(id, Arc::new(dict));
+    }
+
     /// Trains a dictionary on `samples`: the slow part, run without any lock
-    /// held, then given to [`Dictionaries::install`].
+    /// held, then given to [`persist`].
     pub(crate) fn train(prefix: &str, samples: &[&[u8]], max_bytes: usize) -> Result<Vec<u8>> {
         if !(DICT_BYTES_MIN..=DICT_BYTES_MAX).contains(&max_bytes) {
             return Err(Error::InvalidInput(format!(
@@ -169,45 +212,28 @@ impl Dictionaries {
         zstd::dict::from_samples(samples, max_bytes)
             .map_err(|e| Error::InvalidInput(format!("zstd could not train a dictionary for prefix {prefix:?}: {e}")))
     }
+}
 
-    /// Installs a trained dictionary durably under the next id (written to a
-    /// temporary file, synced, renamed, directory synced: after a crash it is
-    /// either wholly there or absent).
-    pub(crate) fn install(&mut self, dir: &Path, prefix: &str, dict: &[u8], level: i32) -> Result<DictionaryInfo> {
-        let id = self
-            .by_id
-            .keys()
-            .next_back()
-            .map_or(Some(1), |last| last.checked_add(1))
-            .ok_or_else(|| Error::InvalidInput("the store has used every dictionary id".into()))?;
-        // Checked before it is written: a dictionary zstd trained but cannot
-        // load must never reach the disk (it would make the store unopenable).
-        let prepared = Dictionary::prepare(prefix.to_string(), dict, level)
-            .map_err(|r| Error::InvalidInput(format!("trained dictionary for prefix {prefix:?}: {r}")))?;
-        let path = dir.join(file_name(id));
-        let tmp: PathBuf = dir.join(format!("{}.tmp", file_name(id)));
-        let bytes = encode(id, prefix, dict);
-        let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()
-        };
-        write().map_err(|e| Error::io("write snapshot dictionary", &tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| Error::io("install snapshot dictionary", &path, e))?;
-        sync_dir(dir)?;
-        self.by_id.insert(id, Arc::new(prepared));
-        Ok(DictionaryInfo { id, prefix: prefix.to_string(), bytes: dict.len() })
-    }
+/// Writes a trained dictionary durably as `id` in the snapshot directory
+/// `dir` (after a crash it is either wholly there or absent) and returns it
+/// prepared, for [`Dictionaries::insert`]. The caller serializes installs.
+pub(crate) fn persist(dir: &Path, id: u32, prefix: &str, dict: &[u8], level: i32) -> Result<Dictionary> {
+    // Checked before it is written: a dictionary zstd trained but cannot
+    // load must never reach the disk (it would make the store unopenable).
+    let prepared = Dictionary::prepare(prefix.to_string(), dict, level)
+        .map_err(|r| Error::InvalidInput(format!("trained dictionary for prefix {prefix:?}: {r}")))?;
+    durable::write_file(dir, &file_name(id), &[&encode(id, prefix, dict)], "install snapshot dictionary")?;
+    Ok(prepared)
 }
 
 impl Dictionary {
     /// Prepares `dict` for both directions, or says why zstd cannot load it.
     /// zstd's own constructors panic on a dictionary it refuses (a crafted
     /// file with a valid checksum can be one), so it is tried fallibly first.
-    fn prepare(prefix: String, dict: &[u8], level: i32) -> std::result::Result<Dictionary, String> {
+    fn prepare(prefix: String, dict: &[u8], level: i32) -> std::result::Result<Dictionary, SnapshotFormatError> {
         use zstd::zstd_safe::{CDict, DDict};
         if DDict::try_create(dict).is_none() || CDict::try_create(dict, level).is_none() {
-            return Err("zstd cannot load this dictionary".into());
+            return Err(SnapshotFormatError::DictionaryUnloadable);
         }
         Ok(Dictionary { prefix, encoder: EncoderDictionary::copy(dict, level), decoder: DecoderDictionary::copy(dict) })
     }
@@ -241,6 +267,7 @@ mod tests {
             assert!(decode(&f[..cut]).is_err(), "cut at {cut} accepted");
         }
     }
+
     #[test]
     fn a_dictionary_zstd_cannot_load_is_an_error_not_a_panic() {
         // zstd's dictionary magic followed by entropy tables that do not parse:
@@ -255,5 +282,18 @@ mod tests {
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("an unloadable dictionary was accepted"),
         }
+    }
+
+    #[test]
+    fn persist_leaves_the_file_and_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        // Bytes without zstd's dictionary magic are a raw-content dictionary.
+        let dict = b"{\"balance\":0,\"owner\":\"\"}".repeat(16);
+        persist(dir.path(), 1, "acct-", &dict, 1).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(file_name(1))]);
+        let loaded = Dictionaries::load(dir.path(), 1).unwrap();
+        assert_eq!((loaded.len(), loaded.next_id().unwrap()), (1, 2));
+        assert!(loaded.for_aggregate("acct-7").is_some() && loaded.for_aggregate("user-7").is_none());
     }
 }

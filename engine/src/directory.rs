@@ -13,7 +13,7 @@ use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg};
 use nix::libc;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, LockHolder, Result};
 use crate::segment;
 
 /// Name of the marker file that makes a directory a factlog store.
@@ -62,31 +62,6 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
             crate::durable::write_file(dir, MARKER_NAME, &[MARKER_TEXT.as_bytes()], "write store marker").map(|_| ())
         }
         Err(e) => Err(Error::io("read store marker", &marker, e)),
-    }
-}
-
-/// Who holds a store's lock, as far as the opener can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum LockHolder {
-    /// Another handle in this process: clone that [`crate::Store`] instead of
-    /// opening the store a second time.
-    ThisProcess,
-    /// The process with this id.
-    Process(u32),
-    /// The lock is held, but the holder could not be named.
-    Unknown,
-}
-
-impl std::fmt::Display for LockHolder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LockHolder::ThisProcess => {
-                f.write_str("another Store in this process (clone that handle instead of opening the store twice)")
-            }
-            LockHolder::Process(pid) => write!(f, "process {pid}"),
-            LockHolder::Unknown => f.write_str("another opener"),
-        }
     }
 }
 

@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use crate::directory::LockHolder;
 use crate::event::{EventId, ExpectedVersion};
 
 /// Result alias used throughout the engine.
@@ -191,6 +190,31 @@ impl Error {
             Error::Poisoned { cause } => Error::Poisoned { cause: cause.clone() },
             Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
             Error::Closed => Error::Closed,
+        }
+    }
+}
+
+/// Who holds a store's lock, as far as the opener can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LockHolder {
+    /// Another handle in this process: clone that [`crate::Store`] instead of
+    /// opening the store a second time.
+    ThisProcess,
+    /// The process with this id.
+    Process(u32),
+    /// The lock is held, but the holder could not be named.
+    Unknown,
+}
+
+impl std::fmt::Display for LockHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LockHolder::ThisProcess => {
+                f.write_str("another Store in this process (clone that handle instead of opening the store twice)")
+            }
+            LockHolder::Process(pid) => write!(f, "process {pid}"),
+            LockHolder::Unknown => f.write_str("another opener"),
         }
     }
 }

@@ -54,8 +54,8 @@ mod view;
 mod writer;
 
 pub use bytes::Bytes;
-pub use directory::{LockHolder, LOCK_NAME, MARKER_NAME};
-pub use error::{fmt_id, Error, Result};
+pub use directory::{LOCK_NAME, MARKER_NAME};
+pub use error::{fmt_id, Error, LockHolder, Result};
 pub use event::{
     now_nanos, AppendResult, AsOf, Direction, EventId, EventRef, ExpectedVersion, IntoPayload, NewEvent, RecordedEvent,
     SchemaVersion,

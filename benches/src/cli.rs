@@ -1,6 +1,8 @@
-//! Command-line interface of `factlog-bench`.
+//! Command-line interface of `factlog-bench`: the clap definitions, their
+//! range checks, and the [`Params`] they describe.
 
 use crate::engines::{Durability, EngineKind};
+use crate::progress::Progress;
 use crate::workloads::{Params, Workload};
 use clap::Parser;
 use std::path::PathBuf;
@@ -99,7 +101,8 @@ pub struct Args {
     #[arg(long)]
     pub skip_physical: bool,
 
-    /// No progress bars.
+    /// No progress on stderr. Otherwise progress bars when stderr is a
+    /// terminal, and one line per finished workload and engine when it is not.
     #[arg(long)]
     pub quiet: bool,
 }
@@ -148,7 +151,7 @@ impl Args {
             replays: self.replays.max(1),
             w7_events: self.w7_events,
             w7_loads: self.w7_loads,
-            quiet: self.quiet,
+            progress: Progress::detect(self.quiet),
         }
     }
 

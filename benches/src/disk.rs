@@ -1,7 +1,7 @@
 //! Disk usage of a store directory: apparent file sizes (what `ls` shows,
 //! including preallocated space) and allocated blocks (what `du` shows).
 
-use crate::error::BenchResult;
+use anyhow::Result;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
@@ -17,7 +17,7 @@ pub struct DiskUsage {
 }
 
 /// Walks `dir` recursively (not following symlinks).
-pub fn usage(dir: &Path) -> BenchResult<DiskUsage> {
+pub fn usage(dir: &Path) -> Result<DiskUsage> {
     let mut total = DiskUsage::default();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

@@ -56,10 +56,12 @@ impl Samples {
     }
 }
 
-/// Percentiles of a set of samples, in microseconds.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// Percentiles of a set of samples, in microseconds (in JSON: `ops`,
+/// `mean_us`, `p50_us`, `p99_us`, `max_us`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
 pub struct Summary {
     /// Number of operations.
+    #[serde(rename = "ops")]
     pub count: u64,
     /// Mean.
     pub mean_us: f64,

@@ -6,12 +6,17 @@
 //! Modules: [`event`] (the shared event shape), [`engines`] (one adapter per
 //! engine behind one trait), [`workloads`] (W1–W6), [`snapshots`] (W7), [`physical`] (hardware
 //! limits), [`harness`] (running workloads per engine), [`report`] (table and
-//! JSON), [`cli`], plus small helpers.
+//! JSON), [`progress`] (stderr), [`cli`], plus small helpers. Errors are
+//! [`anyhow::Error`]s carrying what was being done as context.
+//!
+//! No `unsafe` code anywhere in the crate; no `unwrap`/`expect` outside tests.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod cli;
 pub mod disk;
 pub mod engines;
-pub mod error;
 pub mod event;
 pub mod harness;
 pub mod latency;

@@ -1,11 +1,11 @@
 //! What machine the benchmark ran on (CPU, cores, memory, kernel, the file
 //! system holding the data directory) and this process's peak resident memory.
 
-use std::ffi::CStr;
+use serde::Serialize;
 use std::path::Path;
 
 /// Description of the host, printed above the table and in JSON `machine`.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct MachineInfo {
     /// CPU model name from /proc/cpuinfo.
     pub cpu_model: String,
@@ -39,19 +39,6 @@ impl MachineInfo {
         MachineInfo { cpu_model, cores, mem_bytes, kernel: kernel(), fs_type, fs_source, fs_mount }
     }
 
-    /// JSON form.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "cpu_model": self.cpu_model,
-            "cores": self.cores,
-            "mem_bytes": self.mem_bytes,
-            "kernel": self.kernel,
-            "fs_type": self.fs_type,
-            "fs_source": self.fs_source,
-            "fs_mount": self.fs_mount,
-        })
-    }
-
     /// One-line summary.
     pub fn one_line(&self) -> String {
         format!(
@@ -72,17 +59,12 @@ fn proc_kb(file: &str, key: &str) -> Option<u64> {
     std::fs::read_to_string(file).ok()?.lines().find(|l| l.starts_with(key))?.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// `uname -sr`, read from /proc (what `uname(2)` returns, without unsafe code).
 fn kernel() -> String {
-    // SAFETY: `uname` fills a zeroed, properly sized struct; the fields are
-    // NUL-terminated C strings on success.
-    unsafe {
-        let mut u: libc::utsname = std::mem::zeroed();
-        if libc::uname(&mut u) != 0 {
-            return "unknown".to_owned();
-        }
-        let sys = CStr::from_ptr(u.sysname.as_ptr()).to_string_lossy();
-        let rel = CStr::from_ptr(u.release.as_ptr()).to_string_lossy();
-        format!("{sys} {rel}")
+    let read = |f: &str| std::fs::read_to_string(f).ok().map(|s| s.trim().to_owned());
+    match (read("/proc/sys/kernel/ostype"), read("/proc/sys/kernel/osrelease")) {
+        (Some(sys), Some(rel)) => format!("{sys} {rel}"),
+        _ => "unknown".to_owned(),
     }
 }
 

@@ -2,12 +2,16 @@
 //! directory, measures the physical limits, runs every selected engine
 //! through the selected workloads and prints the table (or JSON).
 
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+use anyhow::{Context, Result};
 use clap::Parser;
 use factlog_benches::cli::Args;
 use factlog_benches::harness;
 use factlog_benches::machine::MachineInfo;
 use factlog_benches::physical;
-use factlog_benches::report::Report;
+use factlog_benches::report::{EngineFailure, Report};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -21,15 +25,15 @@ fn main() -> ExitCode {
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
-        Err(msg) => {
-            eprintln!("factlog-bench: {msg}");
+        Err(e) => {
+            eprintln!("factlog-bench: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
 /// Runs everything; `Ok(false)` when some engine failed (its error is in the report).
-fn run(args: &Args) -> Result<bool, String> {
+fn run(args: &Args) -> Result<bool> {
     let started = Instant::now();
     let params = args.params();
     let engines = args.engines();
@@ -37,16 +41,15 @@ fn run(args: &Args) -> Result<bool, String> {
 
     let parent = match &args.dir {
         Some(d) => d.clone(),
-        None => std::env::current_dir()
-            .map_err(|e| format!("cannot determine the current directory: {e}"))?
-            .join("target")
-            .join("bench-tmp"),
+        None => {
+            std::env::current_dir().context("cannot determine the current directory")?.join("target").join("bench-tmp")
+        }
     };
-    std::fs::create_dir_all(&parent).map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    std::fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
     let tmp = tempfile::Builder::new()
         .prefix("factlog-bench-")
         .tempdir_in(&parent)
-        .map_err(|e| format!("cannot create a temporary directory in {}: {e}", parent.display()))?;
+        .with_context(|| format!("cannot create a temporary directory in {}", parent.display()))?;
     let base: PathBuf = tmp.path().to_path_buf();
     if !args.quiet {
         eprintln!("factlog-bench: stores under {}", base.display());
@@ -56,23 +59,23 @@ fn run(args: &Args) -> Result<bool, String> {
     let physical = if args.skip_physical {
         None
     } else {
-        Some(
-            physical::measure(
-                &base.join("physical"),
-                Duration::from_secs_f64(args.fsync_secs),
-                args.seq_write_mib,
-                args.quiet,
-            )
-            .map_err(|e| format!("measuring physical limits: {e}"))?,
+        let measured = physical::measure(
+            &base.join("physical"),
+            Duration::from_secs_f64(args.fsync_secs),
+            args.seq_write_mib,
+            &params.progress,
         )
+        .context("measuring physical limits")?;
+        params.progress.line(&measured.one_line());
+        Some(measured)
     };
 
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     for &kind in &engines {
         if let Err(e) = harness::run_engine(kind, &base, &params, &workloads, args.keep, &mut rows) {
-            eprintln!("factlog-bench: {kind} failed: {e}");
-            errors.push((kind, e.to_string()));
+            eprintln!("factlog-bench: {kind} failed: {e:#}");
+            errors.push(EngineFailure { engine: kind, error: format!("{e:#}") });
         }
     }
 
@@ -86,8 +89,7 @@ fn run(args: &Args) -> Result<bool, String> {
         wall_secs: started.elapsed().as_secs_f64(),
     };
     if args.json {
-        let doc =
-            serde_json::to_string_pretty(&report.to_json()).map_err(|e| format!("serializing the JSON report: {e}"))?;
+        let doc = serde_json::to_string_pretty(&report).context("serializing the JSON report")?;
         println!("{doc}");
     } else {
         print!("{}", report.to_table());
@@ -97,7 +99,7 @@ fn run(args: &Args) -> Result<bool, String> {
         let kept = tmp.keep();
         eprintln!("factlog-bench: kept stores in {}", kept.display());
     } else {
-        tmp.close().map_err(|e| format!("removing {}: {e}", base.display()))?;
+        tmp.close().with_context(|| format!("removing {}", base.display()))?;
     }
     Ok(errors.is_empty())
 }

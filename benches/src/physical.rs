@@ -2,20 +2,22 @@
 //! figure can be read against what the hardware allows: durable small writes
 //! per second (pwrite 4 KiB + fdatasync), sequential buffered write bandwidth
 //! (1 MiB writes, one fdatasync at the end, time included) and memory copy
-//! bandwidth (a 64 MiB buffer copied repeatedly).
+//! bandwidth (a 64 MiB buffer copied repeatedly). The syncs are
+//! [`std::fs::File::sync_data`], which is `fdatasync(2)` on Linux.
 
-use crate::error::{BenchResult, Context};
-use crate::progress;
-use std::fs::{File, OpenOptions};
+use crate::progress::Progress;
+use crate::report::fmt_num;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::fs::OpenOptions;
 use std::hint::black_box;
 use std::io::Write;
 use std::os::unix::fs::FileExt;
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Measured limits.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+/// Measured limits (the JSON report's `physical`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub struct Physical {
     /// 4 KiB overwrite + fdatasync round trips per second.
     pub fsync_per_sec: f64,
@@ -30,36 +32,26 @@ pub struct Physical {
 }
 
 impl Physical {
-    /// JSON form.
-    pub fn to_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "fsync_per_sec": self.fsync_per_sec,
-            "fsync_p50_us": self.fsync_p50_us,
-            "seq_write_mb_per_sec": self.seq_write_mb_per_sec,
-            "seq_write_bytes": self.seq_write_bytes,
-            "memcpy_mb_per_sec": self.memcpy_mb_per_sec,
-        })
-    }
-
-    /// One-line summary.
+    /// One-line summary, figures to three significant digits.
     pub fn one_line(&self) -> String {
         format!(
-            "physical limits: {:.0} fsync/s (4 KiB pwrite+fdatasync, p50 {:.0} µs) | seq write {:.0} MB/s ({} MiB + fdatasync) | memcpy {:.0} MB/s",
-            self.fsync_per_sec,
-            self.fsync_p50_us,
-            self.seq_write_mb_per_sec,
+            "physical limits: {} fsync/s (4 KiB pwrite + fdatasync, p50 {} µs) | seq write {} MB/s \
+             ({} MiB + fdatasync) | memcpy {} MB/s",
+            fmt_num(self.fsync_per_sec),
+            fmt_num(self.fsync_p50_us),
+            fmt_num(self.seq_write_mb_per_sec),
             self.seq_write_bytes >> 20,
-            self.memcpy_mb_per_sec
+            fmt_num(self.memcpy_mb_per_sec)
         )
     }
 }
 
 /// Runs all three measurements in `dir` (files are removed afterwards).
-pub fn measure(dir: &Path, fsync_time: Duration, seq_write_mib: u64, quiet: bool) -> BenchResult<Physical> {
+pub fn measure(dir: &Path, fsync_time: Duration, seq_write_mib: u64, progress: &Progress) -> Result<Physical> {
     std::fs::create_dir_all(dir)?;
-    let (fsync_per_sec, fsync_p50_us) = fsync_rate(&dir.join("physical-fsync.dat"), fsync_time, quiet)?;
-    let seq_write_mb_per_sec = seq_write(&dir.join("physical-seq.dat"), seq_write_mib, quiet)?;
-    let memcpy_mb_per_sec = memcpy(quiet);
+    let (fsync_per_sec, fsync_p50_us) = fsync_rate(&dir.join("physical-fsync.dat"), fsync_time, progress)?;
+    let seq_write_mb_per_sec = seq_write(&dir.join("physical-seq.dat"), seq_write_mib, progress)?;
+    let memcpy_mb_per_sec = memcpy(progress);
     Ok(Physical {
         fsync_per_sec,
         fsync_p50_us,
@@ -69,17 +61,9 @@ pub fn measure(dir: &Path, fsync_time: Duration, seq_write_mib: u64, quiet: bool
     })
 }
 
-fn fdatasync(f: &File) -> BenchResult<()> {
-    // SAFETY: plain syscall on a valid, open descriptor.
-    if unsafe { libc::fdatasync(f.as_raw_fd()) } != 0 {
-        return Err(std::io::Error::last_os_error()).ctx("fdatasync");
-    }
-    Ok(())
-}
-
 /// 4 KiB pwrite over a preallocated, synced 1 MiB file, each followed by
 /// fdatasync, cycling through the file like a log; for `time`.
-fn fsync_rate(path: &Path, time: Duration, quiet: bool) -> BenchResult<(f64, f64)> {
+fn fsync_rate(path: &Path, time: Duration, progress: &Progress) -> Result<(f64, f64)> {
     const BLOCK: usize = 4096;
     const BLOCKS: u64 = 256;
     let file = OpenOptions::new()
@@ -88,20 +72,20 @@ fn fsync_rate(path: &Path, time: Duration, quiet: bool) -> BenchResult<(f64, f64
         .read(true)
         .write(true)
         .open(path)
-        .ctx(format!("creating {}", path.display()))?;
+        .context(format!("creating {}", path.display()))?;
     let block = vec![0x5Au8; BLOCK];
     for i in 0..BLOCKS {
         file.write_all_at(&block, i * BLOCK as u64)?;
     }
     file.sync_all()?;
-    let pb = progress::timed("physical: fsync/s", time, quiet);
+    let pb = progress.timed("physical: fsync/s", time);
     let mut lat = crate::latency::Samples::with_capacity(4096);
     let start = Instant::now();
     let mut n: u64 = 0;
     while start.elapsed() < time {
         let t = Instant::now();
         file.write_all_at(&block, (n % BLOCKS) * BLOCK as u64)?;
-        fdatasync(&file)?;
+        file.sync_data().context("fdatasync")?;
         lat.record(t.elapsed());
         n += 1;
         if n.is_multiple_of(64) {
@@ -117,15 +101,15 @@ fn fsync_rate(path: &Path, time: Duration, quiet: bool) -> BenchResult<(f64, f64
 }
 
 /// `mib` buffered 1 MiB writes to a new file plus one fdatasync, timed together.
-fn seq_write(path: &Path, mib: u64, quiet: bool) -> BenchResult<f64> {
+fn seq_write(path: &Path, mib: u64, progress: &Progress) -> Result<f64> {
     let buf: Vec<u8> = (0..1usize << 20).map(|i| (i * 31 % 251) as u8).collect();
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .open(path)
-        .ctx(format!("creating {}", path.display()))?;
-    let pb = progress::counter("physical: seq write", mib, "MiB", quiet);
+        .context(format!("creating {}", path.display()))?;
+    let pb = progress.counter("physical: seq write", mib, "MiB");
     let start = Instant::now();
     for i in 0..mib {
         file.write_all(&buf)?;
@@ -133,7 +117,7 @@ fn seq_write(path: &Path, mib: u64, quiet: bool) -> BenchResult<f64> {
             pb.set_position(i);
         }
     }
-    fdatasync(&file)?;
+    file.sync_data().context("fdatasync")?;
     let secs = start.elapsed().as_secs_f64();
     pb.finish_and_clear();
     drop(file);
@@ -143,13 +127,13 @@ fn seq_write(path: &Path, mib: u64, quiet: bool) -> BenchResult<f64> {
 
 /// Copies a 64 MiB buffer into another for about a second (after one warm-up
 /// copy that faults the pages in).
-fn memcpy(quiet: bool) -> f64 {
+fn memcpy(progress: &Progress) -> f64 {
     const LEN: usize = 64 << 20;
     let time = Duration::from_secs(1);
     let src: Vec<u8> = (0..LEN).map(|i| i as u8).collect();
     let mut dst = vec![0u8; LEN];
     dst.copy_from_slice(&src);
-    let pb = progress::timed("physical: memcpy", time, quiet);
+    let pb = progress.timed("physical: memcpy", time);
     let start = Instant::now();
     let mut copies = 0u64;
     while start.elapsed() < time {
@@ -170,7 +154,7 @@ mod tests {
     #[test]
     fn tiny_measurement_is_positive() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let p = measure(dir.path(), Duration::from_millis(50), 4, true).expect("measure");
+        let p = measure(dir.path(), Duration::from_millis(50), 4, &Progress::detect(true)).expect("measure");
         assert!(p.fsync_per_sec > 0.0);
         assert!(p.seq_write_mb_per_sec > 0.0);
         assert!(p.memcpy_mb_per_sec > 0.0);

@@ -1,15 +1,33 @@
-//! Output: the one comparison table (factlog and each peer side by side, with
-//! factlog's ratio to each peer and to the physical limit) or, with `--json`,
-//! one JSON document holding machine, physical limits and every result row.
+//! Output: the comparison table or, with `--json`, one JSON document.
+//!
+//! The table puts factlog and each peer side by side with factlog's ratio to
+//! each peer; factlog's share of the physical limit goes on each workload's
+//! title line. Every line of it fits in [`TABLE_WIDTH_MAX`] columns, and its
+//! figures are rounded to three significant digits ([`fmt_num`]). The JSON
+//! document (machine, physical limits, parameters, every result row with all
+//! its figures, exact) is what `docs/bench/` keeps; its fields only ever grow.
+//! This module also words the one-line progress report of a finished row.
 
-use crate::engines::EngineKind;
+use crate::engines::{Durability, EngineKind};
 use crate::machine::MachineInfo;
 use crate::physical::Physical;
 use crate::workloads::{Params, Row, Workload};
-use serde_json::{json, Value};
-use std::fmt::Write as _;
+use serde::Serialize;
 
-/// Everything a run produced.
+/// Widest line the text report prints, in characters.
+pub const TABLE_WIDTH_MAX: usize = 100;
+
+/// An engine whose run stopped early, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineFailure {
+    /// The engine.
+    pub engine: EngineKind,
+    /// The error, with its causes.
+    pub error: String,
+}
+
+/// Everything a run produced; serializes as the `--json` document.
+#[derive(Serialize)]
 pub struct Report<'a> {
     /// Host description.
     pub machine: &'a MachineInfo,
@@ -18,11 +36,13 @@ pub struct Report<'a> {
     /// Parameters the run used.
     pub params: &'a Params,
     /// Engines in column order.
+    #[serde(skip)]
     pub engines: &'a [EngineKind],
     /// Result rows.
+    #[serde(rename = "results")]
     pub rows: &'a [Row],
-    /// Failures (engine and message) that cut an engine's run short.
-    pub errors: &'a [(EngineKind, String)],
+    /// Failures that cut an engine's run short.
+    pub errors: &'a [EngineFailure],
     /// Total wall time of the run, seconds.
     pub wall_secs: f64,
 }
@@ -34,289 +54,278 @@ enum Better {
     Lower,
 }
 
-/// One line of the table.
+/// Where a metric's value comes from in a [`Row`].
+#[derive(Clone, Copy)]
+enum Source {
+    EventsPerSec,
+    MbPerSec,
+    P50,
+    P99,
+    Extra(&'static str),
+    /// An extra in bytes, shown in MiB.
+    ExtraMib(&'static str),
+}
+
+impl Source {
+    fn get(self, r: &Row) -> Option<f64> {
+        match self {
+            Source::EventsPerSec => Some(r.events_per_sec()),
+            Source::MbPerSec => Some(r.mb_per_sec()),
+            Source::P50 => r.latency.map(|l| l.p50_us),
+            Source::P99 => r.latency.map(|l| l.p99_us),
+            Source::Extra(key) => r.extra_f64(key),
+            Source::ExtraMib(key) => r.extra_f64(key).map(|b| b / 1_048_576.0),
+        }
+    }
+}
+
+/// One metric row of the table: name, direction, where its value is.
+type Metric = (&'static str, Better, Source);
+
+const APPENDS: &[Metric] = &[
+    ("events/s ↑", Better::Higher, Source::EventsPerSec),
+    ("p50 µs/append ↓", Better::Lower, Source::P50),
+    ("p99 µs/append ↓", Better::Lower, Source::P99),
+    ("fsyncs/s", Better::Lower, Source::Extra("fsyncs_per_sec")),
+    ("events/fsync ↑", Better::Higher, Source::Extra("events_per_fsync")),
+];
+const BULK_LOAD: &[Metric] = &[
+    ("events/s ↑", Better::Higher, Source::EventsPerSec),
+    ("MB/s logical ↑", Better::Higher, Source::MbPerSec),
+    ("bytes/event used ↓", Better::Lower, Source::Extra("bytes_per_event")),
+    ("bytes/event raw files", Better::Lower, Source::Extra("raw_file_bytes_per_event")),
+    ("index bytes/event (mem) ↓", Better::Lower, Source::Extra("index_bytes_per_event")),
+    ("peak RSS MiB ↓", Better::Lower, Source::ExtraMib("peak_rss_bytes")),
+];
+const REPLAY: &[Metric] = &[
+    ("p50 µs/aggregate ↓", Better::Lower, Source::P50),
+    ("p99 µs/aggregate ↓", Better::Lower, Source::P99),
+    ("events/s ↑", Better::Higher, Source::EventsPerSec),
+];
+const SCAN: &[Metric] = &[
+    ("events/s ↑", Better::Higher, Source::EventsPerSec),
+    ("GB/s logical ↑", Better::Higher, Source::Extra("gb_per_sec")),
+    ("peak RSS MiB ↓", Better::Lower, Source::ExtraMib("peak_rss_bytes")),
+];
+const FULL_LOAD: &[Metric] = &[
+    ("p50 µs/load ↓", Better::Lower, Source::P50),
+    ("p99 µs/load ↓", Better::Lower, Source::P99),
+    ("events/s ↑", Better::Higher, Source::EventsPerSec),
+];
+const SNAPSHOT_LOAD: &[Metric] = &[
+    ("p50 µs/load ↓", Better::Lower, Source::P50),
+    ("p99 µs/load ↓", Better::Lower, Source::P99),
+    ("snapshot JSON bytes", Better::Lower, Source::Extra("snapshot_raw_bytes")),
+    ("compression ratio ↑", Better::Higher, Source::Extra("compression_ratio")),
+    ("snapshot saves/s ↑", Better::Higher, Source::Extra("snapshot_saves_per_sec")),
+    ("snapshot reads/s ↑", Better::Higher, Source::Extra("snapshot_reads_per_sec")),
+    ("small state JSON bytes", Better::Lower, Source::Extra("small_snapshot_json_bytes")),
+    ("small: payload ratio ↑", Better::Higher, Source::Extra("small_snapshot_payload_ratio_plain")),
+    ("small + dict: payload ↑", Better::Higher, Source::Extra("small_snapshot_payload_ratio_dict")),
+    ("small: ratio on disk ↑", Better::Higher, Source::Extra("small_snapshot_ratio_plain")),
+    ("small + dict: on disk ↑", Better::Higher, Source::Extra("small_snapshot_ratio_dict")),
+];
+
+/// The metrics shown for a table group.
+fn metrics(workload: Workload, variant: usize) -> &'static [Metric] {
+    match workload {
+        Workload::W1 | Workload::W2 | Workload::W3 => APPENDS,
+        Workload::W4 => BULK_LOAD,
+        Workload::W5 => REPLAY,
+        Workload::W6 => SCAN,
+        Workload::W7 if variant == 1 => SNAPSHOT_LOAD,
+        Workload::W7 => FULL_LOAD,
+    }
+}
+
+/// One metric line of the table: a value per engine, in column order.
 struct Line {
-    workload: String,
     metric: &'static str,
     better: Better,
     values: Vec<Option<f64>>,
-    physical: Option<String>,
+}
+
+/// A workload variant's lines under their title.
+struct Group {
+    title: String,
+    lines: Vec<Line>,
 }
 
 impl Report<'_> {
-    /// The JSON document.
-    pub fn to_json(&self) -> Value {
-        json!({
-            "machine": self.machine.to_json(),
-            "physical": self.physical.map_or(Value::Null, |p| p.to_json()),
-            "params": {
-                "events": self.params.events,
-                "aggregates": self.params.aggregates,
-                "payload_bytes": self.params.payload_bytes,
-                "writers": self.params.writers,
-                "batch": self.params.batch,
-                "durability": self.params.durability.name(),
-                "duration_secs": self.params.duration.as_secs_f64(),
-                "replays": self.params.replays,
-                "w7_events": self.params.w7_events,
-                "w7_loads": self.params.w7_loads,
-            },
-            "results": self.rows.iter().map(Row::to_json).collect::<Vec<_>>(),
-            "errors": self.errors.iter().map(|(e, m)| json!({"engine": e.name(), "error": m})).collect::<Vec<_>>(),
-            "wall_secs": self.wall_secs,
-        })
-    }
-
     /// The row of a table group: `variant` is the writer count for W2 and
     /// 1 (snapshot) or 0 (none) for W7.
     fn row(&self, workload: Workload, variant: usize, engine: EngineKind) -> Option<&Row> {
         self.rows.iter().find(|r| r.workload == workload && r.engine == engine && variant_of(r) == variant)
     }
 
-    /// The table lines, in workload order.
-    fn lines(&self) -> Vec<Line> {
-        let mut out = Vec::new();
-        let mut groups: Vec<(Workload, usize)> = Vec::new();
+    /// The table groups, in workload order.
+    fn groups(&self) -> Vec<Group> {
+        let mut keys: Vec<(Workload, usize)> = Vec::new();
         for r in self.rows {
             let key = (r.workload, variant_of(r));
-            if !groups.contains(&key) {
-                groups.push(key);
+            if !keys.contains(&key) {
+                keys.push(key);
             }
         }
-        groups.sort();
-        let p = self.params;
-        let dur = p.durability.name();
-        for (w, writers) in groups {
-            let label = match w {
-                Workload::W1 => format!("W1 append 1 ev, 1 writer, {dur}"),
-                Workload::W2 => format!("W2 append 1 ev, {writers} writers, {dur}"),
-                Workload::W3 => format!("W3 append {} ev, 1 writer, {dur}", p.batch),
-                Workload::W4 => format!("W4 bulk load {} ev, buffered", p.events),
-                Workload::W5 => format!("W5 replay {}-ev aggregate", (p.events / p.aggregates.max(1)).max(1)),
-                Workload::W6 => format!("W6 full scan {} ev", p.events),
-                Workload::W7 if writers == 1 => {
-                    format!("W7 load {}-ev aggregate, snapshot + {} ev", p.w7_events, crate::snapshots::TAIL_EVENTS)
-                }
-                Workload::W7 => format!("W7 load {}-ev aggregate, no snapshot", p.w7_events),
-            };
-            let get = |f: &dyn Fn(&Row) -> Option<f64>| -> Vec<Option<f64>> {
-                self.engines.iter().map(|&e| self.row(w, writers, e).and_then(f)).collect()
-            };
-            let factlog = self.row(w, writers, EngineKind::Factlog);
-            let phys = self.physical;
-            let frac = |num: Option<f64>, den: Option<f64>, what: &str| -> Option<String> {
-                match (num, den) {
-                    (Some(n), Some(d)) if d > 0.0 => Some(format!("{:.0}% of {what}", 100.0 * n / d)),
-                    _ => None,
-                }
-            };
-            let mut push =
-                |metric: &'static str, better: Better, values: Vec<Option<f64>>, physical: Option<String>| {
-                    if values.iter().any(Option::is_some) {
-                        out.push(Line { workload: label.clone(), metric, better, values, physical });
-                    }
+        keys.sort();
+        keys.into_iter()
+            .map(|(w, variant)| {
+                let lines = metrics(w, variant)
+                    .iter()
+                    .map(|&(metric, better, source)| Line {
+                        metric,
+                        better,
+                        values: self
+                            .engines
+                            .iter()
+                            .map(|&e| self.row(w, variant, e).and_then(|r| source.get(r)))
+                            .collect(),
+                    })
+                    .filter(|line| line.values.iter().any(Option::is_some))
+                    .collect();
+                let title = match self.physical_share(w, variant) {
+                    Some(share) => format!("{}: factlog at {share}", self.label(w, variant)),
+                    None => self.label(w, variant),
                 };
-            match w {
-                Workload::W1 | Workload::W2 | Workload::W3 => {
-                    let limit =
-                        phys.map(
-                            |ph| {
-                                if w == Workload::W3 {
-                                    ph.fsync_per_sec * p.batch as f64
-                                } else {
-                                    ph.fsync_per_sec
-                                }
-                            },
-                        );
-                    let what = if w == Workload::W3 { "fsync/s×batch" } else { "fsync/s" };
-                    let fl = factlog.map(Row::events_per_sec);
-                    let physical =
-                        if p.durability == crate::engines::Durability::Sync { frac(fl, limit, what) } else { None };
-                    push("events/s ↑", Better::Higher, get(&|r| Some(r.events_per_sec())), physical);
-                    push("p50 µs/append ↓", Better::Lower, get(&|r| r.latency.map(|l| l.p50_us)), None);
-                    push("p99 µs/append ↓", Better::Lower, get(&|r| r.latency.map(|l| l.p99_us)), None);
-                    push("fsyncs/s", Better::Lower, get(&|r| r.extra_f64("fsyncs_per_sec")), None);
-                    push("events/fsync ↑", Better::Higher, get(&|r| r.extra_f64("events_per_fsync")), None);
-                }
-                Workload::W4 => {
-                    push("events/s ↑", Better::Higher, get(&|r| Some(r.events_per_sec())), None);
-                    let disk = factlog.and_then(|r| r.extra_f64("disk_mb_per_sec"));
-                    push(
-                        "MB/s logical ↑",
-                        Better::Higher,
-                        get(&|r| Some(r.mb_per_sec())),
-                        frac(disk, phys.map(|ph| ph.seq_write_mb_per_sec), "seq write (disk bytes)"),
-                    );
-                    push("bytes/event used ↓", Better::Lower, get(&|r| r.extra_f64("bytes_per_event")), None);
-                    push(
-                        "bytes/event raw files",
-                        Better::Lower,
-                        get(&|r| r.extra_f64("raw_file_bytes_per_event")),
-                        None,
-                    );
-                    push(
-                        "index bytes/event (mem) ↓",
-                        Better::Lower,
-                        get(&|r| r.extra_f64("index_bytes_per_event")),
-                        None,
-                    );
-                    push(
-                        "peak RSS MiB ↓",
-                        Better::Lower,
-                        get(&|r| r.extra_f64("peak_rss_bytes").map(|b| b / 1048576.0)),
-                        None,
-                    );
-                }
-                Workload::W5 => {
-                    push("p50 µs/aggregate ↓", Better::Lower, get(&|r| r.latency.map(|l| l.p50_us)), None);
-                    push("p99 µs/aggregate ↓", Better::Lower, get(&|r| r.latency.map(|l| l.p99_us)), None);
-                    push("events/s ↑", Better::Higher, get(&|r| Some(r.events_per_sec())), None);
-                }
-                Workload::W7 => {
-                    push("p50 µs/load ↓", Better::Lower, get(&|r| r.latency.map(|l| l.p50_us)), None);
-                    push("p99 µs/load ↓", Better::Lower, get(&|r| r.latency.map(|l| l.p99_us)), None);
-                    if writers == 0 {
-                        push("events/s ↑", Better::Higher, get(&|r| Some(r.events_per_sec())), None);
-                    } else {
-                        push("snapshot JSON bytes", Better::Lower, get(&|r| r.extra_f64("snapshot_raw_bytes")), None);
-                        push("compression ratio ↑", Better::Higher, get(&|r| r.extra_f64("compression_ratio")), None);
-                        push(
-                            "snapshot saves/s ↑",
-                            Better::Higher,
-                            get(&|r| r.extra_f64("snapshot_saves_per_sec")),
-                            None,
-                        );
-                        push(
-                            "snapshot reads/s ↑",
-                            Better::Higher,
-                            get(&|r| r.extra_f64("snapshot_reads_per_sec")),
-                            None,
-                        );
-                        push(
-                            "small state JSON bytes",
-                            Better::Lower,
-                            get(&|r| r.extra_f64("small_snapshot_json_bytes")),
-                            None,
-                        );
-                        for (label, key) in [
-                            ("small: payload ratio ↑", "small_snapshot_payload_ratio_plain"),
-                            ("small + dict: payload ↑", "small_snapshot_payload_ratio_dict"),
-                            ("small: ratio on disk ↑", "small_snapshot_ratio_plain"),
-                            ("small + dict: on disk ↑", "small_snapshot_ratio_dict"),
-                        ] {
-                            push(label, Better::Higher, get(&|r| r.extra_f64(key)), None);
-                        }
-                    }
-                }
-                Workload::W6 => {
-                    push("events/s ↑", Better::Higher, get(&|r| Some(r.events_per_sec())), None);
-                    let gb = factlog.and_then(|r| r.extra_f64("gb_per_sec"));
-                    push(
-                        "GB/s logical ↑",
-                        Better::Higher,
-                        get(&|r| r.extra_f64("gb_per_sec")),
-                        frac(gb.map(|g| g * 1000.0), phys.map(|ph| ph.memcpy_mb_per_sec), "memcpy"),
-                    );
-                    push(
-                        "peak RSS MiB ↓",
-                        Better::Lower,
-                        get(&|r| r.extra_f64("peak_rss_bytes").map(|b| b / 1048576.0)),
-                        None,
-                    );
-                }
-            }
-        }
-        out
+                Group { title, lines }
+            })
+            .collect()
     }
 
-    /// The human-readable report: machine and physical lines, then the table.
-    pub fn to_table(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(s, "machine: {}", self.machine.one_line());
-        match self.physical {
-            Some(p) => {
-                let _ = writeln!(s, "{}", p.one_line());
-            }
-            None => {
-                let _ = writeln!(s, "physical limits: not measured");
-            }
+    /// A group's title: the workload and its parameters.
+    fn label(&self, w: Workload, variant: usize) -> String {
+        let p = self.params;
+        let dur = p.durability.name();
+        match w {
+            Workload::W1 => format!("W1 append 1 ev, 1 writer, {dur}"),
+            Workload::W2 => format!("W2 append 1 ev, {}, {dur}", writers(variant)),
+            Workload::W3 => format!("W3 append {} ev, 1 writer, {dur}", p.batch),
+            Workload::W4 => format!("W4 bulk load {} ev, buffered", fmt_int(p.events)),
+            Workload::W5 => format!("W5 replay {}-ev aggregate", fmt_int((p.events / p.aggregates.max(1)).max(1))),
+            Workload::W6 => format!("W6 full scan {} ev", fmt_int(p.events)),
+            Workload::W7 if variant == 1 => format!(
+                "W7 load {}-ev aggregate, snapshot + {} ev",
+                fmt_int(p.w7_events),
+                crate::snapshots::TAIL_EVENTS
+            ),
+            Workload::W7 => format!("W7 load {}-ev aggregate, no snapshot", fmt_int(p.w7_events)),
         }
-        let fl_idx = self.engines.iter().position(|&e| e == EngineKind::Factlog);
-        let peers: Vec<(usize, EngineKind)> =
-            self.engines.iter().copied().enumerate().filter(|&(_, e)| e != EngineKind::Factlog).collect();
+    }
 
-        let mut header: Vec<String> = vec!["workload".into(), "metric".into()];
-        header.extend(self.engines.iter().map(|e| e.name().to_owned()));
-        if fl_idx.is_some() {
-            header.extend(peers.iter().map(|(_, e)| format!("factlog/{e}")));
-            header.push("factlog vs physical".into());
+    /// factlog's figure as a share of the physical limit it is bound by
+    /// (`98.2% of fsync/s`), where there is one.
+    fn physical_share(&self, w: Workload, variant: usize) -> Option<String> {
+        let ph = self.physical?;
+        let fl = self.row(w, variant, EngineKind::Factlog)?;
+        let sync = self.params.durability == Durability::Sync;
+        let (num, den, what) = match w {
+            Workload::W1 | Workload::W2 if sync => (fl.events_per_sec(), ph.fsync_per_sec, "fsync/s".to_owned()),
+            Workload::W3 if sync => (
+                fl.events_per_sec(),
+                ph.fsync_per_sec * self.params.batch as f64,
+                format!("fsync/s × {}", self.params.batch),
+            ),
+            Workload::W4 => {
+                (fl.extra_f64("disk_mb_per_sec")?, ph.seq_write_mb_per_sec, "seq write (disk bytes)".into())
+            }
+            Workload::W6 => (fl.extra_f64("gb_per_sec")? * 1000.0, ph.memcpy_mb_per_sec, "memcpy".into()),
+            _ => return None,
+        };
+        (den > 0.0).then(|| format!("{}% of {what}", fmt_num(100.0 * num / den)))
+    }
+
+    /// The human-readable report: machine and physical lines, the table, the
+    /// notes; no line wider than [`TABLE_WIDTH_MAX`].
+    pub fn to_table(&self) -> String {
+        let mut out: Vec<String> = Vec::new();
+        out.extend(wrap_parts(&format!("machine: {}", self.machine.one_line())));
+        match self.physical {
+            Some(p) => out.extend(wrap_parts(&p.one_line())),
+            None => out.push("physical limits: not measured".into()),
         }
-        let mut table: Vec<Vec<String>> = vec![header];
-        for line in self.lines() {
-            let mut cells = vec![line.workload.clone(), line.metric.to_owned()];
-            cells.extend(line.values.iter().map(|v| v.map_or("-".to_owned(), fmt_num)));
-            if let Some(fi) = fl_idx {
-                for (pi, _) in &peers {
-                    let cell = match (line.values[fi], line.values[*pi]) {
-                        (Some(f), Some(q)) if q > 0.0 => {
-                            let r = f / q;
-                            let good = match line.better {
-                                Better::Higher => r >= 1.0,
-                                Better::Lower => r <= 1.0,
-                            };
-                            format!("{:.2}×{}", r, if good { "" } else { " !" })
-                        }
-                        _ => "-".to_owned(),
-                    };
-                    cells.push(cell);
-                }
-                cells.push(line.physical.clone().unwrap_or_default());
-            }
-            table.push(cells);
-        }
-        let ncols = table[0].len();
-        let widths: Vec<usize> =
-            (0..ncols).map(|c| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
-        let mut prev_workload = String::new();
-        for (i, r) in table.iter().enumerate() {
-            let mut line = String::new();
-            for (c, cell) in r.iter().enumerate() {
-                let shown = if c == 0 && i > 0 && *cell == prev_workload { "" } else { cell.as_str() };
-                let pad = widths[c] - shown.chars().count();
-                if c >= 2 && i > 0 && c < 2 + self.engines.len() + peers.len() {
-                    line.push_str(&" ".repeat(pad));
-                    line.push_str(shown);
-                } else {
-                    line.push_str(shown);
-                    line.push_str(&" ".repeat(pad));
-                }
-                line.push_str("  ");
-            }
-            if i > 0 {
-                prev_workload = r[0].clone();
-            }
-            let _ = writeln!(s, "{}", line.trim_end());
-            if i == 0 {
-                let _ = writeln!(s, "{}", "-".repeat(widths.iter().sum::<usize>() + 2 * (ncols - 1)));
-            }
-        }
-        let _ = writeln!(
-            s,
-            "{}MB/s and GB/s count logical event bytes (id+aggregate+type+timestamp+payload). \
+        out.push(String::new());
+        out.extend(self.table_lines());
+        out.push(String::new());
+        let factlog_and_peers =
+            self.engines.contains(&EngineKind::Factlog) && self.engines.iter().any(|&e| e != EngineKind::Factlog);
+        let notes = format!(
+            "Figures are rounded to three significant digits; --json has them exact, with more figures per row. \
+             {}MB/s and GB/s count logical event bytes (id+aggregate+type+timestamp+payload). \
              W4 syncs at the end (timed); W5/W6 read the W4 store. \
              Peak RSS is the whole process's VmHWM during that workload, reset per workload \
              (the harness's pre-generated events included).",
-            if fl_idx.is_some() && !peers.is_empty() {
-                "ratios are factlog ÷ peer (↑ higher is better, ↓ lower is better; \"!\" marks factlog losing). "
+            if factlog_and_peers {
+                "Ratios are factlog ÷ peer (↑ higher is better, ↓ lower is better; \"!\" marks factlog losing). "
             } else {
                 ""
             }
         );
-        for (e, m) in self.errors {
-            let _ = writeln!(s, "ERROR {e}: {m}");
+        out.extend(wrap(&notes, ""));
+        for failure in self.errors {
+            out.extend(wrap(&format!("ERROR {}: {}", failure.engine, failure.error), "  "));
         }
-        let _ = writeln!(s, "total wall time: {:.1} s", self.wall_secs);
+        out.push(format!("total wall time: {} s", fmt_num(self.wall_secs)));
+        let mut s = out.join("\n");
+        s.push('\n');
         s
+    }
+
+    /// The table: a header, then each group's title and its metric lines.
+    fn table_lines(&self) -> Vec<String> {
+        let has_factlog = self.engines.contains(&EngineKind::Factlog);
+        let fl_idx = self.engines.iter().position(|&e| e == EngineKind::Factlog);
+        let peers: Vec<(usize, EngineKind)> = if has_factlog {
+            self.engines.iter().copied().enumerate().filter(|&(_, e)| e != EngineKind::Factlog).collect()
+        } else {
+            Vec::new()
+        };
+        let mut header: Vec<String> = vec!["metric".into()];
+        header.extend(self.engines.iter().map(|e| e.name().to_owned()));
+        header.extend(peers.iter().map(|(_, e)| format!("÷ {e}")));
+
+        let groups = self.groups();
+        let cells_of = |line: &Line| -> Vec<String> {
+            let mut cells = vec![format!("  {}", line.metric)];
+            cells.extend(line.values.iter().map(|v| v.map_or("-".to_owned(), fmt_num)));
+            for (pi, _) in &peers {
+                let ratio = fl_idx.and_then(|fi| match (line.values[fi], line.values[*pi]) {
+                    (Some(f), Some(q)) if q > 0.0 => Some(f / q),
+                    _ => None,
+                });
+                cells.push(ratio.map_or("-".to_owned(), |r| fmt_ratio(r, line.better)));
+            }
+            cells
+        };
+        let rows: Vec<Vec<Vec<String>>> = groups.iter().map(|g| g.lines.iter().map(&cells_of).collect()).collect();
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for cells in rows.iter().flatten() {
+            for (w, cell) in widths.iter_mut().zip(cells) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let render = |cells: &[String]| -> String {
+            let mut line = String::new();
+            for (c, (cell, width)) in cells.iter().zip(&widths).enumerate() {
+                let pad = " ".repeat(width - cell.chars().count());
+                if c == 0 {
+                    line.push_str(cell);
+                    line.push_str(&pad);
+                } else {
+                    line.push_str("  ");
+                    line.push_str(&pad);
+                    line.push_str(cell);
+                }
+            }
+            line.trim_end().to_owned()
+        };
+        let mut out = vec![render(&header)];
+        let table_width = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+        out.push("-".repeat(table_width.min(TABLE_WIDTH_MAX)));
+        for (group, cells) in groups.iter().zip(&rows) {
+            out.extend(wrap(&group.title, "    "));
+            out.extend(cells.iter().map(|c| render(c)));
+        }
+        out
     }
 }
 
@@ -329,41 +338,342 @@ fn variant_of(r: &Row) -> usize {
     }
 }
 
-/// Thousands-separated integers for large numbers, 1–2 decimals for small ones.
+/// The progress report of a finished row, on one line:
+/// `factlog W2 (16 writers): 51,900 events/s, p50 453 µs, measured 3.00 s`.
+pub fn progress_line(r: &Row) -> String {
+    let variant = match r.workload {
+        Workload::W2 => format!(" ({})", writers(r.writers)),
+        Workload::W7 if variant_of(r) == 1 => " (snapshot)".to_owned(),
+        Workload::W7 => " (no snapshot)".to_owned(),
+        _ => String::new(),
+    };
+    let latency = r.latency.map_or(String::new(), |l| format!(", p50 {} µs", fmt_num(l.p50_us)));
+    format!(
+        "{} {}{variant}: {} events/s{latency}, measured {}",
+        r.engine,
+        r.workload.name(),
+        fmt_num(r.events_per_sec()),
+        fmt_secs(r.secs)
+    )
+}
+
+/// `1 writer`, `16 writers`.
+fn writers(n: usize) -> String {
+    if n == 1 {
+        "1 writer".to_owned()
+    } else {
+        format!("{n} writers")
+    }
+}
+
+/// A duration in seconds as `3.00 s`, `95.4 ms` or `59.5 µs`.
+fn fmt_secs(secs: f64) -> String {
+    if secs >= 1.0 {
+        format!("{} s", fmt_num(secs))
+    } else if secs >= 1e-3 {
+        format!("{} ms", fmt_num(secs * 1e3))
+    } else {
+        format!("{} µs", fmt_num(secs * 1e6))
+    }
+}
+
+/// factlog ÷ peer as `1.36×`, with ` !` when factlog loses.
+fn fmt_ratio(r: f64, better: Better) -> String {
+    let good = match better {
+        Better::Higher => r >= 1.0,
+        Better::Lower => r <= 1.0,
+    };
+    format!("{}×{}", fmt_num(r), if good { "" } else { " !" })
+}
+
+/// `x` rounded to three significant digits, with thousands separators:
+/// `191,896.4252` → `192,000`, `16.24` → `16.2`, `0.34` → `0.340`.
 pub fn fmt_num(x: f64) -> String {
     if !x.is_finite() {
         return "-".into();
     }
-    if x.abs() >= 1000.0 {
-        let n = x.round() as i64;
-        let digits = n.unsigned_abs().to_string();
-        let mut out = String::new();
-        for (i, ch) in digits.chars().enumerate() {
-            if i > 0 && (digits.len() - i).is_multiple_of(3) {
-                out.push(',');
-            }
-            out.push(ch);
-        }
-        if n < 0 {
-            out.insert(0, '-');
-        }
-        out
-    } else if x.abs() >= 10.0 {
-        format!("{x:.1}")
-    } else {
-        format!("{x:.2}")
+    if x == 0.0 {
+        return "0".into();
     }
+    let magnitude = |v: f64| {
+        let mut m = v.abs().log10().floor() as i32;
+        // NOTE: log10 may land one off at exact powers of ten.
+        while v.abs() >= 10f64.powi(m + 1) {
+            m += 1;
+        }
+        while v.abs() < 10f64.powi(m) {
+            m -= 1;
+        }
+        m
+    };
+    let scale = 10f64.powi(magnitude(x) - 2);
+    let rounded = (x / scale).round() * scale;
+    let decimals = (2 - magnitude(rounded)).max(0) as usize;
+    if decimals > 0 {
+        return format!("{rounded:.decimals$}");
+    }
+    let n = rounded.round();
+    let digits = fmt_int(n.abs() as u64);
+    if n < 0.0 {
+        format!("-{digits}")
+    } else {
+        digits
+    }
+}
+
+/// An integer with thousands separators: `1234567` → `1,234,567`.
+pub fn fmt_int(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// A `part | part | part` summary on as few lines of at most
+/// [`TABLE_WIDTH_MAX`] characters as keep each part whole (a part that does
+/// not fit on a line of its own is broken at spaces).
+fn wrap_parts(text: &str) -> Vec<String> {
+    const SEP: &str = " | ";
+    let mut lines: Vec<String> = Vec::new();
+    let mut line = String::new();
+    for part in text.split(SEP) {
+        if line.is_empty() {
+            line = part.to_owned();
+        } else if line.chars().count() + SEP.len() + part.chars().count() <= TABLE_WIDTH_MAX {
+            line.push_str(SEP);
+            line.push_str(part);
+        } else {
+            lines.extend(wrap(&line, "  "));
+            line = format!("  | {part}");
+        }
+    }
+    lines.extend(wrap(&line, "  "));
+    lines
+}
+
+/// `text` broken at spaces into lines of at most [`TABLE_WIDTH_MAX`]
+/// characters, continuation lines starting with `indent`. A single word
+/// longer than that (a long path) stays whole.
+fn wrap(text: &str, indent: &str) -> Vec<String> {
+    let lead = &text[..text.len() - text.trim_start().len()];
+    let mut lines = Vec::new();
+    let mut line = lead.to_owned();
+    let mut has_word = false;
+    for word in text.split(' ').filter(|w| !w.is_empty()) {
+        if has_word && line.chars().count() + 1 + word.chars().count() > TABLE_WIDTH_MAX {
+            lines.push(std::mem::replace(&mut line, indent.to_owned()));
+            has_word = false;
+        }
+        if has_word {
+            line.push(' ');
+        }
+        line.push_str(word);
+        has_word = true;
+    }
+    if has_word {
+        lines.push(line);
+    }
+    lines
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::latency::Summary;
+    use crate::progress::{Mode, Progress};
+    use std::time::Duration;
 
     #[test]
-    fn formats_numbers() {
-        assert_eq!(fmt_num(1234567.4), "1,234,567");
-        assert_eq!(fmt_num(999.94), "999.9");
-        assert_eq!(fmt_num(1.234), "1.23");
+    fn numbers_have_three_significant_digits() {
+        assert_eq!(fmt_num(191_896.425_2), "192,000");
+        assert_eq!(fmt_num(1_234_567.4), "1,230,000");
+        assert_eq!(fmt_num(10_256.0), "10,300");
         assert_eq!(fmt_num(1000.0), "1,000");
+        assert_eq!(fmt_num(999.6), "1,000");
+        assert_eq!(fmt_num(999.4), "999");
+        assert_eq!(fmt_num(99.96), "100");
+        assert_eq!(fmt_num(16.24), "16.2");
+        assert_eq!(fmt_num(8.9), "8.90");
+        assert_eq!(fmt_num(1.234), "1.23");
+        assert_eq!(fmt_num(0.34), "0.340");
+        assert_eq!(fmt_num(0.000_123_4), "0.000123");
+        assert_eq!(fmt_num(-1234.0), "-1,230");
+        assert_eq!(fmt_num(0.0), "0");
+        assert_eq!(fmt_num(f64::NAN), "-");
+        assert_eq!(fmt_int(0), "0");
+        assert_eq!(fmt_int(1_000_000), "1,000,000");
+    }
+
+    #[test]
+    fn wrapping_keeps_words_and_width() {
+        let text = "word ".repeat(60);
+        let lines = wrap(&text, "  ");
+        assert!(lines.len() > 1);
+        assert!(lines.iter().all(|l| l.chars().count() <= TABLE_WIDTH_MAX), "{lines:?}");
+        assert!(lines[1].starts_with("  word"));
+        assert_eq!(lines.join(" ").split_whitespace().count(), 60);
+    }
+
+    fn params() -> Params {
+        Params {
+            events: 10_000_000,
+            aggregates: 100_000,
+            payload_bytes: 200,
+            writers: vec![4, 16, 64],
+            batch: 100,
+            durability: Durability::Sync,
+            duration: Duration::from_secs(3),
+            replays: 5000,
+            w7_events: 100_000,
+            w7_loads: 30,
+            progress: Progress::new(Mode::Off),
+        }
+    }
+
+    /// A row of every workload for every engine, with wide figures.
+    fn rows() -> Vec<Row> {
+        let mut rows = Vec::new();
+        for engine in [EngineKind::Factlog, EngineKind::Sqlite, EngineKind::Fjall] {
+            for (w, writers, snapshot) in [
+                (Workload::W1, 1, false),
+                (Workload::W2, 64, false),
+                (Workload::W3, 1, false),
+                (Workload::W4, 1, false),
+                (Workload::W5, 1, false),
+                (Workload::W6, 1, false),
+                (Workload::W7, 1, false),
+                (Workload::W7, 1, true),
+            ] {
+                let mut r = Row::new(w, engine, writers, 1, Durability::Sync);
+                r.events = 1_234_567_891;
+                r.secs = 0.7;
+                r.logical_bytes = r.events * 246;
+                r.latency = Some(Summary {
+                    count: 10,
+                    mean_us: 123_456.7,
+                    p50_us: 123_456.7,
+                    p99_us: 9_876_543.2,
+                    max_us: 1e7,
+                });
+                for key in ["fsyncs_per_sec", "bytes_per_event", "gb_per_sec", "compression_ratio", "disk_mb_per_sec"] {
+                    r.set(key, 123_456.789);
+                }
+                r.set_u64("peak_rss_bytes", 123_456_789_012);
+                r.extra.insert("snapshot".into(), serde_json::Value::Bool(snapshot));
+                rows.push(r);
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn the_table_fits_in_100_columns() {
+        let machine = MachineInfo {
+            cpu_model: "AMD EPYC 7B13 64-Core Processor with a rather long model name".into(),
+            cores: 2,
+            mem_bytes: 24 << 30,
+            kernel: "Linux 6.18.44".into(),
+            fs_type: "ext4".into(),
+            fs_source: "/dev/vda1".into(),
+            fs_mount: "/".into(),
+        };
+        let physical = Physical {
+            fsync_per_sec: 10_492.3,
+            fsync_p50_us: 85.2,
+            seq_write_mb_per_sec: 427.1,
+            seq_write_bytes: 256 << 20,
+            memcpy_mb_per_sec: 12_100.4,
+        };
+        let (params, rows) = (params(), rows());
+        let engines = [EngineKind::Factlog, EngineKind::Sqlite, EngineKind::Fjall];
+        let errors = [EngineFailure { engine: EngineKind::Fjall, error: "x ".repeat(120) }];
+        let report = Report {
+            machine: &machine,
+            physical: Some(physical),
+            params: &params,
+            engines: &engines,
+            rows: &rows,
+            errors: &errors,
+            wall_secs: 87.25,
+        };
+        let table = report.to_table();
+        for line in table.lines() {
+            assert!(line.chars().count() <= TABLE_WIDTH_MAX, "{} chars: {line}\n{table}", line.chars().count());
+        }
+        assert!(table.contains("W1 append 1 ev, 1 writer, sync: factlog at "), "{table}");
+        assert!(table.contains("W4 bulk load 10,000,000 ev, buffered"), "{table}");
+        assert!(table.contains("÷ sqlite") && table.contains("÷ fjall"), "{table}");
+        assert!(table.contains("1,760,000,000"), "events/s rounded, with separators: {table}");
+        assert!(!table.contains("1763668415"), "{table}");
+        assert!(table.contains("total wall time: 87.3 s"), "{table}");
+    }
+
+    #[test]
+    fn the_json_keeps_the_documented_fields() {
+        let machine = MachineInfo::default();
+        let (params, rows) = (params(), rows());
+        let report = Report {
+            machine: &machine,
+            physical: Some(Physical::default()),
+            params: &params,
+            engines: &[EngineKind::Factlog],
+            rows: &rows,
+            errors: &[EngineFailure { engine: EngineKind::Sqlite, error: "boom".into() }],
+            wall_secs: 1.5,
+        };
+        let v = serde_json::to_value(&report).expect("serializes");
+        for key in ["cpu_model", "cores", "mem_bytes", "kernel", "fs_type", "fs_source", "fs_mount"] {
+            assert!(v["machine"].get(key).is_some(), "machine.{key}: {v}");
+        }
+        for key in ["fsync_per_sec", "fsync_p50_us", "seq_write_mb_per_sec", "seq_write_bytes", "memcpy_mb_per_sec"] {
+            assert!(v["physical"][key].is_number(), "physical.{key}: {v}");
+        }
+        let p = &v["params"];
+        assert_eq!(p["durability"], "sync");
+        assert_eq!(p["duration_secs"], 3.0);
+        assert_eq!(p["writers"], serde_json::json!([4, 16, 64]));
+        for key in ["events", "aggregates", "payload_bytes", "batch", "replays", "w7_events", "w7_loads"] {
+            assert!(p[key].is_u64(), "params.{key}: {v}");
+        }
+        assert!(p.get("progress").is_none());
+        let r = &v["results"][0];
+        assert_eq!((&r["workload"], &r["engine"], &r["durability"]), (&"W1".into(), &"factlog".into(), &"sync".into()));
+        for key in ["writers", "batch", "events", "ops"] {
+            assert!(r[key].is_u64(), "{key}: {r}");
+        }
+        for key in ["secs", "events_per_sec", "mb_per_sec", "p50_us", "p99_us", "mean_us", "max_us", "fsyncs_per_sec"] {
+            assert!(r[key].is_f64(), "{key}: {r}");
+        }
+        assert_eq!(r["peak_rss_bytes"], 123_456_789_012u64);
+        assert!(r.get("latency").is_none() && r.get("extra").is_none(), "flattened: {r}");
+        assert_eq!(v["errors"], serde_json::json!([{"engine": "sqlite", "error": "boom"}]));
+        assert_eq!(v["wall_secs"], 1.5);
+    }
+
+    #[test]
+    fn progress_lines_name_engine_workload_and_rate() {
+        let rows = rows();
+        let w2 = rows.iter().find(|r| r.workload == Workload::W2).expect("W2 row");
+        let line = progress_line(w2);
+        assert!(line.starts_with("factlog W2 (64 writers): 1,760,000,000 events/s, p50 123,000 µs"), "{line}");
+        let snap = rows.iter().find(|r| r.workload == Workload::W7 && variant_of(r) == 1).expect("W7 row");
+        assert!(progress_line(snap).starts_with("factlog W7 (snapshot): "), "{}", progress_line(snap));
+        assert!(progress_line(snap).ends_with(", measured 700 ms"), "{}", progress_line(snap));
+        assert_eq!(fmt_secs(3.0), "3.00 s");
+        assert_eq!(fmt_secs(0.0000595), "59.5 µs");
+    }
+
+    #[test]
+    fn summaries_wrap_between_parts() {
+        let text = format!("physical limits: {} | seq write 884 MB/s | memcpy 15,000 MB/s", "x".repeat(70));
+        let lines = wrap_parts(&text);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines[1], "  | seq write 884 MB/s | memcpy 15,000 MB/s");
+        assert_eq!(wrap_parts("a | b"), ["a | b"]);
     }
 }

@@ -22,13 +22,14 @@
 
 use crate::engines::factlog::FactlogEngine;
 use crate::engines::{self, BenchEngine, Durability, EngineKind};
-use crate::error::{BenchError, BenchResult, Context};
 use crate::event::EventGen;
 use crate::latency::Samples;
 use crate::machine;
-use crate::progress;
 use crate::workloads::{logical_event_bytes, Params, Row, Workload};
-use serde_json::{json, Value};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::borrow::Cow;
 use std::hint::black_box;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -68,34 +69,46 @@ impl Account {
     }
 
     /// The JSON snapshot state: the counters and the last postings.
-    pub fn to_json(self, version: u64, recent: &[Vec<u8>]) -> Vec<u8> {
-        let recent: Vec<Value> =
-            recent.iter().map(|p| Value::String(String::from_utf8_lossy(p).into_owned())).collect();
-        let doc = json!({
-            "account": ACCOUNT,
-            "version": version,
-            "postings": self.count,
-            "posted_bytes": self.bytes,
-            "checksum": self.checksum,
-            "currency": "EUR",
-            "status": "open",
-            "recent_postings": recent,
-        });
-        serde_json::to_vec(&doc).unwrap_or_default()
+    pub fn state_json(self, version: u64, recent: &[Vec<u8>]) -> Result<Vec<u8>> {
+        let state = AccountState {
+            account: ACCOUNT.into(),
+            version,
+            postings: self.count,
+            posted_bytes: self.bytes,
+            checksum: self.checksum,
+            currency: "EUR".into(),
+            status: "open".into(),
+            recent_postings: recent.iter().map(|p| String::from_utf8_lossy(p)).collect(),
+        };
+        serde_json::to_vec(&state).context("W7 state")
     }
 
-    /// Parses [`Account::to_json`] output back.
-    pub fn from_json(bytes: &[u8]) -> BenchResult<Account> {
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| BenchError::msg(format!("W7 state: {e}")))?;
-        let field = |k: &str| {
-            v.get(k).and_then(Value::as_u64).ok_or_else(|| BenchError::msg(format!("W7 state: no field {k}")))
-        };
-        Ok(Account { count: field("postings")?, bytes: field("posted_bytes")?, checksum: field("checksum")? })
+    /// Parses [`Account::state_json`] output back.
+    pub fn from_state_json(bytes: &[u8]) -> Result<Account> {
+        let state: AccountState<'_> = serde_json::from_slice(bytes).context("W7 state")?;
+        Ok(Account { count: state.postings, bytes: state.posted_bytes, checksum: state.checksum })
     }
 }
 
+/// The snapshot state of the W7 account, as an application would store it.
+#[derive(Serialize, Deserialize)]
+struct AccountState<'a> {
+    #[serde(borrow)]
+    account: Cow<'a, str>,
+    version: u64,
+    postings: u64,
+    posted_bytes: u64,
+    checksum: u64,
+    #[serde(borrow)]
+    currency: Cow<'a, str>,
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+    #[serde(borrow)]
+    recent_postings: Vec<Cow<'a, str>>,
+}
+
 /// Runs W7 on `kind` in `dir`, appending its rows.
-pub fn run(kind: EngineKind, dir: &Path, params: &Params, rows: &mut Vec<Row>) -> BenchResult<()> {
+pub fn run(kind: EngineKind, dir: &Path, params: &Params, rows: &mut Vec<Row>) -> Result<()> {
     if kind == EngineKind::Factlog {
         let engine = FactlogEngine::open(dir, Durability::Buffered)?;
         let want = build(&engine, params)?;
@@ -112,11 +125,11 @@ pub fn run(kind: EngineKind, dir: &Path, params: &Params, rows: &mut Vec<Row>) -
 
 /// Appends the account's events (exact expected versions) and syncs;
 /// returns the fold of all of them.
-fn build(engine: &dyn BenchEngine, params: &Params) -> BenchResult<Account> {
+fn build(engine: &dyn BenchEngine, params: &Params) -> Result<Account> {
     let label = format!("{} W7 build", engine.kind());
     let mut session = engine.session()?;
     let mut gen = EventGen::new(params.payload_bytes, 7);
-    let pb = progress::counter(&label, params.w7_events, "events", params.quiet);
+    let pb = params.progress.counter(&label, params.w7_events, "events");
     let mut want = Account::default();
     let mut last: Option<u64> = None;
     let mut written = 0u64;
@@ -136,12 +149,12 @@ fn build(engine: &dyn BenchEngine, params: &Params) -> BenchResult<Account> {
 }
 
 /// Times loads that replay every event.
-fn full_loads(engine: &dyn BenchEngine, params: &Params, want: Account) -> BenchResult<Row> {
+fn full_loads(engine: &dyn BenchEngine, params: &Params, want: Account) -> Result<Row> {
     let label = format!("{} W7 load, no snapshot", engine.kind());
     let start_rss = machine::reset_peak_rss();
     let mut session = engine.session()?;
     let loads = params.w7_loads.max(1);
-    let pb = progress::counter(&label, loads + 1, "loads", params.quiet);
+    let pb = params.progress.counter(&label, loads + 1, "loads");
     let mut lat = Samples::with_capacity(loads as usize);
     let mut timed = Duration::ZERO;
     for i in 0..=loads {
@@ -150,7 +163,7 @@ fn full_loads(engine: &dyn BenchEngine, params: &Params, want: Account) -> Bench
         session.replay(ACCOUNT, &mut |d: &[u8]| acc.apply(d))?;
         let took = t.elapsed();
         if acc != want {
-            return Err(BenchError::msg(format!("{label}: folded {acc:?}, expected {want:?}")));
+            bail!("{label}: folded {acc:?}, expected {want:?}");
         }
         if i > 0 {
             // The first load is a warm-up.
@@ -193,17 +206,17 @@ fn small_state(n: u64) -> Vec<u8> {
 
 /// Saves [`SMALL_ACCOUNTS`] small states without, then with, a trained
 /// dictionary, and records both on-disk ratios in `row`.
-fn dictionary_gain(store: &factlog::Store, row: &mut Row) -> BenchResult<()> {
+fn dictionary_gain(store: &factlog::Store, row: &mut Row) -> Result<()> {
     let ids: Vec<String> = (0..SMALL_ACCOUNTS).map(|n| format!("small-{n:06}")).collect();
     for (n, id) in ids.iter().enumerate() {
         let ev = factlog::NewEvent::new(*uuid::Uuid::from_u128(n as u128 + 1).as_bytes(), "AccountOpened", &b"{}"[..]);
-        store.append(id, factlog::ExpectedVersion::Any, vec![ev]).ctx("factlog: append small account")?;
+        store.append(id, factlog::ExpectedVersion::Any, vec![ev]).context("factlog: append small account")?;
     }
     // (bytes on disk, frames included; payload bytes)
-    let save_all = |store: &factlog::Store| -> BenchResult<(u64, u64)> {
+    let save_all = |store: &factlog::Store| -> Result<(u64, u64)> {
         let (mut stored, mut payload) = (0, 0);
         for (n, id) in ids.iter().enumerate() {
-            let info = store.save_snapshot(id, 0, 1, &small_state(n as u64)).ctx("factlog: save small")?;
+            let info = store.save_snapshot(id, 0, 1, &small_state(n as u64)).context("factlog: save small")?;
             stored += info.stored_bytes;
             payload += info.payload_bytes;
         }
@@ -215,13 +228,13 @@ fn dictionary_gain(store: &factlog::Store, row: &mut Row) -> BenchResult<()> {
     let samples: Vec<Vec<u8>> = (SMALL_ACCOUNTS..2 * SMALL_ACCOUNTS).map(small_state).collect();
     let samples: Vec<&[u8]> = samples.iter().map(|s| &s[..]).collect();
     let t = Instant::now();
-    let info = store.train_snapshot_dictionary("small-", &samples, DICT_BYTES).ctx("factlog: train dictionary")?;
+    let info = store.train_snapshot_dictionary("small-", &samples, DICT_BYTES).context("factlog: train dictionary")?;
     let train_secs = t.elapsed().as_secs_f64();
     let with_dict = save_all(store)?;
     for (n, id) in ids.iter().enumerate().step_by(97) {
-        let s = store.latest_snapshot(id).ctx("factlog: read small")?;
+        let s = store.latest_snapshot(id).context("factlog: read small")?;
         if s.map(|s| s.data) != Some(small_state(n as u64)) {
-            return Err(BenchError::msg(format!("W7: small snapshot of {id} did not read back")));
+            bail!("W7: small snapshot of {id} did not read back");
         }
     }
     row.set("small_snapshot_json_bytes", raw as f64 / SMALL_ACCOUNTS as f64);
@@ -236,7 +249,7 @@ fn dictionary_gain(store: &factlog::Store, row: &mut Row) -> BenchResult<()> {
 
 /// Saves a snapshot [`TAIL_EVENTS`] before the end, measures save/load
 /// throughput and the compression ratio, then times snapshot + tail loads.
-fn snapshot_loads(engine: &FactlogEngine, params: &Params, want: Account) -> BenchResult<Row> {
+fn snapshot_loads(engine: &FactlogEngine, params: &Params, want: Account) -> Result<Row> {
     let store = engine.store();
     let label = "factlog W7 load, snapshot";
     let total = params.w7_events;
@@ -248,21 +261,21 @@ fn snapshot_loads(engine: &FactlogEngine, params: &Params, want: Account) -> Ben
     let mut acc = Account::default();
     let mut recent: Vec<Vec<u8>> = Vec::new();
     for ev in reader.read_aggregate_until(ACCOUNT, 0, snap_version, factlog::Direction::Forward) {
-        let ev = ev.ctx("factlog: read_aggregate_until")?;
+        let ev = ev.context("factlog: read_aggregate_until")?;
         acc.apply(ev.data());
         if ev.version() + RECENT as u64 > snap_version {
             recent.push(ev.data().to_vec());
         }
     }
     drop(reader);
-    let state = acc.to_json(snap_version, &recent);
+    let state = acc.state_json(snap_version, &recent)?;
 
     // Save throughput (the same version saved again: files roll and compact).
-    let pb = progress::counter("factlog W7 snapshot saves", SNAPSHOT_OPS, "saves", params.quiet);
+    let pb = params.progress.counter("factlog W7 snapshot saves", SNAPSHOT_OPS, "saves");
     let t = Instant::now();
     let mut stored = 0u64;
     for i in 0..SNAPSHOT_OPS {
-        let info = store.save_snapshot(ACCOUNT, snap_version, 1, &state).ctx("factlog: save_snapshot")?;
+        let info = store.save_snapshot(ACCOUNT, snap_version, 1, &state).context("factlog: save_snapshot")?;
         stored = info.stored_bytes;
         if i % 64 == 0 {
             pb.set_position(i);
@@ -272,11 +285,11 @@ fn snapshot_loads(engine: &FactlogEngine, params: &Params, want: Account) -> Ben
     pb.finish_and_clear();
 
     // Snapshot read throughput (decompress only).
-    let pb = progress::counter("factlog W7 snapshot reads", SNAPSHOT_OPS, "reads", params.quiet);
+    let pb = params.progress.counter("factlog W7 snapshot reads", SNAPSHOT_OPS, "reads");
     let t = Instant::now();
     for i in 0..SNAPSHOT_OPS {
-        let s = store.latest_snapshot(ACCOUNT).ctx("factlog: latest_snapshot")?;
-        let s = s.ok_or_else(|| BenchError::msg("W7: the snapshot just saved is missing"))?;
+        let s = store.latest_snapshot(ACCOUNT).context("factlog: latest_snapshot")?;
+        let s = s.ok_or_else(|| anyhow!("W7: the snapshot just saved is missing"))?;
         black_box(&s.data);
         if i % 64 == 0 {
             pb.set_position(i);
@@ -288,22 +301,22 @@ fn snapshot_loads(engine: &FactlogEngine, params: &Params, want: Account) -> Ben
     // Loads: snapshot + tail, folded (more of them: they are short).
     let loads = params.w7_loads.max(1) * 20;
     let start_rss = machine::reset_peak_rss();
-    let pb = progress::counter(label, loads + 1, "loads", params.quiet);
+    let pb = params.progress.counter(label, loads + 1, "loads");
     let mut lat = Samples::with_capacity(loads as usize);
     let mut timed = Duration::ZERO;
     for i in 0..=loads {
         let t = Instant::now();
-        let loaded = store.load(ACCOUNT).ctx("factlog: load")?;
+        let loaded = store.load(ACCOUNT).context("factlog: load")?;
         let mut acc = match &loaded.snapshot {
-            Some(s) => Account::from_json(&s.data)?,
+            Some(s) => Account::from_state_json(&s.data)?,
             None => Account::default(),
         };
         for ev in loaded.events() {
-            acc.apply(ev.ctx("factlog: load events")?.data());
+            acc.apply(ev.context("factlog: load events")?.data());
         }
         let took = t.elapsed();
         if acc != want || loaded.snapshot.as_ref().map(|s| s.version) != Some(snap_version) {
-            return Err(BenchError::msg(format!("{label}: folded {acc:?}, expected {want:?}")));
+            bail!("{label}: folded {acc:?}, expected {want:?}");
         }
         if i > 0 {
             lat.record(took);
@@ -333,4 +346,22 @@ fn snapshot_loads(engine: &FactlogEngine, params: &Params, want: Account) -> Ben
     row.record_peak_rss(start_rss);
     dictionary_gain(store, &mut row)?;
     Ok(row)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_json_round_trips_the_counters() {
+        let acc = Account { count: 7, bytes: 1400, checksum: 99 };
+        let recent = vec![br#"{"seq":1,"note":"a \"quoted\" word"}"#.to_vec(), b"plain".to_vec()];
+        let json = acc.state_json(6, &recent).expect("serializes");
+        assert_eq!(Account::from_state_json(&json).expect("parses"), acc);
+        let v: Value = serde_json::from_slice(&json).expect("JSON");
+        assert_eq!(v["account"], ACCOUNT);
+        assert_eq!(v["version"], 6);
+        assert_eq!(v["recent_postings"][0], r#"{"seq":1,"note":"a \"quoted\" word"}"#);
+        assert!(Account::from_state_json(b"{}").is_err());
+    }
 }

@@ -12,12 +12,13 @@
 //! time, W4–W6 for a fixed amount of work.
 
 use crate::engines::{BenchEngine, Durability, EngineKind};
-use crate::error::{BenchError, BenchResult};
 use crate::event::{aggregate_id, Ev, EventGen};
 use crate::latency::{Samples, Summary};
 use crate::machine;
-use crate::progress;
+use crate::progress::Progress;
+use anyhow::{anyhow, bail, Context, Result};
 use rand::Rng;
+use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,7 +26,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 /// The workloads, as named on the command line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum, Serialize)]
 pub enum Workload {
     /// Durable single-event appends, one writer.
     #[value(name = "W1")]
@@ -69,8 +70,8 @@ impl Workload {
         [Workload::W1, Workload::W2, Workload::W3, Workload::W4, Workload::W5, Workload::W6, Workload::W7];
 }
 
-/// Parameters shared by all workloads.
-#[derive(Clone, Debug)]
+/// Parameters shared by all workloads (the JSON report's `params`).
+#[derive(Clone, Debug, Serialize)]
 pub struct Params {
     /// Events loaded by W4 (and so read by W5/W6).
     pub events: u64,
@@ -85,6 +86,7 @@ pub struct Params {
     /// Durability of W1–W3.
     pub durability: Durability,
     /// How long W1, each W2 writer count, and W3 run.
+    #[serde(rename = "duration_secs", serialize_with = "as_secs")]
     pub duration: Duration,
     /// Aggregate replays timed in W5.
     pub replays: u64,
@@ -92,8 +94,13 @@ pub struct Params {
     pub w7_events: u64,
     /// W7 loads timed without a snapshot (20 times as many with one).
     pub w7_loads: u64,
-    /// Hide progress bars.
-    pub quiet: bool,
+    /// Where progress goes.
+    #[serde(skip)]
+    pub progress: Progress,
+}
+
+fn as_secs<S: Serializer>(d: &Duration, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
 }
 
 /// One measured (workload, engine, variant) result.
@@ -180,35 +187,44 @@ impl Row {
             self.set_u64("end_rss_file_bytes", file);
         }
     }
-
-    /// JSON form (one element of `results`).
-    pub fn to_json(&self) -> Value {
-        let mut m = Map::new();
-        m.insert("workload".into(), self.workload.name().into());
-        m.insert("engine".into(), self.engine.name().into());
-        m.insert("writers".into(), self.writers.into());
-        m.insert("batch".into(), self.batch.into());
-        m.insert("durability".into(), self.durability.name().into());
-        m.insert("events".into(), self.events.into());
-        m.insert("secs".into(), json_f64(self.secs));
-        m.insert("events_per_sec".into(), json_f64(self.events_per_sec()));
-        m.insert("mb_per_sec".into(), json_f64(self.mb_per_sec()));
-        if let Some(l) = self.latency {
-            m.insert("p50_us".into(), json_f64(l.p50_us));
-            m.insert("p99_us".into(), json_f64(l.p99_us));
-            m.insert("mean_us".into(), json_f64(l.mean_us));
-            m.insert("max_us".into(), json_f64(l.max_us));
-            m.insert("ops".into(), l.count.into());
-        }
-        for (k, v) in &self.extra {
-            m.insert(k.clone(), v.clone());
-        }
-        Value::Object(m)
-    }
 }
 
-fn json_f64(x: f64) -> Value {
-    serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
+/// The JSON form of a [`Row`] (one element of `results`): its fields, the
+/// derived rates, the latency summary and the extras, all at one level.
+#[derive(Serialize)]
+struct RowJson<'a> {
+    workload: Workload,
+    engine: EngineKind,
+    writers: usize,
+    batch: usize,
+    durability: Durability,
+    events: u64,
+    secs: f64,
+    events_per_sec: f64,
+    mb_per_sec: f64,
+    #[serde(flatten)]
+    latency: Option<Summary>,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
+}
+
+impl Serialize for Row {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        RowJson {
+            workload: self.workload,
+            engine: self.engine,
+            writers: self.writers,
+            batch: self.batch,
+            durability: self.durability,
+            events: self.events,
+            secs: self.secs,
+            events_per_sec: self.events_per_sec(),
+            mb_per_sec: self.mb_per_sec(),
+            latency: self.latency,
+            extra: &self.extra,
+        }
+        .serialize(s)
+    }
 }
 
 fn rate(amount: f64, secs: f64) -> f64 {
@@ -231,7 +247,7 @@ pub fn run_writers(
     batch: usize,
     agg_base: u64,
     params: &Params,
-) -> BenchResult<Row> {
+) -> Result<Row> {
     let label = if workload == Workload::W2 {
         format!("{} {} n={writers}", engine.kind(), workload.name())
     } else {
@@ -242,7 +258,7 @@ pub fn run_writers(
     let stop = AtomicBool::new(false);
     let done_events = AtomicU64::new(0);
     let barrier = Barrier::new(writers + 1);
-    let pb = progress::timed(&label, params.duration, params.quiet);
+    let pb = params.progress.timed(&label, params.duration);
 
     let (results, secs) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..writers)
@@ -250,7 +266,7 @@ pub fn run_writers(
                 let (stop, done_events, barrier) = (&stop, &done_events, &barrier);
                 let first_agg = agg_base + w as u64 * AGGS_PER_WRITER;
                 let session = engine.session();
-                scope.spawn(move || -> BenchResult<Samples> {
+                scope.spawn(move || -> Result<Samples> {
                     let mut session = session?;
                     let mut gen = EventGen::new(params.payload_bytes, first_agg ^ 0x5eed);
                     let aggs: Vec<String> = (0..AGGS_PER_WRITER).map(|k| aggregate_id(first_agg + k)).collect();
@@ -286,17 +302,15 @@ pub fn run_writers(
             pb.set_message(format!("{} events", done_events.load(Ordering::Relaxed)));
         }
         stop.store(true, Ordering::Relaxed);
-        let results: Vec<BenchResult<Samples>> = handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(BenchError::msg("writer thread panicked"))))
-            .collect();
+        let results: Vec<Result<Samples>> =
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("writer thread panicked")))).collect();
         (results, start.elapsed().as_secs_f64())
     });
     pb.finish_and_clear();
 
     let mut lat = Samples::default();
     for r in results {
-        lat.merge(r.map_err(|e| e.context(&label))?);
+        lat.merge(r.context(label.clone())?);
     }
     let appends = lat.len() as u64;
     let mut row = Row::new(workload, engine.kind(), writers, batch, params.durability);
@@ -355,7 +369,7 @@ pub fn load_plan(params: &Params) -> Vec<(usize, Vec<Ev>)> {
 
 /// W4: loads `params.events` with buffered durability, then syncs (timed).
 /// Returns the row and, per aggregate, how many events it holds.
-pub fn bulk_load(engine: &dyn BenchEngine, params: &Params) -> BenchResult<(Row, Vec<u64>)> {
+pub fn bulk_load(engine: &dyn BenchEngine, params: &Params) -> Result<(Row, Vec<u64>)> {
     let label = format!("{} W4 load", engine.kind());
     let plan = load_plan(params);
     let agg_ids: Vec<String> = (0..params.aggregates.max(1)).map(aggregate_id).collect();
@@ -363,11 +377,11 @@ pub fn bulk_load(engine: &dyn BenchEngine, params: &Params) -> BenchResult<(Row,
     let mut counts = vec![0u64; agg_ids.len()];
     let start_rss = machine::reset_peak_rss();
     let mut session = engine.session()?;
-    let pb = progress::counter(&label, params.events, "events", params.quiet);
+    let pb = params.progress.counter(&label, params.events, "events");
     let start = Instant::now();
     let mut done = 0u64;
     for (i, (a, events)) in plan.iter().enumerate() {
-        let v = session.append(&agg_ids[*a], versions[*a], events).map_err(|e| e.context(&label))?;
+        let v = session.append(&agg_ids[*a], versions[*a], events).with_context(|| label.clone())?;
         versions[*a] = Some(v);
         counts[*a] += events.len() as u64;
         done += events.len() as u64;
@@ -376,7 +390,7 @@ pub fn bulk_load(engine: &dyn BenchEngine, params: &Params) -> BenchResult<(Row,
         }
     }
     pb.set_message("final sync");
-    engine.sync().map_err(|e| e.context(&label))?;
+    engine.sync().with_context(|| label.clone())?;
     let secs = start.elapsed().as_secs_f64();
     pb.finish_and_clear();
     drop(session);
@@ -422,14 +436,14 @@ pub fn add_disk_usage(row: &mut Row, usage: crate::disk::DiskUsage) {
 
 /// W5: replays `params.replays` random aggregates (after a 10 % warm-up),
 /// touching every payload; checks each holds the events W4 put there.
-pub fn replay(engine: &dyn BenchEngine, counts: &[u64], params: &Params) -> BenchResult<Row> {
+pub fn replay(engine: &dyn BenchEngine, counts: &[u64], params: &Params) -> Result<Row> {
     let label = format!("{} W5 replay", engine.kind());
     let start_rss = machine::reset_peak_rss();
     let mut session = engine.session()?;
     let mut rng = EventGen::new(1, 5);
     let agg_ids: Vec<String> = (0..counts.len() as u64).map(aggregate_id).collect();
     let mut checksum = 0u64;
-    let pb = progress::counter(&label, params.replays, "replays", params.quiet);
+    let pb = params.progress.counter(&label, params.replays, "replays");
     let warmup = params.replays / 10;
     let mut lat = Samples::with_capacity(params.replays as usize);
     let mut events = 0u64;
@@ -442,10 +456,7 @@ pub fn replay(engine: &dyn BenchEngine, counts: &[u64], params: &Params) -> Benc
         })?;
         let took = t.elapsed();
         if n != counts[a] {
-            return Err(BenchError::msg(format!(
-                "{label}: aggregate {} returned {n} events, expected {}",
-                agg_ids[a], counts[a]
-            )));
+            bail!("{label}: aggregate {} returned {n} events, expected {}", agg_ids[a], counts[a]);
         }
         if i >= warmup {
             lat.record(took);
@@ -470,11 +481,11 @@ pub fn replay(engine: &dyn BenchEngine, counts: &[u64], params: &Params) -> Benc
 
 /// W6: scans the whole store in global order (after one warm-up scan),
 /// summing one payload byte per event; checks the event count.
-pub fn scan(engine: &dyn BenchEngine, expected_events: u64, params: &Params) -> BenchResult<Row> {
+pub fn scan(engine: &dyn BenchEngine, expected_events: u64, params: &Params) -> Result<Row> {
     let label = format!("{} W6 scan", engine.kind());
     let start_rss = machine::reset_peak_rss();
     let mut session = engine.session()?;
-    let pb = progress::counter(&label, 2, "scans", params.quiet);
+    let pb = params.progress.counter(&label, 2, "scans");
     let mut checksum = 0u64;
     let mut secs = 0.0;
     for pass in 0..2 {
@@ -484,7 +495,7 @@ pub fn scan(engine: &dyn BenchEngine, expected_events: u64, params: &Params) -> 
         })?;
         secs = t.elapsed().as_secs_f64();
         if n != expected_events {
-            return Err(BenchError::msg(format!("{label}: scan returned {n} events, expected {expected_events}")));
+            bail!("{label}: scan returned {n} events, expected {expected_events}");
         }
         pb.set_position(pass + 1);
     }

@@ -1,31 +1,38 @@
 //! Runs the `factlog-bench` binary end to end at a tiny size, so the
 //! README's main command cannot silently break: every workload on every
 //! engine must produce a row with real figures, in both the JSON and the
-//! table output, and the temporary stores must be removed afterwards.
+//! table output; the table must fit in 100 columns with rounded figures; a
+//! run whose stderr is not a terminal must report each finished workload on
+//! its own stderr line (and `--quiet` none); the temporary stores must be
+//! removed afterwards.
 
 use std::path::Path;
 use std::process::Command;
 
 const BENCH: &str = env!("CARGO_BIN_EXE_factlog-bench");
 
-fn run(dir: &Path, extra: &[&str]) -> String {
+/// Runs the benchmark at a tiny size; returns (stdout, stderr). Its stderr
+/// is a pipe, not a terminal.
+fn run(dir: &Path, extra: &[&str]) -> (String, String) {
     let out = Command::new(BENCH)
         .args(["--events", "3000", "--writers", "1,4", "--batch", "10", "--duration-secs", "0.2"])
         .args(["--replays", "50", "--w7-events", "500", "--w7-loads", "2", "--fsync-secs", "0.2"])
-        .args(["--seq-write-mib", "4", "--quiet", "--dir"])
+        .args(["--seq-write-mib", "4", "--dir"])
         .arg(dir)
         .args(extra)
         .output()
         .expect("run factlog-bench");
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
     assert!(out.status.success(), "factlog-bench failed: {}\n{stderr}", out.status);
-    String::from_utf8(out.stdout).expect("utf-8 output")
+    (String::from_utf8(out.stdout).expect("utf-8 output"), stderr)
 }
 
 #[test]
 fn every_workload_on_every_engine_reports_real_figures() {
     let dir = tempfile::tempdir().unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&run(dir.path(), &["--json"])).expect("one JSON document");
+    let (json, stderr) = run(dir.path(), &["--json", "--quiet"]);
+    assert_eq!(stderr, "", "--quiet prints nothing on stderr");
+    let doc: serde_json::Value = serde_json::from_str(&json).expect("one JSON document");
     for key in ["fsync_per_sec", "seq_write_mb_per_sec", "memcpy_mb_per_sec"] {
         let v = doc["physical"][key].as_f64().unwrap_or(0.0);
         assert!(v > 0.0, "physical.{key} = {v}");
@@ -55,16 +62,56 @@ fn every_workload_on_every_engine_reports_real_figures() {
     let w4 = &has("W4", "factlog")[0];
     assert_eq!(w4["events"].as_u64(), Some(3000));
     assert!(w4["index_bytes_per_event"].as_f64().unwrap_or(0.0) > 0.0, "{w4}");
+    // The fields docs/bench/ relies on are all still there.
+    for key in ["writers", "batch", "durability", "secs", "mb_per_sec", "p50_us", "p99_us", "mean_us", "max_us", "ops"]
+    {
+        assert!(!rows[0][key].is_null(), "{key} in {}", rows[0]);
+    }
+    for key in ["events", "aggregates", "payload_bytes", "writers", "batch", "durability", "duration_secs"] {
+        assert!(!doc["params"][key].is_null(), "params.{key} in {doc}");
+    }
+    assert!(doc["machine"]["kernel"].as_str().is_some_and(|k| !k.is_empty()), "{doc}");
+    assert!(doc["wall_secs"].as_f64().unwrap_or(0.0) > 0.0);
     // The stores were temporary.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "stores left behind");
 }
 
 #[test]
-fn the_table_names_every_workload_and_the_ratios() {
+fn the_table_fits_in_100_columns_and_progress_goes_to_stderr_line_by_line() {
     let dir = tempfile::tempdir().unwrap();
-    let table = run(dir.path(), &["--engines", "factlog,sqlite", "--skip-physical"]);
+    let (table, stderr) = run(dir.path(), &["--engines", "factlog,sqlite"]);
     for w in ["W1", "W2", "W3", "W4", "W5", "W6", "W7"] {
         assert!(table.lines().any(|l| l.starts_with(w)), "no {w} line in:\n{table}");
     }
-    assert!(table.contains("factlog/sqlite"), "no ratio column in:\n{table}");
+    assert!(table.contains("÷ sqlite"), "no ratio column in:\n{table}");
+    assert!(table.contains("factlog at ") && table.contains("% of fsync/s"), "no physical share in:\n{table}");
+    for line in table.lines() {
+        let width = line.chars().count();
+        assert!(width <= 100, "{width} columns: {line:?}\n{table}");
+    }
+    // Rounded figures: no four-decimal rates, no long unrounded integers.
+    let events_per_sec = table.lines().find(|l| l.trim_start().starts_with("events/s")).expect("an events/s line");
+    for figure in events_per_sec.split_whitespace().filter(|f| f.starts_with(|c: char| c.is_ascii_digit())) {
+        let digits = figure.chars().take_while(|c| c.is_ascii_digit() || *c == ',' || *c == '.');
+        let significant: String = digits.filter(char::is_ascii_digit).collect();
+        assert!(significant.trim_start_matches('0').trim_end_matches('0').len() <= 3, "{figure} in {events_per_sec}");
+    }
+
+    // stderr is a pipe here: no bars, no control characters, one line per
+    // finished workload of each engine, and one for the physical limits.
+    assert!(!stderr.contains('\r') && !stderr.contains('\u{1b}'), "terminal control in:\n{stderr}");
+    let progress: Vec<&str> = stderr.lines().filter(|l| l.starts_with("factlog-bench [")).collect();
+    assert!(progress.iter().any(|l| l.contains("] physical limits: ")), "{stderr}");
+    for engine in ["factlog", "sqlite"] {
+        for w in ["W1", "W2 (1 writer)", "W2 (4 writers)", "W3", "W4", "W5", "W6", "W7 (no snapshot)"] {
+            let prefix = format!("{engine} {w}:");
+            assert!(
+                progress.iter().any(|l| l.split_once("] ").is_some_and(|(_, rest)| rest.starts_with(&prefix))),
+                "no progress line for {prefix} in:\n{stderr}"
+            );
+        }
+    }
+    assert!(progress.iter().any(|l| l.contains("] factlog W7 (snapshot): ")), "{stderr}");
+    assert!(progress.iter().all(|l| l.contains(" events/s") || l.contains("physical")), "{stderr}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "stores left behind");
 }

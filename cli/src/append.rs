@@ -1,66 +1,168 @@
-//! `factlog append`: builds one [`NewEvent`] from the arguments, appends it
-//! with the caller's expected version, and prints where it landed
-//! (`version V position P`, or a JSON object with `--json`).
+//! `factlog append`: gathers the events to append — one built from the
+//! arguments with its payload from `--data`, standard input (`--data -`) or
+//! `--data-file`, or a batch from JSON lines (`--jsonl`, format in
+//! [`crate::jsonl`]) — reads and checks all of it before the store is
+//! touched, appends it as one atomic batch with the caller's expected
+//! version, and prints where it landed (`version V position P`, or a JSON
+//! object with `--json`). Payloads read from a file or stdin are bounded by
+//! the store's event size limit.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
 
 use bytes::Bytes;
-use factlog::{fmt_id, now_nanos, AppendResult, EventId, NewEvent};
+use factlog::{now_nanos, AppendResult, EventId, NewEvent, Options};
+use serde_json::value::RawValue;
 
 use crate::error::{CliError, CliResult};
-use crate::{open, output, AppendArgs};
+use crate::json::uuid_string;
+use crate::{jsonl, open, output, AppendArgs, DataArg};
 
 /// Runs `factlog append`.
 pub fn run(args: AppendArgs) -> CliResult {
-    let event_id = args.event_id.unwrap_or_else(|| uuid::Uuid::new_v4().into_bytes());
-    let event = NewEvent {
-        event_id,
-        event_type: args.event_type,
-        event_version: args.event_version,
-        occurred_at: now_nanos(),
-        causation_id: args.causation_id,
-        correlation_id: args.correlation_id,
-        metadata: args.metadata.map(|m| Bytes::from(m.into_bytes())).unwrap_or_default(),
-        data: Bytes::from(args.data.into_bytes()),
-    };
-    let store = open::open_or_create(&args.dir)?;
-    let result = store.append(&args.aggregate, args.expected_version, vec![event])?;
-    let landed = Landed::from(&result);
-    let text = if args.json { render_json(&args.aggregate, &event_id, &landed) } else { render_text(&landed) };
+    let (aggregate, events) = gather(&args)?;
+    let event_ids: Vec<EventId> = events.iter().map(|e| e.event_id).collect();
+    let store = open::open_for_append(&args.dir, args.create)?;
+    let result = store.append(&aggregate, args.expected_version, events)?;
+    let landed = Landed::new(&result, event_ids.len());
+    let text = if args.json { render_json(&aggregate, &event_ids, &landed) } else { render_text(&landed) };
     output::print(&text)?;
     store.close().map_err(|e| CliError::new(format!("closing the store after the append: {e}")))
 }
 
-/// Where the appended event landed: what the command prints.
+/// The aggregate and the events to append, all input read and checked.
+fn gather(args: &AppendArgs) -> CliResult<(String, Vec<NewEvent>)> {
+    if let Some(path) = &args.jsonl {
+        let batch = if path == Path::new("-") {
+            jsonl::read_batch(io::stdin().lock(), "standard input")?
+        } else {
+            let file = File::open(path).map_err(|e| CliError::new(format!("opening {}: {e}", path.display())))?;
+            jsonl::read_batch(BufReader::new(file), &path.display().to_string())?
+        };
+        let aggregate = match (&args.aggregate, batch.aggregate_id) {
+            (Some(arg), Some(lines)) if *arg != lines => {
+                return Err(CliError::new(format!(
+                    "the JSON lines are for aggregate {lines:?}, not --aggregate {arg:?}: a batch goes to one aggregate"
+                )))
+            }
+            (Some(arg), _) => arg.clone(),
+            (None, Some(lines)) => lines,
+            (None, None) => {
+                return Err(CliError::new("no aggregate: pass --aggregate, or give aggregate_id on the JSON lines"))
+            }
+        };
+        return Ok((aggregate, batch.events));
+    }
+    let (Some(aggregate), Some(event_type)) = (&args.aggregate, &args.event_type) else {
+        return Err(CliError::new("--aggregate and --type are required without --jsonl"));
+    };
+    let data = match (&args.data, &args.data_file) {
+        (Some(DataArg::Inline(json)), _) => Bytes::from(json.clone().into_bytes()),
+        (Some(DataArg::Stdin), _) => json_payload(io::stdin().lock(), "standard input")?,
+        (None, Some(path)) => {
+            let file = File::open(path).map_err(|e| CliError::new(format!("opening {}: {e}", path.display())))?;
+            json_payload(file, &path.display().to_string())?
+        }
+        (None, None) => return Err(CliError::new("no payload: pass --data, --data-file or --jsonl")),
+    };
+    let event = NewEvent {
+        event_id: args.event_id.unwrap_or_else(|| uuid::Uuid::new_v4().into_bytes()),
+        event_type: event_type.clone(),
+        event_version: args.event_version.unwrap_or(1),
+        occurred_at: now_nanos(),
+        causation_id: args.causation_id,
+        correlation_id: args.correlation_id,
+        metadata: args.metadata.as_ref().map(|m| Bytes::from(m.clone().into_bytes())).unwrap_or_default(),
+        data,
+    };
+    Ok((aggregate.clone(), vec![event]))
+}
+
+/// Reads a payload of at most the store's event size limit from `input`
+/// (named `source` in messages) and checks that it is valid JSON.
+fn json_payload(input: impl Read, source: &str) -> CliResult<Bytes> {
+    let limit = u64::from(Options::default().max_event_bytes);
+    let mut bytes = Vec::new();
+    input.take(limit + 1).read_to_end(&mut bytes).map_err(|e| CliError::new(format!("reading {source}: {e}")))?;
+    if bytes.len() as u64 > limit {
+        return Err(CliError::new(format!(
+            "{source} is larger than the largest event a store takes ({} MiB)",
+            limit >> 20
+        )));
+    }
+    serde_json::from_slice::<&RawValue>(&bytes).map_err(|e| {
+        CliError::new(format!("{source} is not valid JSON: {e} (store other bytes with --jsonl and `data_base64`)"))
+    })?;
+    Ok(Bytes::from(bytes))
+}
+
+/// Where the appended events landed: what the command prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Landed {
-    /// The event's version within its aggregate.
+    /// Events in the batch.
+    events: usize,
+    /// Version of the first event within its aggregate.
+    first_version: u64,
+    /// Version of the last event (the aggregate's version now).
     version: u64,
-    /// The event's global position.
+    /// Global position of the first event.
+    first_position: u64,
+    /// Global position of the last event.
     position: u64,
-    /// The event was already stored there (an idempotent retry).
+    /// The events were already stored there (an idempotent retry).
     deduplicated: bool,
 }
 
-impl From<&AppendResult> for Landed {
-    fn from(r: &AppendResult) -> Self {
-        Landed { version: r.last_version, position: r.last_position, deduplicated: r.deduplicated }
+impl Landed {
+    fn new(r: &AppendResult, events: usize) -> Self {
+        Landed {
+            events,
+            first_version: r.first_version,
+            version: r.last_version,
+            first_position: r.first_position,
+            position: r.last_position,
+            deduplicated: r.deduplicated,
+        }
     }
 }
 
 /// The human-readable result line.
 fn render_text(r: &Landed) -> String {
     let dedup = if r.deduplicated { " (already stored, nothing written)" } else { "" };
-    format!("version {} position {}{dedup}\n", r.version, r.position)
+    if r.events == 1 {
+        format!("version {} position {}{dedup}\n", r.version, r.position)
+    } else {
+        format!(
+            "{} events: versions {}-{} positions {}-{}{dedup}\n",
+            r.events, r.first_version, r.version, r.first_position, r.position
+        )
+    }
 }
 
-/// The `--json` result object, on one line.
-fn render_json(aggregate_id: &str, event_id: &EventId, r: &Landed) -> String {
-    let v = serde_json::json!({
-        "aggregate_id": aggregate_id,
-        "event_id": fmt_id(event_id),
-        "version": r.version,
-        "position": r.position,
-        "deduplicated": r.deduplicated,
-    });
+/// The `--json` result object, on one line. One event: its id, version and
+/// position. A batch: every id, and first and last versions and positions
+/// (`version` and `position` are the last event's).
+fn render_json(aggregate_id: &str, event_ids: &[EventId], r: &Landed) -> String {
+    let v = match event_ids {
+        [event_id] => serde_json::json!({
+            "aggregate_id": aggregate_id,
+            "event_id": uuid_string(event_id),
+            "version": r.version,
+            "position": r.position,
+            "deduplicated": r.deduplicated,
+        }),
+        _ => serde_json::json!({
+            "aggregate_id": aggregate_id,
+            "events": r.events,
+            "event_ids": event_ids.iter().map(uuid_string).collect::<Vec<_>>(),
+            "first_version": r.first_version,
+            "version": r.version,
+            "first_position": r.first_position,
+            "position": r.position,
+            "deduplicated": r.deduplicated,
+        }),
+    };
     format!("{v}\n")
 }
 
@@ -68,19 +170,27 @@ fn render_json(aggregate_id: &str, event_id: &EventId, r: &Landed) -> String {
 mod tests {
     use super::*;
 
-    fn result(deduplicated: bool) -> Landed {
-        Landed { version: 3, position: 17, deduplicated }
+    fn result(events: usize, deduplicated: bool) -> Landed {
+        Landed {
+            events,
+            first_version: 3 + 1 - events as u64,
+            version: 3,
+            first_position: 15,
+            position: 17,
+            deduplicated,
+        }
     }
 
     #[test]
     fn text_result() {
-        assert_eq!(render_text(&result(false)), "version 3 position 17\n");
-        assert!(render_text(&result(true)).starts_with("version 3 position 17 (already stored"));
+        assert_eq!(render_text(&result(1, false)), "version 3 position 17\n");
+        assert!(render_text(&result(1, true)).starts_with("version 3 position 17 (already stored"));
+        assert_eq!(render_text(&result(3, false)), "3 events: versions 1-3 positions 15-17\n");
     }
 
     #[test]
     fn json_result() {
-        let v: serde_json::Value = serde_json::from_str(&render_json("a-1", &[0x11; 16], &result(false))).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&render_json("a-1", &[[0x11; 16]], &result(1, false))).unwrap();
         assert_eq!(
             v,
             serde_json::json!({
@@ -91,5 +201,22 @@ mod tests {
                 "deduplicated": false,
             })
         );
+        let v: serde_json::Value =
+            serde_json::from_str(&render_json("a-1", &[[1; 16], [2; 16], [3; 16]], &result(3, true))).unwrap();
+        assert_eq!(v["events"], 3);
+        assert_eq!(v["event_ids"][2], "03030303-0303-0303-0303-030303030303");
+        assert_eq!((&v["first_version"], &v["version"]), (&serde_json::json!(1), &serde_json::json!(3)));
+        assert_eq!((&v["first_position"], &v["position"]), (&serde_json::json!(15), &serde_json::json!(17)));
+        assert_eq!(v["deduplicated"], true);
+    }
+
+    #[test]
+    fn payloads_are_bounded_and_checked() {
+        assert_eq!(&json_payload(&b" {\"a\": 1}\n"[..], "f").unwrap()[..], b" {\"a\": 1}\n");
+        let err = json_payload(&b"{a: 1}"[..], "f").unwrap_err().to_string();
+        assert!(err.starts_with("f is not valid JSON: "), "{err}");
+        let big = format!("\"{}\"", "x".repeat(4 << 20));
+        let err = json_payload(big.as_bytes(), "big.json").unwrap_err().to_string();
+        assert!(err.contains("big.json is larger than the largest event a store takes (4 MiB)"), "{err}");
     }
 }

@@ -11,6 +11,7 @@
 //! position=3 segment=00000000000000000000.seg offset=612 aggregate="acct-1" version=2 type="FundsWithdrawn" event_version=1 occurred_at=2024-05-01T12:00:00.000000000Z recorded_at=2024-05-01T12:00:00.000012000Z data_len=14 data=[1, 2.50, "x"]
 //! ```
 //!
+//! Timestamps are RFC 3339 in UTC with nanoseconds (formatted by `jiff`).
 //! The preview is the last field, up to [`PREVIEW_BYTES`] bytes with
 //! printable ASCII kept and everything else escaped (`\n`, `\t`, `\r`, `\\`,
 //! `\xNN`), followed by `...` when the payload is longer.
@@ -180,29 +181,10 @@ fn preview(data: &[u8]) -> String {
     s
 }
 
-/// Unix nanoseconds as an RFC 3339 UTC timestamp with nanoseconds.
+/// Unix nanoseconds as an RFC 3339 UTC timestamp with nanoseconds; the
+/// plain number if it is outside the calendar's range.
 fn fmt_timestamp(nanos: i64) -> String {
-    let secs = nanos.div_euclid(1_000_000_000);
-    let frac = nanos.rem_euclid(1_000_000_000);
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:09}Z", tod / 3600, tod / 60 % 60, tod % 60)
-}
-
-/// Year, month, day of the day `days` after 1970-01-01 (proleptic
-/// Gregorian; Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    jiff::Timestamp::from_nanosecond(i128::from(nanos)).map_or_else(|_| nanos.to_string(), |ts| format!("{ts:.9}"))
 }
 
 #[cfg(test)]
@@ -225,6 +207,8 @@ mod tests {
         assert_eq!(fmt_timestamp(-1), "1969-12-31T23:59:59.999999999Z");
         assert_eq!(fmt_timestamp(1_700_000_000_123_456_789), "2023-11-14T22:13:20.123456789Z");
         assert_eq!(fmt_timestamp(951_782_400_000_000_000), "2000-02-29T00:00:00.000000000Z");
+        assert_eq!(fmt_timestamp(i64::MIN), "1677-09-21T00:12:43.145224192Z");
+        assert_eq!(fmt_timestamp(i64::MAX), "2262-04-11T23:47:16.854775807Z");
     }
 
     #[test]

@@ -1,18 +1,19 @@
-//! Event → JSON rendering: one event as one line of JSON, written straight
-//! into any [`Write`] without building an intermediate value tree.
+//! Event → JSON rendering, the output format of `factlog read`: one event as
+//! one line of JSON, written straight into any [`Write`] without building an
+//! intermediate value tree.
 //!
 //! The object has exactly these keys, in this order: `event_id`,
 //! `aggregate_id`, `version`, `position`, `event_type`, `event_version`,
 //! `occurred_at`, `recorded_at`, `causation_id`, `correlation_id`,
-//! `metadata`, `data`. Ids are hyphenated lowercase UUID strings (`null` when
-//! absent), timestamps are integers (unix nanoseconds). `metadata` and `data`
-//! are rendered by [`write_payload`]: the stored JSON itself when the bytes
-//! are valid JSON (whitespace removed so the event stays on one line, key
-//! order and number spelling kept), otherwise a standard base64 string.
-//! Empty metadata renders as `null`.
-//!
-//! The one ambiguity, inherent in that format: a payload that is a JSON
-//! string and a non-JSON payload both render as JSON strings.
+//! `metadata` (or `metadata_base64`), `data` (or `data_base64`). Ids are
+//! hyphenated lowercase UUID strings (`null` when absent), timestamps are
+//! integers (unix nanoseconds). A payload whose bytes are valid JSON is
+//! printed under `data` as that JSON itself (whitespace removed so the event
+//! stays on one line, key order and number spelling kept); any other payload
+//! (binary, invalid UTF-8, empty) is printed under `data_base64` as a
+//! standard, padded base64 string, so the two can never be confused. The
+//! same goes for `metadata` / `metadata_base64`, except that empty metadata
+//! is `"metadata": null`. `factlog append --jsonl` takes these lines back.
 
 use std::io::{self, Write};
 
@@ -20,6 +21,19 @@ use base64::engine::general_purpose::STANDARD;
 use base64::write::EncoderWriter;
 use factlog::{EventId, EventRef, RecordedEvent};
 use serde_json::value::RawValue;
+
+/// The `read` output format, for `factlog read --help`.
+pub const HELP: &str = "Output: one JSON object per event and line, with the keys event_id, aggregate_id, version,
+position, event_type, event_version, occurred_at, recorded_at (unix nanoseconds), causation_id,
+correlation_id (UUIDs or null), metadata and data.
+
+A payload that is valid JSON is printed as that JSON value under \"data\". Any other payload
+(binary, not UTF-8, empty) is printed as standard base64 under \"data_base64\" instead, so a JSON
+string payload and a binary one never look alike. Metadata likewise: \"metadata\" (null when there
+is none) or \"metadata_base64\".
+
+These lines are what `factlog append --jsonl` reads: `factlog read A --aggregate x |
+factlog append B --jsonl -` copies an aggregate.";
 
 /// The fields of one stored event, borrowed. Built from the engine's
 /// zero-copy [`EventRef`] (or an owned [`RecordedEvent`]), so the renderer can
@@ -106,26 +120,27 @@ pub fn write_event_line<W: Write>(w: &mut W, ev: &EventFields<'_>) -> io::Result
     write_opt_id(w, ev.causation_id.as_ref())?;
     w.write_all(b",\"correlation_id\":")?;
     write_opt_id(w, ev.correlation_id.as_ref())?;
-    w.write_all(b",\"metadata\":")?;
     if ev.metadata.is_empty() {
-        w.write_all(b"null")?;
+        w.write_all(b",\"metadata\":null")?;
     } else {
-        write_payload(w, ev.metadata)?;
+        write_payload(w, "metadata", ev.metadata)?;
     }
-    w.write_all(b",\"data\":")?;
-    write_payload(w, ev.data)?;
+    write_payload(w, "data", ev.data)?;
     w.write_all(b"}\n")
 }
 
-/// Writes payload bytes as a JSON value: the bytes themselves (minus
-/// insignificant whitespace) if they are valid JSON, otherwise a base64
-/// (standard alphabet, padded) string. Empty bytes are not JSON: they render
-/// as `""`.
-pub fn write_payload<W: Write>(w: &mut W, bytes: &[u8]) -> io::Result<()> {
+/// Writes `,"<key>":<value>` for payload bytes: the bytes themselves (minus
+/// insignificant whitespace) if they are valid JSON, otherwise
+/// `,"<key>_base64":"<base64>"` (standard alphabet, padded). Empty bytes are
+/// not JSON: they render as `,"<key>_base64":""`.
+pub fn write_payload<W: Write>(w: &mut W, key: &str, bytes: &[u8]) -> io::Result<()> {
     match serde_json::from_slice::<&RawValue>(bytes) {
-        Ok(raw) => write_minified(w, raw.get().as_bytes()),
+        Ok(raw) => {
+            write!(w, ",\"{key}\":")?;
+            write_minified(w, raw.get().as_bytes())
+        }
         Err(_) => {
-            w.write_all(b"\"")?;
+            write!(w, ",\"{key}_base64\":\"")?;
             {
                 let mut enc = EncoderWriter::new(&mut *w, &STANDARD);
                 enc.write_all(bytes)?;
@@ -164,6 +179,11 @@ fn write_minified<W: Write>(w: &mut W, json: &[u8]) -> io::Result<()> {
 /// Writes a string as a JSON string literal (escaped as needed).
 fn write_str<W: Write>(w: &mut W, s: &str) -> io::Result<()> {
     serde_json::to_writer(w, s).map_err(io::Error::from)
+}
+
+/// An id as a hyphenated lowercase UUID string.
+pub fn uuid_string(id: &EventId) -> String {
+    uuid::Uuid::from_bytes(*id).hyphenated().to_string()
 }
 
 /// Writes an id as a quoted hyphenated lowercase UUID.
@@ -238,33 +258,45 @@ mod tests {
     }
 
     #[test]
-    fn non_json_payload_round_trips_as_base64() {
+    fn non_json_payload_round_trips_as_base64_under_its_own_key() {
         let data: Vec<u8> = (0..=255u8).chain([0xff, 0xfe, b'{']).collect();
         let metadata = b"not json at all";
         let line = render(&fields(metadata, &data));
         let v: Value = serde_json::from_str(&line).unwrap();
-        let decoded = STANDARD.decode(v["data"].as_str().unwrap()).unwrap();
+        assert!(v.get("data").is_none() && v.get("metadata").is_none(), "{line}");
+        let decoded = STANDARD.decode(v["data_base64"].as_str().unwrap()).unwrap();
         assert_eq!(decoded, data);
-        let meta = STANDARD.decode(v["metadata"].as_str().unwrap()).unwrap();
+        let meta = STANDARD.decode(v["metadata_base64"].as_str().unwrap()).unwrap();
         assert_eq!(meta, metadata);
+        assert!(line.ends_with(&format!(",\"data_base64\":\"{}\"}}\n", STANDARD.encode(&data))), "{line}");
+    }
+
+    #[test]
+    fn a_json_string_payload_and_a_non_json_one_look_different() {
+        let json_string = render(&fields(b"", b"\"aGVsbG8=\""));
+        let bytes = render(&fields(b"", b"hello"));
+        let (a, b): (Value, Value) =
+            (serde_json::from_str(&json_string).unwrap(), serde_json::from_str(&bytes).unwrap());
+        assert_eq!((&a["data"], a.get("data_base64")), (&json!("aGVsbG8="), None));
+        assert_eq!((b.get("data"), &b["data_base64"]), (None, &json!("aGVsbG8=")));
     }
 
     #[test]
     fn invalid_utf8_and_empty_payloads_are_base64() {
         let mut out = Vec::new();
-        write_payload(&mut out, b"\"\xff\"").unwrap();
-        assert_eq!(out, format!("\"{}\"", STANDARD.encode(b"\"\xff\"")).as_bytes());
+        write_payload(&mut out, "data", b"\"\xff\"").unwrap();
+        assert_eq!(out, format!(",\"data_base64\":\"{}\"", STANDARD.encode(b"\"\xff\"")).as_bytes());
         out.clear();
-        write_payload(&mut out, b"").unwrap();
-        assert_eq!(out, b"\"\"");
+        write_payload(&mut out, "data", b"").unwrap();
+        assert_eq!(out, b",\"data_base64\":\"\"");
     }
 
     #[test]
     fn scalar_json_payloads_render_as_scalars() {
         for (input, want) in [("  12 ", "12"), ("null", "null"), ("\"a b\"", "\"a b\""), ("[ ]", "[]")] {
             let mut out = Vec::new();
-            write_payload(&mut out, input.as_bytes()).unwrap();
-            assert_eq!(String::from_utf8(out).unwrap(), want);
+            write_payload(&mut out, "data", input.as_bytes()).unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), format!(",\"data\":{want}"));
         }
     }
 

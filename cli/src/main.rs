@@ -1,13 +1,16 @@
-//! `factlog`, the command-line tool of the factlog event store: append an
-//! event, read events as JSON lines, show a store's counters and sizes,
-//! verify a store's files, dump its records for debugging.
+//! `factlog`, the command-line tool of the factlog event store: append events
+//! (one from arguments, a file or stdin, or a JSONL batch), read events as
+//! JSON lines, show a store's counters and sizes, verify a store's files,
+//! dump its records for debugging, and repair a damaged store.
 //!
 //! This file owns the command-line syntax (the clap definitions and the
 //! parsers of argument values) and the process exit code; each command lives
-//! in its own module (`append`, `read`, `stats`, `verify`, `dump`), event
-//! rendering in `json`, store opening in `open`, stdout handling in
-//! `output`, errors and exit codes in `error`. Every command but `append`
-//! opens the store read-only and never changes a byte of it.
+//! in its own module (`append`, `read`, `stats`, `verify`, `dump`, `repair`),
+//! the JSONL input format in `jsonl`, event rendering in `json`, store
+//! opening (and the rule for when `append` may create a store) in `open`,
+//! stdout handling in `output`, errors and exit codes in `error`. Every
+//! command but `append` and `repair` opens the store read-only and never
+//! changes a byte of it.
 //!
 //! Exit codes: 0 success, 1 error, 2 conflict (an append refused because the
 //! aggregate's version or an event id disagrees with the store), 3 `verify`
@@ -15,14 +18,18 @@
 //! stderr.
 
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod append;
 mod dump;
 mod error;
 mod json;
+mod jsonl;
 mod open;
 mod output;
 mod read;
+mod repair;
 mod stats;
 mod verify;
 
@@ -41,10 +48,10 @@ use crate::error::{CliResult, EXIT_ERROR};
 #[command(
     name = "factlog",
     version,
-    about = "Append, read and inspect factlog event stores",
+    about = "Append, read, inspect and repair factlog event stores",
     after_help = "Exit codes: 0 success, 1 error, 2 conflict (append refused), 3 verify found problems.\n\
-                  Every command but `append` opens the store read-only: it changes nothing and can run \
-                  beside other readers, but not while a writer has the store open."
+                  Every command but `append` and `repair` opens the store read-only: it changes nothing and can \
+                  run beside other readers, but not while a writer has the store open."
 )]
 pub struct Cli {
     /// The command to run.
@@ -55,9 +62,11 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Append one event to an aggregate (creates the store on first append).
+    /// Append one event, or a batch of events from JSON lines, to an aggregate.
+    #[command(after_help = jsonl::HELP)]
     Append(AppendArgs),
     /// Print events as JSON lines, one object per event.
+    #[command(after_help = json::HELP)]
     Read(ReadArgs),
     /// Print a store's counters and sizes.
     Stats(StatsArgs),
@@ -70,25 +79,65 @@ pub enum Command {
     /// Print records one per line for debugging: position, segment file,
     /// offset, envelope and a preview of the payload.
     Dump(DumpArgs),
+    /// Cut a damaged log back to its last sound record, after showing what
+    /// would be lost and asking for confirmation.
+    #[command(after_help = repair::HELP)]
+    Repair(RepairArgs),
+}
+
+/// Where `append` takes the payload of its one event from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataArg {
+    /// The JSON text given on the command line.
+    Inline(String),
+    /// Standard input (`--data -`).
+    Stdin,
 }
 
 /// Arguments of `factlog append`.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("payload").required(true).args(["data", "data_file", "jsonl"])))]
 pub struct AppendArgs {
-    /// Store directory (created on first append).
+    /// Store directory. A new store is created, with a note on stderr, when
+    /// the directory does not exist but its parent does, or exists and is
+    /// empty; anywhere else only with --create.
     pub dir: PathBuf,
-    /// Aggregate (stream) to append to.
-    #[arg(long, value_name = "ID")]
-    pub aggregate: String,
+    /// Create the store even if the directory's parent is missing (parents
+    /// are created too).
+    #[arg(long)]
+    pub create: bool,
+    /// Aggregate (stream) to append to. With --jsonl it may be left out when
+    /// the lines carry an `aggregate_id`.
+    #[arg(long, value_name = "ID", required_unless_present = "jsonl")]
+    pub aggregate: Option<String>,
     /// Event type name.
-    #[arg(long = "type", value_name = "TYPE")]
-    pub event_type: String,
-    /// Event payload; must be valid JSON. Stored exactly as given.
-    #[arg(long, value_name = "JSON", value_parser = parse_json)]
-    pub data: String,
-    /// Expected current version of the aggregate: a number, `any`,
-    /// `no-stream` (no events yet) or `exists` (at least one event).
-    #[arg(long, value_name = "N|any|no-stream|exists", default_value = "any", value_parser = parse_expected)]
+    #[arg(long = "type", value_name = "TYPE", required_unless_present = "jsonl", conflicts_with = "jsonl")]
+    pub event_type: Option<String>,
+    /// Event payload; must be valid JSON. Stored exactly as given. `-` reads
+    /// it from standard input.
+    #[arg(long, value_name = "JSON|-", value_parser = parse_data, allow_hyphen_values = true)]
+    pub data: Option<DataArg>,
+    /// Read the event payload from a file; it must be valid JSON, and is
+    /// stored exactly as it is (up to the store's 4 MiB event limit).
+    #[arg(long, value_name = "PATH")]
+    pub data_file: Option<PathBuf>,
+    /// Append every event of a JSON-lines file (`-`: standard input) as one
+    /// atomic batch: all of them or none. See the format below.
+    #[arg(
+        long,
+        value_name = "FILE|-",
+        conflicts_with_all = ["event_id", "event_version", "metadata", "causation_id", "correlation_id"]
+    )]
+    pub jsonl: Option<PathBuf>,
+    /// Expected current version of the aggregate: a number (0, 1, ...),
+    /// `any`, `no-stream` (no events yet) or `exists` (at least one event).
+    #[arg(
+        long,
+        value_name = "N|any|no-stream|exists",
+        default_value = "any",
+        value_parser = parse_expected,
+        allow_hyphen_values = true
+    )]
     pub expected_version: ExpectedVersion,
     /// Event metadata; must be valid JSON. Stored exactly as given.
     #[arg(long, value_name = "JSON", value_parser = parse_json)]
@@ -97,9 +146,9 @@ pub struct AppendArgs {
     /// same id at the same place is an idempotent no-op.
     #[arg(long, value_name = "UUID", value_parser = parse_uuid)]
     pub event_id: Option<EventId>,
-    /// Schema version of the payload.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub event_version: u32,
+    /// Schema version of the payload [default: 1].
+    #[arg(long, value_name = "N")]
+    pub event_version: Option<u32>,
     /// Id of the event or command that caused this one.
     #[arg(long, value_name = "UUID", value_parser = parse_uuid)]
     pub causation_id: Option<EventId>,
@@ -117,7 +166,8 @@ pub struct AppendArgs {
 pub struct ReadArgs {
     /// Store directory (must exist).
     pub dir: PathBuf,
-    /// Read one aggregate, in version order.
+    /// Read one aggregate, in version order. An aggregate with no events
+    /// prints nothing, and a note on stderr.
     #[arg(long, value_name = "ID")]
     pub aggregate: Option<String>,
     /// Read the whole log, in position order.
@@ -175,16 +225,30 @@ pub struct DumpArgs {
     pub json: bool,
 }
 
-/// Parses `--expected-version`.
+/// Arguments of `factlog repair`.
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// Store directory (must be a factlog store).
+    pub dir: PathBuf,
+    /// Repair without asking for confirmation on standard input.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// The spellings `--expected-version` accepts, for messages.
+const EXPECTED_SPELLINGS: &str = "a version number (0, 1, ...), `any`, `no-stream` or `exists`";
+
+/// Parses `--expected-version`: exactly the documented spellings.
 fn parse_expected(s: &str) -> Result<ExpectedVersion, String> {
     match s {
         "any" => Ok(ExpectedVersion::Any),
         "no-stream" => Ok(ExpectedVersion::NoStream),
         "exists" => Ok(ExpectedVersion::StreamExists),
-        n => n
+        n if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => n
             .parse::<u64>()
             .map(ExpectedVersion::Exact)
-            .map_err(|_| "expected a version number, `any`, `no-stream` or `exists`".to_string()),
+            .map_err(|_| format!("version {n} is too large; expected {EXPECTED_SPELLINGS}")),
+        _ => Err(format!("expected {EXPECTED_SPELLINGS}")),
     }
 }
 
@@ -198,6 +262,15 @@ fn parse_json(s: &str) -> Result<String, String> {
     serde_json::from_str::<&RawValue>(s).map(|_| s.to_string()).map_err(|e| format!("not valid JSON: {e}"))
 }
 
+/// Parses `--data`: `-` for standard input, otherwise valid JSON text.
+fn parse_data(s: &str) -> Result<DataArg, String> {
+    if s == "-" {
+        Ok(DataArg::Stdin)
+    } else {
+        parse_json(s).map(DataArg::Inline)
+    }
+}
+
 /// Runs the parsed command.
 fn run(cli: Cli) -> CliResult {
     match cli.command {
@@ -206,6 +279,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Stats(args) => stats::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Dump(args) => dump::run(&args),
+        Command::Repair(args) => repair::run(&args),
     }
 }
 
@@ -247,8 +321,11 @@ mod tests {
         assert_eq!(parse_expected("no-stream"), Ok(ExpectedVersion::NoStream));
         assert_eq!(parse_expected("exists"), Ok(ExpectedVersion::StreamExists));
         assert_eq!(parse_expected("12"), Ok(ExpectedVersion::Exact(12)));
-        assert!(parse_expected("-1").is_err());
-        assert!(parse_expected("latest").is_err());
+        for bad in ["-1", "latest", "+1", " 1", "", "Any", "no_stream", "1.0"] {
+            let err = parse_expected(bad).unwrap_err();
+            assert!(err.contains("`any`, `no-stream` or `exists`"), "{bad:?}: {err}");
+        }
+        assert!(parse_expected("99999999999999999999").unwrap_err().contains("too large"));
     }
 
     #[test]
@@ -256,6 +333,9 @@ mod tests {
         assert_eq!(parse_json(" {\"b\": 1, \"a\": 2} ").unwrap(), " {\"b\": 1, \"a\": 2} ");
         assert!(parse_json("{amount: 1}").unwrap_err().contains("not valid JSON"));
         assert!(parse_json("").is_err());
+        assert_eq!(parse_data("-"), Ok(DataArg::Stdin));
+        assert_eq!(parse_data("-1"), Ok(DataArg::Inline("-1".into())));
+        assert!(parse_data("--").is_err());
     }
 
     #[test]

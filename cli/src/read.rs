@@ -4,6 +4,9 @@
 //! locked, buffered stdout: memory use does not grow with the number of
 //! events. A closed pipe ends the command quietly with success. The store is
 //! opened read-only: reading never changes it, and runs beside other readers.
+//! An aggregate with no events prints nothing on stdout and a note on stderr
+//! (a mistyped id is then visible), and still succeeds. The line format is in
+//! [`crate::json`].
 
 use std::io::{self, Write};
 
@@ -29,6 +32,9 @@ pub fn run(args: &ReadArgs) -> CliResult {
     let mut out = output::stdout();
     let streamed = match &args.aggregate {
         Some(aggregate) => {
+            if store.aggregate_version(aggregate).is_none() {
+                eprintln!("note: aggregate {aggregate:?} has no events in {}", args.dir.display());
+            }
             let (from, direction) = match (args.backward, args.from) {
                 (false, from) => (from.unwrap_or(0), Direction::Forward),
                 (true, from) => (from.unwrap_or(u64::MAX), Direction::Backward),

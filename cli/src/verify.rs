@@ -6,6 +6,8 @@
 //! `problem: <file>:<offset>: <reason>`. With `--json` the summary is one
 //! JSON object.
 //!
+//! The progress bar is shared with `repair`, which verifies before it cuts.
+//!
 //! Exit codes: 0 sound, 3 problems found — including corruption or an
 //! unknown format version that keeps the store from opening at all (the
 //! engine's message, naming file and offset, goes to stderr) — 1 any other
@@ -53,8 +55,8 @@ pub fn run(args: &VerifyArgs) -> CliResult {
 }
 
 /// A progress bar on stderr; indicatif draws nothing when stderr is not a
-/// terminal, so piped or redirected output stays clean.
-fn progress_bar() -> ProgressBar {
+/// terminal, so piped or redirected output stays clean. `repair` uses it too.
+pub fn progress_bar() -> ProgressBar {
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     let style = ProgressStyle::with_template("verifying [{bar:40}] {pos}/{len} events ({eta})")
         .unwrap_or_else(|_| ProgressStyle::default_bar())

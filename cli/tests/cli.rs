@@ -1,9 +1,13 @@
 //! End-to-end tests of the `factlog` binary against stores in temp dirs:
 //! appends with expected versions, conflicts (exit code 2, nothing written),
-//! `read --aggregate` / `read --all` JSON lines, `stats`, bad input, reading
-//! commands on a missing directory, `verify` on clean and damaged stores
-//! (exit codes 0 and 3), `dump`, read-only opening (no byte of the store
-//! changes; a writer's lock is a clear error).
+//! payloads from a file or stdin, JSONL batches (atomic, and round-tripping
+//! what `read` prints), when `append` may create a store, `read --aggregate`
+//! / `read --all` JSON lines (`data_base64` for non-JSON payloads, a note
+//! for an unknown aggregate), `stats`, bad input, reading commands on a
+//! missing directory, `verify` on clean and damaged stores (exit codes 0 and
+//! 3), `dump`, `repair` (a preview that changes nothing, then the cut only
+//! once confirmed), read-only opening (no byte of the store changes; a
+//! writer's lock is a clear error).
 //!
 //! Multi-segment stores are built through the `factlog` library, since the
 //! CLI has no segment-size option.
@@ -271,30 +275,50 @@ fn bad_input_is_a_clear_error_with_exit_code_1() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
     let d = path(&dir);
-    let cases: [(&[&str], &str); 6] = [
-        (&["append", d, "--aggregate", "a", "--type", "T", "--data", "{amount: 1}"], "not valid JSON"),
-        (&["append", d, "--aggregate", "a", "--type", "T", "--data", "{}", "--metadata", "x"], "not valid JSON"),
-        (&["append", d, "--aggregate", "a", "--type", "T", "--data", "{}", "--event-id", "nope"], "not a valid UUID"),
-        (
-            &["append", d, "--aggregate", "a", "--type", "T", "--data", "{}", "--expected-version", "latest"],
-            "no-stream",
-        ),
-        (&["read", d], "required"),
-        (&["read", d, "--all", "--backward"], "--aggregate"),
+    let missing = tmp.path().join("missing.json");
+    let not_json = tmp.path().join("not.json");
+    std::fs::write(&not_json, "{amount: 1}").unwrap();
+    let append = |extra: &[&'static str]| -> Vec<String> {
+        let mut args: Vec<String> = ["append", d, "--aggregate", "a", "--type", "T"].map(String::from).to_vec();
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (append(&["--data", "{amount: 1}"]), "not valid JSON"),
+        (append(&["--data", "{}", "--metadata", "x"]), "not valid JSON"),
+        (append(&["--data", "{}", "--event-id", "nope"]), "not a valid UUID"),
+        (append(&["--data", "{}", "--expected-version", "latest"]), "`any`, `no-stream` or `exists`"),
+        (append(&["--data", "{}", "--expected-version", "-1"]), "`any`, `no-stream` or `exists`"),
+        (append(&["--data", "{}", "--expected-version", "no_stream"]), "`any`, `no-stream` or `exists`"),
+        (append(&["--data", "{}", "--data-file", "x"]), "cannot be used with"),
+        (append(&[]), "required"),
+        ([&append(&["--data-file"])[..], &[path(&missing).to_string()]].concat(), "opening"),
+        ([&append(&["--data-file"])[..], &[path(&not_json).to_string()]].concat(), "is not valid JSON"),
+        (vec!["read".into(), d.into()], "required"),
+        (vec!["read".into(), d.into(), "--all".into(), "--backward".into()], "--aggregate"),
     ];
     for (args, needle) in cases {
-        let out = factlog(args);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = factlog(&args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
         let err = stderr(&out);
         assert!(err.starts_with("error: "), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
+        // No clap hint to pass the value after `--`: the message names the spellings.
+        assert!(!err.contains("tip:"), "{args:?}: {err}");
     }
     assert!(!dir.exists(), "rejected arguments must not create the store");
 
     // The engine's own validation (an empty aggregate id), after the store is created.
     let out = factlog(&["append", d, "--aggregate", "", "--type", "T", "--data", "{}"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).starts_with("error: invalid input"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.lines().next(), Some(format!("note: created a new factlog store in {d}").as_str()), "{err}");
+    assert!(err.lines().nth(1).is_some_and(|l| l.starts_with("error: invalid input")), "{err}");
+    // A negative number is a clear error even where it is the only argument left.
+    let out = factlog(&["append", d, "--aggregate", "a", "--type", "T", "--data", "{}", "--expected-version", "-1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("invalid value '-1' for '--expected-version"), "{}", stderr(&out));
 }
 
 #[test]
@@ -711,4 +735,313 @@ fn dump_segment_restricts_to_one_segment() {
     let out = factlog(&["dump", d, "--segment", "nonsense"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("expected a segment file name"), "{}", stderr(&out));
+}
+
+/// Runs `factlog` with `input` on its standard input.
+fn factlog_with_stdin(args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_factlog"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The command may stop reading early (a rejected line): ignore a closed pipe.
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn read_notes_an_unknown_aggregate_on_stderr() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_store(tmp.path());
+    let out = factlog(&["read", path(&dir), "--aggregate", "acct-9"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    assert_eq!(stderr(&out), format!("note: aggregate \"acct-9\" has no events in {}\n", path(&dir)));
+    // A known aggregate read past its end prints nothing, and no note.
+    let out = factlog(&["read", path(&dir), "--aggregate", "acct-1", "--from", "9"]);
+    assert_eq!((out.status.code(), out.stdout.is_empty(), out.stderr.is_empty()), (Some(0), true, true));
+}
+
+#[test]
+fn append_creates_a_store_only_where_a_typo_cannot_put_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let event = ["--aggregate", "a", "--type", "T", "--data", "{}"];
+    let append = |dir: &Path, extra: &[&str]| factlog(&[&["append", path(dir)][..], &event, extra].concat());
+
+    // A new directory whose parent exists: created, and said so on stderr.
+    let fresh = tmp.path().join("fresh");
+    let out = append(&fresh, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stderr(&out), format!("note: created a new factlog store in {}\n", path(&fresh)));
+    // Appending to it again says nothing more.
+    let out = append(&fresh, &[]);
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(0), ""));
+
+    // A mistyped path two levels deep: refused, nothing created.
+    let typo = tmp.path().join("frseh").join("store");
+    let out = append(&typo, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with(&format!("error: {} is not a factlog store", path(&typo))), "{err}");
+    assert!(err.contains("pass --create"), "{err}");
+    assert!(!tmp.path().join("frseh").exists());
+    // With --create it is made, parents included.
+    let out = append(&typo, &["--create"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).starts_with("note: created a new factlog store"), "{}", stderr(&out));
+    assert_eq!(json_lines(&ok(&["read", path(&typo), "--all"])).len(), 1);
+
+    // An empty directory is fine; a directory with other files is not.
+    let empty = tmp.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    assert_eq!(append(&empty, &[]).status.code(), Some(0));
+    let busy = tmp.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    std::fs::write(busy.join("notes.txt"), "mine").unwrap();
+    for extra in [&[][..], &["--create"]] {
+        let out = append(&busy, extra);
+        assert_eq!(out.status.code(), Some(1));
+        let err = stderr(&out);
+        assert!(err.starts_with(&format!("error: {} is not a factlog store", path(&busy))), "{err}");
+        assert!(err.contains("not empty"), "{err}");
+    }
+    assert_eq!(std::fs::read_dir(&busy).unwrap().count(), 1, "the directory was left alone");
+    // A file is not a store either.
+    let out = append(&busy.join("notes.txt"), &[]);
+    assert!(stderr(&out).contains("is not a factlog store: not a directory"), "{}", stderr(&out));
+}
+
+#[test]
+fn payloads_larger_than_argv_come_from_a_file_or_stdin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let d = path(&dir);
+    // 1 MiB: well over what one command-line argument may hold (128 KiB on Linux).
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(1 << 20));
+    let file = tmp.path().join("big.json");
+    std::fs::write(&file, &big).unwrap();
+    let out = ok(&["append", d, "--aggregate", "a", "--type", "Big", "--data-file", path(&file)]);
+    assert_eq!(out, "version 0 position 0\n");
+    let out = factlog_with_stdin(&["append", d, "--aggregate", "a", "--type", "Big", "--data", "-"], big.as_bytes());
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "version 1 position 1\n"), "{}", stderr(&out));
+    let events = json_lines(&ok(&["read", d, "--aggregate", "a"]));
+    assert_eq!(events.len(), 2);
+    for e in &events {
+        assert_eq!(e["data"]["pad"].as_str().map(str::len), Some(1 << 20));
+    }
+    // A negative JSON number is a payload, not an option.
+    assert_eq!(ok(&["append", d, "--aggregate", "n", "--type", "T", "--data", "-1"]), "version 0 position 2\n");
+
+    // Over the store's 4 MiB event limit, or not JSON: refused before the store is touched.
+    let huge = tmp.path().join("huge.json");
+    std::fs::write(&huge, format!("\"{}\"", "y".repeat(5 << 20))).unwrap();
+    let out = factlog(&["append", d, "--aggregate", "a", "--type", "T", "--data-file", path(&huge)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("larger than the largest event a store takes (4 MiB)"), "{}", stderr(&out));
+    let out = factlog_with_stdin(&["append", d, "--aggregate", "a", "--type", "T", "--data", "-"], b"\xff\xfe");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("error: standard input is not valid JSON"), "{}", stderr(&out));
+    assert_eq!(json_lines(&ok(&["read", d, "--all"])).len(), 3);
+}
+
+#[test]
+fn read_prints_non_json_payloads_under_base64_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = Store::open(&dir, Options::default()).unwrap();
+    let mut binary = NewEvent::new([7; 16], "Blob", Bytes::from_static(b"\x00\x01\xffnot json"));
+    binary.metadata = Bytes::from_static(b"trace=1");
+    let string = NewEvent::new([8; 16], "Text", Bytes::from_static(br#""AAH/bm90IGpzb24=""#));
+    store.append("b", ExpectedVersion::Any, vec![binary, string]).unwrap();
+    store.close().unwrap();
+
+    let text = ok(&["read", path(&dir), "--all"]);
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["data_base64"], "AAH/bm90IGpzb24=");
+    assert_eq!(lines[0]["metadata_base64"], "dHJhY2U9MQ==");
+    assert!(lines[0].get("data").is_none() && lines[0].get("metadata").is_none(), "{}", lines[0]);
+    // A JSON string payload that happens to look like base64 stays under "data".
+    assert_eq!(lines[1]["data"], "AAH/bm90IGpzb24=");
+    assert!(lines[1].get("data_base64").is_none(), "{}", lines[1]);
+    assert_eq!(lines[1]["metadata"], Value::Null);
+
+    let help = ok(&["read", "--help"]);
+    assert!(help.contains("data_base64") && help.contains("metadata_base64"), "{help}");
+}
+
+#[test]
+fn append_jsonl_is_one_atomic_batch_and_takes_back_what_read_prints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = sample_store(tmp.path());
+    let s = path(&source);
+    let jsonl = tmp.path().join("batch.jsonl");
+    std::fs::write(
+        &jsonl,
+        concat!(
+            r#"{"type":"Opened","data":{"owner":"bo"},"id":"cccccccc-cccc-4ccc-8ccc-cccccccccccc","metadata":{"via":"import"}}"#,
+            "\n\n",
+            r#"{"type":"Raw","data_base64":"AAH/","occurred_at":"2024-05-01T12:00:00Z","event_version":3}"#,
+            "\n",
+            r#"{"event_type":"Noted","data":null,"causation_id":"cccccccc-cccc-4ccc-8ccc-cccccccccccc"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    let out = ok(&["append", s, "--aggregate", "acct-3", "--jsonl", path(&jsonl), "--expected-version", "no-stream"]);
+    assert_eq!(out, "3 events: versions 0-2 positions 4-6\n");
+    let lines: Vec<Value> =
+        ok(&["read", s, "--aggregate", "acct-3"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["event_id"], "cccccccc-cccc-4ccc-8ccc-cccccccccccc");
+    assert_eq!(lines[0]["metadata"], json!({"via": "import"}));
+    assert_eq!(lines[1]["data_base64"], "AAH/");
+    assert_eq!(
+        (&lines[1]["occurred_at"], &lines[1]["event_version"]),
+        (&json!(1_714_564_800_000_000_000_i64), &json!(3))
+    );
+    assert_eq!((&lines[2]["event_type"], &lines[2]["data"]), (&json!("Noted"), &Value::Null));
+    assert_eq!(lines[2]["causation_id"], "cccccccc-cccc-4ccc-8ccc-cccccccccccc");
+
+    // All or nothing: a version conflict or a bad line writes none of the batch.
+    let before = ok(&["read", s, "--all"]);
+    let out = factlog(&["append", s, "--aggregate", "acct-3", "--jsonl", path(&jsonl), "--expected-version", "0"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let bad = "{\"type\":\"T\",\"data\":1}\n{\"type\":\"T\",\"data\":2,\"idd\":\"x\"}\n";
+    let out = factlog_with_stdin(&["append", s, "--aggregate", "acct-3", "--jsonl", "-"], bad.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).starts_with("error: standard input line 2: unknown field `idd`"), "{}", stderr(&out));
+    assert_eq!(ok(&["read", s, "--all"]), before);
+
+    // Round trip: what `read` prints appends again, to another store, as it was.
+    let copy = tmp.path().join("copy");
+    for aggregate in ["acct-1", "acct-3"] {
+        let printed = ok(&["read", s, "--aggregate", aggregate]);
+        let out = factlog_with_stdin(&["append", path(&copy), "--jsonl", "-", "--json"], printed.as_bytes());
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+        assert_eq!((&v["aggregate_id"], &v["events"]), (&json!(aggregate), &json!(3)));
+        let without_store_fields = |text: &str| -> Vec<Value> {
+            text.lines()
+                .map(|l| {
+                    let mut v: Value = serde_json::from_str(l).unwrap();
+                    for key in ["position", "recorded_at"] {
+                        v.as_object_mut().unwrap().remove(key);
+                    }
+                    v
+                })
+                .collect()
+        };
+        let copied = ok(&["read", path(&copy), "--aggregate", aggregate]);
+        assert_eq!(without_store_fields(&copied), without_store_fields(&printed));
+    }
+    // Lines for another aggregate than --aggregate are refused.
+    let printed = ok(&["read", s, "--aggregate", "acct-2"]);
+    let out = factlog_with_stdin(&["append", path(&copy), "--aggregate", "x", "--jsonl", "-"], printed.as_bytes());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not --aggregate \"x\""), "{}", stderr(&out));
+
+    let help = ok(&["append", "--help"]);
+    for key in ["data_base64", "occurred_at", "causation_id", "one atomic batch", "--data-file", "--create"] {
+        assert!(help.contains(key), "{key} in {help}");
+    }
+}
+
+/// Flips a byte of the first frame of the second segment of a multi-segment
+/// store; returns (store, that segment, its first position).
+fn damaged_store(root: &Path, without_checkpoint: bool) -> (PathBuf, PathBuf, u64) {
+    let dir = multi_segment_store(root);
+    let second = segment_files(&dir).remove(1);
+    let first: u64 = second.file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    if without_checkpoint {
+        std::fs::remove_file(dir.join(format!("{first:020}.idx"))).unwrap();
+    }
+    flip_byte(&second, 64 + 100);
+    (dir, second, first)
+}
+
+#[test]
+fn repair_shows_the_loss_changes_nothing_unless_confirmed_then_cuts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, second, first) = damaged_store(tmp.path(), false);
+    let d = path(&dir);
+    let before = contents(&dir);
+
+    // The preview, then "no": nothing changes.
+    for answer in ["no\n", ""] {
+        let out = factlog_with_stdin(&["repair", d], answer.as_bytes());
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains(&format!("damaged record at {}:64: ", second.display())), "{text}");
+        let lost = MULTI_EVENTS - first;
+        assert!(text.contains(&format!("the {lost} event(s) from position {first} to the end are lost")), "{text}");
+        assert!(stderr(&out).contains("Type yes to proceed"), "{}", stderr(&out));
+        assert!(stderr(&out).contains("error: repair cancelled: nothing was changed"), "{}", stderr(&out));
+        assert!(contents(&dir) == before, "repair changed the store without confirmation");
+    }
+
+    // "yes": the log is cut there, and the store is sound again.
+    let out = factlog_with_stdin(&["repair", d], b"yes\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(&format!("cut the log at {}:64", second.display())), "{text}");
+    assert!(text.contains(&format!("events from position {first} on are gone")), "{text}");
+    assert!(text.contains(&format!("the store now holds {first} event(s)")), "{text}");
+    ok(&["verify", d]);
+    assert_eq!(json_lines(&ok(&["read", d, "--all"])).len() as u64, first);
+
+    // A sound store: nothing to do, nothing asked, nothing changed.
+    let before = contents(&dir);
+    let out = factlog_with_stdin(&["repair", d], b"");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("the event log is sound: nothing to repair"), "{}", stdout(&out));
+    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    assert!(contents(&dir) == before);
+}
+
+#[test]
+fn repair_of_a_store_that_does_not_open_names_the_cut_and_takes_yes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, second, first) = damaged_store(tmp.path(), true);
+    let d = path(&dir);
+    assert_eq!(factlog(&["read", d, "--all"]).status.code(), Some(1), "the damage keeps the store from opening");
+    let before = contents(&dir);
+    let out = factlog_with_stdin(&["repair", d], b"n\n");
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains(&format!("the store does not open: corruption at {}:64", second.display())), "{text}");
+    assert!(text.contains("a repair cuts the log there: every event from that record on is lost"), "{text}");
+    assert!(contents(&dir) == before);
+
+    let out = factlog(&["repair", d, "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("the store now holds {first} event(s)")), "{}", stdout(&out));
+    ok(&["verify", d]);
+
+    // Not a store: refused before anything is looked at.
+    let out = factlog(&["repair", path(tmp.path()), "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is not a factlog store"), "{}", stderr(&out));
+}
+
+#[test]
+fn repair_rebuilds_a_damaged_checkpoint_without_losing_an_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = multi_segment_store(tmp.path());
+    let d = path(&dir);
+    let checkpoint = dir.join("00000000000000000000.idx");
+    flip_byte(&checkpoint, 20);
+    assert_eq!(factlog(&["verify", d]).status.code(), Some(3));
+    let out = factlog(&["repair", d, "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("no event is lost; a repair rebuilds these index checkpoints"), "{text}");
+    assert!(text.contains(&format!("  {}:", checkpoint.display())), "{text}");
+    assert!(text.contains("nothing was cut from the log"), "{text}");
+    assert!(text.contains(&format!("the store now holds {MULTI_EVENTS} event(s)")), "{text}");
+    ok(&["verify", d]);
 }

@@ -4,8 +4,8 @@
 //! [`factlog::Reader`].
 
 use super::{BenchEngine, Durability, EngineKind, EngineStats, Session};
-use crate::error::{BenchResult, Context};
 use crate::event::Ev;
+use anyhow::{Context, Result};
 use factlog::{Direction, ExpectedVersion, NewEvent, Options, Reader, Store};
 use std::path::Path;
 
@@ -19,7 +19,7 @@ pub struct FactlogEngine {
 
 impl FactlogEngine {
     /// Opens (creating) a store in `dir`.
-    pub fn open(dir: &Path, durability: Durability) -> BenchResult<Self> {
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self> {
         let options = Options {
             durability: match durability {
                 Durability::Sync => factlog::Durability::Sync,
@@ -27,7 +27,7 @@ impl FactlogEngine {
             },
             ..Options::default()
         };
-        let store = Store::open(dir, options).ctx("factlog: open")?;
+        let store = Store::open(dir, options).context("factlog: open")?;
         Ok(FactlogEngine { store })
     }
 
@@ -50,12 +50,12 @@ impl BenchEngine for FactlogEngine {
         EngineKind::Factlog
     }
 
-    fn session(&self) -> BenchResult<Box<dyn Session>> {
+    fn session(&self) -> Result<Box<dyn Session>> {
         Ok(Box::new(FactlogSession { store: self.store.clone(), reader: None }))
     }
 
-    fn sync(&self) -> BenchResult<()> {
-        self.store.sync().ctx("factlog: sync")
+    fn sync(&self) -> Result<()> {
+        self.store.sync().context("factlog: sync")
     }
 
     fn stats(&self) -> EngineStats {
@@ -70,8 +70,8 @@ impl BenchEngine for FactlogEngine {
         }
     }
 
-    fn close(self: Box<Self>) -> BenchResult<()> {
-        self.store.close().ctx("factlog: close")
+    fn close(self: Box<Self>) -> Result<()> {
+        self.store.close().context("factlog: close")
     }
 }
 
@@ -89,31 +89,31 @@ impl FactlogSession {
 }
 
 impl Session for FactlogSession {
-    fn append(&mut self, agg: &str, expected: Option<u64>, events: &[Ev]) -> BenchResult<u64> {
+    fn append(&mut self, agg: &str, expected: Option<u64>, events: &[Ev]) -> Result<u64> {
         self.reader = None;
         let expected = match expected {
             None => ExpectedVersion::NoStream,
             Some(v) => ExpectedVersion::Exact(v),
         };
         let batch = events.iter().map(to_new_event).collect();
-        let res = self.store.append(agg, expected, batch).ctx("factlog: append")?;
+        let res = self.store.append(agg, expected, batch).context("factlog: append")?;
         Ok(res.last_version)
     }
 
-    fn replay(&mut self, agg: &str, visit: &mut dyn FnMut(&[u8])) -> BenchResult<u64> {
+    fn replay(&mut self, agg: &str, visit: &mut dyn FnMut(&[u8])) -> Result<u64> {
         let mut n = 0;
         for ev in self.reader().read_aggregate(agg, 0, Direction::Forward) {
-            let ev = ev.ctx("factlog: read_aggregate")?;
+            let ev = ev.context("factlog: read_aggregate")?;
             visit(ev.data());
             n += 1;
         }
         Ok(n)
     }
 
-    fn scan(&mut self, visit: &mut dyn FnMut(&[u8])) -> BenchResult<u64> {
+    fn scan(&mut self, visit: &mut dyn FnMut(&[u8])) -> Result<u64> {
         let mut n = 0;
         for ev in self.reader().read_all(0) {
-            let ev = ev.ctx("factlog: read_all")?;
+            let ev = ev.context("factlog: read_all")?;
             visit(ev.data());
             n += 1;
         }

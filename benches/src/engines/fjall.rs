@@ -14,8 +14,8 @@
 //! other settings are fjall's defaults.
 
 use super::{BenchEngine, Durability, EngineKind, EngineStats, Session};
-use crate::error::{BenchError, BenchResult, Context};
 use crate::event::Ev;
+use anyhow::{anyhow, bail, Context, Result};
 use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
 use std::collections::HashMap;
 use std::path::Path;
@@ -43,12 +43,12 @@ pub struct FjallEngine {
 
 impl FjallEngine {
     /// Creates the keyspace and both partitions in `dir`.
-    pub fn open(dir: &Path, durability: Durability) -> BenchResult<Self> {
-        let keyspace = Config::new(dir).open().ctx("fjall: opening keyspace")?;
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self> {
+        let keyspace = Config::new(dir).open().context("fjall: opening keyspace")?;
         let by_agg =
-            keyspace.open_partition("by_agg", PartitionCreateOptions::default()).ctx("fjall: opening by_agg")?;
+            keyspace.open_partition("by_agg", PartitionCreateOptions::default()).context("fjall: opening by_agg")?;
         let by_pos =
-            keyspace.open_partition("by_pos", PartitionCreateOptions::default()).ctx("fjall: opening by_pos")?;
+            keyspace.open_partition("by_pos", PartitionCreateOptions::default()).context("fjall: opening by_pos")?;
         let persist = match durability {
             Durability::Sync => PersistMode::SyncData,
             Durability::Buffered => PersistMode::Buffer,
@@ -64,7 +64,7 @@ impl BenchEngine for FjallEngine {
         EngineKind::Fjall
     }
 
-    fn session(&self) -> BenchResult<Box<dyn Session>> {
+    fn session(&self) -> Result<Box<dyn Session>> {
         Ok(Box::new(FjallSession {
             shared: Arc::clone(&self.shared),
             key: Vec::with_capacity(32),
@@ -72,15 +72,15 @@ impl BenchEngine for FjallEngine {
         }))
     }
 
-    fn sync(&self) -> BenchResult<()> {
-        self.shared.keyspace.persist(PersistMode::SyncAll).ctx("fjall: persist")
+    fn sync(&self) -> Result<()> {
+        self.shared.keyspace.persist(PersistMode::SyncAll).context("fjall: persist")
     }
 
     fn stats(&self) -> EngineStats {
         EngineStats { used_bytes: Some(self.shared.keyspace.disk_space()), ..EngineStats::default() }
     }
 
-    fn close(self: Box<Self>) -> BenchResult<()> {
+    fn close(self: Box<Self>) -> Result<()> {
         self.sync()?;
         // Dropping the last handle stops fjall's background workers.
         drop(self);
@@ -117,8 +117,8 @@ fn encode(buf: &mut Vec<u8>, agg: &str, version: u64, ev: &Ev) {
 }
 
 /// The payload part of an encoded value.
-fn payload_of(value: &[u8]) -> BenchResult<&[u8]> {
-    let corrupt = || BenchError::msg("fjall: malformed stored event");
+fn payload_of(value: &[u8]) -> Result<&[u8]> {
+    let corrupt = || anyhow!("fjall: malformed stored event");
     let agg_len = *value.get(32).ok_or_else(corrupt)? as usize;
     let type_at = 33 + agg_len;
     let type_len = *value.get(type_at).ok_or_else(corrupt)? as usize;
@@ -126,14 +126,12 @@ fn payload_of(value: &[u8]) -> BenchResult<&[u8]> {
 }
 
 impl Session for FjallSession {
-    fn append(&mut self, agg: &str, expected: Option<u64>, events: &[Ev]) -> BenchResult<u64> {
+    fn append(&mut self, agg: &str, expected: Option<u64>, events: &[Ev]) -> Result<u64> {
         let sh = &*self.shared;
-        let mut seq = sh.seq.lock().map_err(|_| BenchError::msg("fjall sequencer poisoned"))?;
+        let mut seq = sh.seq.lock().map_err(|_| anyhow!("fjall sequencer poisoned"))?;
         let current = seq.versions.get(agg).copied();
         if current != expected {
-            return Err(BenchError::msg(format!(
-                "fjall: wrong expected version for {agg}: expected {expected:?}, actual {current:?}"
-            )));
+            bail!("fjall: wrong expected version for {agg}: expected {expected:?}, actual {current:?}");
         }
         let first_version = expected.map_or(0, |v| v + 1);
         let mut batch = sh.keyspace.batch().durability(Some(sh.persist));
@@ -145,30 +143,30 @@ impl Session for FjallSession {
             batch.insert(&sh.by_agg, self.key.as_slice(), self.value.as_slice());
             batch.insert(&sh.by_pos, position.to_be_bytes(), self.value.as_slice());
         }
-        batch.commit().ctx("fjall: batch commit")?;
+        batch.commit().context("fjall: batch commit")?;
         let last_version = first_version + events.len() as u64 - 1;
         seq.next_position += events.len() as u64;
         seq.versions.insert(agg.to_owned(), last_version);
         Ok(last_version)
     }
 
-    fn replay(&mut self, agg: &str, visit: &mut dyn FnMut(&[u8])) -> BenchResult<u64> {
+    fn replay(&mut self, agg: &str, visit: &mut dyn FnMut(&[u8])) -> Result<u64> {
         self.key.clear();
         self.key.extend_from_slice(agg.as_bytes());
         self.key.push(0);
         let mut n = 0;
         for kv in self.shared.by_agg.prefix(self.key.as_slice()) {
-            let (_, value) = kv.ctx("fjall: prefix scan")?;
+            let (_, value) = kv.context("fjall: prefix scan")?;
             visit(payload_of(&value)?);
             n += 1;
         }
         Ok(n)
     }
 
-    fn scan(&mut self, visit: &mut dyn FnMut(&[u8])) -> BenchResult<u64> {
+    fn scan(&mut self, visit: &mut dyn FnMut(&[u8])) -> Result<u64> {
         let mut n = 0;
         for value in self.shared.by_pos.values() {
-            let value = value.ctx("fjall: scan")?;
+            let value = value.context("fjall: scan")?;
             visit(payload_of(&value)?);
             n += 1;
         }

@@ -6,13 +6,14 @@ pub mod factlog;
 pub mod fjall;
 pub mod sqlite;
 
-use crate::error::BenchResult;
 use crate::event::Ev;
+use anyhow::Result;
 use std::fmt;
 use std::path::Path;
 
-/// The engines the harness knows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
+/// The engines the harness knows (serialized by [`EngineKind::name`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum EngineKind {
     /// factlog, the engine under test.
     Factlog,
@@ -39,8 +40,10 @@ impl fmt::Display for EngineKind {
     }
 }
 
-/// How durable each append must be when it is acknowledged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// How durable each append must be when it is acknowledged (serialized by
+/// [`Durability::name`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Durability {
     /// Acknowledged only once on stable storage (fdatasync/fsync).
     Sync,
@@ -81,13 +84,13 @@ pub trait BenchEngine: Send + Sync {
     /// Which engine this is.
     fn kind(&self) -> EngineKind;
     /// A handle for one thread (its own connection where the engine needs one).
-    fn session(&self) -> BenchResult<Box<dyn Session>>;
+    fn session(&self) -> Result<Box<dyn Session>>;
     /// Makes everything appended so far durable.
-    fn sync(&self) -> BenchResult<()>;
+    fn sync(&self) -> Result<()>;
     /// Engine-reported statistics.
     fn stats(&self) -> EngineStats;
     /// Flushes and closes the store.
-    fn close(self: Box<Self>) -> BenchResult<()>;
+    fn close(self: Box<Self>) -> Result<()>;
 }
 
 /// A per-thread handle on an open store.
@@ -95,21 +98,36 @@ pub trait Session: Send {
     /// Appends `events` to aggregate `agg` atomically, failing unless the
     /// aggregate's current last version is `expected` (`None`: it must not
     /// exist yet). Returns the aggregate's new last version.
-    fn append(&mut self, agg: &str, expected: Option<u64>, events: &[Ev]) -> BenchResult<u64>;
+    fn append(&mut self, agg: &str, expected: Option<u64>, events: &[Ev]) -> Result<u64>;
     /// Reads aggregate `agg` in version order, handing each payload to `visit`;
     /// returns the number of events read.
-    fn replay(&mut self, agg: &str, visit: &mut dyn FnMut(&[u8])) -> BenchResult<u64>;
+    fn replay(&mut self, agg: &str, visit: &mut dyn FnMut(&[u8])) -> Result<u64>;
     /// Reads the whole store in global order, handing each payload to `visit`;
     /// returns the number of events read.
-    fn scan(&mut self, visit: &mut dyn FnMut(&[u8])) -> BenchResult<u64>;
+    fn scan(&mut self, visit: &mut dyn FnMut(&[u8])) -> Result<u64>;
 }
 
 /// Opens (creating) a store of engine `kind` in the empty directory `dir`.
-pub fn open(kind: EngineKind, dir: &Path, durability: Durability) -> BenchResult<Box<dyn BenchEngine>> {
+pub fn open(kind: EngineKind, dir: &Path, durability: Durability) -> Result<Box<dyn BenchEngine>> {
     std::fs::create_dir_all(dir)?;
     match kind {
         EngineKind::Factlog => Ok(Box::new(factlog::FactlogEngine::open(dir, durability)?)),
         EngineKind::Sqlite => Ok(Box::new(sqlite::SqliteEngine::open(dir, durability)?)),
         EngineKind::Fjall => Ok(Box::new(fjall::FjallEngine::open(dir, durability)?)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_names_are_the_table_names() {
+        for kind in [EngineKind::Factlog, EngineKind::Sqlite, EngineKind::Fjall] {
+            assert_eq!(serde_json::to_value(kind).expect("serializes"), kind.name());
+        }
+        for d in [Durability::Sync, Durability::Buffered] {
+            assert_eq!(serde_json::to_value(d).expect("serializes"), d.name());
+        }
     }
 }

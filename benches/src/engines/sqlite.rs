@@ -10,8 +10,8 @@
 //! serialize on the database write lock and wait for it with `busy_timeout`.
 
 use super::{BenchEngine, Durability, EngineKind, EngineStats, Session};
-use crate::error::{BenchError, BenchResult, Context};
 use crate::event::Ev;
+use anyhow::{anyhow, bail, Context, Result};
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -47,32 +47,32 @@ pub struct SqliteEngine {
 
 impl SqliteEngine {
     /// Creates the database in `dir` with the schema and WAL journal.
-    pub fn open(dir: &Path, durability: Durability) -> BenchResult<Self> {
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self> {
         let path = dir.join(DB_FILE);
         let control = connect(&path, durability)?;
         let mode: String =
-            control.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).ctx("sqlite: enabling WAL")?;
+            control.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)).context("sqlite: enabling WAL")?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(BenchError::msg(format!("sqlite refused WAL mode (got {mode})")));
+            bail!("sqlite refused WAL mode (got {mode})");
         }
-        control.execute_batch(SCHEMA).ctx("sqlite: creating schema")?;
+        control.execute_batch(SCHEMA).context("sqlite: creating schema")?;
         Ok(SqliteEngine { path, durability, control: Mutex::new(control) })
     }
 }
 
 /// A new connection with this run's per-connection settings.
-fn connect(path: &Path, durability: Durability) -> BenchResult<Connection> {
+fn connect(path: &Path, durability: Durability) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .ctx(format!("sqlite: opening {}", path.display()))?;
+    .context(format!("sqlite: opening {}", path.display()))?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     let sync = match durability {
         Durability::Sync => "FULL",
         Durability::Buffered => "NORMAL",
     };
-    conn.pragma_update(None, "synchronous", sync).ctx("sqlite: setting synchronous")?;
+    conn.pragma_update(None, "synchronous", sync).context("sqlite: setting synchronous")?;
     conn.set_prepared_statement_cache_capacity(16);
     Ok(conn)
 }
@@ -82,16 +82,16 @@ impl BenchEngine for SqliteEngine {
         EngineKind::Sqlite
     }
 
-    fn session(&self) -> BenchResult<Box<dyn Session>> {
+    fn session(&self) -> Result<Box<dyn Session>> {
         Ok(Box::new(SqliteSession { conn: connect(&self.path, self.durability)? }))
     }
 
-    fn sync(&self) -> BenchResult<()> {
-        let conn = self.control.lock().map_err(|_| BenchError::msg("sqlite control connection poisoned"))?;
+    fn sync(&self) -> Result<()> {
+        let conn = self.control.lock().map_err(|_| anyhow!("sqlite control connection poisoned"))?;
         // A checkpoint fsyncs the WAL, copies it into the database, fsyncs
         // that and truncates the WAL: afterwards everything is durable and the
         // database file holds all the data.
-        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).ctx("sqlite: checkpoint")?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).context("sqlite: checkpoint")?;
         Ok(())
     }
 
@@ -99,9 +99,9 @@ impl BenchEngine for SqliteEngine {
         EngineStats::default()
     }
 
-    fn close(self: Box<Self>) -> BenchResult<()> {
-        let conn = self.control.into_inner().map_err(|_| BenchError::msg("sqlite control connection poisoned"))?;
-        conn.close().map_err(|(_, e)| BenchError::from(e).context("sqlite: close"))
+    fn close(self: Box<Self>) -> Result<()> {
+        let conn = self.control.into_inner().map_err(|_| anyhow!("sqlite control connection poisoned"))?;
+        conn.close().map_err(|(_, e)| anyhow::Error::from(e).context("sqlite: close"))
     }
 }
 
@@ -111,14 +111,13 @@ struct SqliteSession {
 }
 
 impl Session for SqliteSession {
-    fn append(&mut self, agg: &str, expected: Option<u64>, events: &[Ev]) -> BenchResult<u64> {
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).ctx("sqlite: BEGIN IMMEDIATE")?;
+    fn append(&mut self, agg: &str, expected: Option<u64>, events: &[Ev]) -> Result<u64> {
+        let tx =
+            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).context("sqlite: BEGIN IMMEDIATE")?;
         let current: Option<i64> = tx.prepare_cached(SQL_MAX_VERSION)?.query_row(params![agg], |r| r.get(0))?;
         let current = current.map(|v| v as u64);
         if current != expected {
-            return Err(BenchError::msg(format!(
-                "sqlite: wrong expected version for {agg}: expected {expected:?}, actual {current:?}"
-            )));
+            bail!("sqlite: wrong expected version for {agg}: expected {expected:?}, actual {current:?}");
         }
         let mut version = expected.map_or(0, |v| v + 1);
         {
@@ -135,17 +134,17 @@ impl Session for SqliteSession {
                 version += 1;
             }
         }
-        tx.commit().ctx("sqlite: COMMIT")?;
+        tx.commit().context("sqlite: COMMIT")?;
         Ok(version - 1)
     }
 
-    fn replay(&mut self, agg: &str, visit: &mut dyn FnMut(&[u8])) -> BenchResult<u64> {
+    fn replay(&mut self, agg: &str, visit: &mut dyn FnMut(&[u8])) -> Result<u64> {
         let mut stmt = self.conn.prepare_cached(SQL_REPLAY)?;
         let n = visit_rows(stmt.query(params![agg])?, visit)?;
         Ok(n)
     }
 
-    fn scan(&mut self, visit: &mut dyn FnMut(&[u8])) -> BenchResult<u64> {
+    fn scan(&mut self, visit: &mut dyn FnMut(&[u8])) -> Result<u64> {
         let mut stmt = self.conn.prepare_cached(SQL_SCAN)?;
         let n = visit_rows(stmt.query([])?, visit)?;
         Ok(n)
@@ -153,10 +152,10 @@ impl Session for SqliteSession {
 }
 
 /// Hands the blob in column 0 of every row to `visit`; returns the row count.
-fn visit_rows(mut rows: rusqlite::Rows<'_>, visit: &mut dyn FnMut(&[u8])) -> BenchResult<u64> {
+fn visit_rows(mut rows: rusqlite::Rows<'_>, visit: &mut dyn FnMut(&[u8])) -> Result<u64> {
     let mut n = 0;
     while let Some(row) = rows.next()? {
-        let data = row.get_ref(0)?.as_blob().map_err(|e| BenchError::msg(format!("sqlite: data column: {e}")))?;
+        let data = row.get_ref(0)?.as_blob().context("sqlite: data column")?;
         visit(data);
         n += 1;
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 const PAYLOAD: usize = 200;
 
 fn open(dir: &std::path::Path, durability: Durability) -> Store {
-    let options = Options { durability, ..Options::default() };
+    let options = Options::default().durability(durability);
     Store::open(dir, options).expect("open factlog store in a temp dir")
 }
 
@@ -244,12 +244,10 @@ fn segment_roll(c: &mut Criterion) {
     let big = bytes::Bytes::from(vec![b'r'; 40 * 1024]);
     for (name, segment_bytes) in [("append_40k_rolling", 64 * 1024), ("append_40k_64mib_segments", 64 << 20)] {
         let dir = bench_dir();
-        let options = Options {
-            durability: Durability::Buffered { flush_interval_ms: 100 },
-            segment_bytes,
-            max_event_bytes: 48 * 1024,
-            ..Options::default()
-        };
+        let options = Options::default()
+            .durability(Durability::Buffered { flush_interval_ms: 100 })
+            .segment_bytes(segment_bytes)
+            .max_event_bytes(48 * 1024);
         let store = Store::open(dir.path(), options).expect("open roll store");
         let mut n = 0u128;
         g.bench_function(name, |b| {

@@ -216,7 +216,9 @@ fn dictionary_gain(store: &factlog::Store, row: &mut Row) -> Result<()> {
     let save_all = |store: &factlog::Store| -> Result<(u64, u64)> {
         let (mut stored, mut payload) = (0, 0);
         for (n, id) in ids.iter().enumerate() {
-            let info = store.save_snapshot(id, 0, 1, &small_state(n as u64)).context("factlog: save small")?;
+            let info = store
+                .save_snapshot(id, 0, factlog::SchemaVersion(1), &small_state(n as u64))
+                .context("factlog: save small")?;
             stored += info.stored_bytes;
             payload += info.payload_bytes;
         }
@@ -275,7 +277,9 @@ fn snapshot_loads(engine: &FactlogEngine, params: &Params, want: Account) -> Res
     let t = Instant::now();
     let mut stored = 0u64;
     for i in 0..SNAPSHOT_OPS {
-        let info = store.save_snapshot(ACCOUNT, snap_version, 1, &state).context("factlog: save_snapshot")?;
+        let info = store
+            .save_snapshot(ACCOUNT, snap_version, factlog::SchemaVersion(1), &state)
+            .context("factlog: save_snapshot")?;
         stored = info.stored_bytes;
         if i % 64 == 0 {
             pb.set_position(i);

@@ -67,7 +67,7 @@ fn gather(args: &AppendArgs) -> CliResult<(String, Vec<NewEvent>)> {
         (None, None) => return Err(CliError::new("no payload: pass --data, --data-file or --jsonl")),
     };
     let event = NewEvent {
-        event_id: args.event_id.unwrap_or_else(|| uuid::Uuid::new_v4().into_bytes()),
+        event_id: args.event_id.unwrap_or_else(EventId::new_v7),
         event_type: event_type.clone(),
         event_version: args.event_version.unwrap_or(1),
         occurred_at: now_nanos(),
@@ -190,7 +190,8 @@ mod tests {
 
     #[test]
     fn json_result() {
-        let v: serde_json::Value = serde_json::from_str(&render_json("a-1", &[[0x11; 16]], &result(1, false))).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&render_json("a-1", &[EventId([0x11; 16])], &result(1, false))).unwrap();
         assert_eq!(
             v,
             serde_json::json!({
@@ -201,8 +202,12 @@ mod tests {
                 "deduplicated": false,
             })
         );
-        let v: serde_json::Value =
-            serde_json::from_str(&render_json("a-1", &[[1; 16], [2; 16], [3; 16]], &result(3, true))).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&render_json(
+            "a-1",
+            &[EventId([1; 16]), EventId([2; 16]), EventId([3; 16])],
+            &result(3, true),
+        ))
+        .unwrap();
         assert_eq!(v["events"], 3);
         assert_eq!(v["event_ids"][2], "03030303-0303-0303-0303-030303030303");
         assert_eq!((&v["first_version"], &v["version"]), (&serde_json::json!(1), &serde_json::json!(3)));

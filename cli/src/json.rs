@@ -183,13 +183,13 @@ fn write_str<W: Write>(w: &mut W, s: &str) -> io::Result<()> {
 
 /// An id as a hyphenated lowercase UUID string.
 pub fn uuid_string(id: &EventId) -> String {
-    uuid::Uuid::from_bytes(*id).hyphenated().to_string()
+    id.to_string()
 }
 
 /// Writes an id as a quoted hyphenated lowercase UUID.
 fn write_id<W: Write>(w: &mut W, id: &EventId) -> io::Result<()> {
     let mut buf = uuid::Uuid::encode_buffer();
-    let text = uuid::Uuid::from_bytes(*id).hyphenated().encode_lower(&mut buf);
+    let text = uuid::Uuid::from_bytes(id.0).hyphenated().encode_lower(&mut buf);
     w.write_all(b"\"")?;
     w.write_all(text.as_bytes())?;
     w.write_all(b"\"")
@@ -211,7 +211,9 @@ mod tests {
 
     fn fields<'a>(metadata: &'a [u8], data: &'a [u8]) -> EventFields<'a> {
         EventFields {
-            event_id: *uuid::Uuid::parse_str("0b0c0d0e-0f10-4111-8213-141516171819").unwrap().as_bytes(),
+            event_id: factlog::EventId(
+                *uuid::Uuid::parse_str("0b0c0d0e-0f10-4111-8213-141516171819").unwrap().as_bytes(),
+            ),
             aggregate_id: "acct-\"1\"\n",
             version: 7,
             position: 42,
@@ -219,7 +221,7 @@ mod tests {
             event_version: 3,
             occurred_at: -5,
             recorded_at: 1_700_000_000_123_456_789,
-            causation_id: Some([0xab; 16]),
+            causation_id: Some(factlog::EventId([0xab; 16])),
             correlation_id: None,
             metadata,
             data,
@@ -303,7 +305,7 @@ mod tests {
     #[test]
     fn owned_events_render_like_borrowed_ones() {
         let ev = RecordedEvent {
-            event_id: [1; 16],
+            event_id: factlog::EventId([1; 16]),
             aggregate_id: "a".into(),
             version: 0,
             position: 0,
@@ -312,7 +314,7 @@ mod tests {
             occurred_at: 1,
             recorded_at: 2,
             causation_id: None,
-            correlation_id: Some([2; 16]),
+            correlation_id: Some(factlog::EventId([2; 16])),
             metadata: bytes::Bytes::from_static(b"{\"k\":true}"),
             data: bytes::Bytes::from_static(b"[]"),
         };

@@ -151,7 +151,7 @@ fn parse_line(text: &[u8]) -> Result<(Option<String>, NewEvent), String> {
     let event = NewEvent {
         event_id: match line.event_id {
             Some(id) => uuid("id", &id)?,
-            None => uuid::Uuid::new_v4().into_bytes(),
+            None => EventId::new_v7(),
         },
         event_type: line.event_type,
         event_version: line.event_version.unwrap_or(1),
@@ -181,7 +181,7 @@ fn payload(key: &str, json: Option<Box<RawValue>>, base64: Option<String>) -> Re
 
 /// A UUID string as an event id.
 fn uuid(key: &str, text: &str) -> Result<EventId, String> {
-    uuid::Uuid::parse_str(text).map(uuid::Uuid::into_bytes).map_err(|e| format!("`{key}` is not a valid UUID: {e}"))
+    EventId::parse(text).map_err(|e| format!("`{key}`: {e}"))
 }
 
 /// `occurred_at`: unix nanoseconds, or an RFC 3339 timestamp.
@@ -221,11 +221,11 @@ mod tests {
         let e = &b.events[0];
         assert_eq!(e.event_type, "Opened");
         assert_eq!(&e.data[..], br#"{"owner":"ada"}"#);
-        assert_eq!(uuid::Uuid::from_bytes(e.event_id).to_string(), "11111111-2222-4333-8444-555555555555");
+        assert_eq!(e.event_id.to_string(), "11111111-2222-4333-8444-555555555555");
         assert_eq!(e.event_version, 2);
         assert_eq!(e.occurred_at, 1_714_564_800_500_000_000);
         let causation = uuid::Uuid::parse_str("aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa").unwrap();
-        assert_eq!(e.causation_id, Some(causation.into_bytes()));
+        assert_eq!(e.causation_id, Some(EventId(causation.into_bytes())));
         assert_eq!(e.correlation_id, None);
         assert_eq!(&e.metadata[..], br#"{"user":"ops"}"#);
         let raw = &b.events[1];

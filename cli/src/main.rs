@@ -254,7 +254,7 @@ fn parse_expected(s: &str) -> Result<ExpectedVersion, String> {
 
 /// Parses a UUID argument into the engine's 16-byte id.
 fn parse_uuid(s: &str) -> Result<EventId, String> {
-    uuid::Uuid::parse_str(s).map(|u| u.into_bytes()).map_err(|e| format!("not a valid UUID: {e}"))
+    EventId::parse(s).map_err(|e| e.to_string())
 }
 
 /// Checks that an argument is valid JSON, keeping the text as given.
@@ -341,7 +341,7 @@ mod tests {
     #[test]
     fn uuid_arguments() {
         let id = parse_uuid("0b0c0d0e-0f10-4111-8213-141516171819").unwrap();
-        assert_eq!(id[0], 0x0b);
+        assert_eq!(id.0[0], 0x0b);
         assert!(parse_uuid("nope").is_err());
     }
 }

@@ -89,7 +89,7 @@ pub fn open_for_repair(dir: &Path) -> CliResult<Store> {
     if place(dir)? != Place::Store {
         return Err(CliError::new(format!("{} is not a factlog store: it has no {MARKER_NAME} file", dir.display())));
     }
-    match Store::open(dir, Options { repair: true, ..Options::default() }) {
+    match Store::open(dir, Options::default().repair(true)) {
         Ok(store) => Ok(store),
         Err(factlog::Error::Locked { .. }) => Err(in_use(dir, "repair it")),
         Err(e) => Err(CliError::new(format!("the repair failed: {e}"))),

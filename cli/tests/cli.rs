@@ -412,7 +412,7 @@ fn a_closed_pipe_ends_read_quietly() {
 
 /// Options of the multi-segment test stores: 64 KiB segments.
 fn small_options() -> Options {
-    Options { segment_bytes: 64 * 1024, max_event_bytes: 16 * 1024, dedupe_window_events: 10, ..Default::default() }
+    Options::default().segment_bytes(64 * 1024).max_event_bytes(16 * 1024).dedupe_window_events(10)
 }
 
 /// Events in [`multi_segment_store`].
@@ -429,7 +429,7 @@ fn multi_segment_store(root: &Path) -> PathBuf {
         let event = NewEvent::new(uuid::Uuid::new_v4().into_bytes(), "Padded", Bytes::from(data));
         store.append(&format!("agg-{}", i % 5), ExpectedVersion::Any, vec![event]).unwrap();
     }
-    store.save_snapshot("agg-0", 3, 1, b"state of agg-0").unwrap();
+    store.save_snapshot("agg-0", 3, factlog::SchemaVersion(1), b"state of agg-0").unwrap();
     store.close().unwrap();
     dir
 }

@@ -63,12 +63,12 @@ pub use event::{
 pub use fault::Faults;
 pub use id::ParseEventIdError;
 pub use options::{Durability, Options};
-pub use reader::{AggregateEvents, AllEvents, Loaded, Reader};
+pub use reader::{AggregateEvents, AggregateInfo, AllEvents, Loaded, Reader};
 pub use record::NAME_BYTES_MAX;
 pub use recovery::{RecoveryReport, Repair, TornTail};
 pub use segment::{FORMAT_VERSION, POSITION_LIMIT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 pub use snapshot::dictionary::{DictionaryInfo, DICT_BYTES_MAX, DICT_BYTES_MIN};
-pub use snapshot::{Snapshot, SnapshotInfo, SnapshotRecovery};
+pub use snapshot::{Snapshot, SnapshotEntry, SnapshotInfo, SnapshotRecovery};
 pub use store::{Stats, Store};
 pub use verify::{Problem, VerifyReport};
 

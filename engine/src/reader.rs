@@ -170,6 +170,24 @@ impl Reader {
         positions.get(v).copied()
     }
 
+    /// The aggregates whose id starts with `prefix` that have events this
+    /// reader sees, sorted by id. Holds the index lock while it copies the ids.
+    pub fn aggregates(&self, prefix: &str) -> Vec<AggregateInfo> {
+        let idx = self.shared.index();
+        let mut out: Vec<AggregateInfo> = idx
+            .aggregates()
+            .filter(|(id, _)| id.starts_with(prefix))
+            .filter_map(|(id, positions)| {
+                let events = positions.partition_point(|p| *p < self.visible_end) as u64;
+                let last_position = *positions.get(usize::try_from(events.checked_sub(1)?).ok()?)?;
+                Some(AggregateInfo { aggregate_id: id.to_string(), version: events - 1, last_position })
+            })
+            .collect();
+        drop(idx);
+        out.sort_by(|a, b| a.aggregate_id.cmp(&b.aggregate_id));
+        out
+    }
+
     /// The aggregate's last version whose position is at or before `position`.
     pub fn version_at(&self, aggregate_id: &str, position: u64) -> Option<u64> {
         let idx = self.shared.index();
@@ -288,4 +306,17 @@ impl<'r> Iterator for AggregateEvents<'r> {
         let seg = self.reader.segments.get(seg as usize)?;
         Some(seg.event_at(offset, position).map(|(e, _)| e))
     }
+}
+
+/// An aggregate as listed by [`Reader::aggregates`]. Versions are dense, so
+/// it has `version + 1` events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AggregateInfo {
+    /// Its id.
+    pub aggregate_id: String,
+    /// Its current version (visible to the reader).
+    pub version: u64,
+    /// Position of its last event.
+    pub last_position: u64,
 }

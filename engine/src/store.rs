@@ -371,6 +371,13 @@ impl Store {
         snaps.save(aggregate_id, version, schema.0, state)
     }
 
+    /// The kept snapshots (at most `snapshots_keep` per aggregate) of the
+    /// aggregates whose id starts with `prefix` (`""` for all), by aggregate
+    /// and version, without reading them.
+    pub fn snapshots(&self, prefix: &str) -> Vec<crate::SnapshotEntry> {
+        self.inner.shared.snapshots.list(prefix)
+    }
+
     /// The newest snapshot of an aggregate, decompressed.
     pub fn latest_snapshot(&self, aggregate_id: &str) -> Result<Option<Snapshot>> {
         self.snapshot_at_or_before(aggregate_id, u64::MAX)

@@ -20,13 +20,10 @@ pub struct FactlogEngine {
 impl FactlogEngine {
     /// Opens (creating) a store in `dir`.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self> {
-        let options = Options {
-            durability: match durability {
-                Durability::Sync => factlog::Durability::Sync,
-                Durability::Buffered => factlog::Durability::Buffered { flush_interval_ms: BUFFERED_FLUSH_MS },
-            },
-            ..Options::default()
-        };
+        let options = Options::default().durability(match durability {
+            Durability::Sync => factlog::Durability::Sync,
+            Durability::Buffered => factlog::Durability::Buffered { flush_interval_ms: BUFFERED_FLUSH_MS },
+        });
         let store = Store::open(dir, options).context("factlog: open")?;
         Ok(FactlogEngine { store })
     }

@@ -110,6 +110,19 @@ impl Catalog {
         debug_assert!(list.windows(2).all(|w| w[0].version < w[1].version) && list.len() <= self.keep);
     }
 
+    /// The kept snapshots of the aggregates whose id starts with `prefix`:
+    /// (aggregate, version, file number, stored bytes), by aggregate then version.
+    pub(crate) fn list(&self, prefix: &str) -> Vec<(String, u64, u64, u32)> {
+        let mut out: Vec<_> = self
+            .by_aggregate
+            .iter()
+            .filter(|(a, _)| a.starts_with(prefix))
+            .flat_map(|(a, locs)| locs.iter().map(move |l| (a.to_string(), l.version, l.file_no, l.len)))
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The newest snapshot version of an aggregate.
     pub(crate) fn latest_version(&self, aggregate_id: &str) -> Option<u64> {
         self.by_aggregate.get(aggregate_id).and_then(|l| l.last()).map(|l| l.version)

@@ -29,5 +29,5 @@ mod store;
 pub use error::SnapshotFormatError;
 pub use frame::{decode_frame, decompress, encode_frame, SnapFrame, SnapMeta};
 pub use recovery::{SnapshotRecovery, SNAPSHOT_DIR};
-pub use store::{Snapshot, SnapshotInfo};
+pub use store::{Snapshot, SnapshotEntry, SnapshotInfo};
 pub(crate) use store::{SnapshotConfig, Snapshots};

@@ -91,6 +91,20 @@ struct IoState {
     active: Option<Arc<SnapFile>>,
 }
 
+/// A kept snapshot as listed by [`crate::Store::snapshots`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SnapshotEntry {
+    /// The aggregate.
+    pub aggregate_id: String,
+    /// The aggregate version the state reflects.
+    pub version: u64,
+    /// The snapshot file holding it.
+    pub path: PathBuf,
+    /// Bytes of its frame in that file (compressed).
+    pub stored_bytes: u64,
+}
+
 /// The snapshot store. Shared by the store handle and the writer thread;
 /// see the module doc for its two locks.
 pub(crate) struct Snapshots {
@@ -130,6 +144,21 @@ impl Snapshots {
     /// The catalog, for a short in-memory change, by the I/O mutex's holder.
     fn catalog_mut(&self) -> RwLockWriteGuard<'_, Catalog> {
         self.catalog.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The kept snapshots of aggregates whose id starts with `prefix`.
+    pub(crate) fn list(&self, prefix: &str) -> Vec<SnapshotEntry> {
+        let listed = self.catalog().list(prefix);
+        let path = |no| self.dir.join(super::frame::file_name(no));
+        listed
+            .into_iter()
+            .map(|(aggregate_id, version, no, len)| SnapshotEntry {
+                aggregate_id,
+                version,
+                path: path(no),
+                stored_bytes: u64::from(len),
+            })
+            .collect()
     }
 
     /// The newest snapshot version of an aggregate. Takes only the catalog

@@ -1,10 +1,16 @@
-//! Shared helpers for factlog's black-box integration tests: deterministic
-//! event builders and a small in-memory model of what a store must contain.
+//! Shared helpers for factlog's black-box integration tests and fuzz
+//! targets: deterministic event builders, store options, seeded randomness
+//! ([`random`]), what the snapshot crash child and its checker agree on
+//! ([`snapshot_crash`]), and the fuzz checks ([`fuzz_checks`]). It reaches
+//! the engine only through its public API and the doc-hidden `record` and
+//! `snapshot` modules, and never touches files outside the directories its
+//! callers hand it and its own scratch directories.
 
 use bytes::Bytes;
 use factlog::{NewEvent, Options};
 
 pub mod fuzz_checks;
+pub mod random;
 
 /// A deterministic 16-byte id from two numbers.
 pub fn id(a: u64, b: u64) -> [u8; 16] {
@@ -50,21 +56,17 @@ pub mod snapshot_crash {
         format!("acct-{n}")
     }
 
-    /// FNV-1a of a string.
-    pub fn hash(s: &str) -> u64 {
-        s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    /// Event id of the event the child appends to `aggregate` at `version`:
+    /// the name's CRC32, then the version (distinct for the child's aggregates).
+    pub fn event_id(aggregate: &str, version: u64) -> [u8; 16] {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&crate::random::name_seed(aggregate).to_le_bytes());
+        id[8..].copy_from_slice(&version.to_le_bytes());
+        id
     }
 
     /// The state saved for `aggregate` at `version`: 700 incompressible bytes.
     pub fn state(aggregate: &str, version: u64) -> Vec<u8> {
-        let mut x = hash(aggregate) ^ version.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..700)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 32) as u8
-            })
-            .collect()
+        crate::random::noise(&[crate::random::name_seed(aggregate), version], 700)
     }
 }

@@ -1,4 +1,5 @@
 //! Round trips, optimistic concurrency, idempotency, reopen and bad input.
+//! Public API only; every store lives in its own temporary directory.
 
 use factlog::{Direction, Error, ExpectedVersion, Options, Store};
 use factlog_tests::{event, id, small_options};

@@ -1,5 +1,7 @@
 //! Concurrent appenders on shared aggregates with exact expected versions:
 //! no lost update, per-aggregate order kept, readers never see a partial batch.
+//! Public API only; every thread is joined and every store lives in its own
+//! temporary directory.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

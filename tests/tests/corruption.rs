@@ -1,6 +1,7 @@
 //! Torn tails at every byte, bit flips in sealed segments, repair, unknown
 //! formats and missing checkpoints: recovery must cut exactly the unfinished
 //! batch, and must refuse (or, with `repair`, report) corruption before it.
+//! It damages only stores it created in its own temporary directories.
 
 use std::path::{Path, PathBuf};
 

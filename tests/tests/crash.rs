@@ -13,7 +13,8 @@
 //! `FACTLOG_CRASH_CYCLES` sets the number of kills (default 30);
 //! `FACTLOG_CRASH_SEED` replays the kill delays of an earlier run. On failure
 //! the work directory (store, ack logs, child stderr) is kept under the
-//! system temp directory and its path is printed.
+//! system temp directory and its path is printed. It kills only the children
+//! it spawned (through their handles) and writes only in its work directory.
 //!
 //! ```text
 //! cargo test --release -p factlog-tests --test crash -- --nocapture
@@ -28,6 +29,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use factlog::{Direction, EventId, EventRef, ExpectedVersion, Store};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 // The child's batch spec is the single definition of what was written.
 #[allow(dead_code)]
@@ -128,7 +131,8 @@ struct Run {
     work: WorkDir,
     store_dir: PathBuf,
     seed: u64,
-    rng: u64,
+    /// Kill delays, from `seed`.
+    rng: StdRng,
     model: Model,
 }
 
@@ -136,17 +140,13 @@ impl Run {
     fn new(name: &str, mode: Mode) -> Run {
         let work = WorkDir::new(name);
         let store_dir = work.path.join("store");
-        let seed = env_u64("FACTLOG_CRASH_SEED").unwrap_or_else(|| {
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-            spec::mix(&[nanos as u64, u64::from(std::process::id())])
-        });
+        let seed = env_u64("FACTLOG_CRASH_SEED").unwrap_or_else(rand::random);
         eprintln!("crash[{name}]: seed {seed} (FACTLOG_CRASH_SEED), work dir {}", work.path.display());
-        Run { mode, work, store_dir, seed, rng: seed, model: Model::default() }
+        Run { mode, work, store_dir, seed, rng: StdRng::seed_from_u64(seed), model: Model::default() }
     }
 
     fn random(&mut self, below: u64) -> u64 {
-        self.rng = spec::splitmix(self.rng);
-        self.rng % below
+        self.rng.gen_range(0..below)
     }
 
     fn child_stderr(&self, cycle: u32) -> String {

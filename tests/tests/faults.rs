@@ -3,6 +3,8 @@
 //! write, a short write (part of a batch on disk, then an error) or a failed
 //! fsync poisons the store (no acknowledgement, no further writes) until it
 //! is reopened, which recovers the last durable state and no partial batch.
+//! Faults are injected only through `Options::faults`, never by damaging a
+//! real disk; every store lives in its own temporary directory.
 
 use std::sync::Arc;
 

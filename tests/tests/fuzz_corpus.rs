@@ -6,11 +6,14 @@
 //! corpora as `regress-…` files (fuzz/README.md, "Findings").
 //!
 //! Regenerate the seed files: `cargo test --release -p factlog-tests --test
-//! fuzz_corpus -- --ignored generate_seed_corpus`.
+//! fuzz_corpus -- --ignored generate_seed_corpus`. Only that ignored test
+//! writes into `fuzz/`; every other test here only reads it.
 
 use std::path::{Path, PathBuf};
 
-use factlog_tests::fuzz_checks::{finding_f1_input, finding_f3_input, seed_corpus, TARGETS};
+use factlog_tests::fuzz_checks::{
+    finding_f1_input, finding_f3_input, finding_f6_input, seed_corpus, zeroed_suffix_input, TARGETS,
+};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -84,11 +87,32 @@ fn generate_seed_corpus() {
     }
     // Inputs of fixed findings (fuzz/README.md) that are built, not fuzzed.
     let corpus = fuzz_dir().join("corpus");
-    for (target, name, data) in [
+    for (target, name, data) in built_regressions() {
+        std::fs::write(corpus.join(target).join(name), data).unwrap();
+    }
+}
+
+/// The regression inputs built against the current reference store: target,
+/// corpus file name, bytes.
+fn built_regressions() -> [(&'static str, &'static str, Vec<u8>); 4] {
+    [
         ("record_decode", "regress-F1-scan-position-overflow", finding_f1_input()),
         ("segment_open", "regress-F3-checkpoint-offset-to-unvalidated-frame", finding_f3_input()),
-    ] {
-        std::fs::write(corpus.join(target).join(name), data).unwrap();
+        ("segment_open", "regress-F6-read-only-open-drops-batch-of-short-active-segment", finding_f6_input()),
+        ("segment_open", "regress-zeroed-suffix-at-batch-boundary", zeroed_suffix_input()),
+    ]
+}
+
+/// The committed `regress-…` files of the `segment_open` findings address
+/// the reference store by file and frame; built afresh, they reproduce their
+/// scenario even after the store's construction changed.
+#[test]
+fn built_regression_inputs() {
+    for (target, name, data) in built_regressions() {
+        let check = TARGETS.iter().find(|t| t.0 == target).expect("known target").1;
+        if std::panic::catch_unwind(|| check(&data)).is_err() {
+            panic!("the built input {name} fails the {target} check");
+        }
     }
 }
 

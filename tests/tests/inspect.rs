@@ -1,5 +1,6 @@
 //! Read-only opens and whole-store verification: inspecting a store never
 //! changes a byte of it, and `verify` finds damage with file and offset.
+//! Every store lives in its own temporary directory.
 
 use std::path::Path;
 

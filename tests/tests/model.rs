@@ -1,6 +1,7 @@
 //! Property test: random appends (with every kind of expectation, retries of
 //! earlier batches), reads and reopens, checked against a plain in-memory
-//! model of what the store must contain.
+//! model of what the store must contain. Public API only; every case uses
+//! its own temporary directory.
 
 use std::collections::HashMap;
 

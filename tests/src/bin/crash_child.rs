@@ -14,7 +14,9 @@
 //! The contents of every batch (aggregate, size, and every field of every
 //! event) are a pure function of `(cycle, writer, batch number, index)`: see
 //! [`spec::BatchKey`]. The test includes this file as a module to recompute
-//! them, so child and checker share one definition.
+//! them, so child and checker share one definition. The child never logs an
+//! ack before `append` has returned it, and writes only the store and the
+//! ack log it is given.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -32,6 +34,9 @@ use spec::{Ack, BatchKey};
 pub mod spec {
     use bytes::Bytes;
     use factlog::{Durability, EventId, NewEvent, Options};
+    use factlog_tests::random;
+    use rand::rngs::StdRng;
+    use rand::{Rng, RngCore};
 
     /// The largest batch a writer appends.
     pub const MAX_BATCH: u32 = 20;
@@ -62,23 +67,6 @@ pub mod spec {
         Durability::Buffered { flush_interval_ms: 60_000 }
     }
 
-    /// splitmix64 of a list of words: the test's only source of "randomness".
-    pub fn mix(words: &[u64]) -> u64 {
-        let mut h = 0x9E37_79B9_7F4A_7C15u64;
-        for w in words {
-            h = splitmix(h ^ w.wrapping_mul(0xD6E8_FEB8_6659_FD93));
-        }
-        h
-    }
-
-    /// One step of splitmix64.
-    pub fn splitmix(x: u64) -> u64 {
-        let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
     /// Identifies one batch: the child process run (`cycle`), the writer
     /// thread, and the writer's batch number in that run.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -102,8 +90,10 @@ pub mod spec {
             self.writer == PROBE_WRITER
         }
 
-        fn hash(&self, salt: u64) -> u64 {
-            mix(&[u64::from(self.cycle), u64::from(self.writer), u64::from(self.batch), salt])
+        /// The batch's random stream for `salt`: the test's only source of
+        /// randomness, so child and checker derive the same batch.
+        fn rng(&self, salt: u64) -> StdRng {
+            random::rng(&[u64::from(self.cycle), u64::from(self.writer), u64::from(self.batch), salt])
         }
 
         /// Number of events in the batch, 1..=[`MAX_BATCH`].
@@ -111,7 +101,7 @@ pub mod spec {
             if self.is_probe() {
                 1
             } else {
-                1 + (self.hash(1) % u64::from(MAX_BATCH)) as u32
+                self.rng(1).gen_range(1..=MAX_BATCH)
             }
         }
 
@@ -120,7 +110,7 @@ pub mod spec {
             if self.is_probe() {
                 PROBE_AGGREGATE.to_string()
             } else {
-                writer_aggregate(self.writer, self.hash(2) % AGGREGATES_PER_WRITER)
+                writer_aggregate(self.writer, self.rng(2).gen_range(0..AGGREGATES_PER_WRITER))
             }
         }
 
@@ -150,13 +140,7 @@ pub mod spec {
 
         /// Event `index` of the batch, every field derived from the key.
         pub fn event(&self, index: u32) -> NewEvent {
-            let h = self.hash(100 + u64::from(index));
-            let id_from = |salt: u64| {
-                let mut id = [0u8; 16];
-                id[..8].copy_from_slice(&splitmix(h ^ salt).to_le_bytes());
-                id[8..].copy_from_slice(&splitmix(h ^ salt ^ 1).to_le_bytes());
-                id
-            };
+            let mut rng = self.rng(100 + u64::from(index));
             let event_type = if self.is_probe() {
                 "ProbeAppended".to_string()
             } else {
@@ -165,26 +149,20 @@ pub mod spec {
             // Mostly small payloads, some empty, about one in ten of 1..2.4 KB:
             // batches average ~4 KB, so a 64 KiB segment rolls every ~15 batches,
             // and the largest batch (20 x 2.4 KB) still fits in one segment.
-            let size_roll = splitmix(h ^ 3) % 100;
-            let len = match size_roll {
+            let len = match rng.gen_range(0..100) {
                 0..=4 => 0,
-                5..=89 => splitmix(h ^ 4) % 300,
-                _ => 1000 + splitmix(h ^ 4) % 1400,
-            } as usize;
-            let mut data = Vec::with_capacity(len + 8);
-            let mut x = h ^ 5;
-            while data.len() < len {
-                x = splitmix(x);
-                data.extend_from_slice(&x.to_le_bytes());
-            }
-            data.truncate(len);
+                5..=89 => rng.gen_range(0..300),
+                _ => rng.gen_range(1000..2400),
+            };
+            let mut data = vec![0u8; len];
+            rng.fill_bytes(&mut data);
             NewEvent {
                 event_id: self.event_id(index),
                 event_type,
-                event_version: 1 + (h % 5) as u32,
-                occurred_at: (h >> 2) as i64,
-                causation_id: (h & 1 == 1).then(|| id_from(6)),
-                correlation_id: (h & 2 == 2).then(|| id_from(7)),
+                event_version: rng.gen_range(1..=5),
+                occurred_at: rng.gen_range(0..=i64::MAX),
+                causation_id: rng.gen_bool(0.5).then(|| rng.gen()),
+                correlation_id: rng.gen_bool(0.5).then(|| rng.gen()),
                 metadata: Bytes::from(format!(
                     "c={} w={} b={} i={index} n={}",
                     self.cycle,

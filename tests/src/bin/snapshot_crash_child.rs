@@ -8,6 +8,10 @@
 //!
 //! After each `save_snapshot` returns it appends `ack <aggregate> <version>`
 //! to the ack log and fsyncs it, then prints `ready` once (after the first).
+//! Every state it saves is `snapshot_crash::state(aggregate, version)`, so
+//! the checker can recompute it. It never acknowledges a save before
+//! `save_snapshot` has returned, and writes only inside the two paths it is
+//! given.
 
 use std::io::Write;
 
@@ -28,9 +32,7 @@ fn main() {
         let agg = spec::aggregate(round % spec::AGGREGATES);
         round += 1;
         let next = store.aggregate_version(&agg).map_or(0, |v| v + 1);
-        let mut id = [0u8; 16];
-        id[..8].copy_from_slice(&spec::hash(&agg).to_le_bytes());
-        id[8..].copy_from_slice(&next.to_le_bytes());
+        let id = spec::event_id(&agg, next);
         let expected = if next == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(next - 1) };
         store.append(&agg, expected, vec![NewEvent::new(id, "Posted", &b"{}"[..])]).expect("append");
         store.save_snapshot(&agg, next, 1, &spec::state(&agg, next)).expect("save snapshot");

@@ -13,11 +13,11 @@ pub mod fuzz_checks;
 pub mod random;
 
 /// A deterministic 16-byte id from two numbers.
-pub fn id(a: u64, b: u64) -> [u8; 16] {
+pub fn id(a: u64, b: u64) -> factlog::EventId {
     let mut out = [0u8; 16];
     out[..8].copy_from_slice(&a.to_le_bytes());
     out[8..].copy_from_slice(&b.to_le_bytes());
-    out
+    factlog::EventId(out)
 }
 
 /// An event whose every field is derived from `(stream, n)`.
@@ -36,7 +36,7 @@ pub fn event(stream: u64, n: u64) -> NewEvent {
 
 /// Small segments so that tests roll often.
 pub fn small_options() -> Options {
-    Options { segment_bytes: 64 * 1024, max_event_bytes: 16 * 1024, prepare_next_segment: true, ..Options::default() }
+    Options::default().segment_bytes(64 * 1024).max_event_bytes(16 * 1024).prepare_next_segment(true)
 }
 
 /// What `snapshot_crash_child` and its checker agree on.
@@ -48,7 +48,7 @@ pub mod snapshot_crash {
 
     /// Tiny snapshot files (many rolls and compactions), one kept per aggregate.
     pub fn options() -> Options {
-        Options { snapshot_file_bytes: 4096, snapshots_keep: 1, ..super::small_options() }
+        super::small_options().snapshot_file_bytes(4096).snapshots_keep(1)
     }
 
     /// Name of aggregate `n`.

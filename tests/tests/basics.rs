@@ -15,7 +15,7 @@ fn every_envelope_field_round_trips_and_survives_reopen() {
         (0, 4, 0, 4, false)
     );
     let check = |store: &Store| {
-        let got = store.read_aggregate("acct-1", 0, Direction::Forward, 100).unwrap();
+        let got = store.read_aggregate_owned("acct-1", 0, Direction::Forward, 100).unwrap();
         assert_eq!(got.len(), 5);
         for (i, (g, e)) in got.iter().zip(&evs).enumerate() {
             assert_eq!(g.event_id, e.event_id);
@@ -61,7 +61,7 @@ fn expected_version_conflicts_are_typed_and_write_nothing() {
     store.append("a", ExpectedVersion::Exact(0), vec![event(1, 1)]).unwrap();
     store.append("a", ExpectedVersion::Any, vec![event(1, 2)]).unwrap();
     assert_eq!(store.aggregate_version("a"), Some(2));
-    assert_eq!(store.read_all(0, 100).unwrap().len(), 3);
+    assert_eq!(store.read_all_owned(0, 100).unwrap().len(), 3);
 }
 
 #[test]
@@ -74,7 +74,7 @@ fn retried_append_is_deduplicated_and_misplaced_id_refused() {
     let retry = store.append("a", ExpectedVersion::NoStream, batch.clone()).unwrap();
     assert!(retry.deduplicated);
     assert_eq!((retry.first_position, retry.last_version), (first.first_position, first.last_version));
-    assert_eq!(store.read_all(0, 100).unwrap().len(), 3);
+    assert_eq!(store.read_all_owned(0, 100).unwrap().len(), 3);
     match store.append("b", ExpectedVersion::Any, vec![event(1, 1)]) {
         Err(Error::DuplicateEventId { existing_position: 2, existing_aggregate, .. }) => {
             assert_eq!(existing_aggregate, "a")
@@ -115,7 +115,7 @@ fn bad_input_gives_typed_errors() {
     store.append("a", ExpectedVersion::NoStream, vec![event(1, 2)]).unwrap();
     assert_eq!(store.stats().events, 1);
     assert!(matches!(Store::open(dir.path(), small_options()), Err(Error::Locked { .. })));
-    let bad = Options { segment_bytes: 1000, ..Options::default() };
+    let bad = Options::default().segment_bytes(1000);
     assert!(matches!(Store::open(dir.path().join("x"), bad), Err(Error::InvalidOptions(_))));
     let not_store = tempfile::tempdir().unwrap();
     std::fs::write(not_store.path().join("hello.txt"), "hi").unwrap();
@@ -135,15 +135,15 @@ fn many_segments_roll_and_reopen_from_checkpoints() {
     }
     let stats = store.stats();
     assert!(stats.segments > 3, "{stats:?}");
-    let all = store.read_all(0, usize::MAX).unwrap();
+    let all = store.read_all_owned(0, usize::MAX).unwrap();
     assert_eq!(all.len(), 2000);
     assert!(all.iter().enumerate().all(|(i, e)| e.position == i as u64));
     store.close().unwrap();
     let store = Store::open(dir.path(), small_options()).unwrap();
     let rep = store.recovery_report().clone();
     assert_eq!(rep.checkpoints_loaded as u64, stats.segments - 1, "{rep:?}");
-    assert_eq!(store.read_all(0, usize::MAX).unwrap(), all);
-    let back = store.read_aggregate("agg-3", u64::MAX, Direction::Backward, 5).unwrap();
+    assert_eq!(store.read_all_owned(0, usize::MAX).unwrap(), all);
+    let back = store.read_aggregate_owned("agg-3", u64::MAX, Direction::Backward, 5).unwrap();
     assert_eq!(back.iter().map(|e| e.version).collect::<Vec<_>>(), vec![285, 284, 283, 282, 281]);
     // Delete the checkpoints: same reads, rebuilt.
     store.close().unwrap();
@@ -155,7 +155,7 @@ fn many_segments_roll_and_reopen_from_checkpoints() {
     }
     let store = Store::open(dir.path(), small_options()).unwrap();
     assert_eq!(store.recovery_report().checkpoints_rebuilt.len() as u64, stats.segments - 1);
-    assert_eq!(store.read_all(0, usize::MAX).unwrap(), all);
-    assert_eq!(store.read_aggregate("agg-3", 0, Direction::Forward, 1000).unwrap().len(), 286);
+    assert_eq!(store.read_all_owned(0, usize::MAX).unwrap(), all);
+    assert_eq!(store.read_aggregate_owned("agg-3", 0, Direction::Forward, 1000).unwrap().len(), 286);
     let _ = id(0, 0);
 }

@@ -85,7 +85,7 @@ fn eight_threads_on_shared_aggregates_lose_no_update() {
     assert_eq!(acked.len() as u64, threads * per_thread);
     let total: usize = (0..aggregates)
         .map(|a| {
-            let evs = store.read_aggregate(&format!("shared-{a}"), 0, Direction::Forward, usize::MAX).unwrap();
+            let evs = store.read_aggregate_owned(&format!("shared-{a}"), 0, Direction::Forward, usize::MAX).unwrap();
             assert!(evs.iter().enumerate().all(|(i, e)| e.version == i as u64), "versions not dense");
             assert!(evs.windows(2).all(|w| w[0].position < w[1].position), "order not kept");
             evs.len()
@@ -93,7 +93,7 @@ fn eight_threads_on_shared_aggregates_lose_no_update() {
         .sum();
     assert_eq!(total as u64, threads * per_thread * 2, "lost or extra updates");
     for (agg, r, t, i) in &acked {
-        let evs = store.read_aggregate(agg, r.first_version, Direction::Forward, 2).unwrap();
+        let evs = store.read_aggregate_owned(agg, r.first_version, Direction::Forward, 2).unwrap();
         assert_eq!(evs[0].position, r.first_position);
         assert_eq!(evs[0].data, Bytes::from(format!("{t}:{i}:0")));
         assert_eq!(evs[1].data, Bytes::from(format!("{t}:{i}:1")));

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use factlog::{Direction, Error, ExpectedVersion, Options, Store};
+use factlog::{Direction, Error, ExpectedVersion, Store};
 use factlog_tests::{event, small_options};
 
 fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
@@ -38,7 +38,7 @@ fn cutting_the_last_batch_at_every_byte_never_shows_a_partial_batch() {
     let last = vec![event(2, 0), event(2, 1), event(2, 2)];
     store.append("b", ExpectedVersion::NoStream, last).unwrap();
     let end = store.stats().log_bytes;
-    let full = store.read_all(0, 100).unwrap();
+    let full = store.read_all_owned(0, 100).unwrap();
     store.close().unwrap();
     let seg = files(pristine.path(), "seg").pop().unwrap();
     let pristine_bytes = std::fs::read(&seg).unwrap();
@@ -57,7 +57,7 @@ fn cutting_the_last_batch_at_every_byte_never_shows_a_partial_batch() {
                 std::fs::write(&path, &bytes).unwrap();
             }
             let store = Store::open(dir.path(), small_options()).unwrap();
-            let got = store.read_all(0, 100).unwrap();
+            let got = store.read_all_owned(0, 100).unwrap();
             // A cut inside the zero padding after the last body changes no byte: the batch is whole.
             let intact = pristine_bytes[cut as usize..end as usize].iter().all(|b| *b == 0);
             let expect = if intact { &full[..] } else { &full[..4] };
@@ -72,7 +72,7 @@ fn cutting_the_last_batch_at_every_byte_never_shows_a_partial_batch() {
             assert_eq!(r.first_position, expect.len() as u64);
             store.close().unwrap();
             let store = Store::open(dir.path(), small_options()).unwrap();
-            assert_eq!(store.read_all(0, 100).unwrap().len(), expect.len() + 1, "cut at {cut}");
+            assert_eq!(store.read_all_owned(0, 100).unwrap().len(), expect.len() + 1, "cut at {cut}");
             assert!(store.recovery_report().torn_tail.is_none(), "cut at {cut}: tail not cleaned");
             cuts += 1;
         }
@@ -86,7 +86,7 @@ fn store_with_sealed_segments() -> (tempfile::TempDir, Vec<factlog::RecordedEven
     for n in 0..700u64 {
         store.append(&format!("agg-{}", n % 5), ExpectedVersion::Any, vec![event(n % 5, n)]).unwrap();
     }
-    let all = store.read_all(0, usize::MAX).unwrap();
+    let all = store.read_all_owned(0, usize::MAX).unwrap();
     store.close().unwrap();
     assert!(files(dir.path(), "seg").len() >= 3);
     (dir, all)
@@ -114,14 +114,14 @@ fn bit_flip_in_sealed_segment_is_detected_on_read_with_checkpoint() {
         other => panic!("open should fail: {other:?}"),
     }
     // With a window that does not reach it, open succeeds and the read fails.
-    let store = Store::open(dir.path(), Options { dedupe_window_events: 10, ..small_options() }).unwrap();
-    match store.read_all(0, usize::MAX) {
+    let store = Store::open(dir.path(), small_options().dedupe_window_events(10)).unwrap();
+    match store.read_all_owned(0, usize::MAX) {
         Err(Error::Corrupt { path, .. }) => assert_eq!(path, seg),
         other => panic!("flip not detected: {:?}", other.map(|v| v.len())),
     }
     // Events in other segments still read fine.
     let later = all.last().unwrap().position;
-    let got = store.read_all(later, 1);
+    let got = store.read_all_owned(later, 1);
     assert_eq!(got.unwrap()[0], *all.last().unwrap());
 }
 
@@ -139,16 +139,16 @@ fn bit_flip_in_sealed_segment_fails_open_without_checkpoint_and_repair_truncates
         }
         other => panic!("open should fail: {other:?}"),
     }
-    let store = Store::open(dir.path(), Options { repair: true, ..small_options() }).unwrap();
+    let store = Store::open(dir.path(), small_options().repair(true)).unwrap();
     let rep = store.recovery_report().repaired.clone().expect("repair reported");
-    let kept = store.read_all(0, usize::MAX).unwrap();
+    let kept = store.read_all_owned(0, usize::MAX).unwrap();
     assert_eq!(kept.len() as u64, rep.lost_from_position);
     assert_eq!(kept, all[..kept.len()]);
     assert!(!rep.removed_files.is_empty());
     store.append("agg-0", ExpectedVersion::Any, vec![event(99, 0)]).unwrap();
     drop(store);
     let store = Store::open(dir.path(), small_options()).unwrap();
-    assert_eq!(store.read_all(0, usize::MAX).unwrap().len(), kept.len() + 1);
+    assert_eq!(store.read_all_owned(0, usize::MAX).unwrap().len(), kept.len() + 1);
 }
 
 #[test]
@@ -161,8 +161,8 @@ fn corrupt_checkpoint_is_rebuilt_and_reads_are_identical() {
     std::fs::write(&idx, &b).unwrap();
     let store = Store::open(dir.path(), small_options()).unwrap();
     assert_eq!(store.recovery_report().checkpoints_rebuilt, vec![idx]);
-    assert_eq!(store.read_all(0, usize::MAX).unwrap(), all);
-    assert_eq!(store.read_aggregate("agg-2", 0, Direction::Forward, 1000).unwrap().len(), 140);
+    assert_eq!(store.read_all_owned(0, usize::MAX).unwrap(), all);
+    assert_eq!(store.read_aggregate_owned("agg-2", 0, Direction::Forward, 1000).unwrap().len(), 140);
 }
 
 #[test]
@@ -223,7 +223,7 @@ fn garbage_after_the_last_batch_is_cut_and_reported() {
     let tail = store.recovery_report().torn_tail.clone().expect("stale bytes reported");
     assert_eq!(tail.offset as usize, end);
     assert!(tail.bytes_zeroed >= 100);
-    assert_eq!(store.read_all(0, 10).unwrap().len(), 2);
+    assert_eq!(store.read_all_owned(0, 10).unwrap().len(), 2);
 }
 
 #[test]
@@ -235,7 +235,7 @@ fn damage_in_synced_data_of_the_active_segment_is_corruption_not_a_torn_tail() {
         store.append("a", ExpectedVersion::Any, vec![event(1, n)]).unwrap();
         ends.push(store.stats().log_bytes);
     }
-    let all = store.read_all(0, 100).unwrap();
+    let all = store.read_all_owned(0, 100).unwrap();
     store.close().unwrap();
     let seg = files(dir.path(), "seg").remove(0);
     let mut b = std::fs::read(&seg).unwrap();
@@ -250,10 +250,10 @@ fn damage_in_synced_data_of_the_active_segment_is_corruption_not_a_torn_tail() {
         }
         other => panic!("acknowledged events would be dropped silently: {other:?}"),
     }
-    let store = Store::open(dir.path(), Options { repair: true, ..small_options() }).unwrap();
+    let store = Store::open(dir.path(), small_options().repair(true)).unwrap();
     let rep = store.recovery_report().repaired.clone().expect("repair reported");
     assert_eq!(rep.lost_from_position, 3);
-    assert_eq!(store.read_all(0, 100).unwrap(), all[..3]);
+    assert_eq!(store.read_all_owned(0, 100).unwrap(), all[..3]);
 }
 
 #[test]
@@ -271,5 +271,5 @@ fn damage_to_the_first_frame_of_the_last_write_is_a_torn_tail() {
     std::fs::write(&seg, &b).unwrap();
     let store = Store::open(dir.path(), small_options()).unwrap();
     assert!(store.recovery_report().torn_tail.is_some());
-    assert_eq!(store.read_all(0, 100).unwrap().len(), 1);
+    assert_eq!(store.read_all_owned(0, 100).unwrap().len(), 1);
 }

@@ -433,7 +433,7 @@ impl Run {
         }
         // The owned-copy API sees the same tail.
         let tail_from = end.saturating_sub(200);
-        let owned = store.read_all(tail_from, usize::MAX).expect("Store::read_all of the log's tail");
+        let owned = store.read_all_owned(tail_from, usize::MAX).expect("Store::read_all of the log's tail");
         assert_eq!(owned.len() as u64, end - tail_from, "cycle {cycle}: Store::read_all tail length");
         for e in &owned {
             assert_eq!(

@@ -13,7 +13,7 @@ use factlog::{Error, ExpectedVersion, Faults, NewEvent, Options, Store};
 use factlog_tests::{event, small_options};
 
 fn opts(f: &Arc<Faults>) -> Options {
-    Options { faults: Some(Arc::clone(f)), prepare_next_segment: false, ..small_options() }
+    small_options().faults(Arc::clone(f)).prepare_next_segment(false)
 }
 
 #[test]
@@ -38,11 +38,11 @@ fn no_space_at_roll_fails_cleanly_and_store_recovers_when_space_returns() {
     assert_eq!(store.stats().events, ok);
     faults.clear();
     store.append("a", ExpectedVersion::Exact(ok - 1), vec![event(2, 0)]).unwrap();
-    let all = store.read_all(0, usize::MAX).unwrap();
+    let all = store.read_all_owned(0, usize::MAX).unwrap();
     assert_eq!(all.len() as u64, ok + 1);
     store.close().unwrap();
     let store = Store::open(dir.path(), small_options()).unwrap();
-    assert_eq!(store.read_all(0, usize::MAX).unwrap(), all);
+    assert_eq!(store.read_all_owned(0, usize::MAX).unwrap(), all);
 }
 
 #[test]
@@ -60,11 +60,11 @@ fn failed_fsync_poisons_until_reopen() {
     assert!(matches!(err, Error::Poisoned { .. }), "{err}");
     assert!(store.sync().is_err());
     // The unacknowledged event is not visible to readers.
-    assert_eq!(store.read_all(0, 10).unwrap().len(), 1);
+    assert_eq!(store.read_all_owned(0, 10).unwrap().len(), 1);
     drop(store);
     let store = Store::open(dir.path(), small_options()).unwrap();
     // The acknowledged event is there; the unacknowledged one may or may not be (whole).
-    let all = store.read_all(0, 10).unwrap();
+    let all = store.read_all_owned(0, 10).unwrap();
     assert!(all.len() == 1 || all.len() == 2);
     assert_eq!(all[0].event_id, event(1, 0).event_id);
     store.append("a", ExpectedVersion::Any, vec![event(1, 3)]).unwrap();
@@ -82,7 +82,7 @@ fn failed_write_poisons_and_nothing_is_acknowledged() {
     assert!(matches!(store.append("a", ExpectedVersion::Any, vec![event(1, 2)]), Err(Error::Poisoned { .. })));
     drop(store);
     let store = Store::open(dir.path(), small_options()).unwrap();
-    assert_eq!(store.read_all(0, 10).unwrap().len(), 1);
+    assert_eq!(store.read_all_owned(0, 10).unwrap().len(), 1);
     assert_eq!(store.aggregate_version("a"), Some(0));
 }
 
@@ -109,7 +109,7 @@ fn short_write_at_any_length_leaves_no_partial_batch() {
         let store = Store::open(dir.path(), small_options()).unwrap();
         let report = store.recovery_report();
         assert_eq!(report.torn_tail.is_some(), cut > 0, "cut {cut}: torn tail {:?}", report.torn_tail);
-        let all = store.read_all(0, 100).unwrap();
+        let all = store.read_all_owned(0, 100).unwrap();
         assert_eq!(all.len(), 3, "cut {cut}: the partial batch (or an acknowledged event) is wrong: {all:?}");
         assert_eq!(store.aggregate_version("a"), Some(1), "cut {cut}");
         store.append("a", ExpectedVersion::Exact(1), vec![event(1, 9)]).unwrap();

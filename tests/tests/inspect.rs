@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use factlog::{Error, ExpectedVersion, Options, Store};
+use factlog::{Error, ExpectedVersion, Store};
 use factlog_tests::{event, small_options};
 
 fn snapshot_of_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -37,16 +37,15 @@ fn read_only_open_shares_with_readers_excludes_writers_and_refuses_writes() {
     let a = Store::open_read_only(dir.path(), small_options()).unwrap();
     let b = Store::open_read_only(dir.path(), small_options()).unwrap();
     assert!(matches!(Store::open(dir.path(), small_options()), Err(Error::Locked { .. })));
-    assert_eq!(a.read_all(0, usize::MAX).unwrap(), b.read_all(0, usize::MAX).unwrap());
+    assert_eq!(a.read_all_owned(0, usize::MAX).unwrap(), b.read_all_owned(0, usize::MAX).unwrap());
     assert!(matches!(a.append("x", ExpectedVersion::Any, vec![event(9, 9)]), Err(Error::ReadOnly { .. })));
-    assert!(matches!(a.save_snapshot("agg-1", 0, 1, b"s"), Err(Error::ReadOnly { .. })));
+    assert!(matches!(a.save_snapshot("agg-1", 0, factlog::SchemaVersion(1), b"s"), Err(Error::ReadOnly { .. })));
     let missing = dir.path().join("nope");
     assert!(matches!(Store::open_read_only(&missing, small_options()), Err(Error::NotAStore { .. })));
     assert!(!missing.exists());
-    assert!(matches!(
-        Store::open_read_only(dir.path(), Options { repair: true, ..small_options() }),
-        Err(Error::InvalidOptions(_))
-    ));
+    // Read-only with repair is a dry run: on a sound store it plans nothing.
+    let dry = Store::open_read_only(dir.path(), small_options().repair(true)).unwrap();
+    assert_eq!(dry.recovery_report().repaired, None);
 }
 
 #[test]
@@ -66,7 +65,7 @@ fn read_only_open_of_a_torn_store_reports_and_changes_nothing() {
     let before = snapshot_of_files(dir.path());
     let ro = Store::open_read_only(dir.path(), small_options()).unwrap();
     assert!(ro.recovery_report().torn_tail.is_some());
-    assert_eq!(ro.read_all(0, 10).unwrap().len(), 1);
+    assert_eq!(ro.read_all_owned(0, 10).unwrap().len(), 1);
     let report = ro.verify(&mut |_, _| {}).unwrap();
     assert_eq!(report.events, 1);
     assert!(report.problems.is_empty(), "{report:?}");
@@ -79,7 +78,7 @@ fn verify_passes_a_sound_store_and_names_damage() {
     let dir = filled_store();
     {
         let store = Store::open(dir.path(), small_options()).unwrap();
-        store.save_snapshot("agg-1", 10, 1, b"state").unwrap();
+        store.save_snapshot("agg-1", 10, factlog::SchemaVersion(1), b"state").unwrap();
         store.close().unwrap();
     }
     let store = Store::open_read_only(dir.path(), small_options()).unwrap();
@@ -107,7 +106,7 @@ fn verify_passes_a_sound_store_and_names_damage() {
     let n = c.len();
     c[n - 2] ^= 1;
     std::fs::write(&idx, &c).unwrap();
-    let opts = Options { dedupe_window_events: 10, ..small_options() };
+    let opts = small_options().dedupe_window_events(10);
     let store = Store::open_read_only(dir.path(), opts).unwrap();
     let report = store.verify(&mut |_, _| {}).unwrap();
     assert!(report.problems.iter().any(|p| p.path == segs[0] && p.offset == 64), "{:?}", report.problems);

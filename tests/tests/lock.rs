@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use factlog::{Error, LockHolder, Options, Store};
+use factlog::{Error, LockHolder, Store};
 use factlog_tests::small_options;
 
 /// Spawns `true` in a thread with a child that sleeps `hold` between `fork`
@@ -81,7 +81,7 @@ fn lock_wait_waits_for_the_holder_and_gives_up_after_the_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), small_options()).unwrap();
     let started = Instant::now();
-    let short = Options { lock_wait: Duration::from_millis(100), ..small_options() };
+    let short = small_options().lock_wait(Duration::from_millis(100));
     assert!(matches!(Store::open(dir.path(), short), Err(Error::Locked { .. })));
     assert!(started.elapsed() >= Duration::from_millis(100));
 
@@ -89,7 +89,7 @@ fn lock_wait_waits_for_the_holder_and_gives_up_after_the_timeout() {
         std::thread::sleep(Duration::from_millis(200));
         store.close().unwrap();
     });
-    let long = Options { lock_wait: Duration::from_secs(30), ..small_options() };
+    let long = small_options().lock_wait(Duration::from_secs(30));
     let store = Store::open(dir.path(), long).expect("the lock is free once the holder closes");
     closer.join().unwrap();
     drop(store);

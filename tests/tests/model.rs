@@ -80,7 +80,7 @@ proptest! {
                 Op::ReadAgg { agg, from, backward } => {
                     let agg = format!("agg-{agg}");
                     let dir = if backward { Direction::Backward } else { Direction::Forward };
-                    let got = store.read_aggregate(&agg, from as u64, dir, usize::MAX).unwrap();
+                    let got = store.read_aggregate_owned(&agg, from as u64, dir, usize::MAX).unwrap();
                     let positions = m.by_agg.get(&agg).cloned().unwrap_or_default();
                     let want: Vec<u64> = if backward {
                         positions.iter().take(from as usize + 1).rev().copied().collect()
@@ -97,7 +97,7 @@ proptest! {
                     }
                 }
                 Op::ReadAll { from, limit } => {
-                    let got = store.read_all(from as u64, limit as usize).unwrap();
+                    let got = store.read_all_owned(from as u64, limit as usize).unwrap();
                     let want = m.all.len().saturating_sub(from as usize).min(limit as usize);
                     prop_assert_eq!(got.len(), want);
                     for (i, e) in got.iter().enumerate() {

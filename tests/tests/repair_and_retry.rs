@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use factlog::{Error, ExpectedVersion, NewEvent, Options, Store};
+use factlog::{Error, ExpectedVersion, NewEvent, Store};
 use factlog_tests::{event, small_options};
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
@@ -38,9 +38,9 @@ fn repair_after_damage_in_a_sealed_segment_counts_the_active_segments_events_too
     assert!(segs.len() >= 3 && path == segs[0], "the damage must be in a sealed segment");
     flip_body_byte(&path, offset);
 
-    let store = Store::open(dir.path(), Options { repair: true, ..small_options() }).unwrap();
+    let store = Store::open(dir.path(), small_options().repair(true)).unwrap();
     let rep = store.recovery_report().repaired.clone().expect("repair reported");
-    let kept = store.read_all(0, usize::MAX).unwrap().len() as u64;
+    let kept = store.read_all_owned(0, usize::MAX).unwrap().len() as u64;
     assert_eq!(rep.lost_from_position, damaged);
     assert_eq!(kept, damaged);
     // The old count stopped at the first position of the last (active) segment.
@@ -62,12 +62,12 @@ fn repair_after_damage_in_the_active_segment_counts_what_it_cuts() {
     flip_body_byte(&path, offset);
     assert!(matches!(Store::open(dir.path(), small_options()), Err(Error::Corrupt { .. })));
 
-    let store = Store::open(dir.path(), Options { repair: true, ..small_options() }).unwrap();
+    let store = Store::open(dir.path(), small_options().repair(true)).unwrap();
     let rep = store.recovery_report().repaired.clone().expect("repair reported");
     assert_eq!(rep.lost_from_position, damaged);
     // The old report said 0 here.
     assert_eq!(rep.events_lost, 50 - damaged);
-    assert_eq!(store.read_all(0, usize::MAX).unwrap().len() as u64, damaged);
+    assert_eq!(store.read_all_owned(0, usize::MAX).unwrap().len() as u64, damaged);
 }
 
 fn batch(tag: u64, n: u64) -> Vec<NewEvent> {
@@ -77,7 +77,7 @@ fn batch(tag: u64, n: u64) -> Vec<NewEvent> {
 #[test]
 fn a_retry_straddling_the_dedupe_horizon_is_deduplicated_not_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = Options { dedupe_window_events: 4, ..small_options() };
+    let opts = small_options().dedupe_window_events(4);
     let store = Store::open(dir.path(), opts.clone()).unwrap();
     let first = store.append("x", ExpectedVersion::NoStream, batch(1, 4)).unwrap();
     store.append("y", ExpectedVersion::Any, batch(2, 2)).unwrap();
@@ -87,7 +87,7 @@ fn a_retry_straddling_the_dedupe_horizon_is_deduplicated_not_refused() {
         assert!(again.deduplicated, "{expected:?}");
         assert_eq!((again.first_position, again.last_version), (first.first_position, first.last_version));
     }
-    assert_eq!(store.read_all(0, 100).unwrap().len(), 6);
+    assert_eq!(store.read_all_owned(0, 100).unwrap().len(), 6);
 
     // After a reopen the window is rebuilt from the log: same answer.
     drop(store);
@@ -103,7 +103,7 @@ fn a_retry_straddling_the_dedupe_horizon_is_deduplicated_not_refused() {
     assert!(matches!(store.append("x", ExpectedVersion::Any, longer), Err(Error::DuplicateEventId { .. })));
     // Another aggregate's batch with those ids is refused.
     assert!(matches!(store.append("z", ExpectedVersion::Any, batch(1, 4)), Err(Error::DuplicateEventId { .. })));
-    assert_eq!(store.read_all(0, 100).unwrap().len(), 6);
+    assert_eq!(store.read_all_owned(0, 100).unwrap().len(), 6);
 }
 
 #[test]
@@ -139,13 +139,13 @@ fn a_read_only_open_with_repair_is_an_exact_dry_run() {
         v
     };
     let before = snapshot_of_files(dir.path());
-    let dry = Store::open_read_only(dir.path(), Options { repair: true, ..small_options() }).unwrap();
+    let dry = Store::open_read_only(dir.path(), small_options().repair(true)).unwrap();
     let planned = dry.recovery_report().repaired.clone().expect("dry run reports the repair");
-    assert_eq!(dry.read_all(0, usize::MAX).unwrap().len() as u64, planned.lost_from_position);
+    assert_eq!(dry.read_all_owned(0, usize::MAX).unwrap().len() as u64, planned.lost_from_position);
     drop(dry);
     assert_eq!(snapshot_of_files(dir.path()), before, "a dry run changes no byte");
 
-    let store = Store::open(dir.path(), Options { repair: true, ..small_options() }).unwrap();
+    let store = Store::open(dir.path(), small_options().repair(true)).unwrap();
     let done = store.recovery_report().repaired.clone().unwrap();
     assert_eq!(
         (done.lost_from_position, done.events_lost, done.removed_files.clone()),

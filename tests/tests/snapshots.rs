@@ -43,7 +43,7 @@ fn load_fold(store: &Store, agg: &str, as_of: Option<AsOf>) -> Vec<u8> {
 }
 
 fn snap_options(keep: usize) -> Options {
-    Options { snapshots_keep: keep, snapshot_file_bytes: 4096, snapshot_every: Some(10), ..small_options() }
+    small_options().snapshots_keep(keep).snapshot_file_bytes(4096).snapshot_every(10)
 }
 
 proptest! {
@@ -64,7 +64,7 @@ proptest! {
                 // Snapshot at a random version the aggregate has reached.
                 let v = r.last_version - u64::from(action) % (r.last_version + 1);
                 let state = full_fold(&store, &agg, v);
-                store.save_snapshot(&agg, v, 1, &state).unwrap();
+                store.save_snapshot(&agg, v, factlog::SchemaVersion(1), &state).unwrap();
             }
             if action == 0 {
                 store.close().unwrap();
@@ -92,13 +92,19 @@ proptest! {
 fn snapshot_api_rules_and_policy() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), snap_options(2)).unwrap();
-    assert!(matches!(store.save_snapshot("a", 0, 1, b"s"), Err(Error::SnapshotAhead { actual: None, .. })));
+    assert!(matches!(
+        store.save_snapshot("a", 0, factlog::SchemaVersion(1), b"s"),
+        Err(Error::SnapshotAhead { actual: None, .. })
+    ));
     let r = store.append("a", ExpectedVersion::NoStream, (0..9).map(|n| event(1, n)).collect()).unwrap();
     assert!(!r.snapshot_due);
     let r = store.append("a", ExpectedVersion::Exact(8), vec![event(1, 9)]).unwrap();
     assert!(r.snapshot_due, "10 events and no snapshot");
-    assert!(matches!(store.save_snapshot("a", 10, 1, b"s"), Err(Error::SnapshotAhead { actual: Some(9), .. })));
-    store.save_snapshot("a", 9, 7, b"state-at-9").unwrap();
+    assert!(matches!(
+        store.save_snapshot("a", 10, factlog::SchemaVersion(1), b"s"),
+        Err(Error::SnapshotAhead { actual: Some(9), .. })
+    ));
+    store.save_snapshot("a", 9, factlog::SchemaVersion(7), b"state-at-9").unwrap();
     let r = store.append("a", ExpectedVersion::Exact(9), vec![event(1, 10)]).unwrap();
     assert!(!r.snapshot_due);
     let s = store.latest_snapshot("a").unwrap().unwrap();
@@ -110,7 +116,7 @@ fn snapshot_api_rules_and_policy() {
     // A large, compressible state round-trips and is stored compressed.
     let unit = br#"{"balance":12345,"owner":"x"}"#;
     let big: Vec<u8> = (0..200_000).map(|i| unit[i % unit.len()]).collect();
-    let info = store.save_snapshot("a", 10, 1, &big).unwrap();
+    let info = store.save_snapshot("a", 10, factlog::SchemaVersion(1), &big).unwrap();
     assert!(info.stored_bytes * 5 < info.raw_bytes, "{info:?}");
     assert_eq!(store.latest_snapshot("a").unwrap().unwrap().data, big);
 }
@@ -122,7 +128,7 @@ fn time_travel_by_recorded_at_and_read_all_until() {
     let mut cut_times = Vec::new();
     for n in 0..20u64 {
         store.append("a", ExpectedVersion::Any, vec![event(1, n)]).unwrap();
-        cut_times.push(store.read_all(n, 1).unwrap()[0].recorded_at);
+        cut_times.push(store.read_all_owned(n, 1).unwrap()[0].recorded_at);
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     let r = store.reader();
@@ -153,9 +159,9 @@ fn torn_snapshot_tail_at_every_byte_falls_back_to_the_previous_snapshot() {
     let pristine = tempfile::tempdir().unwrap();
     let store = Store::open(pristine.path(), snap_options(3)).unwrap();
     store.append("a", ExpectedVersion::Any, (0..5).map(|n| event(1, n)).collect()).unwrap();
-    store.save_snapshot("a", 2, 1, b"two").unwrap();
+    store.save_snapshot("a", 2, factlog::SchemaVersion(1), b"two").unwrap();
     let before = std::fs::metadata(snap_files(pristine.path()).pop().unwrap()).unwrap().len();
-    store.save_snapshot("a", 4, 1, b"four").unwrap();
+    store.save_snapshot("a", 4, factlog::SchemaVersion(1), b"four").unwrap();
     store.close().unwrap();
     let file = snap_files(pristine.path()).pop().unwrap();
     let after = std::fs::metadata(&file).unwrap().len();
@@ -187,10 +193,10 @@ fn bit_flip_in_snapshot_is_detected() {
     store.append("a", ExpectedVersion::Any, (0..5).map(|n| event(1, n)).collect()).unwrap();
     // Incompressible states, so that the first file fills up and is sealed.
     let noise = |seed: u64| random::noise(&[seed], 3000);
-    store.save_snapshot("a", 4, 1, &noise(1)).unwrap();
+    store.save_snapshot("a", 4, factlog::SchemaVersion(1), &noise(1)).unwrap();
     store.append("b", ExpectedVersion::Any, vec![event(2, 0)]).unwrap();
-    store.save_snapshot("b", 0, 1, &noise(2)).unwrap();
-    store.save_snapshot("b", 0, 1, &noise(3)).unwrap();
+    store.save_snapshot("b", 0, factlog::SchemaVersion(1), &noise(2)).unwrap();
+    store.save_snapshot("b", 0, factlog::SchemaVersion(1), &noise(3)).unwrap();
     assert!(snap_files(dir.path()).len() >= 2, "{:?} {:?}", snap_files(dir.path()), store.stats());
     store.close().unwrap();
     let first = snap_files(dir.path()).remove(0);
@@ -205,8 +211,8 @@ fn bit_flip_in_snapshot_is_detected() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), snap_options(3)).unwrap();
     store.append("a", ExpectedVersion::Any, (0..5).map(|n| event(1, n)).collect()).unwrap();
-    store.save_snapshot("a", 1, 1, b"one").unwrap();
-    store.save_snapshot("a", 2, 1, b"two").unwrap();
+    store.save_snapshot("a", 1, factlog::SchemaVersion(1), b"one").unwrap();
+    store.save_snapshot("a", 2, factlog::SchemaVersion(1), b"two").unwrap();
     store.close().unwrap();
     let file = snap_files(dir.path()).remove(0);
     let mut b = std::fs::read(&file).unwrap();
@@ -224,7 +230,12 @@ fn compaction_drops_superseded_snapshots_and_survives_reopen() {
             let agg = format!("acct-{a}");
             let r = store.append(&agg, ExpectedVersion::Any, vec![event(a, round)]).unwrap();
             store
-                .save_snapshot(&agg, r.last_version, 1, format!("{agg}@{}", r.last_version).repeat(40).as_bytes())
+                .save_snapshot(
+                    &agg,
+                    r.last_version,
+                    factlog::SchemaVersion(1),
+                    format!("{agg}@{}", r.last_version).repeat(40).as_bytes(),
+                )
                 .unwrap();
         }
     }
@@ -259,13 +270,14 @@ fn account_state(n: u64) -> Vec<u8> {
 #[test]
 fn trained_dictionary_shrinks_small_snapshots_and_survives_reopen_and_compaction() {
     let dir = tempfile::tempdir().unwrap();
-    let opts = || Options { snapshot_file_bytes: 64 * 1024, ..snap_options(1) };
+    let opts = || snap_options(1).snapshot_file_bytes(64 * 1024);
     let store = Store::open(dir.path(), opts()).unwrap();
     for a in 0..40u64 {
         store.append(&format!("acct-{a}"), ExpectedVersion::Any, vec![event(a, 0)]).unwrap();
         store.append(&format!("other-{a}"), ExpectedVersion::Any, vec![event(a + 100, 0)]).unwrap();
     }
-    let size = |agg: &str, state: &[u8]| store.save_snapshot(agg, 0, 1, state).unwrap().stored_bytes;
+    let size =
+        |agg: &str, state: &[u8]| store.save_snapshot(agg, 0, factlog::SchemaVersion(1), state).unwrap().stored_bytes;
     let plain: u64 = (0..40).map(|a| size(&format!("acct-{a}"), &account_state(a))).sum();
 
     // Bad training input is a typed error and installs nothing.
@@ -299,7 +311,7 @@ fn trained_dictionary_shrinks_small_snapshots_and_survives_reopen_and_compaction
     // Supersede most records so compaction rewrites the older files, then reopen.
     for _ in 0..3 {
         for a in 0..40u64 {
-            store.save_snapshot(&format!("acct-{a}"), 0, 1, &account_state(a)).unwrap();
+            store.save_snapshot(&format!("acct-{a}"), 0, factlog::SchemaVersion(1), &account_state(a)).unwrap();
         }
     }
     store.compact_snapshots().unwrap();

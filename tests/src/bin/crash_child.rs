@@ -58,7 +58,7 @@ pub mod spec {
     /// Store options of the crash tests: small segments so that kills also
     /// land during segment rolls and index checkpoint writes.
     pub fn options(durability: Durability) -> Options {
-        Options { segment_bytes: 64 * 1024, max_event_bytes: 16 * 1024, durability, ..Options::default() }
+        Options::default().segment_bytes(64 * 1024).max_event_bytes(16 * 1024).durability(durability)
     }
 
     /// The `buffered` mode durability: the background flush is far away, so
@@ -123,16 +123,16 @@ pub mod spec {
             id[6..8].copy_from_slice(&ID_MAGIC);
             id[8..12].copy_from_slice(&self.batch.to_le_bytes());
             id[12..16].copy_from_slice(&index.to_le_bytes());
-            id
+            factlog::EventId(id)
         }
 
         /// Decodes an event id written by [`BatchKey::event_id`] into the batch and index.
         pub fn from_event_id(id: &EventId) -> Option<(BatchKey, u32)> {
-            if id[6..8] != ID_MAGIC {
+            if id.0[6..8] != ID_MAGIC {
                 return None;
             }
-            let u32_at = |at: usize| u32::from_le_bytes([id[at], id[at + 1], id[at + 2], id[at + 3]]);
-            let writer = u32::from(u16::from_le_bytes([id[4], id[5]]));
+            let u32_at = |at: usize| u32::from_le_bytes([id.0[at], id.0[at + 1], id.0[at + 2], id.0[at + 3]]);
+            let writer = u32::from(u16::from_le_bytes([id.0[4], id.0[5]]));
             let key = BatchKey { cycle: u32_at(0), writer, batch: u32_at(8) };
             let index = u32_at(12);
             (index < key.count()).then_some((key, index))
@@ -161,8 +161,8 @@ pub mod spec {
                 event_type,
                 event_version: rng.gen_range(1..=5),
                 occurred_at: rng.gen_range(0..=i64::MAX),
-                causation_id: rng.gen_bool(0.5).then(|| rng.gen()),
-                correlation_id: rng.gen_bool(0.5).then(|| rng.gen()),
+                causation_id: rng.gen_bool(0.5).then(|| factlog::EventId(rng.gen())),
+                correlation_id: rng.gen_bool(0.5).then(|| factlog::EventId(rng.gen())),
                 metadata: Bytes::from(format!(
                     "c={} w={} b={} i={index} n={}",
                     self.cycle,

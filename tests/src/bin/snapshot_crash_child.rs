@@ -35,7 +35,7 @@ fn main() {
         let id = spec::event_id(&agg, next);
         let expected = if next == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(next - 1) };
         store.append(&agg, expected, vec![NewEvent::new(id, "Posted", &b"{}"[..])]).expect("append");
-        store.save_snapshot(&agg, next, 1, &spec::state(&agg, next)).expect("save snapshot");
+        store.save_snapshot(&agg, next, factlog::SchemaVersion(1), &spec::state(&agg, next)).expect("save snapshot");
         writeln!(acks, "ack {agg} {next}").expect("write ack");
         acks.sync_data().expect("fsync ack log");
         if !announced {

@@ -87,7 +87,7 @@ fn build_base() -> Base {
     let dir = scratch_dir();
     let store = Store::open(dir.path(), fuzz_options()).expect("open base store");
     let filled = fill(&store);
-    let events = store.read_all(0, usize::MAX).expect("read base store");
+    let events = store.read_all_owned(0, usize::MAX).expect("read base store");
     let mut snapshots_latest = HashMap::new();
     for agg in filled.snapshots_saved.keys() {
         let s = store.latest_snapshot(agg).expect("read snapshot").expect("snapshot saved");
@@ -158,7 +158,9 @@ fn fill(store: &Store) -> Filled {
                 rng.fill_bytes(&mut state);
                 state
             };
-            store.save_snapshot(agg, r.last_version, (i % 3) as u32, &data).expect("save snapshot");
+            store
+                .save_snapshot(agg, r.last_version, factlog::SchemaVersion((i % 3) as u32), &data)
+                .expect("save snapshot");
             snapshots_saved.entry(agg.clone()).or_default().push((r.last_version, (i % 3) as u32, data));
         }
     }
@@ -172,7 +174,7 @@ fn base_event(serial: u64, rng: &mut StdRng) -> NewEvent {
     id[..8].copy_from_slice(&serial.to_le_bytes());
     id[8..].copy_from_slice(b"fuzzbase");
     NewEvent {
-        event_id: id,
+        event_id: factlog::EventId(id),
         event_type: ["Opened", "Deposited", "Withdrawn", "ClosedWithAVeryLongTypeNameForTesting"][serial as usize % 4]
             .to_string(),
         event_version: (serial % 3) as u32 + 1,
@@ -181,8 +183,8 @@ fn base_event(serial: u64, rng: &mut StdRng) -> NewEvent {
         } else {
             1_700_000_000_000_000_000 + serial as i64
         },
-        causation_id: (serial.is_multiple_of(2)).then_some([fill; 16]),
-        correlation_id: (serial.is_multiple_of(3)).then_some([fill ^ 0x55; 16]),
+        causation_id: (serial.is_multiple_of(2)).then_some(factlog::EventId([fill; 16])),
+        correlation_id: (serial.is_multiple_of(3)).then_some(factlog::EventId([fill ^ 0x55; 16])),
         metadata: if serial.is_multiple_of(5) { Bytes::new() } else { Bytes::from(format!("{{\"serial\":{serial}}}")) },
         data: Bytes::from((0..size).map(|i| fill.wrapping_add(i as u8)).collect::<Vec<u8>>()),
     }

@@ -118,11 +118,11 @@ fn op_event(serial: u64, size: u8) -> NewEvent {
     id[..8].copy_from_slice(&serial.to_le_bytes());
     id[8..].copy_from_slice(b"fuzz-ops");
     NewEvent {
-        event_id: id,
+        event_id: factlog::EventId(id),
         event_type: format!("Happened{}", serial % 5),
         event_version: (serial % 4) as u32,
         occurred_at: serial as i64 * 1000,
-        causation_id: (serial % 2 == 1).then_some([serial as u8; 16]),
+        causation_id: (serial % 2 == 1).then_some(factlog::EventId([serial as u8; 16])),
         correlation_id: None,
         metadata: Bytes::from(format!("m{serial}")),
         data: Bytes::from(vec![serial as u8; len]),
@@ -134,7 +134,7 @@ fn open_ops(dir: &Path) -> Store {
 }
 
 fn verify_all(store: &Store, m: &Model, what: &str) {
-    let all = store.read_all(0, usize::MAX).unwrap_or_else(|e| panic!("{what}: read_all failed: {e}"));
+    let all = store.read_all_owned(0, usize::MAX).unwrap_or_else(|e| panic!("{what}: read_all failed: {e}"));
     assert_eq!(all.len(), m.events.len(), "{what}: store has {} events, model {}", all.len(), m.events.len());
     for e in &all {
         m.check_event(e, what);
@@ -285,7 +285,7 @@ impl Run {
         let backward = inp.u8() % 2 == 1;
         let limit = 1 + inp.u8() as usize;
         let dir = if backward { Direction::Backward } else { Direction::Forward };
-        let got = store.read_aggregate(AGGS[agg], from, dir, limit).expect("read_aggregate");
+        let got = store.read_aggregate_owned(AGGS[agg], from, dir, limit).expect("read_aggregate");
         let ps = &self.m.by_agg[agg];
         let want: Vec<u64> = if backward {
             ps.iter().take(from as usize + 1).rev().take(limit).copied().collect()
@@ -302,7 +302,7 @@ impl Run {
     fn read_all(&mut self, store: &Store, inp: &mut Input<'_>) {
         let from = u64::from(inp.u16()) % (self.m.events.len() as u64 + 3);
         let limit = 1 + inp.u8() as usize;
-        let got = store.read_all(from, limit).expect("read_all");
+        let got = store.read_all_owned(from, limit).expect("read_all");
         let want = (self.m.events.len() as u64).saturating_sub(from).min(limit as u64);
         assert_eq!(got.len() as u64, want, "read_all({from}, {limit}) length");
         for (i, e) in got.iter().enumerate() {
@@ -330,7 +330,7 @@ impl Run {
         let size = inp.u8();
         let version = vsel % (self.m.by_agg[agg].len() as u64 + 2);
         let (schema, state) = snapshot_state(version, agg, size);
-        let r = store.save_snapshot(AGGS[agg], version, schema, &state);
+        let r = store.save_snapshot(AGGS[agg], version, factlog::SchemaVersion(schema), &state);
         if self.verbose {
             eprintln!("  snapshot {} v{version} schema {schema} {} bytes: {r:?}", AGGS[agg], state.len());
         }
@@ -444,7 +444,9 @@ impl Run {
         match self.m.current(c.agg) {
             Some(version) if c.mode & 32 != 0 => {
                 let (schema, state) = snapshot_state(version, c.agg, c.size);
-                store.save_snapshot(AGGS[c.agg], version, schema, &state).expect("in-flight snapshot save");
+                store
+                    .save_snapshot(AGGS[c.agg], version, factlog::SchemaVersion(schema), &state)
+                    .expect("in-flight snapshot save");
                 Some((version, schema, state))
             }
             _ => None,

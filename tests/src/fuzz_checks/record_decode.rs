@@ -92,8 +92,8 @@ impl Body {
             && e.occurred_at == self.occurred_at
             && e.recorded_at == self.recorded_at
             && e.event_version == self.event_version
-            && e.causation_id == self.causation_id
-            && e.correlation_id == self.correlation_id
+            && e.causation_id == self.causation_id.map(factlog::EventId)
+            && e.correlation_id == self.correlation_id.map(factlog::EventId)
             && e.aggregate_id == self.aggregate_id
             && e.event_type == self.event_type
             && e.metadata[..] == self.metadata[..]
@@ -326,9 +326,10 @@ fn segment_with_frame(frame: &[u8], first_position: u64) -> Option<Vec<u8>> {
 }
 
 fn check_one_event_store(store: &Store, body: &Body) {
-    let got = store.read_all(0, usize::MAX).expect("read_all of a one-event store");
+    let got = store.read_all_owned(0, usize::MAX).expect("read_all of a one-event store");
     assert!(got.len() == 1 && body.matches(&got[0]), "one-event store reads back {got:?}, not {body:?}");
-    let agg = store.read_aggregate(&body.aggregate_id, 0, Direction::Forward, usize::MAX).expect("read_aggregate");
+    let agg =
+        store.read_aggregate_owned(&body.aggregate_id, 0, Direction::Forward, usize::MAX).expect("read_aggregate");
     assert_eq!(agg, got, "read_aggregate differs from read_all");
     assert_eq!(store.last_position(), Some(body.position));
     assert_eq!(store.aggregate_version(&body.aggregate_id), Some(0));
@@ -342,7 +343,7 @@ fn append_and_reopen(store: Store, dir: &std::path::Path, body: &Body) {
     assert_eq!((r.first_position, r.first_version), (body.position + 1, 1));
     store.close().expect("close");
     let store = Store::open(dir, fuzz_options()).expect("reopen after append");
-    let got = store.read_all(0, usize::MAX).expect("read_all after reopen");
+    let got = store.read_all_owned(0, usize::MAX).expect("read_all after reopen");
     assert!(got.len() == 2 && body.matches(&got[0]) && got[1].event_id == id, "after reopen: {got:?}");
     store.close().expect("close");
 }

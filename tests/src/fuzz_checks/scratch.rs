@@ -20,14 +20,12 @@ pub(super) const MARKER_TEXT: &str = "factlog store\nformat 1\n";
 /// Options of every store the fuzz checks open: small segments (so stores
 /// roll), small snapshot files (so they seal and get checkpoints).
 pub fn fuzz_options() -> Options {
-    Options {
-        segment_bytes: SEGMENT_BYTES,
-        max_event_bytes: MAX_EVENT_BYTES,
-        snapshot_file_bytes: 4096,
-        snapshots_keep: 2,
-        max_snapshot_bytes: MAX_SNAPSHOT_BYTES,
-        ..Options::default()
-    }
+    Options::default()
+        .segment_bytes(SEGMENT_BYTES)
+        .max_event_bytes(MAX_EVENT_BYTES)
+        .snapshot_file_bytes(4096)
+        .snapshots_keep(2)
+        .max_snapshot_bytes(MAX_SNAPSHOT_BYTES)
 }
 
 /// A fresh scratch directory (removed on drop) under `$FACTLOG_FUZZ_TMPDIR`,

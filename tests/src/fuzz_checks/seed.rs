@@ -145,9 +145,9 @@ fn stored_snapshot_frames() -> Seeds {
     let dir = scratch_dir();
     let store = Store::open(dir.path(), fuzz_options()).unwrap();
     store.append("acct-1", ExpectedVersion::Any, vec![NewEvent::new([1; 16], "T", &b"x"[..])]).unwrap();
-    store.save_snapshot("acct-1", 0, 1, "compress me ".repeat(40).as_bytes()).unwrap();
-    store.save_snapshot("acct-1", 0, 2, &random::noise(&[0x5eed], 300)).unwrap();
-    store.save_snapshot("acct-1", 0, 3, b"").unwrap();
+    store.save_snapshot("acct-1", 0, factlog::SchemaVersion(1), "compress me ".repeat(40).as_bytes()).unwrap();
+    store.save_snapshot("acct-1", 0, factlog::SchemaVersion(2), &random::noise(&[0x5eed], 300)).unwrap();
+    store.save_snapshot("acct-1", 0, factlog::SchemaVersion(3), b"").unwrap();
     store.close().unwrap();
     let files = read_tree(dir.path());
     let mut frames = Vec::new();

@@ -357,7 +357,7 @@ fn read_only_checks(base: &Base, crafted: bool, store: Store, verbose: bool) -> 
             Ok(ev) => {
                 first.get_or_insert(ev.position());
                 if !crafted {
-                    assert_eq!(&ev.to_owned(), &base.events[ev.position() as usize], "read-only read differs");
+                    assert_eq!(&ev.to_recorded(), &base.events[ev.position() as usize], "read-only read differs");
                 }
             }
             Err(e) => {
@@ -449,7 +449,7 @@ fn check_log(
     let mut read_err = None;
     for r in reader.read_all(0) {
         match r {
-            Ok(ev) => read.push(ev.to_owned()),
+            Ok(ev) => read.push(ev.to_recorded()),
             Err(e) => {
                 assert!(ok_error(&e), "read_all: unexpected error {e}");
                 read_err = Some(e);
@@ -533,7 +533,7 @@ fn check_aggregate_read(base: &Base, x: &Expect, reader: &Reader, agg: &str) -> 
                 if !x.crafted {
                     assert_eq!(ev.aggregate_id(), agg, "read_aggregate returned another aggregate's event");
                     assert_eq!(ev.version(), n, "read_aggregate versions not dense");
-                    assert_eq!(&ev.to_owned(), &base.events[ev.position() as usize]);
+                    assert_eq!(&ev.to_recorded(), &base.events[ev.position() as usize]);
                 }
             }
             Err(e) => {
@@ -576,12 +576,12 @@ fn check_latest_snapshot(base: &Base, x: &Expect, store: &Store, agg: &str) {
 /// The event appended after the checks: `append_sel * 60` bytes of `append_sel`.
 fn appended_event(append_sel: u8) -> NewEvent {
     NewEvent {
-        event_id: *b"fuzz-append-0001",
+        event_id: factlog::EventId(*b"fuzz-append-0001"),
         event_type: "Appended".into(),
         event_version: 1,
         occurred_at: 42,
         causation_id: None,
-        correlation_id: Some([7; 16]),
+        correlation_id: Some(factlog::EventId([7; 16])),
         metadata: Bytes::from_static(b"{}"),
         data: Bytes::from(vec![append_sel; append_sel as usize * 60]),
     }
@@ -592,7 +592,7 @@ fn check_append(store: &Store, ev: &NewEvent, end: u64, x: &Expect) -> Option<u6
     match store.append("fuzz-new", ExpectedVersion::NoStream, vec![ev.clone()]) {
         Ok(r) => {
             assert_eq!((r.first_position, r.first_version, r.deduplicated), (end, 0, false), "append result");
-            let got = store.read_all(end, 1).expect("read the appended event");
+            let got = store.read_all_owned(end, 1).expect("read the appended event");
             assert!(got.len() == 1 && got[0].event_id == ev.event_id && got[0].data == ev.data, "appended event");
             Some(end)
         }
@@ -613,12 +613,12 @@ fn check_append(store: &Store, ev: &NewEvent, end: u64, x: &Expect) -> Option<u6
 fn check_reopen(dir: &Path, pos: u64, ev: &NewEvent, read: &[RecordedEvent], x: &Expect) {
     match Store::open(dir, fuzz_options()) {
         Ok(store) => {
-            let got = store.read_all(pos, 1);
+            let got = store.read_all_owned(pos, 1);
             if !x.crafted {
                 let got = got.expect("read the appended event after reopening");
                 assert!(got.len() == 1 && got[0].event_id == ev.event_id, "appended event lost on reopen");
                 if x.strong {
-                    let all = store.read_all(0, usize::MAX).expect("read_all after reopen");
+                    let all = store.read_all_owned(0, usize::MAX).expect("read_all after reopen");
                     assert_eq!(all[..read.len()], read[..], "reopen changed the events");
                 }
             }

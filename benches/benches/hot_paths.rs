@@ -4,6 +4,7 @@
 //! roll, append→read round trip, and replay of a 100-event aggregate through
 //! the zero-copy `Reader`. Each group is kept short (10 samples, a few
 //! seconds). Run: `cargo bench -p factlog-benches --bench hot_paths`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: panicking is how it fails
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use factlog::{Direction, Durability, ExpectedVersion, NewEvent, Options, Store};

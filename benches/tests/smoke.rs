@@ -5,6 +5,7 @@
 //! run whose stderr is not a terminal must report each finished workload on
 //! its own stderr line (and `--quiet` none); the temporary stores must be
 //! removed afterwards.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test or benchmark: panicking is how it fails
 
 use std::path::Path;
 use std::process::Command;

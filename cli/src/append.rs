@@ -10,6 +10,7 @@
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
+use std::time::Duration;
 
 use bytes::Bytes;
 use factlog::{now_nanos, AppendResult, EventId, NewEvent, Options};
@@ -20,10 +21,10 @@ use crate::json::uuid_string;
 use crate::{jsonl, open, output, AppendArgs, DataArg};
 
 /// Runs `factlog append`.
-pub fn run(args: AppendArgs) -> CliResult {
+pub fn run(args: AppendArgs, wait: Duration) -> CliResult {
     let (aggregate, events) = gather(&args)?;
     let event_ids: Vec<EventId> = events.iter().map(|e| e.event_id).collect();
-    let store = open::open_for_append(&args.dir, args.create)?;
+    let store = open::open_for_append(&args.dir, args.create, wait)?;
     let result = store.append(&aggregate, args.expected_version, events)?;
     let landed = Landed::new(&result, event_ids.len());
     let text = if args.json { render_json(&aggregate, &event_ids, &landed) } else { render_text(&landed) };

@@ -18,6 +18,7 @@
 
 use std::io::{self, Write};
 use std::path::Path;
+use std::time::Duration;
 
 use factlog::{EventRef, Store};
 use serde_json::json;
@@ -29,8 +30,8 @@ use crate::{open, output, DumpArgs};
 pub const PREVIEW_BYTES: usize = 60;
 
 /// Runs `factlog dump`.
-pub fn run(args: &DumpArgs) -> CliResult {
-    let store = open::open_existing(&args.dir)?;
+pub fn run(args: &DumpArgs, wait: Duration) -> CliResult {
+    let store = open::open_existing(&args.dir, wait)?;
     let (start, end) = match &args.segment {
         None => (args.from.unwrap_or(0), u64::MAX),
         Some(segment) => {

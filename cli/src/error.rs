@@ -1,6 +1,8 @@
 //! The CLI's failure type and its exit codes. Every command returns
-//! [`CliError`]; `main` prints it as `error: <message>` on stderr and exits
-//! with [`CliError::exit_code`].
+//! [`CliError`]; `main` prints it as `error: <message>` on stderr, then its
+//! hint line if it has one, and exits with [`CliError::exit_code`]. An error
+//! made from the engine's `Error::Corrupt` remembers that it is corruption,
+//! so that `main` can add the `factlog repair` line with the store's path.
 //!
 //! Exit codes: 0 success, 1 any error, 2 a conflict — the store refused an
 //! append because its state disagrees with the caller (wrong expected
@@ -22,23 +24,49 @@ pub const EXIT_PROBLEMS: u8 = 3;
 pub struct CliError {
     message: String,
     code: u8,
+    /// A line printed after the message: what to do about it.
+    hint: Option<String>,
+    /// The store's data is damaged (the engine's `Error::Corrupt`).
+    corruption: bool,
 }
 
 impl CliError {
     /// A general error (exit code 1).
     pub fn new(message: impl Into<String>) -> CliError {
-        CliError { message: message.into(), code: EXIT_ERROR }
+        CliError::with_code(EXIT_ERROR, message)
     }
 
     /// A failure with an explicit exit code. An empty message prints nothing
     /// (the command has already said everything on stdout).
     pub fn with_code(code: u8, message: impl Into<String>) -> CliError {
-        CliError { message: message.into(), code }
+        CliError { message: message.into(), code, hint: None, corruption: false }
+    }
+
+    /// Marks this error as caused by damaged data (see [`CliError::is_corruption`]).
+    pub fn corruption(mut self) -> CliError {
+        self.corruption = true;
+        self
+    }
+
+    /// Adds a line telling the user what to do, printed after the message.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> CliError {
+        self.hint = Some(hint.into());
+        self
     }
 
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         self.code
+    }
+
+    /// Whether the store's data is damaged: the engine reported corruption.
+    pub fn is_corruption(&self) -> bool {
+        self.corruption
+    }
+
+    /// The line to print after the message, if any.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
     }
 }
 
@@ -54,7 +82,8 @@ impl From<factlog::Error> for CliError {
             factlog::Error::WrongExpectedVersion { .. } | factlog::Error::DuplicateEventId { .. } => EXIT_CONFLICT,
             _ => EXIT_ERROR,
         };
-        CliError { message: e.to_string(), code }
+        let corruption = matches!(e, factlog::Error::Corrupt { .. });
+        CliError { message: e.to_string(), code, hint: None, corruption }
     }
 }
 

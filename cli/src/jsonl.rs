@@ -262,7 +262,7 @@ mod tests {
             (r#"{"type":"T"}"#, "no payload"),
             (r#"{"type":"T","data":1,"data_base64":"AA=="}"#, "both `data` and `data_base64`"),
             (r#"{"type":"T","data_base64":"!!"}"#, "`data_base64`"),
-            (r#"{"type":"T","data":1,"id":"nope"}"#, "`id` is not a valid UUID"),
+            (r#"{"type":"T","data":1,"id":"nope"}"#, "`id`: \"nope\" is not a UUID"),
             (r#"{"type":"T","data":1,"occurred_at":"yesterday"}"#, "RFC 3339"),
             (r#"{"type":"T","data":1,"occurred_at":1.5}"#, "unix nanoseconds"),
             (r#"{"type":"T","data":1,"colour":"red"}"#, "unknown field `colour`"),

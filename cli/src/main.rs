@@ -1,26 +1,30 @@
 //! `factlog`, the command-line tool of the factlog event store: append events
 //! (one from arguments, a file or stdin, or a JSONL batch), read events as
-//! JSON lines, show a store's counters and sizes, verify a store's files,
-//! dump its records for debugging, and repair a damaged store.
+//! JSON lines, show a store's counters and sizes, list its aggregates and
+//! snapshots, verify a store's files, dump its records for debugging, and
+//! repair a damaged store.
 //!
 //! This file owns the command-line syntax (the clap definitions and the
 //! parsers of argument values) and the process exit code; each command lives
-//! in its own module (`append`, `read`, `stats`, `verify`, `dump`, `repair`),
-//! the JSONL input format in `jsonl`, event rendering in `json`, store
-//! opening (and the rule for when `append` may create a store) in `open`,
-//! stdout handling in `output`, errors and exit codes in `error`. Every
-//! command but `append` and `repair` opens the store read-only and never
-//! changes a byte of it.
+//! in its own module (`append`, `read`, `stats`, `aggregates`, `snapshots`,
+//! `verify`, `dump`, `repair`), the JSONL input format in `jsonl`, event
+//! rendering in `json`, store opening (the lock wait, and the rule for when
+//! `append` may create a store) in `open`, stdout handling in `output`,
+//! errors and exit codes in `error`. Every command but `append` and `repair`
+//! opens the store read-only and never changes a byte of it. Every command
+//! waits up to `--wait` seconds for the store's lock.
 //!
 //! Exit codes: 0 success, 1 error, 2 conflict (an append refused because the
 //! aggregate's version or an event id disagrees with the store), 3 `verify`
 //! found the store damaged. Errors are printed as `error: <message>` on
-//! stderr.
+//! stderr; a corruption error is followed by the `factlog repair` command
+//! that shows what a repair would cut.
 
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+mod aggregates;
 mod append;
 mod dump;
 mod error;
@@ -30,12 +34,14 @@ mod open;
 mod output;
 mod read;
 mod repair;
+mod snapshots;
 mod stats;
 mod verify;
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use factlog::{EventId, ExpectedVersion};
@@ -51,12 +57,26 @@ use crate::error::{CliResult, EXIT_ERROR};
     about = "Append, read, inspect and repair factlog event stores",
     after_help = "Exit codes: 0 success, 1 error, 2 conflict (append refused), 3 verify found problems.\n\
                   Every command but `append` and `repair` opens the store read-only: it changes nothing and can \
-                  run beside other readers, but not while a writer has the store open."
+                  run beside other readers, but not while a writer has the store open. Every command waits for \
+                  the store's lock up to --wait seconds, so that commands run one after another on one store."
 )]
 pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
+    /// How long to wait for the store's lock while another process holds
+    /// it (a writer, or with `append` and `repair` also a reader), before
+    /// failing with a message that names that process. 0 fails at once.
+    /// Fractions are allowed (0.5). At most a day.
+    #[arg(
+        long,
+        global = true,
+        value_name = "SECONDS",
+        default_value = "5",
+        value_parser = parse_wait,
+        allow_hyphen_values = true
+    )]
+    pub wait: Duration,
 }
 
 /// The commands.
@@ -70,6 +90,17 @@ pub enum Command {
     Read(ReadArgs),
     /// Print a store's counters and sizes.
     Stats(StatsArgs),
+    /// List the aggregates that have events: id, version, events, last position.
+    ///
+    /// Sorted by id. Versions are dense: an aggregate at version V has V + 1 events.
+    Aggregates(AggregatesArgs),
+    /// List the snapshots in the store's files: aggregate, version, file, stored bytes.
+    ///
+    /// Sorted by aggregate and version; the bytes are those of the compressed
+    /// frame. Older snapshots that compaction has not dropped yet are listed
+    /// too (up to 1024 per aggregate): how many an application keeps is its
+    /// own open option, which the store does not record.
+    Snapshots(SnapshotsArgs),
     /// Check every record, index entry, checkpoint and snapshot of a store.
     #[command(after_help = "Exit codes:\n  \
         0  the store is sound (a torn tail is reported but is not a problem)\n  \
@@ -195,6 +226,35 @@ pub struct StatsArgs {
     pub json: bool,
 }
 
+/// Arguments of `factlog aggregates`.
+#[derive(Debug, Args)]
+pub struct AggregatesArgs {
+    /// Store directory (must exist).
+    pub dir: PathBuf,
+    /// Only the aggregates whose id starts with this.
+    #[arg(long, value_name = "P", default_value = "")]
+    pub prefix: String,
+    /// Print one JSON object per aggregate and line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `factlog snapshots`.
+#[derive(Debug, Args)]
+pub struct SnapshotsArgs {
+    /// Store directory (must exist).
+    pub dir: PathBuf,
+    /// Only the snapshots of this aggregate.
+    #[arg(long, value_name = "ID", conflicts_with = "prefix")]
+    pub aggregate: Option<String>,
+    /// Only the snapshots of the aggregates whose id starts with this.
+    #[arg(long, value_name = "P")]
+    pub prefix: Option<String>,
+    /// Print one JSON object per snapshot and line.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Arguments of `factlog verify`.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
@@ -235,6 +295,34 @@ pub struct RepairArgs {
     pub yes: bool,
 }
 
+impl Command {
+    /// The store directory the command works on.
+    fn dir(&self) -> &Path {
+        match self {
+            Command::Append(a) => &a.dir,
+            Command::Read(a) => &a.dir,
+            Command::Stats(a) => &a.dir,
+            Command::Aggregates(a) => &a.dir,
+            Command::Snapshots(a) => &a.dir,
+            Command::Verify(a) => &a.dir,
+            Command::Dump(a) => &a.dir,
+            Command::Repair(a) => &a.dir,
+        }
+    }
+}
+
+/// Longest `--wait`, seconds: a day.
+const WAIT_SECONDS_MAX: f64 = 86_400.0;
+
+/// Parses `--wait`: seconds, 0 to [`WAIT_SECONDS_MAX`], fractions allowed.
+fn parse_wait(s: &str) -> Result<Duration, String> {
+    let seconds: f64 = s.trim().parse().map_err(|_| format!("expected a number of seconds, not {s:?}"))?;
+    if !(0.0..=WAIT_SECONDS_MAX).contains(&seconds) {
+        return Err(format!("expected 0 to {WAIT_SECONDS_MAX} seconds"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
 /// The spellings `--expected-version` accepts, for messages.
 const EXPECTED_SPELLINGS: &str = "a version number (0, 1, ...), `any`, `no-stream` or `exists`";
 
@@ -271,16 +359,24 @@ fn parse_data(s: &str) -> Result<DataArg, String> {
     }
 }
 
-/// Runs the parsed command.
+/// Runs the parsed command. A corruption error gets a last line naming the
+/// command that shows what a repair would cut (but not from `repair` itself,
+/// which says what it can and cannot fix).
 fn run(cli: Cli) -> CliResult {
-    match cli.command {
-        Command::Append(args) => append::run(args),
-        Command::Read(args) => read::run(&args),
-        Command::Stats(args) => stats::run(&args),
-        Command::Verify(args) => verify::run(&args),
-        Command::Dump(args) => dump::run(&args),
-        Command::Repair(args) => repair::run(&args),
-    }
+    let wait = cli.wait;
+    let dir = cli.command.dir().to_path_buf();
+    let repairing = matches!(cli.command, Command::Repair(_));
+    let result = match cli.command {
+        Command::Append(args) => append::run(args, wait),
+        Command::Read(args) => read::run(&args, wait),
+        Command::Stats(args) => stats::run(&args, wait),
+        Command::Aggregates(args) => aggregates::run(&args, wait),
+        Command::Snapshots(args) => snapshots::run(&args, wait),
+        Command::Verify(args) => verify::run(&args, wait),
+        Command::Dump(args) => dump::run(&args, wait),
+        Command::Repair(args) => repair::run(&args, wait),
+    };
+    result.map_err(|e| if e.is_corruption() && !repairing { e.with_hint(repair::hint(&dir)) } else { e })
 }
 
 fn main() -> ExitCode {
@@ -297,8 +393,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let message = e.to_string();
+            let mut err = std::io::stderr().lock();
             if !message.is_empty() {
-                let _ = writeln!(std::io::stderr(), "error: {message}");
+                let _ = writeln!(err, "error: {message}");
+            }
+            if let Some(hint) = e.hint() {
+                let _ = writeln!(err, "{hint}");
             }
             ExitCode::from(e.exit_code())
         }
@@ -336,6 +436,17 @@ mod tests {
         assert_eq!(parse_data("-"), Ok(DataArg::Stdin));
         assert_eq!(parse_data("-1"), Ok(DataArg::Inline("-1".into())));
         assert!(parse_data("--").is_err());
+    }
+
+    #[test]
+    fn wait_seconds() {
+        assert_eq!(parse_wait("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_wait("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_wait("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_wait("86400"), Ok(Duration::from_secs(86_400)));
+        for bad in ["-1", "86401", "NaN", "inf", "", "5s", "soon"] {
+            assert!(parse_wait(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -3,15 +3,21 @@
 //! in a directory that does not exist but whose parent does, in an empty
 //! directory, or anywhere with `--create` ([`open_for_append`]). `repair`
 //! opens for writing with the engine's repair option ([`open_for_repair`]).
-//! The inspecting commands (`read`, `stats`, `verify`, `dump`) open the store
-//! with [`Store::open_read_only`]: a shared lock, no writer, and not one byte
-//! of the store changed (a torn tail is reported, not cut). Several
-//! inspectors can therefore run side by side, but not while a writer holds
-//! the store, which [`open_existing`] turns into a clear message.
+//! The inspecting commands (`read`, `stats`, `verify`, `dump`, `aggregates`,
+//! `snapshots`, and `repair`'s dry run) open the store with
+//! [`Store::open_read_only`]: a shared lock, no writer, and not one byte of
+//! the store changed (a torn tail is reported, not cut). Several inspectors
+//! can therefore run side by side, but not beside a writer.
+//!
+//! Every open waits for the store's lock as long as `--wait` says (the
+//! engine's `Options::lock_wait`), so that CLI appenders and inspectors
+//! queue behind each other instead of failing; when the wait runs out, the
+//! message names the process holding the lock and points at `--wait`.
 
 use std::path::Path;
+use std::time::Duration;
 
-use factlog::{Options, Store, LOCK_NAME, MARKER_NAME};
+use factlog::{LockHolder, Options, Store, LOCK_NAME, MARKER_NAME};
 
 use crate::error::{CliError, CliResult};
 
@@ -55,7 +61,7 @@ fn place(dir: &Path) -> CliResult<Place> {
 /// Opens the store in `dir` for appending. Creates it (and, with `create`,
 /// any missing parents) only where the module doc allows, and then says so
 /// on stderr.
-pub fn open_for_append(dir: &Path, create: bool) -> CliResult<Store> {
+pub fn open_for_append(dir: &Path, create: bool, wait: Duration) -> CliResult<Store> {
     let creating = match place(dir)? {
         Place::Store => false,
         Place::New => true,
@@ -71,9 +77,9 @@ pub fn open_for_append(dir: &Path, create: bool) -> CliResult<Store> {
             return Err(CliError::new(format!("{} is not a factlog store: {why}", dir.display())));
         }
     };
-    let store = match Store::open(dir, Options::default()) {
+    let store = match Store::open(dir, Options::default().lock_wait(wait)) {
         Ok(store) => store,
-        Err(factlog::Error::Locked { .. }) => return Err(in_use(dir, "append to it")),
+        Err(factlog::Error::Locked { holder, .. }) => return Err(in_use(dir, holder, wait, "append to it")),
         Err(e) => return Err(CliError::from(e)),
     };
     if creating {
@@ -85,21 +91,27 @@ pub fn open_for_append(dir: &Path, create: bool) -> CliResult<Store> {
 /// Opens the existing store in `dir` for writing with `Options::repair`:
 /// recovery truncates the log at the first corrupt record instead of
 /// failing, and reports what it cut in the store's recovery report.
-pub fn open_for_repair(dir: &Path) -> CliResult<Store> {
+pub fn open_for_repair(dir: &Path, wait: Duration) -> CliResult<Store> {
     if place(dir)? != Place::Store {
         return Err(CliError::new(format!("{} is not a factlog store: it has no {MARKER_NAME} file", dir.display())));
     }
-    match Store::open(dir, Options::default().repair(true)) {
+    match Store::open(dir, Options::default().repair(true).lock_wait(wait)) {
         Ok(store) => Ok(store),
-        Err(factlog::Error::Locked { .. }) => Err(in_use(dir, "repair it")),
+        Err(factlog::Error::Locked { holder, .. }) => Err(in_use(dir, holder, wait, "repair it")),
         Err(e) => Err(CliError::new(format!("the repair failed: {e}"))),
     }
 }
 
-/// Opens the existing store in `dir` read-only, failing without touching
-/// the file system if `dir` is missing or is not a factlog store.
-pub fn open_existing(dir: &Path) -> CliResult<Store> {
-    open_read_only(dir).map_err(|e| match e {
+/// Opens the existing store in `dir` read-only, waiting up to `wait` for a
+/// writer to close it, and failing without touching the file system if
+/// `dir` is missing or is not a factlog store.
+pub fn open_existing(dir: &Path, wait: Duration) -> CliResult<Store> {
+    open_existing_with(dir, Options::default().lock_wait(wait))
+}
+
+/// [`open_existing`] with other options (their `lock_wait` included).
+pub fn open_existing_with(dir: &Path, options: Options) -> CliResult<Store> {
+    open_read_only(dir, options).map_err(|e| match e {
         OpenError::Cli(e) => e,
         OpenError::Store(e) => CliError::from(e),
     })
@@ -115,8 +127,9 @@ pub enum OpenError {
     Store(factlog::Error),
 }
 
-/// Opens the existing store in `dir` read-only; see [`open_existing`].
-pub fn open_read_only(dir: &Path) -> Result<Store, OpenError> {
+/// Opens the existing store in `dir` read-only with `options` (its
+/// `lock_wait`, and `repair` for a dry run); see [`open_existing`].
+pub fn open_read_only(dir: &Path, options: Options) -> Result<Store, OpenError> {
     if !dir.exists() {
         return Err(OpenError::Cli(CliError::new(format!(
             "no factlog store at {}: directory does not exist",
@@ -135,30 +148,42 @@ pub fn open_read_only(dir: &Path) -> Result<Store, OpenError> {
             dir.display()
         ))));
     }
-    match Store::open_read_only(dir, Options::default()) {
+    let wait = options.lock_wait;
+    match Store::open_read_only(dir, options) {
         Ok(store) => Ok(store),
-        Err(factlog::Error::Locked { .. }) => Err(OpenError::Cli(locked(dir))),
+        Err(factlog::Error::Locked { holder, .. }) => Err(OpenError::Cli(locked(dir, holder, wait))),
         Err(e) => Err(OpenError::Store(e)),
     }
 }
 
 /// The message for a store a writer holds, to a reader.
-fn locked(dir: &Path) -> CliError {
+fn locked(dir: &Path, holder: LockHolder, wait: Duration) -> CliError {
     CliError::new(format!(
-        "store {} is open for writing by another process; \
-         inspect it once that process has closed it (or read it through that process)",
-        dir.display()
+        "store {} is open for writing by {holder}; {}; inspect it once that process has closed it \
+         (or read it through that process), or pass a longer --wait SECONDS",
+        dir.display(),
+        waited(wait)
     ))
 }
 
 /// The message for a store another process holds, to a writer: `what` to
 /// do once it is free.
-fn in_use(dir: &Path, what: &str) -> CliError {
+fn in_use(dir: &Path, holder: LockHolder, wait: Duration, what: &str) -> CliError {
     CliError::new(format!(
-        "store {} is open in another process (a writer, or a reader such as `factlog read`); \
-         {what} once that process has closed it",
-        dir.display()
+        "store {} is locked by {holder} (a writer, or a reader such as `factlog read`); {}; \
+         {what} once that process has closed it, or pass a longer --wait SECONDS",
+        dir.display(),
+        waited(wait)
     ))
+}
+
+/// How long the open waited, for the messages above.
+fn waited(wait: Duration) -> String {
+    if wait.is_zero() {
+        "did not wait for it (--wait 0)".to_string()
+    } else {
+        format!("gave up after waiting {} s", wait.as_secs_f64())
+    }
 }
 
 #[cfg(test)]
@@ -180,5 +205,16 @@ mod tests {
         std::fs::write(root.join(MARKER_NAME), b"").unwrap();
         assert_eq!(place(root).unwrap(), Place::Store);
         assert_eq!(place(Path::new("relative-name-that-does-not-exist")).unwrap(), Place::New);
+    }
+
+    #[test]
+    fn lock_messages_name_the_holder_and_the_wait() {
+        let dir = Path::new("/s");
+        let text = locked(dir, LockHolder::Process(42), Duration::from_millis(1500)).to_string();
+        assert!(text.starts_with("store /s is open for writing by process 42; gave up after waiting 1.5 s;"), "{text}");
+        assert!(text.ends_with("or pass a longer --wait SECONDS"), "{text}");
+        let text = in_use(dir, LockHolder::Unknown, Duration::ZERO, "append to it").to_string();
+        assert!(text.starts_with("store /s is locked by another opener (a writer,"), "{text}");
+        assert!(text.contains("; did not wait for it (--wait 0); append to it once"), "{text}");
     }
 }

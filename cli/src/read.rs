@@ -9,6 +9,7 @@
 //! [`crate::json`].
 
 use std::io::{self, Write};
+use std::time::Duration;
 
 use factlog::{Direction, EventRef};
 
@@ -25,8 +26,8 @@ enum StreamError {
 }
 
 /// Runs `factlog read`.
-pub fn run(args: &ReadArgs) -> CliResult {
-    let store = open::open_existing(&args.dir)?;
+pub fn run(args: &ReadArgs, wait: Duration) -> CliResult {
+    let store = open::open_existing(&args.dir, wait)?;
     let reader = store.reader();
     let limit = args.limit.unwrap_or(usize::MAX);
     let mut out = output::stdout();

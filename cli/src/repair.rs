@@ -1,24 +1,24 @@
 //! `factlog repair DIR`: cuts a damaged event log back to its last sound
-//! record with the engine's `Options::repair`, after saying what that loses
-//! and asking for confirmation (or with `--yes`).
+//! record with the engine's `Options::repair`, after showing exactly what
+//! that loses and asking for confirmation (or with `--yes`).
 //!
-//! The engine has no dry run of its repair, so the preview is assembled from
-//! what a read-only look can tell, changing nothing: a read-only open and
-//! `verify` when the store still opens, or the corruption error that keeps it
-//! from opening. It names the record where the log will be cut and, when the
-//! store opens, the first position lost and how many events go. After the
-//! repair, the engine's own report of what it cut is printed. What the
-//! preview cannot know, it says: a record in the middle of an atomic batch
-//! takes the earlier records of its batch with it, and a store that does not
-//! open at all cannot count the events after the damage.
+//! The preview is the engine's own dry run of the repair: a read-only open
+//! with `repair` ([`factlog::Store::open_read_only`]) changes nothing and
+//! reports the cut a read-write open would make — file, offset, reason,
+//! first position lost, events lost, later segment files removed. The
+//! dry-run store is then verified, for what a repair does besides the cut:
+//! damaged index checkpoints, which it rewrites from their segments (nothing
+//! lost), and damage it leaves alone (snapshots). A store with nothing to cut
+//! and no checkpoint to rebuild is left alone, without a question. After the
+//! repair, the engine's report of what it did is printed.
 //!
-//! Only the event log is repaired: damaged index checkpoints are rebuilt from
-//! the log (nothing lost), damaged snapshots are reported and left alone.
+//! Also the line every other command adds to a corruption error ([`hint`]).
 
 use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use factlog::{Problem, RecoveryReport, Store, TornTail};
+use factlog::{Options, Problem, RecoveryReport, Repair, TornTail};
 
 use crate::error::{CliError, CliResult};
 use crate::open::{self, open_read_only, OpenError};
@@ -27,69 +27,68 @@ use crate::{output, verify, RepairArgs};
 /// Longest confirmation answer read from stdin, bytes.
 const ANSWER_BYTES_MAX: u64 = 256;
 
-/// What `factlog repair --help` adds.
-pub const HELP: &str = "First, without changing anything, it opens the store read-only and verifies it (or reads the
-corruption error that keeps it from opening), and prints what the repair would cut: the file and
-offset of the first damaged record and, when the store opens, the first position lost and how many
-events go. Then it asks for `yes` on standard input (--yes skips the question), reopens the store
-for writing with the engine's repair option, which truncates the log at the first damaged record,
-and prints what the engine reports it cut. Damaged index checkpoints are rebuilt, nothing lost;
-damaged snapshots are not repaired. A store that verify finds sound is left alone.";
+/// Removed segment files listed by name in the preview; the rest are counted.
+const REMOVED_LISTED_MAX: usize = 20;
 
-/// The damage a read-only look found, and what a repair would do about it.
+/// What `factlog repair --help` adds.
+pub const HELP: &str = "First, without changing anything, it runs the engine's dry run of a repair (a read-only open
+with the repair option) and verifies what that leaves, and prints what the repair would do: the
+file, offset and reason of the first damaged record, the first position lost, how many events are
+lost, the later segment files removed, and the damaged index checkpoints it rebuilds. Then it asks
+for `yes` on standard input (--yes skips the question), reopens the store for writing with the
+repair option, which truncates the log at the first damaged record, and prints what the engine
+reports it did. Damaged index checkpoints are rebuilt, nothing lost; damaged snapshots are not
+repaired. A store with nothing to cut and no checkpoint to rebuild is left alone.";
+
+/// What a repair would do, from the engine's dry run.
 #[derive(Debug)]
-enum Damage {
-    /// Nothing for a repair to cut. `problems` are the ones it would not
-    /// touch (snapshots), `rebuilt` checkpoints it would rebuild.
-    Sound { torn_tail: Option<TornTail>, rebuilt: Vec<Problem>, problems: Vec<Problem> },
-    /// The store opens, and verify found a damaged record in the log.
-    Record { problem: Problem, lost: Lost, rebuilt: Vec<Problem>, problems: Vec<Problem> },
-    /// The store does not open: corruption at `path`:`offset`.
-    Unopenable { path: PathBuf, offset: u64, reason: String, later_segments: Vec<PathBuf> },
+struct Plan {
+    /// The cut, exactly as a repair makes it.
+    cut: Option<Repair>,
+    /// An unacknowledged write at the end of the log, which any writer cuts.
+    torn_tail: Option<TornTail>,
+    /// Events in the store after the repair.
+    events_kept: u64,
+    /// Damaged index checkpoints, which a repair rewrites from their segments.
+    checkpoints: Vec<Problem>,
+    /// Damage a repair does not touch (snapshots).
+    untouched: Vec<Problem>,
 }
 
-/// Events a cut loses, as far as the read-only look can tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Lost {
-    /// First position lost.
-    from_position: u64,
-    /// Events from there to the end of the log.
-    events: u64,
+impl Plan {
+    /// Whether a repair would change the log or its checkpoints.
+    fn changes_anything(&self) -> bool {
+        self.cut.is_some() || !self.checkpoints.is_empty()
+    }
 }
 
 /// Runs `factlog repair`.
-pub fn run(args: &RepairArgs) -> CliResult {
-    let damage = assess(&args.dir)?;
-    output::print(&describe(&args.dir, &damage))?;
-    let cannot_fix = || CliError::new("repair cannot fix this: it only cuts the event log and rebuilds checkpoints");
-    match &damage {
-        Damage::Sound { rebuilt, problems, .. } if rebuilt.is_empty() => {
-            return if problems.is_empty() { Ok(()) } else { Err(cannot_fix()) };
+pub fn run(args: &RepairArgs, wait: Duration) -> CliResult {
+    let plan = dry_run(&args.dir, wait)?;
+    output::print(&describe(&args.dir, &plan))?;
+    if !plan.changes_anything() {
+        if plan.untouched.is_empty() {
+            return Ok(());
         }
-        Damage::Unopenable { path, .. } if !is_segment(path) && !is_rebuilt_by_repair(path) => return Err(cannot_fix()),
-        _ => {}
+        return Err(CliError::new("repair cannot fix this: it only cuts the event log and rebuilds checkpoints"));
     }
-    if !args.yes && !confirm(&args.dir, io::stdin().lock())? {
+    if !args.yes && !confirm(&args.dir, plan.cut.is_some(), io::stdin().lock())? {
         return Err(CliError::new("repair cancelled: nothing was changed"));
     }
-    let store = open::open_for_repair(&args.dir)?;
+    let store = open::open_for_repair(&args.dir, wait)?;
     let report = store.recovery_report().clone();
-    let events = store.last_position().map_or(0, |p| p + 1);
     store.close().map_err(|e| CliError::new(format!("closing the store after the repair: {e}")))?;
-    output::print(&describe_outcome(&args.dir, &report, events))
+    output::print(&describe_outcome(&args.dir, &report, &plan))
 }
 
-/// Looks at the store in `dir` read-only and says what a repair would cut.
-fn assess(dir: &Path) -> CliResult<Damage> {
-    let store = match open_read_only(dir) {
+/// The engine's dry run of a repair of `dir`, and a verify of what it leaves.
+fn dry_run(dir: &Path, wait: Duration) -> CliResult<Plan> {
+    let store = match open_read_only(dir, Options::default().repair(true).lock_wait(wait)) {
         Ok(store) => store,
         Err(OpenError::Cli(e)) => return Err(e),
-        Err(OpenError::Store(factlog::Error::Corrupt { path, offset, reason })) => {
-            let later_segments = later_segments(dir, &path)?;
-            return Ok(Damage::Unopenable { path, offset, reason, later_segments });
-        }
-        Err(OpenError::Store(e @ factlog::Error::UnsupportedFormat { .. })) => {
-            return Err(CliError::new(format!("repair cannot help: {e}")));
+        // NOTE: the dry run is exact: what stops it stops the repair too.
+        Err(OpenError::Store(e @ (factlog::Error::Corrupt { .. } | factlog::Error::UnsupportedFormat { .. }))) => {
+            return Err(CliError::new(format!("a repair cannot fix this: {e}")));
         }
         Err(OpenError::Store(e)) => return Err(CliError::from(e)),
     };
@@ -99,150 +98,76 @@ fn assess(dir: &Path) -> CliResult<Damage> {
         bar.set_position(done);
     });
     bar.finish_and_clear();
-    let report = verified?;
-    let torn_tail = store.recovery_report().torn_tail.clone();
-    let (mut cut, mut rebuilt, mut problems) = (None, Vec::new(), Vec::new());
-    for p in report.problems {
-        if is_segment(&p.path) && !is_index_disagreement(&p) {
-            if cut.is_none() {
-                cut = Some(p);
-            }
-        } else if is_rebuilt_by_repair(&p.path) || is_index_disagreement(&p) {
-            rebuilt.push(p);
-        } else {
-            problems.push(p);
-        }
-    }
-    Ok(match cut {
-        None => Damage::Sound { torn_tail, rebuilt, problems },
-        Some(problem) => {
-            let lost = lost_from(&store, dir, &problem)?;
-            Damage::Record { problem, lost, rebuilt, problems }
-        }
+    let (checkpoints, untouched) = verified?.problems.into_iter().partition(|p| is_checkpoint(&p.path));
+    let report = store.recovery_report();
+    Ok(Plan {
+        cut: report.repaired.clone(),
+        torn_tail: report.torn_tail.clone(),
+        events_kept: report.events,
+        checkpoints,
+        untouched,
     })
 }
 
-/// The first position at or after the damaged record, and the events from
-/// there to the end of the log.
-fn lost_from(store: &Store, dir: &Path, problem: &Problem) -> CliResult<Lost> {
-    let end = store.last_position().map_or(0, |p| p + 1);
-    let first = segment_first_position(&problem.path).unwrap_or(0);
-    let next = segment_firsts(dir)?.into_iter().find(|&f| f > first).unwrap_or(end).min(end);
-    // Positions of one segment lie at increasing offsets: the first lost one
-    // is the first whose frame starts at or after the damaged offset.
-    let (mut lo, mut hi) = (first.min(next), next);
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        match store.locate(mid) {
-            Some((_, offset)) if offset < problem.offset => lo = mid + 1,
-            _ => hi = mid,
-        }
-    }
-    Ok(Lost { from_position: lo, events: end - lo })
-}
-
-/// Whether `path` is a segment file (`<20 digits>.seg`).
-fn is_segment(path: &Path) -> bool {
-    segment_first_position(path).is_some()
-}
-
-/// The first position in a segment file's name.
-fn segment_first_position(path: &Path) -> Option<u64> {
-    let digits = path.file_name()?.to_str()?.strip_suffix(".seg")?;
-    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
-}
-
 /// Index checkpoints (`.idx`): a repair scans every segment and rewrites them.
-fn is_rebuilt_by_repair(path: &Path) -> bool {
+fn is_checkpoint(path: &Path) -> bool {
     path.extension().is_some_and(|e| e == "idx")
 }
 
-/// A segment problem where the frames are sound but an index disagrees with
-/// them: what a bad checkpoint causes, and what a repair's scan rebuilds.
-// NOTE: this reads the engine's wording (verify.rs); the engine offers no
-// problem kind to match on.
-fn is_index_disagreement(p: &Problem) -> bool {
-    p.reason.starts_with("index places position") || p.reason.starts_with("aggregate index has")
-}
-
-/// First positions of the segment files in `dir`, ascending.
-fn segment_firsts(dir: &Path) -> CliResult<Vec<u64>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| CliError::new(format!("listing {}: {e}", dir.display())))?;
-    let mut firsts: Vec<u64> =
-        entries.filter_map(Result::ok).filter_map(|e| segment_first_position(&e.path())).collect();
-    firsts.sort_unstable();
-    Ok(firsts)
-}
-
-/// The segment files after the one holding `path`, which a cut there removes.
-fn later_segments(dir: &Path, path: &Path) -> CliResult<Vec<PathBuf>> {
-    let Some(first) = segment_first_position(path) else {
-        return Ok(Vec::new());
-    };
-    Ok(segment_firsts(dir)?.into_iter().filter(|&f| f > first).map(|f| dir.join(format!("{f:020}.seg"))).collect())
-}
-
 /// The preview, printed before anything changes.
-fn describe(dir: &Path, damage: &Damage) -> String {
-    let mut s = format!("checked {} (read-only, nothing changed)\n", dir.display());
-    match damage {
-        Damage::Sound { torn_tail, rebuilt, problems } => {
-            if rebuilt.is_empty() {
-                s.push_str("the event log is sound: nothing to repair\n");
-            } else {
-                s.push_str("no event is lost; a repair rebuilds these index checkpoints from the log:\n");
-                push_problems(&mut s, rebuilt);
-            }
-            if let Some(t) = torn_tail {
-                s.push_str(&format!(
-                    "torn tail at {}:{} ({}): an unacknowledged write that the next writer, repair included, cuts\n",
-                    t.path.display(),
-                    t.offset,
-                    t.reason
-                ));
-            }
-            push_untouched(&mut s, problems);
-        }
-        Damage::Record { problem, lost, rebuilt, problems } => {
-            s.push_str(&format!(
-                "damaged record at {}:{}: {}\n\
-                 a repair cuts the log there: the {} event(s) from position {} to the end are lost\n\
-                 (if the damaged record is not the first of its atomic batch, the batch's earlier events too)\n",
-                problem.path.display(),
-                problem.offset,
-                problem.reason,
-                lost.events,
-                lost.from_position
-            ));
-            if !rebuilt.is_empty() {
-                s.push_str("it also rebuilds these index checkpoints from the log:\n");
-                push_problems(&mut s, rebuilt);
-            }
-            push_untouched(&mut s, problems);
-        }
-        Damage::Unopenable { path, offset, reason, later_segments } => {
-            s.push_str(&format!("the store does not open: corruption at {}:{offset}: {reason}\n", path.display()));
-            if is_segment(path) {
-                s.push_str(&format!(
-                    "a repair cuts the log there: every event from that record on is lost, the rest of {} and \
-                     {} later segment file(s){}; how many events that is cannot be counted without opening the store\n",
-                    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
-                    later_segments.len(),
-                    if later_segments.is_empty() { String::new() } else { format!(" ({} ...)", list(later_segments)) }
-                ));
-            } else if is_rebuilt_by_repair(path) {
-                s.push_str(
-                    "a repair ignores this index checkpoint and rebuilds it from its segment: no event is lost\n",
-                );
-            } else {
-                s.push_str("this is not in the event log or its checkpoints: a repair does not change it\n");
-            }
-        }
+fn describe(dir: &Path, plan: &Plan) -> String {
+    let mut s = format!("dry run of a repair of {} (nothing changed)\n", dir.display());
+    match &plan.cut {
+        Some(cut) => push_cut(&mut s, cut, plan.events_kept),
+        None if plan.checkpoints.is_empty() => s.push_str("the event log is sound: nothing to repair\n"),
+        None => s.push_str("nothing is cut from the log: no event is lost\n"),
+    }
+    if !plan.checkpoints.is_empty() {
+        s.push_str("a repair rebuilds these damaged index checkpoints from their segments:\n");
+        push_problems(&mut s, &plan.checkpoints);
+    }
+    if let Some(t) = &plan.torn_tail {
+        s.push_str(&format!(
+            "torn tail at {}:{} ({}): an unacknowledged write that the next writer, repair included, cuts\n",
+            t.path.display(),
+            t.offset,
+            t.reason
+        ));
+    }
+    if !plan.untouched.is_empty() {
+        s.push_str("not repaired (a repair only cuts the event log and rebuilds checkpoints):\n");
+        push_problems(&mut s, &plan.untouched);
     }
     s
+}
+
+/// The cut of the dry run: where, why, and what it loses.
+fn push_cut(s: &mut String, cut: &Repair, events_kept: u64) {
+    s.push_str(&format!(
+        "damaged record at {}:{}: {}\n\
+         a repair cuts the log there: the {} event(s) from position {} on are lost\n",
+        cut.path.display(),
+        cut.offset,
+        cut.reason,
+        cut.events_lost,
+        cut.lost_from_position
+    ));
+    push_removed(s, &cut.removed_files);
+    s.push_str(&format!("the store would then hold {events_kept} event(s)\n"));
+}
+
+/// The segment files a cut removes, the first [`REMOVED_LISTED_MAX`] by name.
+fn push_removed(s: &mut String, removed: &[PathBuf]) {
+    if removed.is_empty() {
+        return;
+    }
+    s.push_str(&format!("it removes {} later segment file(s):\n", removed.len()));
+    for p in removed.iter().take(REMOVED_LISTED_MAX) {
+        s.push_str(&format!("  {}\n", p.display()));
+    }
+    if removed.len() > REMOVED_LISTED_MAX {
+        s.push_str(&format!("  ... and {} more\n", removed.len() - REMOVED_LISTED_MAX));
+    }
 }
 
 fn push_problems(s: &mut String, problems: &[Problem]) {
@@ -251,26 +176,11 @@ fn push_problems(s: &mut String, problems: &[Problem]) {
     }
 }
 
-fn push_untouched(s: &mut String, problems: &[Problem]) {
-    if !problems.is_empty() {
-        s.push_str("not repaired (a repair only cuts the event log):\n");
-        push_problems(s, problems);
-    }
-}
-
-/// The first few file names of `paths`, comma-separated.
-fn list(paths: &[PathBuf]) -> String {
-    let names: Vec<String> = paths
-        .iter()
-        .take(3)
-        .map(|p| p.file_name().map_or(String::new(), |n| n.to_string_lossy().into_owned()))
-        .collect();
-    names.join(", ")
-}
-
-/// Asks on stderr and reads the answer from `input`: only `yes` (or `y`) proceeds.
-fn confirm(dir: &Path, input: impl BufRead) -> CliResult<bool> {
-    eprint!("Repair {}? What is listed above will be lost for good. Type yes to proceed: ", dir.display());
+/// Asks on stderr and reads the answer from `input`: only `yes` (or `y`)
+/// proceeds. `loses`: the repair loses events, and the question says so.
+fn confirm(dir: &Path, loses: bool, input: impl BufRead) -> CliResult<bool> {
+    let warning = if loses { " What is listed above will be lost for good." } else { "" };
+    eprint!("Repair {}?{warning} Type yes to proceed: ", dir.display());
     let _ = io::stderr().flush();
     let mut answer = String::new();
     input
@@ -284,16 +194,17 @@ fn confirm(dir: &Path, input: impl BufRead) -> CliResult<bool> {
     Ok(answer == "yes" || answer == "y")
 }
 
-/// What the engine reports it did.
-fn describe_outcome(dir: &Path, report: &RecoveryReport, events: u64) -> String {
+/// What the engine reports it did, and whether that is what the dry run said.
+fn describe_outcome(dir: &Path, report: &RecoveryReport, plan: &Plan) -> String {
     let mut s = format!("repaired {}\n", dir.display());
     match &report.repaired {
         Some(r) => {
             s.push_str(&format!(
-                "cut the log at {}:{}: {}\nevents from position {} on are gone",
+                "cut the log at {}:{}: {}\nlost {} event(s), from position {} on",
                 r.path.display(),
                 r.offset,
                 r.reason,
+                r.events_lost,
                 r.lost_from_position
             ));
             if !r.removed_files.is_empty() {
@@ -303,14 +214,44 @@ fn describe_outcome(dir: &Path, report: &RecoveryReport, events: u64) -> String 
         }
         None => s.push_str("nothing was cut from the log\n"),
     }
-    for p in &report.checkpoints_rebuilt {
-        s.push_str(&format!("rebuilt checkpoint {}\n", p.display()));
+    if !report.checkpoints_rebuilt.is_empty() {
+        s.push_str(&format!("rewrote {} index checkpoint(s) from their segments\n", report.checkpoints_rebuilt.len()));
     }
     if let Some(t) = &report.torn_tail {
         s.push_str(&format!("cut a torn tail at {}:{} ({})\n", t.path.display(), t.offset, t.reason));
     }
-    s.push_str(&format!("the store now holds {events} event(s); `factlog verify` checks it\n"));
+    if report.repaired != plan.cut {
+        // NOTE: the store is unlocked between the dry run and the repair; a
+        // writer may have changed it in between.
+        s.push_str("note: the store changed after the dry run; what is listed here is what was done\n");
+    }
+    s.push_str(&format!(
+        "the store now holds {} event(s); `factlog verify {}` checks it\n",
+        report.events,
+        shell_word(dir)
+    ));
     s
+}
+
+/// The line that follows a corruption error of any other command.
+pub fn hint(dir: &Path) -> String {
+    format!("run `factlog repair {}` to see what a repair would cut", shell_word(dir))
+}
+
+/// `path` as one word a POSIX shell reads back as that path: as it is when
+/// it is made of safe characters, otherwise in single quotes.
+fn shell_word(path: &Path) -> String {
+    let mut text = path.to_string_lossy().into_owned();
+    if text.starts_with('-') {
+        // A leading `-` would read as an option.
+        text.insert_str(0, "./");
+    }
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c);
+    if !text.is_empty() && text.chars().all(safe) {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
 }
 
 #[cfg(test)]
@@ -321,40 +262,44 @@ mod tests {
     fn only_yes_confirms() {
         let dir = Path::new("/s");
         for (answer, want) in [("yes\n", true), ("Y\n", true), (" YES \n", true), ("no\n", false), ("", false)] {
-            assert_eq!(confirm(dir, answer.as_bytes()).unwrap(), want, "{answer:?}");
+            assert_eq!(confirm(dir, true, answer.as_bytes()).unwrap(), want, "{answer:?}");
         }
         let long = format!("{}yes\n", " ".repeat(1000));
-        assert!(!confirm(dir, long.as_bytes()).unwrap());
+        assert!(!confirm(dir, false, long.as_bytes()).unwrap());
     }
 
     #[test]
     fn file_kinds() {
-        assert_eq!(segment_first_position(Path::new("/s/00000000000000000040.seg")), Some(40));
-        assert!(!is_segment(Path::new("/s/00000000000000000040.idx")));
-        assert!(is_rebuilt_by_repair(Path::new("/s/00000000000000000040.idx")));
-        assert!(!is_rebuilt_by_repair(Path::new("/s/snapshots/00000000000000000000.snap")));
+        assert!(!is_checkpoint(Path::new("/s/00000000000000000040.seg")));
+        assert!(is_checkpoint(Path::new("/s/00000000000000000040.idx")));
+        assert!(!is_checkpoint(Path::new("/s/snapshots/00000000000000000000.snap")));
     }
 
     #[test]
-    fn previews_name_the_cut_and_the_loss() {
-        let problem =
-            Problem { path: PathBuf::from("/s/00000000000000000040.seg"), offset: 64, reason: "bad checksum".into() };
-        let damage = Damage::Record {
-            problem,
-            lost: Lost { from_position: 40, events: 160 },
-            rebuilt: Vec::new(),
-            problems: Vec::new(),
-        };
-        let text = describe(Path::new("/s"), &damage);
-        assert!(text.contains("damaged record at /s/00000000000000000040.seg:64: bad checksum"), "{text}");
-        assert!(text.contains("the 160 event(s) from position 40 to the end are lost"), "{text}");
-        let damage = Damage::Unopenable {
-            path: PathBuf::from("/s/00000000000000000040.seg"),
-            offset: 64,
-            reason: "bad".into(),
-            later_segments: vec![PathBuf::from("/s/00000000000000000080.seg")],
-        };
-        let text = describe(Path::new("/s"), &damage);
-        assert!(text.contains("the rest of 00000000000000000040.seg and 1 later segment file(s)"), "{text}");
+    fn previews_list_removed_files_up_to_a_bound() {
+        let removed: Vec<PathBuf> = (2..24).map(|i| PathBuf::from(format!("/s/{:020}.seg", 40 * i))).collect();
+        let mut text = String::new();
+        push_removed(&mut text, &removed[..1]);
+        assert_eq!(text, "it removes 1 later segment file(s):\n  /s/00000000000000000080.seg\n");
+        let mut text = String::new();
+        push_removed(&mut text, &removed);
+        assert!(text.starts_with("it removes 22 later segment file(s):\n  /s/00000000000000000080.seg\n"), "{text}");
+        assert_eq!(text.lines().count(), 1 + REMOVED_LISTED_MAX + 1, "{text}");
+        assert!(text.ends_with("\n  ... and 2 more\n"), "{text}");
+        let plan = Plan { cut: None, torn_tail: None, events_kept: 9, checkpoints: vec![], untouched: vec![] };
+        assert_eq!(
+            describe(Path::new("/s"), &plan),
+            "dry run of a repair of /s (nothing changed)\nthe event log is sound: nothing to repair\n"
+        );
+    }
+
+    #[test]
+    fn hints_quote_paths_for_the_shell() {
+        assert_eq!(hint(Path::new("/tmp/store")), "run `factlog repair /tmp/store` to see what a repair would cut");
+        assert_eq!(shell_word(Path::new("my store")), "'my store'");
+        assert_eq!(shell_word(Path::new("it's")), r"'it'\''s'");
+        assert_eq!(shell_word(Path::new("-s")), "./-s");
+        assert_eq!(shell_word(Path::new("-a b")), "'./-a b'");
+        assert_eq!(shell_word(Path::new("")), "''");
     }
 }

@@ -8,14 +8,16 @@
 //! out: they count since the store was opened, which for this command is
 //! always zero.
 
+use std::time::Duration;
+
 use factlog::Stats;
 
 use crate::error::CliResult;
 use crate::{open, output, StatsArgs};
 
 /// Runs `factlog stats`.
-pub fn run(args: &StatsArgs) -> CliResult {
-    let store = open::open_existing(&args.dir)?;
+pub fn run(args: &StatsArgs, wait: Duration) -> CliResult {
+    let store = open::open_existing(&args.dir, wait)?;
     let stats = store.stats();
     let text = if args.json { render_json(&stats) } else { render_text(&stats) };
     output::print(&text)

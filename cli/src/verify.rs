@@ -4,9 +4,11 @@
 //! the torn tail recovery found (not a problem: an unacknowledged batch that
 //! a writer would cut on its next open), and every problem as
 //! `problem: <file>:<offset>: <reason>`. With `--json` the summary is one
-//! JSON object.
+//! JSON object. When a problem is in the event log or its checkpoints, a
+//! line on stderr names the `factlog repair` command that shows what a
+//! repair would do about it.
 //!
-//! The progress bar is shared with `repair`, which verifies before it cuts.
+//! The progress bar is shared with `repair`, which verifies its dry run.
 //!
 //! Exit codes: 0 sound, 3 problems found — including corruption or an
 //! unknown format version that keeps the store from opening at all (the
@@ -14,18 +16,19 @@
 //! error (missing store, locked by a writer, I/O).
 
 use std::path::Path;
+use std::time::Duration;
 
-use factlog::{Problem, TornTail, VerifyReport};
+use factlog::{Options, Problem, TornTail, VerifyReport};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{json, Value};
 
 use crate::error::{CliError, CliResult, EXIT_PROBLEMS};
 use crate::open::{open_read_only, OpenError};
-use crate::{output, VerifyArgs};
+use crate::{output, repair, VerifyArgs};
 
 /// Runs `factlog verify`.
-pub fn run(args: &VerifyArgs) -> CliResult {
-    let store = match open_read_only(&args.dir) {
+pub fn run(args: &VerifyArgs, wait: Duration) -> CliResult {
+    let store = match open_read_only(&args.dir, Options::default().lock_wait(wait)) {
         Ok(store) => store,
         Err(OpenError::Cli(e)) => return Err(e),
         Err(OpenError::Store(e)) => return Err(open_failure(&args.dir, e, args.json)),
@@ -47,11 +50,19 @@ pub fn run(args: &VerifyArgs) -> CliResult {
     };
     output::print(&text)?;
     if report.problems.is_empty() {
-        Ok(())
-    } else {
-        // The summary already lists every problem.
-        Err(CliError::with_code(EXIT_PROBLEMS, ""))
+        return Ok(());
     }
+    // The summary already lists every problem.
+    let failure = CliError::with_code(EXIT_PROBLEMS, "");
+    if report.problems.iter().any(|p| in_log(&p.path)) {
+        return Err(failure.with_hint(repair::hint(&args.dir)));
+    }
+    Err(failure)
+}
+
+/// Whether `path` is a segment or an index checkpoint: damage a repair acts on.
+fn in_log(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "seg" || e == "idx")
 }
 
 /// A progress bar on stderr; indicatif draws nothing when stderr is not a
@@ -89,7 +100,12 @@ fn open_failure(dir: &Path, e: factlog::Error, json: bool) -> CliError {
             return print_error;
         }
     }
-    CliError::with_code(EXIT_PROBLEMS, format!("cannot open the store: {e}"))
+    let failure = CliError::with_code(EXIT_PROBLEMS, format!("cannot open the store: {e}"));
+    if matches!(e, factlog::Error::Corrupt { .. }) {
+        failure.corruption()
+    } else {
+        failure
+    }
 }
 
 /// The human-readable summary. `stored` is the number of events in the

@@ -5,9 +5,11 @@
 //! / `read --all` JSON lines (`data_base64` for non-JSON payloads, a note
 //! for an unknown aggregate), `stats`, bad input, reading commands on a
 //! missing directory, `verify` on clean and damaged stores (exit codes 0 and
-//! 3), `dump`, `repair` (a preview that changes nothing, then the cut only
-//! once confirmed), read-only opening (no byte of the store changes; a
-//! writer's lock is a clear error).
+//! 3), `dump`, `repair` (the engine's exact dry run, which changes nothing,
+//! then the cut only once confirmed), the `factlog repair` line after a
+//! corruption error, `aggregates` and `snapshots` listings, read-only
+//! opening (no byte of the store changes), and the lock wait (concurrent
+//! appenders queue; a lock held too long is an error naming its holder).
 //!
 //! Multi-segment stores are built through the `factlog` library, since the
 //! CLI has no segment-size option.
@@ -286,7 +288,7 @@ fn bad_input_is_a_clear_error_with_exit_code_1() {
     let cases: Vec<(Vec<String>, &str)> = vec![
         (append(&["--data", "{amount: 1}"]), "not valid JSON"),
         (append(&["--data", "{}", "--metadata", "x"]), "not valid JSON"),
-        (append(&["--data", "{}", "--event-id", "nope"]), "not a valid UUID"),
+        (append(&["--data", "{}", "--event-id", "nope"]), "\"nope\" is not a UUID"),
         (append(&["--data", "{}", "--expected-version", "latest"]), "`any`, `no-stream` or `exists`"),
         (append(&["--data", "{}", "--expected-version", "-1"]), "`any`, `no-stream` or `exists`"),
         (append(&["--data", "{}", "--expected-version", "no_stream"]), "`any`, `no-stream` or `exists`"),
@@ -531,7 +533,8 @@ fn verify_finds_a_flipped_bit_in_a_sealed_segment_and_exits_3() {
     assert!(text.contains(&needle), "{text}");
     assert_ne!(row(&text, "problems"), "0", "{text}");
     assert!(text.lines().last().unwrap().starts_with("result: "), "{text}");
-    assert!(out.stderr.is_empty(), "{}", stderr(&out));
+    let hint = format!("run `factlog repair {}` to see what a repair would cut\n", path(&dir));
+    assert_eq!(stderr(&out), hint);
 
     let out = factlog(&["verify", path(&dir), "--json"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
@@ -624,28 +627,106 @@ fn inspecting_commands_change_no_byte_of_the_store() {
 }
 
 #[test]
-fn a_store_open_for_writing_is_a_clear_error() {
+fn a_lock_held_past_wait_is_an_error_naming_its_holder() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = sample_store(tmp.path());
     let d = path(&dir);
-    let commands: [&[&str]; 4] = [&["read", d, "--all"], &["stats", d], &["verify", d], &["dump", d]];
+    let pid = std::process::id();
+    let commands: [&[&str]; 6] =
+        [&["read", d, "--all"], &["stats", d], &["verify", d], &["dump", d], &["aggregates", d], &["snapshots", d]];
     {
         let _writer = Store::open(&dir, Options::default()).unwrap();
         for args in commands {
-            let out = factlog(args);
-            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
-            assert!(out.stdout.is_empty(), "{args:?}");
-            let err = stderr(&out);
-            let want = format!("error: store {d} is open for writing by another process; ");
-            assert!(err.starts_with(&want), "{args:?}: {err}");
+            // `--wait` goes before or after the command.
+            for wait in [&["--wait", "0"][..], &["--wait=0"]] {
+                let out = factlog(&[wait, args].concat());
+                assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+                assert!(out.stdout.is_empty(), "{args:?}");
+                let err = stderr(&out);
+                let want =
+                    format!("error: store {d} is open for writing by process {pid}; did not wait for it (--wait 0); ");
+                assert!(err.starts_with(&want), "{args:?}: {err}");
+                assert!(err.contains("pass a longer --wait SECONDS"), "{args:?}: {err}");
+            }
         }
+        let started = std::time::Instant::now();
+        let out = factlog(&["stats", d, "--wait", "0.3"]);
+        assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+        assert!(stderr(&out).contains(&format!("by process {pid}; gave up after waiting 0.3 s;")), "{}", stderr(&out));
+        let out = factlog(&["append", d, "--aggregate", "a", "--type", "T", "--data", "{}", "--wait", "0"]);
+        assert_eq!(out.status.code(), Some(1));
+        let want =
+            format!("error: store {d} is locked by process {pid} (a writer, or a reader such as `factlog read`); ");
+        assert!(stderr(&out).starts_with(&want), "{}", stderr(&out));
+        let out = factlog(&["stats", d, "--wait", "-1"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("expected 0 to 86400 seconds"), "{}", stderr(&out));
     }
-    // Other readers are no obstacle.
-    let _reader = Store::open_read_only(&dir, Options::default()).unwrap();
+    // Other readers are no obstacle to readers, but to writers.
+    let reader = Store::open_read_only(&dir, Options::default()).unwrap();
     for args in commands {
-        ok(args);
+        ok(&[args, &["--wait", "0"]].concat());
     }
+    let out = factlog(&["append", d, "--aggregate", "a", "--type", "T", "--data", "{}", "--wait", "0"]);
+    assert!(stderr(&out).starts_with(&format!("error: store {d} is locked by process {pid} ")), "{}", stderr(&out));
+    drop(reader);
     assert_eq!(json_lines(&ok(&["read", d, "--all"])).len(), 4);
+}
+
+#[test]
+fn commands_wait_for_the_lock_by_default() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_store(tmp.path());
+    let d = path(&dir);
+    let writer = Store::open(&dir, Options::default()).unwrap();
+    let spawn = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_factlog")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()
+    };
+    let mut read = spawn(&["read", d, "--all"]).unwrap();
+    let mut append = spawn(&["append", d, "--aggregate", "late", "--type", "T", "--data", "{}"]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(read.try_wait().unwrap().is_none(), "read did not wait for the writer");
+    assert!(append.try_wait().unwrap().is_none(), "append did not wait for the writer");
+    writer.close().unwrap();
+    let (read, append) = (read.wait_with_output().unwrap(), append.wait_with_output().unwrap());
+    assert_eq!(read.status.code(), Some(0), "{}", stderr(&read));
+    assert!(matches!(json_lines(&stdout(&read)).len(), 4 | 5), "{}", stdout(&read));
+    assert_eq!(
+        (append.status.code(), stdout(&append).as_str()),
+        (Some(0), "version 0 position 4\n"),
+        "{}",
+        stderr(&append)
+    );
+}
+
+#[test]
+fn concurrent_appenders_all_succeed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    ok(&["append", path(&dir), "--aggregate", "setup", "--type", "T", "--data", "{}"]);
+    const APPENDS: u64 = 20;
+    let loops: Vec<_> = (0..2)
+        .map(|writer| {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                for i in 0..APPENDS {
+                    let expected = if i == 0 { "no-stream".to_string() } else { (i - 1).to_string() };
+                    let (aggregate, data) = (format!("writer-{writer}"), format!("{{\"i\":{i}}}"));
+                    let args = ["append", path(&dir), "--aggregate", &aggregate, "--type", "T", "--data", &data];
+                    let out = factlog(&[&args[..], &["--expected-version", &expected]].concat());
+                    assert_eq!(out.status.code(), Some(0), "writer {writer}, append {i}: {}", stderr(&out));
+                    assert!(stdout(&out).starts_with(&format!("version {i} position ")), "{}", stdout(&out));
+                }
+            })
+        })
+        .collect();
+    for l in loops {
+        l.join().unwrap();
+    }
+    let listed = ok(&["aggregates", path(&dir), "--prefix", "writer-"]);
+    let rows: Vec<Vec<&str>> = listed.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.iter().map(|r| &r[..3]).collect::<Vec<_>>(), [["writer-0", "19", "20"], ["writer-1", "19", "20"]]);
+    assert_eq!(json_lines(&ok(&["read", path(&dir), "--all"])).len() as u64, 2 * APPENDS + 1);
 }
 
 /// The `key=value` fields of a dump line (the data preview, last, may hold spaces).
@@ -965,32 +1046,50 @@ fn damaged_store(root: &Path, without_checkpoint: bool) -> (PathBuf, PathBuf, u6
 }
 
 #[test]
-fn repair_shows_the_loss_changes_nothing_unless_confirmed_then_cuts() {
+fn repair_shows_the_exact_loss_changes_nothing_unless_confirmed_then_cuts() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, second, first) = damaged_store(tmp.path(), false);
     let d = path(&dir);
+    let later = segment_files(&dir).split_off(2);
+    assert!(!later.is_empty());
+    let lost = MULTI_EVENTS - first;
     let before = contents(&dir);
 
-    // The preview, then "no": nothing changes.
+    // The dry run, then "no": nothing changes.
     for answer in ["no\n", ""] {
         let out = factlog_with_stdin(&["repair", d], answer.as_bytes());
         assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
         let text = stdout(&out);
-        assert!(text.contains(&format!("damaged record at {}:64: ", second.display())), "{text}");
-        let lost = MULTI_EVENTS - first;
-        assert!(text.contains(&format!("the {lost} event(s) from position {first} to the end are lost")), "{text}");
-        assert!(stderr(&out).contains("Type yes to proceed"), "{}", stderr(&out));
-        assert!(stderr(&out).contains("error: repair cancelled: nothing was changed"), "{}", stderr(&out));
+        assert!(text.starts_with(&format!("dry run of a repair of {d} (nothing changed)\n")), "{text}");
+        assert!(text.contains(&format!("damaged record at {}:64: checksum mismatch", second.display())), "{text}");
+        let cut = format!("a repair cuts the log there: the {lost} event(s) from position {first} on are lost\n");
+        assert!(text.contains(&cut), "{text}");
+        assert!(text.contains(&format!("it removes {} later segment file(s):\n", later.len())), "{text}");
+        for file in &later {
+            assert!(text.contains(&format!("\n  {}\n", file.display())), "{text}");
+        }
+        assert!(text.ends_with(&format!("the store would then hold {first} event(s)\n")), "{text}");
+        let err = stderr(&out);
+        assert!(err.contains("What is listed above will be lost for good. Type yes to proceed"), "{err}");
+        assert!(err.contains("error: repair cancelled: nothing was changed"), "{err}");
         assert!(contents(&dir) == before, "repair changed the store without confirmation");
     }
 
-    // "yes": the log is cut there, and the store is sound again.
+    // "yes": the log is cut exactly there, and the store is sound again.
     let out = factlog_with_stdin(&["repair", d], b"yes\n");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains(&format!("cut the log at {}:64", second.display())), "{text}");
-    assert!(text.contains(&format!("events from position {first} on are gone")), "{text}");
-    assert!(text.contains(&format!("the store now holds {first} event(s)")), "{text}");
+    let (_, outcome) = text.split_once(&format!("repaired {d}\n")).unwrap_or_else(|| panic!("{text}"));
+    assert!(outcome.starts_with(&format!("cut the log at {}:64: checksum mismatch", second.display())), "{text}");
+    let removed =
+        format!("lost {lost} event(s), from position {first} on; removed {} later segment file(s)\n", later.len());
+    assert!(outcome.contains(&removed), "{text}");
+    assert!(
+        outcome.contains(&format!("the store now holds {first} event(s); `factlog verify {d}` checks it")),
+        "{text}"
+    );
+    assert!(!outcome.contains("note: the store changed"), "{text}");
+    assert!(later.iter().all(|f| !f.exists()), "later segments are removed");
     ok(&["verify", d]);
     assert_eq!(json_lines(&ok(&["read", d, "--all"])).len() as u64, first);
 
@@ -1004,7 +1103,7 @@ fn repair_shows_the_loss_changes_nothing_unless_confirmed_then_cuts() {
 }
 
 #[test]
-fn repair_of_a_store_that_does_not_open_names_the_cut_and_takes_yes() {
+fn repair_of_a_store_that_does_not_open_counts_the_loss_and_takes_yes() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, second, first) = damaged_store(tmp.path(), true);
     let d = path(&dir);
@@ -1013,12 +1112,14 @@ fn repair_of_a_store_that_does_not_open_names_the_cut_and_takes_yes() {
     let out = factlog_with_stdin(&["repair", d], b"n\n");
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    assert!(text.contains(&format!("the store does not open: corruption at {}:64", second.display())), "{text}");
-    assert!(text.contains("a repair cuts the log there: every event from that record on is lost"), "{text}");
+    assert!(text.contains(&format!("damaged record at {}:64: ", second.display())), "{text}");
+    let lost = MULTI_EVENTS - first;
+    assert!(text.contains(&format!("the {lost} event(s) from position {first} on are lost\n")), "{text}");
     assert!(contents(&dir) == before);
 
     let out = factlog(&["repair", d, "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&format!("lost {lost} event(s), from position {first} on")), "{}", stdout(&out));
     assert!(stdout(&out).contains(&format!("the store now holds {first} event(s)")), "{}", stdout(&out));
     ok(&["verify", d]);
 
@@ -1029,6 +1130,21 @@ fn repair_of_a_store_that_does_not_open_names_the_cut_and_takes_yes() {
 }
 
 #[test]
+fn repair_cannot_fix_a_damaged_segment_header_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = multi_segment_store(tmp.path());
+    let d = path(&dir);
+    flip_byte(&segment_files(&dir)[1], 0);
+    let before = contents(&dir);
+    let out = factlog(&["repair", d, "--yes"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: a repair cannot fix this: "), "{err}");
+    assert!(!err.contains("factlog repair"), "no advice to run itself: {err}");
+    assert!(contents(&dir) == before);
+}
+
+#[test]
 fn repair_rebuilds_a_damaged_checkpoint_without_losing_an_event() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = multi_segment_store(tmp.path());
@@ -1036,12 +1152,152 @@ fn repair_rebuilds_a_damaged_checkpoint_without_losing_an_event() {
     let checkpoint = dir.join("00000000000000000000.idx");
     flip_byte(&checkpoint, 20);
     assert_eq!(factlog(&["verify", d]).status.code(), Some(3));
+    // Nothing is lost, and the question says nothing about losing.
+    let out = factlog_with_stdin(&["repair", d], b"no\n");
+    assert!(stderr(&out).starts_with(&format!("Repair {d}? Type yes to proceed: ")), "{}", stderr(&out));
     let out = factlog(&["repair", d, "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("no event is lost; a repair rebuilds these index checkpoints"), "{text}");
-    assert!(text.contains(&format!("  {}:", checkpoint.display())), "{text}");
-    assert!(text.contains("nothing was cut from the log"), "{text}");
+    assert!(text.contains("nothing is cut from the log: no event is lost\n"), "{text}");
+    assert!(text.contains("a repair rebuilds these damaged index checkpoints from their segments:\n"), "{text}");
+    assert!(text.contains(&format!("\n  {}:0: ", checkpoint.display())), "{text}");
+    assert!(text.contains("nothing was cut from the log\n"), "{text}");
+    let sealed = segment_files(&dir).len() - 1;
+    assert!(text.contains(&format!("rewrote {sealed} index checkpoint(s) from their segments\n")), "{text}");
     assert!(text.contains(&format!("the store now holds {MULTI_EVENTS} event(s)")), "{text}");
     ok(&["verify", d]);
+}
+
+#[test]
+fn a_corruption_error_names_the_repair_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Damage that keeps the store from opening: every command says what to run.
+    let (dir, _, _) = damaged_store(tmp.path(), true);
+    let d = path(&dir);
+    let hint = format!("run `factlog repair {d}` to see what a repair would cut");
+    let commands: [&[&str]; 8] = [
+        &["read", d, "--all"],
+        &["stats", d],
+        &["verify", d],
+        &["dump", d],
+        &["aggregates", d],
+        &["snapshots", d],
+        &["append", d, "--aggregate", "a", "--type", "T", "--data", "{}"],
+        &["verify", d, "--json"],
+    ];
+    for args in commands {
+        let out = factlog(args);
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        let err = stderr(&out);
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 2, "{args:?}: {err}");
+        assert!(lines[0].starts_with("error: ") && lines[0].contains("corrupt data in"), "{args:?}: {err}");
+        assert_eq!(lines[1], hint, "{args:?}");
+    }
+    // Damage found while reading a store that opened: the same line, after
+    // the events read before it.
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, _, first) = damaged_store(tmp.path(), false);
+    let d = path(&dir);
+    let out = factlog(&["read", d, "--all"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json_lines(&stdout(&out)).len() as u64, first);
+    let err = stderr(&out);
+    assert!(err.starts_with("error: corrupt data in"), "{err}");
+    assert!(err.ends_with(&format!("\nrun `factlog repair {d}` to see what a repair would cut\n")), "{err}");
+    // A path the shell would split is quoted.
+    let spaced = tmp.path().join("my store");
+    std::fs::rename(&dir, &spaced).unwrap();
+    let err = stderr(&factlog(&["dump", path(&spaced)]));
+    assert!(err.contains(&format!("run `factlog repair '{}'` to see", path(&spaced))), "{err}");
+}
+
+#[test]
+fn aggregates_lists_ids_versions_and_event_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_store(tmp.path());
+    let d = path(&dir);
+    ok(&["append", d, "--aggregate", "order 7", "--type", "T", "--data", "{}"]);
+    assert_eq!(
+        ok(&["aggregates", d]),
+        concat!(
+            "aggregate  version  events  last_position\n",
+            "acct-1           2       3              3\n",
+            "acct-2           0       1              2\n",
+            "\"order 7\"        0       1              4\n",
+        )
+    );
+    assert_eq!(
+        ok(&["aggregates", d, "--prefix", "acct-2"]),
+        "aggregate  version  events  last_position\nacct-2           0       1              2\n"
+    );
+    let lines: Vec<Value> =
+        ok(&["aggregates", d, "--json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(
+        lines,
+        [
+            json!({"aggregate_id": "acct-1", "version": 2, "events": 3, "last_position": 3}),
+            json!({"aggregate_id": "acct-2", "version": 0, "events": 1, "last_position": 2}),
+            json!({"aggregate_id": "order 7", "version": 0, "events": 1, "last_position": 4}),
+        ]
+    );
+    let out = factlog(&["aggregates", d, "--prefix", "zz", "--json"]);
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), ""));
+    assert_eq!(stderr(&out), format!("note: no aggregates with prefix \"zz\" in {d}\n"));
+
+    // Many aggregates over several segments.
+    let multi = multi_segment_store(tmp.path());
+    let text = ok(&["aggregates", path(&multi)]);
+    let rows: Vec<Vec<&str>> = text.lines().skip(1).map(|l| l.split_whitespace().collect()).collect();
+    let want: Vec<Vec<String>> = (0..5u64)
+        .map(|i| vec![format!("agg-{i}"), "39".into(), "40".into(), (MULTI_EVENTS - 5 + i).to_string()])
+        .collect();
+    assert_eq!(rows, want);
+}
+
+#[test]
+fn snapshots_lists_aggregate_version_file_and_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = multi_segment_store(tmp.path());
+    let d = path(&dir);
+    let store = Store::open(&dir, small_options()).unwrap();
+    store.save_snapshot("agg-0", 8, factlog::SchemaVersion(1), &b"x".repeat(5000)[..]).unwrap();
+    store.save_snapshot("agg-1", 5, factlog::SchemaVersion(1), b"state of agg-1").unwrap();
+    store.save_snapshot("agg-3", 2, factlog::SchemaVersion(1), b"state of agg-3").unwrap();
+    let listed = store.snapshots("");
+    store.close().unwrap();
+
+    let lines: Vec<Value> = ok(&["snapshots", d, "--json"]).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let got: Vec<(&str, u64)> =
+        lines.iter().map(|v| (v["aggregate_id"].as_str().unwrap(), v["version"].as_u64().unwrap())).collect();
+    // Older snapshots still in the files are listed too.
+    assert_eq!(got, [("agg-0", 3), ("agg-0", 8), ("agg-1", 5), ("agg-3", 2)]);
+    for v in &lines {
+        let file = v["file"].as_str().unwrap();
+        assert!(file.starts_with("snapshots/") && dir.join(file).is_file(), "{v}");
+        let engine = listed.iter().find(|e| e.aggregate_id == v["aggregate_id"] && e.version == v["version"]);
+        if let Some(e) = engine {
+            assert_eq!(v["stored_bytes"], e.stored_bytes, "{v}");
+        }
+        assert!(v["stored_bytes"].as_u64().unwrap() > 0, "{v}");
+    }
+
+    let text = ok(&["snapshots", d]);
+    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["aggregate", "version", "file", "stored_bytes"]);
+    assert_eq!(rows.len(), 5, "{text}");
+    assert_eq!((rows[2][0], rows[2][1], rows[2][2]), ("agg-0", "8", lines[1]["file"].as_str().unwrap()));
+    assert_eq!(rows[2][3], lines[1]["stored_bytes"].to_string());
+
+    let one = ok(&["snapshots", d, "--aggregate", "agg-1"]);
+    assert_eq!(one.lines().count(), 2, "{one}");
+    assert!(one.lines().nth(1).unwrap().starts_with("agg-1"), "{one}");
+    // --aggregate is exact, --prefix is not.
+    let out = factlog(&["snapshots", d, "--aggregate", "agg"]);
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), ""));
+    assert_eq!(stderr(&out), format!("note: no snapshots of aggregate \"agg\" in {d}\n"));
+    assert_eq!(ok(&["snapshots", d, "--prefix", "agg", "--json"]).lines().count(), 4);
+    let out = factlog(&["snapshots", d, "--prefix", "agg", "--aggregate", "agg-1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("cannot be used with"), "{}", stderr(&out));
 }

@@ -13,6 +13,7 @@
 //!
 //! Multi-segment stores are built through the `factlog` library, since the
 //! CLI has no segment-size option.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: panicking is how it fails
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

@@ -29,6 +29,12 @@ pub struct Options {
     /// Size of each segment file in bytes. Segments are preallocated (zero-filled)
     /// to this size. Default 64 MiB; minimum 64 KiB.
     pub segment_bytes: u64,
+    /// Size of a new store's first segment. Each later segment doubles the
+    /// size of the one before (and is at least large enough for the batch
+    /// that opens it) up to `segment_bytes`, so a small store stays small on
+    /// disk (a 3-event store is 1 MiB, not 64). Default 1 MiB, clamped to
+    /// `segment_bytes`; set it to `segment_bytes` for equal segments.
+    pub first_segment_bytes: u64,
     /// Largest encoded event accepted, in bytes. Default 4 MiB. Must leave room
     /// for the event in one segment.
     pub max_event_bytes: u32,
@@ -82,6 +88,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             segment_bytes: 64 * 1024 * 1024,
+            first_segment_bytes: 1024 * 1024,
             max_event_bytes: 4 * 1024 * 1024,
             max_batch_events: 10_000,
             durability: Durability::Sync,
@@ -105,6 +112,12 @@ impl Options {
     /// Sets [`Options::segment_bytes`].
     pub fn segment_bytes(mut self, segment_bytes: u64) -> Options {
         self.segment_bytes = segment_bytes;
+        self
+    }
+
+    /// Sets [`Options::first_segment_bytes`].
+    pub fn first_segment_bytes(mut self, first_segment_bytes: u64) -> Options {
+        self.first_segment_bytes = first_segment_bytes;
         self
     }
 
@@ -201,11 +214,29 @@ impl Options {
 }
 
 impl Options {
+    /// Size of the segment that follows one of `previous` bytes, for a
+    /// first batch of `needed` encoded bytes (`None` for a new store's first
+    /// segment): double, at least enough for the batch, at most `segment_bytes`.
+    pub(crate) fn next_segment_bytes(&self, previous: Option<u64>, needed: u64) -> u64 {
+        let grown = match previous {
+            None => self.first_segment_bytes.max(SEGMENT_BYTES_MIN),
+            Some(p) => p.saturating_mul(2),
+        };
+        let fits = (crate::segment::HEADER_BYTES + needed).next_multiple_of(4096);
+        grown.max(fits).min(self.segment_bytes)
+    }
+
     pub(crate) fn validate(&self) -> Result<()> {
         if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&self.segment_bytes) {
             return Err(Error::InvalidOptions(format!(
                 "segment_bytes {} outside {SEGMENT_BYTES_MIN}..={SEGMENT_BYTES_MAX}",
                 self.segment_bytes
+            )));
+        }
+        if !self.first_segment_bytes.is_multiple_of(4096) || self.first_segment_bytes < SEGMENT_BYTES_MIN {
+            return Err(Error::InvalidOptions(format!(
+                "first_segment_bytes {} must be a multiple of 4096 and at least {SEGMENT_BYTES_MIN}",
+                self.first_segment_bytes
             )));
         }
         if !self.segment_bytes.is_multiple_of(4096) {

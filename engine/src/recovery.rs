@@ -230,7 +230,7 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool) -> Result<Rec
     let mut segs = list_segments(dir, read_only)?;
     if segs.is_empty() && !read_only {
         let faults = opts.faults.clone().unwrap_or_default();
-        segs.push((0, segment::install(dir, 0, opts.segment_bytes, &faults)?));
+        segs.push((0, segment::install(dir, 0, opts.next_segment_bytes(None, 0), &faults)?));
     }
     let mut r = Recovery {
         dir,

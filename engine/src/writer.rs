@@ -581,7 +581,7 @@ impl Writer {
                 req.aggregate_id
             )));
         }
-        self.roll_group(group, first_position)?;
+        self.roll_group(group, first_position, needed)?;
         let offsets = self.encode(req, first_version, first_position, group.recorded_at).inspect_err(|e| {
             if matches!(e, Error::Poisoned { .. }) {
                 group.fatal = Some(e.duplicate());
@@ -593,7 +593,7 @@ impl Writer {
     /// Writes the group's buffer so far, then rolls to a new segment starting
     /// at `first_position`. A failed write is fatal for the group; a failed
     /// roll fails this request and the rest of the group.
-    fn roll_group(&mut self, group: &mut Group<'_>, first_position: u64) -> Result<()> {
+    fn roll_group(&mut self, group: &mut Group<'_>, first_position: u64, needed: u64) -> Result<()> {
         let len = self.buf.len();
         if let Err(e) = self.write_buf(len, group.buf_at) {
             group.fatal = Some(e.duplicate());
@@ -601,7 +601,7 @@ impl Writer {
         }
         self.active.write_offset = group.buf_at + len as u64;
         self.buf.clear();
-        match self.roll(first_position) {
+        match self.roll(first_position, needed) {
             Ok(seg) => {
                 group.pending.push(Pending::Segment(seg));
                 group.buf_at = self.active.write_offset;
@@ -664,8 +664,9 @@ impl Writer {
     }
 
     /// Seals the active segment (sync + checkpoint) and makes a new one
-    /// starting at `first_position` the active segment.
-    fn roll(&mut self, first_position: u64) -> Result<Arc<Segment>> {
+    /// starting at `first_position`, with room for `needed` bytes of frames,
+    /// the active segment.
+    fn roll(&mut self, first_position: u64, needed: u64) -> Result<Arc<Segment>> {
         // Seal: the old segment must be durable before anything lands in the next one.
         self.sync_file()?;
         self.checkpoint_active();
@@ -673,7 +674,8 @@ impl Writer {
             let _ = p.join();
         }
         let dir = self.shared.dir.clone();
-        let path = segment::install(&dir, first_position, self.opts.segment_bytes, &self.faults)?;
+        let len = self.opts.next_segment_bytes(Some(self.active.seg.len()), needed);
+        let path = segment::install(&dir, first_position, len, &self.faults)?;
         let seg = Arc::new(Segment::open(path.clone(), None)?);
         let file = OpenOptions::new()
             .read(true)
@@ -706,7 +708,7 @@ impl Writer {
             return;
         }
         let path: PathBuf = self.shared.dir.join(segment::PREPARED_NAME);
-        let len = self.opts.segment_bytes;
+        let len = self.opts.next_segment_bytes(Some(self.active.seg.len()), 0);
         let faults = Arc::clone(&self.faults);
         self.preparer = std::thread::Builder::new()
             .name("factlog-prepare".into())

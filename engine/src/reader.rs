@@ -47,18 +47,15 @@ impl Reader {
     /// Events from `from_position` on, in global order.
     pub fn read_all(&self, from_position: u64) -> AllEvents<'_> {
         let position = from_position.max(self.first_position());
-        let mut it = AllEvents { reader: self, seg: 0, frames: None, end: self.visible_end, error: None };
+        let mut it = AllEvents::new(self, self.visible_end);
         if position < self.visible_end {
             let place = self.shared.index().locate(position);
-            match place.and_then(|(seg, offset)| Some((seg, self.segments.get(seg)?, offset))) {
-                Some((seg, segment, offset)) => {
-                    it.seg = seg;
-                    match segment.frames(offset, position, Check::Trusted) {
-                        Ok(frames) => it.frames = Some(frames),
-                        Err(e) => it.error = Some(e),
-                    }
-                }
-                None => it.error = Some(Error::InvalidInput(format!("position {position} is not indexed"))),
+            let started = match place {
+                Some((seg, offset)) => it.start(seg, offset, position),
+                None => Err(Error::InvalidInput(format!("position {position} is not indexed"))),
+            };
+            if let Err(e) = started {
+                it.error = Some(e);
             }
         }
         it
@@ -241,6 +238,8 @@ pub struct AllEvents<'r> {
     reader: &'r Reader,
     /// Slot of the segment being read.
     seg: usize,
+    /// First position of the segment after it (`u64::MAX`: none).
+    next_first: u64,
     /// The walk of that segment's frames; `None` once the log ended.
     frames: Option<FrameCursor<'r>>,
     end: u64,
@@ -249,13 +248,17 @@ pub struct AllEvents<'r> {
 }
 
 impl<'r> AllEvents<'r> {
-    /// Moves the cursor on to the next segment when `position` starts it.
-    fn roll_to(&mut self, position: u64) -> Result<()> {
+    fn new(reader: &'r Reader, end: u64) -> AllEvents<'r> {
+        AllEvents { reader, seg: 0, next_first: u64::MAX, frames: None, end, error: None }
+    }
+
+    /// Starts the walk in segment slot `seg` at `offset`, the frame of `position`.
+    fn start(&mut self, seg: usize, offset: u64, position: u64) -> Result<()> {
         let segs = &self.reader.segments;
-        while let Some(next) = segs.get(self.seg + 1).filter(|s| s.first_position <= position) {
-            self.seg += 1;
-            self.frames = Some(next.frames(HEADER_BYTES, next.first_position, Check::Trusted)?);
-        }
+        let segment = segs.get(seg).ok_or_else(|| Error::InvalidInput(format!("position {position} is not mapped")))?;
+        self.seg = seg;
+        self.next_first = segs.get(seg + 1).map_or(u64::MAX, |s| s.first_position);
+        self.frames = Some(segment.frames(offset, position, Check::Trusted)?);
         Ok(())
     }
 
@@ -264,22 +267,31 @@ impl<'r> AllEvents<'r> {
         if position >= self.end {
             return None;
         }
-        if let Err(e) = self.roll_to(position) {
-            return Some(Err(e));
+        if position >= self.next_first {
+            if let Err(e) = self.start(self.seg + 1, HEADER_BYTES, position) {
+                return Some(Err(e));
+            }
         }
         let frames = self.frames.as_mut()?;
-        let seg = &self.reader.segments.get(self.seg)?.path;
         let offset = frames.offset();
-        Some(match frames.next_frame() {
-            Ok(Some(f)) => Ok(f.event),
-            Ok(None) => Err(Error::corrupt(seg, offset, "log ends before the visible watermark")),
-            Err(e) => Err(Error::corrupt(seg, offset, e.to_string())),
-        })
+        match frames.next_frame() {
+            Ok(Some(f)) => Some(Ok(f.event)),
+            Ok(None) => Some(Err(self.corrupt(offset, "log ends before the visible watermark".into()))),
+            Err(e) => Some(Err(self.corrupt(offset, e.to_string()))),
+        }
+    }
+
+    fn corrupt(&self, offset: u64, reason: String) -> Error {
+        match self.reader.segments.get(self.seg) {
+            Some(seg) => Error::corrupt(&seg.path, offset, reason),
+            None => Error::InvalidInput(reason),
+        }
     }
 }
 
 impl<'r> Iterator for AllEvents<'r> {
     type Item = Result<EventRef<'r>>;
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
         if let Some(e) = self.error.take() {
             self.frames = None;

@@ -342,8 +342,13 @@ impl Segment {
     }
 
     /// The frame at `offset`, which must claim `position`, checked as `check`
-    /// says. `Ok(None)`: zeroed space, the end of the written log.
-    fn frame_at(&self, offset: u64, position: u64, check: Check) -> std::result::Result<Option<Frame<'_>>, FrameError> {
+    /// says, with its header. `Ok(None)`: zeroed space, the end of the written log.
+    fn frame_at(
+        &self,
+        offset: u64,
+        position: u64,
+        check: Check,
+    ) -> std::result::Result<Option<(FrameHeader, EventRef<'_>)>, FrameError> {
         let bytes = usize::try_from(offset)
             .ok()
             .and_then(|o| self.map.get(o..))
@@ -359,25 +364,48 @@ impl Segment {
         let body = record::checked_body(bytes, &header)?;
         let archived = match check {
             Check::Full => record::validate_body(body, &header)?,
-            // SAFETY: `Check::Trusted` is only used after `ensure_checked`
-            // (sealed segments loaded from a checkpoint) or on segments whose
-            // frames up to the published watermark were validated by the
-            // recovery scan or written by this process's writer; the checksum
-            // was verified again just now (`checked_body`), so the bytes are
-            // the ones validated. See `view::trusted_body`'s contract.
+            // SAFETY: as in `trusted_frame`.
             #[allow(unsafe_code)]
             Check::Trusted => unsafe { crate::view::trusted_body(body)? },
         };
         debug_assert_eq!(archived.position.to_native(), position, "a checked frame claims its position");
-        Ok(Some(Frame { offset, header, event: EventRef { body: archived } }))
+        Ok(Some((header, EventRef { body: archived })))
+    }
+
+    /// The hot path of a trusted read: the event at `offset` claiming
+    /// `position` and its frame length, or `None` if anything is wrong (the
+    /// caller then asks [`Segment::frame_at`] what). Small enough to return
+    /// in registers.
+    #[inline]
+    fn trusted_frame(&self, offset: u64, position: u64) -> Option<(EventRef<'_>, usize)> {
+        let bytes = self.map.get(usize::try_from(offset).ok()?..)?;
+        let header = record::parse_header(bytes, self.max_body()).ok()?;
+        if header.position != position {
+            return None;
+        }
+        let body = record::checked_body(bytes, &header).ok()?;
+        // SAFETY: `trusted_frame` is only reached through `Check::Trusted`,
+        // which is used after `ensure_checked` (sealed segments loaded from a
+        // checkpoint) or on segments whose frames up to the published
+        // watermark were validated by the recovery scan or written by this
+        // process's writer; the checksum was verified again just now
+        // (`checked_body`), so the bytes are the ones validated. See
+        // `view::trusted_body`'s contract.
+        #[allow(unsafe_code)]
+        let archived = unsafe { crate::view::trusted_body(body) }.ok()?;
+        debug_assert_eq!(archived.position.to_native(), position, "a checked frame claims its position");
+        Some((EventRef { body: archived }, header.frame_len()))
     }
 
     /// The event at `offset`, which must claim `position`. Verifies the checksum
     /// on every call; validates structure once per process.
     pub fn event_at(&self, offset: u64, position: u64) -> Result<(EventRef<'_>, usize)> {
         self.ensure_checked()?;
+        if let Some(found) = self.trusted_frame(offset, position) {
+            return Ok(found);
+        }
         match self.frame_at(offset, position, Check::Trusted) {
-            Ok(Some(f)) => Ok((f.event, f.header.frame_len())),
+            Ok(Some((h, event))) => Ok((event, h.frame_len())),
             Ok(None) => Err(Error::corrupt(&self.path, offset, FrameError::Empty.to_string())),
             Err(e) => Err(Error::corrupt(&self.path, offset, e.to_string())),
         }
@@ -409,8 +437,6 @@ pub(crate) enum Check {
 pub(crate) struct Frame<'s> {
     /// Byte offset of the frame in its segment.
     pub offset: u64,
-    /// Its decoded header.
-    pub header: FrameHeader,
     /// Its event, zero-copy.
     pub event: EventRef<'s>,
 }
@@ -452,16 +478,31 @@ impl<'s> FrameCursor<'s> {
         self.position
     }
 
-    /// Whether the last frame returned was not the last of its batch.
+    /// Whether the last frame returned was not the last of its batch
+    /// (tracked in [`Check::Full`] mode only).
     pub fn in_batch(&self) -> bool {
         self.batch.is_some()
     }
 
     /// The next frame; `Ok(None)` at zeroed space. After an error the cursor
-    /// stays on the bad frame.
+    /// stays on the bad frame. Batch slots are checked in [`Check::Full`]
+    /// mode; a trusted walk covers frames whose batches were checked already.
+    #[inline]
     pub fn next_frame(&mut self) -> std::result::Result<Option<Frame<'s>>, FrameError> {
-        let Some(frame) = self.seg.frame_at(self.offset, self.position, self.check)? else { return Ok(None) };
-        let h = frame.header;
+        let offset = self.offset;
+        if self.check == Check::Trusted {
+            if let Some((event, len)) = self.seg.trusted_frame(offset, self.position) {
+                self.offset += len as u64;
+                self.position += 1;
+                return Ok(Some(Frame { offset, event }));
+            }
+        }
+        let Some((h, event)) = self.seg.frame_at(offset, self.position, self.check)? else { return Ok(None) };
+        if self.check == Check::Trusted {
+            self.offset += h.frame_len() as u64;
+            self.position += 1;
+            return Ok(Some(Frame { offset, event }));
+        }
         let (len, index) = match self.batch {
             Some(expected) => expected,
             None if self.at_boundary => (h.batch_len, 0),
@@ -477,6 +518,6 @@ impl<'s> FrameCursor<'s> {
         self.batch = (!self.at_boundary).then_some((h.batch_len, h.batch_index + 1));
         self.offset += h.frame_len() as u64;
         self.position += 1;
-        Ok(Some(frame))
+        Ok(Some(Frame { offset, event }))
     }
 }

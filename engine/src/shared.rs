@@ -49,7 +49,7 @@ impl Shared {
             groups: AtomicU64::new(0),
             snapshots,
         };
-        shared.refresh_segment_list();
+        shared.publish_segments(&shared.index());
         shared
     }
 
@@ -80,9 +80,14 @@ impl Shared {
         self.poisoned.store(true, Ordering::Release);
     }
 
-    /// Republishes the segment list after the index gained a segment.
-    pub(crate) fn refresh_segment_list(&self) {
-        let list: Vec<Arc<Segment>> = { self.index().segments().cloned().collect() };
+    /// Republishes the segment list from `index` (which the caller holds
+    /// locked) after it gained a segment.
+    ///
+    /// IMPORTANT: the writer calls this before it advances `visible_end` past
+    /// the new segment's first event, so a reader that sees the new watermark
+    /// also gets a segment list holding every event below it.
+    pub(crate) fn publish_segments(&self, index: &IndexState) {
+        let list: Vec<Arc<Segment>> = index.segments().cloned().collect();
         *self.segment_list.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(list);
     }
 

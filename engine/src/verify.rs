@@ -92,7 +92,7 @@ fn check_segment<'r>(
     while frames.position() < seg_end {
         let offset = frames.offset();
         match frames.next_frame() {
-            Ok(Some(f)) => found.push((f.header.position, offset as u32, f.event.aggregate_id(), f.event.version())),
+            Ok(Some(f)) => found.push((f.event.position(), offset as u32, f.event.aggregate_id(), f.event.version())),
             Ok(None) => {
                 report.problems.push(problem(seg, offset, "log ends before the visible watermark".into()));
                 break;

@@ -652,13 +652,14 @@ impl Writer {
                 }
             }
             debug_assert_eq!(idx.next_position(), self.next_position, "the index ends where the writer does");
+            // IMPORTANT: segments first, then the watermark that makes their events visible.
+            if new_segments {
+                self.shared.publish_segments(&idx);
+            }
             self.shared.visible_end.store(self.next_position, Ordering::Release);
             if self.opts.durability == Durability::Sync {
                 self.shared.durable_end.store(self.next_position, Ordering::Release);
             }
-        }
-        if new_segments {
-            self.shared.refresh_segment_list();
         }
         self.shared.groups.fetch_add(1, Ordering::Relaxed);
     }

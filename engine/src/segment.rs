@@ -376,7 +376,7 @@ impl Segment {
     /// `position` and its frame length, or `None` if anything is wrong (the
     /// caller then asks [`Segment::frame_at`] what). Small enough to return
     /// in registers.
-    #[inline]
+    #[inline(always)]
     fn trusted_frame(&self, offset: u64, position: u64) -> Option<(EventRef<'_>, usize)> {
         let bytes = self.map.get(usize::try_from(offset).ok()?..)?;
         let header = record::parse_header(bytes, self.max_body()).ok()?;
@@ -399,11 +399,20 @@ impl Segment {
 
     /// The event at `offset`, which must claim `position`. Verifies the checksum
     /// on every call; validates structure once per process.
+    #[inline]
     pub fn event_at(&self, offset: u64, position: u64) -> Result<(EventRef<'_>, usize)> {
         self.ensure_checked()?;
-        if let Some(found) = self.trusted_frame(offset, position) {
-            return Ok(found);
+        match self.trusted_frame(offset, position) {
+            Some(found) => Ok(found),
+            None => self.explain(offset, position),
         }
+    }
+
+    /// Why there is no trusted frame at `offset`: the slow path of
+    /// [`Segment::event_at`], off the hot path.
+    #[cold]
+    #[inline(never)]
+    fn explain(&self, offset: u64, position: u64) -> Result<(EventRef<'_>, usize)> {
         match self.frame_at(offset, position, Check::Trusted) {
             Ok(Some((h, event))) => Ok((event, h.frame_len())),
             Ok(None) => Err(Error::corrupt(&self.path, offset, FrameError::Empty.to_string())),

@@ -490,13 +490,7 @@ fn pad_short_active(path: &Path) -> Result<u64> {
     if len >= header.segment_bytes {
         return Ok(0);
     }
-    let zeros = vec![0u8; 1 << 20];
-    let mut at = len;
-    while at < header.segment_bytes {
-        let n = (header.segment_bytes - at).min(zeros.len() as u64) as usize;
-        file.write_all_at(&zeros[..n], at).map_err(|e| Error::io("pad short segment", path, e))?;
-        at += n as u64;
-    }
+    crate::durable::zero_fill(&file, path, len, header.segment_bytes)?;
     file.sync_all().map_err(|e| Error::io("fsync padded segment", path, e))?;
     Ok(header.segment_bytes - len)
 }

@@ -22,7 +22,7 @@
 //! `snapshot`'s frames); files and views (`durable`, `mmap` and `view`, the
 //! only `unsafe`, `directory`); state (`index`, `dedupe`, `shared`); actors
 //! (`writer`, `recovery`, the snapshot store, `verify`); handles (`store`,
-//! `reader`, `handoff`). `fault` holds the test hooks. The byte layout, the
+//! `reader`, `subscription`, `handoff`). `fault` holds the test hooks. The byte layout, the
 //! crash argument and the concurrency design are in `docs/FORMAT.md`.
 
 #![deny(unsafe_code)]
@@ -48,6 +48,7 @@ mod shared;
 #[doc(hidden)]
 pub mod snapshot;
 mod store;
+mod subscription;
 mod verify;
 #[allow(unsafe_code)]
 mod view;
@@ -70,6 +71,7 @@ pub use segment::{FORMAT_VERSION, POSITION_LIMIT, SEGMENT_BYTES_MAX, SEGMENT_BYT
 pub use snapshot::dictionary::{DictionaryInfo, DICT_BYTES_MAX, DICT_BYTES_MIN};
 pub use snapshot::{Snapshot, SnapshotEntry, SnapshotInfo, SnapshotRecovery};
 pub use store::{Stats, Store};
+pub use subscription::{Filter, StartFrom, Subscription};
 pub use verify::{Problem, VerifyReport};
 
 mod options;

@@ -12,6 +12,7 @@ use crate::event::{AsOf, Direction, EventRef};
 use crate::segment::{Check, FrameCursor, Segment, HEADER_BYTES};
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
+use crate::subscription::Filter;
 
 /// A consistent snapshot for zero-copy reads: sees exactly the events that
 /// were visible when it was created. Holds the segment maps alive; events
@@ -35,7 +36,7 @@ impl Reader {
     }
 
     /// Position of the first event the log holds.
-    fn first_position(&self) -> u64 {
+    pub(crate) fn first_position(&self) -> u64 {
         self.segments.first().map_or(0, |s| s.first_position)
     }
 
@@ -59,6 +60,16 @@ impl Reader {
             }
         }
         it
+    }
+
+    /// Events from `from_position` on that pass `filter`, in global order.
+    /// Skipped events are checked but never copied.
+    pub fn read_all_filtered<'r>(
+        &'r self,
+        from_position: u64,
+        filter: &'r Filter,
+    ) -> impl Iterator<Item = Result<EventRef<'r>>> + 'r {
+        self.read_all(from_position).filter(move |e| e.as_ref().map_or(true, |e| filter.matches(e)))
     }
 
     /// Events of one aggregate from `from_version`, forwards or backwards.

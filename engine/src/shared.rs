@@ -9,8 +9,10 @@
 //! entries before storing the watermark with `Release`.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 use crate::index::IndexState;
 use crate::segment::Segment;
@@ -28,6 +30,10 @@ pub(crate) struct Shared {
     pub durable_end: AtomicU64,
     poisoned: AtomicBool,
     poison: Mutex<Option<String>>,
+    /// Wakes subscribers when `durable_end` moves or the store closes.
+    pub durable_signal: DurableSignal,
+    /// Set once the store is closed: subscriptions end with `Error::Closed`.
+    pub closed: AtomicBool,
     pub fsyncs: AtomicU64,
     pub groups: AtomicU64,
     pub snapshots: Snapshots,
@@ -45,6 +51,8 @@ impl Shared {
             durable_end: AtomicU64::new(end),
             poisoned: AtomicBool::new(false),
             poison: Mutex::new(None),
+            durable_signal: DurableSignal::default(),
+            closed: AtomicBool::new(false),
             fsyncs: AtomicU64::new(0),
             groups: AtomicU64::new(0),
             snapshots,
@@ -94,5 +102,82 @@ impl Shared {
     /// The segment maps in log order, as of the last roll.
     pub(crate) fn segments(&self) -> Arc<Vec<Arc<Segment>>> {
         Arc::clone(&self.segment_list.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Shared {
+    /// Advances `durable_end` to `end` and wakes the subscribers waiting for it.
+    pub(crate) fn publish_durable(&self, end: u64) {
+        self.durable_end.store(end, Ordering::SeqCst);
+        self.durable_signal.notify();
+    }
+
+    /// Marks the store closed and wakes every subscriber.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.durable_signal.notify_all_now();
+    }
+
+    /// Waits until `durable_end` is past `position`, the store closes, or
+    /// `deadline` passes. Returns the durable end then.
+    pub(crate) fn wait_durable_past(&self, position: u64, deadline: Option<Instant>) -> u64 {
+        self.durable_signal
+            .wait(deadline, || {
+                let end = self.durable_end.load(Ordering::SeqCst);
+                (end > position || self.closed.load(Ordering::SeqCst)).then_some(end)
+            })
+            .unwrap_or_else(|| self.durable_end.load(Ordering::SeqCst))
+    }
+}
+
+/// A condition variable the writer signals when the durable watermark moves,
+/// at the cost of one atomic load per group commit while nobody waits.
+///
+/// No lost wake-up: a waiter counts itself in `waiters` (SeqCst) before it
+/// checks the watermark under `lock`; the writer stores the watermark
+/// (SeqCst) before it reads `waiters`, and notifies under `lock`. So either
+/// the waiter sees the new watermark, or the writer sees the waiter and its
+/// notification cannot fall between the waiter's check and its sleep.
+#[derive(Default)]
+pub(crate) struct DurableSignal {
+    waiters: AtomicUsize,
+    lock: Mutex<()>,
+    cv: Condvar,
+}
+
+impl DurableSignal {
+    fn notify(&self) {
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.notify_all_now();
+        }
+    }
+
+    fn notify_all_now(&self) {
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.cv.notify_all();
+    }
+
+    /// Sleeps until `ready` gives a value or `deadline` passes (`None`: then).
+    fn wait<T>(&self, deadline: Option<Instant>, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let found = loop {
+            if let Some(v) = ready() {
+                break Some(v);
+            }
+            match deadline {
+                None => guard = self.cv.wait(guard).unwrap_or_else(|p| p.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        break None;
+                    }
+                    guard = self.cv.wait_timeout(guard, d - now).unwrap_or_else(|p| p.into_inner()).0;
+                }
+            }
+        };
+        drop(guard);
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        found
     }
 }

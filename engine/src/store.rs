@@ -25,6 +25,7 @@ use crate::segment::HEADER_BYTES;
 use crate::shared::Shared;
 use crate::snapshot::dictionary::{Dictionaries, DictionaryInfo};
 use crate::snapshot::{Snapshot, SnapshotConfig, SnapshotInfo, Snapshots};
+use crate::subscription::{Filter, StartFrom, Subscription};
 use crate::verify::{self, VerifyReport};
 use crate::writer::{Active, AppendRequest, Command, Writer};
 
@@ -45,6 +46,7 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         shutdown(&self.tx, &self.writer).ok();
+        self.shared.close();
     }
 }
 
@@ -371,6 +373,20 @@ impl Store {
         snaps.save(aggregate_id, version, schema.0, state)
     }
 
+    /// A subscription to the whole log from `from`, delivering the durable
+    /// events that pass `filter` in global order: first those already in the
+    /// log, then each new one as soon as it is durable, with no gap and no
+    /// duplicate. See [`Subscription`].
+    pub fn subscribe(&self, from: StartFrom, filter: Filter) -> Subscription {
+        Subscription::all(Arc::clone(&self.inner.shared), from, filter)
+    }
+
+    /// A subscription to one aggregate's durable events in version order,
+    /// from a version (`StartFrom::Position(v)`), its first or its next one.
+    pub fn subscribe_aggregate(&self, aggregate_id: &str, from: StartFrom) -> Subscription {
+        Subscription::aggregate(Arc::clone(&self.inner.shared), aggregate_id, from)
+    }
+
     /// The kept snapshots (at most `snapshots_keep` per aggregate) of the
     /// aggregates whose id starts with `prefix` (`""` for all), by aggregate
     /// and version, without reading them.
@@ -474,6 +490,8 @@ impl Store {
     /// this handle get [`Error::Closed`] on append afterwards; the lock is
     /// released when the last clone is dropped.
     pub fn close(self) -> Result<()> {
+        // Subscriptions end now, whatever else happens.
+        self.inner.shared.close();
         if self.inner.read_only {
             return Ok(());
         }

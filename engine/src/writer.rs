@@ -261,7 +261,7 @@ impl Writer {
         }
         let r = self.sync_file();
         if r.is_ok() {
-            self.shared.durable_end.store(self.next_position, Ordering::Release);
+            self.shared.publish_durable(self.next_position);
         }
         r
     }
@@ -658,7 +658,7 @@ impl Writer {
             }
             self.shared.visible_end.store(self.next_position, Ordering::Release);
             if self.opts.durability == Durability::Sync {
-                self.shared.durable_end.store(self.next_position, Ordering::Release);
+                self.shared.publish_durable(self.next_position);
             }
         }
         self.shared.groups.fetch_add(1, Ordering::Relaxed);

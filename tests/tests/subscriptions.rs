@@ -1,0 +1,163 @@
+//! In-process subscriptions: catch-up then live with no gap and no duplicate
+//! under concurrent appends across segment rolls, starting points, filters
+//! (and the filtered read that must agree with them), per-aggregate
+//! subscriptions, durable-only delivery in `Buffered` mode, timeouts, and
+//! closing the store ending every subscription. Uses its own temp stores only.
+
+use std::time::{Duration, Instant};
+
+use factlog::{Durability, Error, ExpectedVersion, Filter, RecordedEvent, StartFrom, Store};
+use factlog_tests::{event, small_options};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn collect(sub: &mut factlog::Subscription, n: usize) -> Vec<RecordedEvent> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    while got.len() < n && Instant::now() < deadline {
+        got.extend(sub.next_batch(n - got.len(), Duration::from_millis(200)).unwrap());
+    }
+    got
+}
+
+#[test]
+fn catch_up_then_live_delivers_every_event_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    for n in 0..300u64 {
+        store.append(&format!("agg-{}", n % 7), ExpectedVersion::Any, vec![event(n % 7, n)]).unwrap();
+    }
+    let mut sub = store.subscribe(StartFrom::Start, Filter::all());
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for n in 300..1500u64 {
+                let batch = (0..(n % 3 + 1)).map(|i| event(100 + n % 5, n * 10 + i)).collect();
+                store.append(&format!("live-{}", n % 5), ExpectedVersion::Any, batch).unwrap();
+            }
+        })
+    };
+    writer.join().unwrap();
+    let total = store.last_position().unwrap() + 1;
+    let got = collect(&mut sub, total as usize);
+    let positions: Vec<u64> = got.iter().map(|e| e.position).collect();
+    assert_eq!(positions, (0..total).collect::<Vec<_>>(), "no gap, no duplicate, in order");
+    assert_eq!(got, store.read_all_owned(0, usize::MAX).unwrap());
+    assert!(sub.try_next().unwrap().is_none());
+    assert_eq!(sub.position(), total);
+}
+
+#[test]
+fn a_subscriber_wakes_for_each_live_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    store.append("a", ExpectedVersion::Any, vec![event(1, 0)]).unwrap();
+    let mut sub = store.subscribe(StartFrom::End, Filter::all());
+    assert!(sub.try_next().unwrap().is_none(), "End starts after what is there");
+    let reader = std::thread::spawn(move || {
+        (0..50).map(|_| sub.next_timeout(WAIT).unwrap().expect("an event within the wait").position).collect::<Vec<_>>()
+    });
+    for n in 1..=50u64 {
+        store.append("a", ExpectedVersion::Any, vec![event(1, n)]).unwrap();
+        if n % 10 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    assert_eq!(reader.join().unwrap(), (1..=50).collect::<Vec<u64>>());
+}
+
+#[test]
+fn filters_select_by_type_prefix_and_predicate_and_agree_with_filtered_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    for n in 0..200u64 {
+        let agg = if n % 2 == 0 { format!("acct-{}", n % 6) } else { format!("user-{}", n % 6) };
+        store.append(&agg, ExpectedVersion::Any, vec![event(n % 6, n)]).unwrap();
+    }
+    let filters = [
+        Filter::all().event_types(["Thing1Happened"]),
+        Filter::all().aggregate_prefixes(["acct-"]),
+        Filter::all().event_types(["Thing0Happened", "Thing2Happened"]).aggregate_prefixes(["user-"]),
+        Filter::all().predicate(|e| e.version() % 3 == 0),
+    ];
+    let all = store.read_all_owned(0, usize::MAX).unwrap();
+    for filter in filters {
+        let reader = store.reader();
+        let read: Vec<RecordedEvent> = reader.read_all_filtered(0, &filter).map(|e| e.unwrap().to_recorded()).collect();
+        let expected: Vec<RecordedEvent> = all
+            .iter()
+            .filter(|e| {
+                let r = reader.event_at_position(e.position).unwrap();
+                filter.matches(&r)
+            })
+            .cloned()
+            .collect();
+        assert!(!read.is_empty() && read.len() < all.len(), "{filter:?}");
+        assert_eq!(read, expected, "{filter:?}");
+        let mut sub = store.subscribe(StartFrom::Start, filter.clone());
+        assert_eq!(collect(&mut sub, expected.len()), expected, "{filter:?}");
+        assert!(sub.try_next().unwrap().is_none());
+        assert_eq!(sub.position(), 200, "a filtered catch-up moves past skipped events");
+    }
+}
+
+#[test]
+fn an_aggregate_subscription_follows_one_aggregate_from_a_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    for n in 0..10u64 {
+        store.append("a", ExpectedVersion::Any, vec![event(1, n)]).unwrap();
+        store.append("b", ExpectedVersion::Any, vec![event(2, n)]).unwrap();
+    }
+    let mut sub = store.subscribe_aggregate("a", StartFrom::Position(7));
+    let writer = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for n in 10..20u64 {
+                store.append("b", ExpectedVersion::Any, vec![event(2, n)]).unwrap();
+                store.append("a", ExpectedVersion::Any, vec![event(1, n)]).unwrap();
+            }
+        })
+    };
+    let got = collect(&mut sub, 13);
+    writer.join().unwrap();
+    assert!(got.iter().all(|e| e.aggregate_id == "a"));
+    assert_eq!(got.iter().map(|e| e.version).collect::<Vec<_>>(), (7..20).collect::<Vec<u64>>());
+    let mut from_end = store.subscribe_aggregate("a", StartFrom::End);
+    assert!(from_end.try_next().unwrap().is_none());
+    store.append("a", ExpectedVersion::Exact(19), vec![event(1, 99)]).unwrap();
+    assert_eq!(from_end.next_timeout(WAIT).unwrap().map(|e| e.version), Some(20));
+}
+
+#[test]
+fn buffered_mode_delivers_only_flushed_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small_options().durability(Durability::Buffered { flush_interval_ms: 3_600_000 });
+    let store = Store::open(dir.path(), opts).unwrap();
+    let mut sub = store.subscribe(StartFrom::Start, Filter::all());
+    store.append("a", ExpectedVersion::Any, vec![event(1, 0)]).unwrap();
+    assert_eq!(store.last_position(), Some(0), "visible to readers");
+    assert!(sub.next_timeout(Duration::from_millis(100)).unwrap().is_none(), "not durable yet");
+    store.sync().unwrap();
+    assert_eq!(sub.next_timeout(WAIT).unwrap().map(|e| e.position), Some(0));
+}
+
+#[test]
+fn a_caught_up_subscriber_times_out_and_closing_the_store_ends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    let mut sub = store.subscribe(StartFrom::Start, Filter::all());
+    let started = Instant::now();
+    assert!(sub.next_timeout(Duration::from_millis(50)).unwrap().is_none());
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    let blocked = std::thread::spawn(move || {
+        let r = sub.recv();
+        let ended = sub.next();
+        (r, ended.is_none())
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    store.close().unwrap();
+    let (r, iteration_ended) = blocked.join().unwrap();
+    assert!(matches!(r, Err(Error::Closed)), "{r:?}");
+    assert!(iteration_ended);
+}

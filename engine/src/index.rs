@@ -318,9 +318,10 @@ pub fn write_checkpoint(dir: &Path, first_position: u64, entries: &[CheckpointEn
 pub fn read_checkpoint(path: &Path, first_position: u64) -> Result<Checkpoint, IndexError> {
     let bad = |r: &str| IndexError::BadCheckpoint(r.to_string());
     let bytes = std::fs::read(path).map_err(|e| IndexError::BadCheckpoint(format!("cannot read: {e}")))?;
-    let head = bytes.get(..IDX_HEADER).ok_or_else(|| bad("shorter than its header"))?;
-    let u32_at = |at: usize| u32::from_le_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
-    let u64_at = |at: usize| u64::from(u32_at(at)) | u64::from(u32_at(at + 4)) << 32;
+    let head: &[u8; IDX_HEADER] =
+        bytes.get(..IDX_HEADER).and_then(|h| h.try_into().ok()).ok_or_else(|| bad("shorter than its header"))?;
+    let u32_at = |at: usize| crate::le::fixed_u32(head, at);
+    let u64_at = |at: usize| crate::le::fixed_u64(head, at);
     if head[MAGIC_AT..VERSION_AT] != IDX_MAGIC {
         return Err(bad("bad magic"));
     }

@@ -37,6 +37,7 @@ mod fault;
 mod handoff;
 mod id;
 mod index;
+mod le;
 #[allow(unsafe_code)]
 mod mmap;
 mod reader;

@@ -20,6 +20,8 @@
 //! body that has not passed its checksum.
 
 use rkyv::with::InlineAsBox;
+
+use crate::le::{fixed_u32 as le_u32, fixed_u64 as le_u64};
 use rkyv::{Archive, Serialize};
 
 /// The frame magic, little-endian "FLRC".
@@ -132,23 +134,11 @@ pub enum FrameError {
     Invalid(String),
 }
 
-fn le_u32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn le_u64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
-
 /// Parses the frame header at the start of `bytes` (which extends at most to
 /// the end of the segment). Checks magic, reserved bits and that the body
 /// fits; does not check the checksum.
 pub fn parse_header(bytes: &[u8], max_body: usize) -> Result<FrameHeader, FrameError> {
-    let Some(h) = bytes.get(..FRAME_HEADER_BYTES) else {
+    let Some(h) = bytes.get(..FRAME_HEADER_BYTES).and_then(|h| <&[u8; FRAME_HEADER_BYTES]>::try_from(h).ok()) else {
         if bytes.iter().all(|b| *b == 0) {
             return Err(FrameError::Empty);
         }

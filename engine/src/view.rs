@@ -18,6 +18,7 @@ use crate::record::{ArchivedRecordBody, FrameError};
 /// rewritten while mapped, so a checksum verified just before the call
 /// proves the bytes are the validated ones). `segment::Segment::frame_at`
 /// is the only caller; it upholds this with `Check::Trusted`.
+#[inline]
 pub(crate) unsafe fn trusted_body(body: &[u8]) -> Result<&ArchivedRecordBody<'static>, FrameError> {
     let need = std::mem::size_of::<ArchivedRecordBody<'static>>();
     let align = std::mem::align_of::<ArchivedRecordBody<'static>>();

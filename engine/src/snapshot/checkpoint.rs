@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 
 use super::error::SnapshotFormatError;
 use super::frame::FILE_HEADER_BYTES;
-use super::le::{le_u32, le_u64, put_u32, put_u64};
 use crate::durable;
 use crate::error::Result;
+use crate::le::{le_u32, le_u64, put_u32, put_u64};
 
 const MAGIC: [u8; 8] = *b"FLOGSIDX";
 /// Suffix of a checkpoint file.

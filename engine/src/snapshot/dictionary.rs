@@ -24,9 +24,9 @@ use std::sync::Arc;
 use zstd::dict::{DecoderDictionary, EncoderDictionary};
 
 use super::error::SnapshotFormatError;
-use super::le::{le_u32, put_u32, put_u64};
 use crate::durable;
 use crate::error::{Error, Result};
+use crate::le::{le_u32, put_u32, put_u64};
 
 const MAGIC: [u8; 8] = *b"FLOGDICT";
 const VERSION: u32 = 1;

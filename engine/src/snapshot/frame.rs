@@ -27,7 +27,7 @@
 
 use super::dictionary::Dictionary;
 use super::error::SnapshotFormatError;
-use super::le::{le_u32, le_u64, put_u32, put_u64};
+use crate::le::{le_u32, le_u64, put_u32, put_u64};
 
 /// Suffix of a snapshot file.
 pub(crate) const SNAP_SUFFIX: &str = ".snap";

@@ -22,7 +22,6 @@ pub(crate) mod dictionary;
 mod error;
 mod file;
 mod frame;
-mod le;
 mod recovery;
 mod store;
 

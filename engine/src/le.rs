@@ -1,6 +1,7 @@
-//! Little-endian fixed-width fields: the only way the snapshot formats
-//! (file header, record frame, `.sidx` checkpoint, `.zdict` dictionary) turn
-//! integers into bytes and back. Readers take bytes a file may have supplied,
+//! Little-endian fixed-width fields: the only way the on-disk formats
+//! (segment header, record frame, index checkpoint, and the snapshot file
+//! header, frame, `.sidx` checkpoint and `.zdict` dictionary) turn integers
+//! into bytes and back. Readers take bytes a file may have supplied,
 //! so they return `None` past the end instead of panicking; writers only ever
 //! see buffers this crate sized itself. Never host-endian, never `usize`.
 
@@ -14,6 +15,19 @@ pub(crate) fn le_u32(b: &[u8], at: usize) -> Option<u32> {
 pub(crate) fn le_u64(b: &[u8], at: usize) -> Option<u64> {
     let bytes = b.get(at..at.checked_add(8)?)?;
     bytes.try_into().ok().map(u64::from_le_bytes)
+}
+
+/// The little-endian `u32` at the constant offset `at` of a fixed-size header
+/// (`at + 4 <= N` holds for every offset the formats name; checked in debug builds).
+pub(crate) fn fixed_u32<const N: usize>(h: &[u8; N], at: usize) -> u32 {
+    debug_assert!(at + 4 <= N, "u32 field at {at} outside a {N}-byte header");
+    le_u32(h, at).unwrap_or_default()
+}
+
+/// The little-endian `u64` at the constant offset `at` of a fixed-size header.
+pub(crate) fn fixed_u64<const N: usize>(h: &[u8; N], at: usize) -> u64 {
+    debug_assert!(at + 8 <= N, "u64 field at {at} outside a {N}-byte header");
+    le_u64(h, at).unwrap_or_default()
 }
 
 /// Writes `v` little-endian at `at` of a buffer the caller sized.

@@ -70,3 +70,14 @@ pub mod snapshot_crash {
         crate::random::noise(&[crate::random::name_seed(aggregate), version], 700)
     }
 }
+
+/// The segment files of the store in `dir`, in log order.
+pub fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    v.sort();
+    v
+}

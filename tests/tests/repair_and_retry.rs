@@ -5,17 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use factlog::{Error, ExpectedVersion, NewEvent, Store};
-use factlog_tests::{event, small_options};
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
-}
+use factlog_tests::{event, segment_files, small_options};
 
 fn flip_body_byte(path: &Path, frame_offset: u64) {
     let mut b = std::fs::read(path).unwrap();
@@ -34,7 +24,7 @@ fn repair_after_damage_in_a_sealed_segment_counts_the_active_segments_events_too
     let damaged = 100;
     let (path, offset) = store.locate(damaged).unwrap();
     store.close().unwrap();
-    let segs = segments(dir.path());
+    let segs = segment_files(dir.path());
     assert!(segs.len() >= 3 && path == segs[0], "the damage must be in a sealed segment");
     flip_body_byte(&path, offset);
 
@@ -58,7 +48,7 @@ fn repair_after_damage_in_the_active_segment_counts_what_it_cuts() {
     let damaged = 7;
     let (path, offset) = store.locate(damaged).unwrap();
     store.close().unwrap();
-    assert_eq!(segments(dir.path()), vec![path.clone()]);
+    assert_eq!(segment_files(dir.path()), vec![path.clone()]);
     flip_body_byte(&path, offset);
     assert!(matches!(Store::open(dir.path(), small_options()), Err(Error::Corrupt { .. })));
 

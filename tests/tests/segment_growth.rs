@@ -7,13 +7,7 @@ use std::path::Path;
 use factlog::{EventId, ExpectedVersion, NewEvent, Options, Store};
 
 fn segment_sizes(dir: &Path) -> Vec<u64> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v.iter().map(|p| std::fs::metadata(p).unwrap().len()).collect()
+    factlog_tests::segment_files(dir).iter().map(|p| std::fs::metadata(p).unwrap().len()).collect()
 }
 
 #[test]

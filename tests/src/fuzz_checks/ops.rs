@@ -520,20 +520,10 @@ fn last_snapshot_frame(dir: &Path) -> Option<(PathBuf, usize, usize)> {
     best.map(|(_, p, o, l)| (p, o, l))
 }
 
-fn list_segments(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    v.sort();
-    v
-}
-
 /// Damages what the in-flight append wrote as the crash's mode says (see
 /// [`op::CRASH`]). Returns whether the in-flight bytes are still intact.
 fn damage_active_segment(dir: &Path, c: &Crash, inflight_first: u64) -> bool {
-    let segs = list_segments(dir);
+    let segs = crate::segment_files(dir);
     let active = segs.last().expect("a segment").clone();
     let mut bytes = std::fs::read(&active).unwrap();
     let orig = bytes.clone();

@@ -22,7 +22,7 @@
 //! `snapshot`'s frames); files and views (`durable`, `mmap` and `view`, the
 //! only `unsafe`, `directory`); state (`index`, `dedupe`, `shared`); actors
 //! (`writer`, `recovery`, the snapshot store, `verify`); handles (`store`,
-//! `reader`, `subscription`, `handoff`). `fault` holds the test hooks. The byte layout, the
+//! `reader`, `filter`, `subscription`, `handoff`). `fault` holds the test hooks. The byte layout, the
 //! crash argument and the concurrency design are in `docs/FORMAT.md`.
 
 #![deny(unsafe_code)]
@@ -34,6 +34,7 @@ mod durable;
 mod error;
 mod event;
 mod fault;
+mod filter;
 mod handoff;
 mod id;
 mod index;
@@ -63,6 +64,7 @@ pub use event::{
     SchemaVersion,
 };
 pub use fault::Faults;
+pub use filter::Filter;
 pub use id::ParseEventIdError;
 pub use options::{Durability, Options};
 pub use reader::{AggregateEvents, AggregateInfo, AllEvents, Loaded, Reader};
@@ -72,7 +74,7 @@ pub use segment::{FORMAT_VERSION, POSITION_LIMIT, SEGMENT_BYTES_MAX, SEGMENT_BYT
 pub use snapshot::dictionary::{DictionaryInfo, DICT_BYTES_MAX, DICT_BYTES_MIN};
 pub use snapshot::{Snapshot, SnapshotEntry, SnapshotInfo, SnapshotRecovery};
 pub use store::{Stats, Store};
-pub use subscription::{Filter, StartFrom, Subscription};
+pub use subscription::{StartFrom, Subscription};
 pub use verify::{Problem, VerifyReport};
 
 mod options;

@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::event::{AsOf, Direction, EventRef};
+use crate::filter::Filter;
 use crate::segment::{Check, FrameCursor, Segment, HEADER_BYTES};
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
-use crate::subscription::Filter;
 
 /// A consistent snapshot for zero-copy reads: sees exactly the events that
 /// were visible when it was created. Holds the segment maps alive; events

@@ -16,6 +16,7 @@ use crossbeam_channel::Sender;
 use crate::directory::{self, DirLock, MARKER_NAME};
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, AsOf, Direction, ExpectedVersion, NewEvent, RecordedEvent, SchemaVersion};
+use crate::filter::Filter;
 use crate::handoff::{shutdown, spin_waiters, wait_for_ack};
 use crate::options::{Durability, Options};
 use crate::reader::{Loaded, Reader};
@@ -25,7 +26,7 @@ use crate::segment::HEADER_BYTES;
 use crate::shared::Shared;
 use crate::snapshot::dictionary::{Dictionaries, DictionaryInfo};
 use crate::snapshot::{Snapshot, SnapshotConfig, SnapshotInfo, Snapshots};
-use crate::subscription::{Filter, StartFrom, Subscription};
+use crate::subscription::{StartFrom, Subscription};
 use crate::verify::{self, VerifyReport};
 use crate::writer::{Active, AppendRequest, Command, Writer};
 

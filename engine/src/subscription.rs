@@ -1,9 +1,8 @@
 //! In-process subscriptions: [`Subscription`] delivers the log's durable
 //! events in global order (or one aggregate's, in version order), first
 //! catching up from the mapped segments and then following the writer live,
-//! sleeping on the durable watermark's condition variable in between; and
-//! [`Filter`], which selects events by type, aggregate-id prefix or
-//! predicate, for subscriptions and for [`crate::Reader::read_all_filtered`].
+//! sleeping on the durable watermark's condition variable in between. Which
+//! events it delivers is a [`Filter`] (module `filter`).
 //!
 //! A subscription holds no queue: it remembers the next position and reads
 //! the log, so a slow subscriber costs the writer nothing and holds no
@@ -16,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::event::{EventRef, RecordedEvent};
+use crate::event::RecordedEvent;
+use crate::filter::Filter;
 use crate::reader::Reader;
 use crate::shared::Shared;
 
@@ -29,63 +29,6 @@ pub enum StartFrom {
     Position(u64),
     /// After the last durable event: only events appended from now on.
     End,
-}
-
-/// Which events a subscription or a filtered read delivers: every event that
-/// matches all the conditions set (an empty filter matches everything).
-/// Conditions look only at the envelope; a skipped event's payload is never
-/// copied or decoded.
-#[derive(Clone, Default)]
-pub struct Filter {
-    event_types: Vec<String>,
-    aggregate_prefixes: Vec<String>,
-    predicate: Option<Predicate>,
-}
-
-/// A caller's condition on the envelope.
-type Predicate = Arc<dyn Fn(&EventRef<'_>) -> bool + Send + Sync>;
-
-impl std::fmt::Debug for Filter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Filter")
-            .field("event_types", &self.event_types)
-            .field("aggregate_prefixes", &self.aggregate_prefixes)
-            .field("predicate", &self.predicate.is_some())
-            .finish()
-    }
-}
-
-impl Filter {
-    /// A filter that matches every event.
-    pub fn all() -> Filter {
-        Filter::default()
-    }
-
-    /// Only events whose type is one of `types`.
-    pub fn event_types<S: Into<String>>(mut self, types: impl IntoIterator<Item = S>) -> Filter {
-        self.event_types.extend(types.into_iter().map(Into::into));
-        self
-    }
-
-    /// Only events whose aggregate id starts with one of `prefixes`.
-    pub fn aggregate_prefixes<S: Into<String>>(mut self, prefixes: impl IntoIterator<Item = S>) -> Filter {
-        self.aggregate_prefixes.extend(prefixes.into_iter().map(Into::into));
-        self
-    }
-
-    /// Only events for which `predicate` holds (it sees the zero-copy envelope).
-    pub fn predicate(mut self, predicate: impl Fn(&EventRef<'_>) -> bool + Send + Sync + 'static) -> Filter {
-        self.predicate = Some(Arc::new(predicate));
-        self
-    }
-
-    /// Whether `event` passes the filter.
-    pub fn matches(&self, event: &EventRef<'_>) -> bool {
-        (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event.event_type()))
-            && (self.aggregate_prefixes.is_empty()
-                || self.aggregate_prefixes.iter().any(|p| event.aggregate_id().starts_with(p.as_str())))
-            && self.predicate.as_ref().is_none_or(|p| p(event))
-    }
 }
 
 /// What a subscription follows.

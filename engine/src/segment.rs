@@ -353,7 +353,12 @@ impl Segment {
         let body = record::checked_body(bytes, &header)?;
         let archived = match check {
             Check::Full => record::validate_body(body, &header)?,
-            // SAFETY: as in `trusted_frame`.
+            // SAFETY: `Check::Trusted` is only used after `ensure_checked` (sealed
+            // segments loaded from a checkpoint) or on segments whose frames up to
+            // the published watermark were validated by the recovery scan or
+            // written by this process's writer; `checked_body` verified the
+            // checksum just now, so these are the validated bytes
+            // (`view::trusted_body`'s contract).
             #[allow(unsafe_code)]
             Check::Trusted => unsafe { crate::view::trusted_body(body)? },
         };

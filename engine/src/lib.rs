@@ -74,7 +74,7 @@ pub use segment::{FORMAT_VERSION, POSITION_LIMIT, SEGMENT_BYTES_MAX, SEGMENT_BYT
 pub use snapshot::dictionary::{DictionaryInfo, DICT_BYTES_MAX, DICT_BYTES_MIN};
 pub use snapshot::{Snapshot, SnapshotEntry, SnapshotInfo, SnapshotRecovery};
 pub use store::{Stats, Store};
-pub use subscription::{StartFrom, Subscription};
+pub use subscription::{Batch, BatchEvents, StartFrom, Subscription};
 pub use verify::{Problem, VerifyReport};
 
 mod options;

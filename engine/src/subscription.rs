@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
-use crate::event::RecordedEvent;
+use crate::event::{Direction, EventRef, RecordedEvent};
 use crate::filter::Filter;
-use crate::reader::Reader;
+use crate::reader::{AggregateEvents, AllEvents, Reader};
 use crate::shared::Shared;
 
 /// Where a subscription starts.
@@ -132,6 +132,48 @@ impl Subscription {
 
     /// Reads up to `max` matching durable events from the cursor on and moves it.
     fn take(&mut self, max: usize) -> Result<Vec<RecordedEvent>> {
+        let mut batch = self.open_batch(usize::MAX)?;
+        let mut out = Vec::new();
+        let mut events = batch.events();
+        while out.len() < max {
+            match events.next() {
+                Some(event) => out.push(event?.to_recorded()),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The durable events from the cursor on, at most `max` positions (or
+    /// versions, for one aggregate) of them, waiting at most `timeout` for
+    /// the first one: the zero-copy form of [`Subscription::next_batch`],
+    /// for catching up fast. Iterate [`Batch::events`] to get the matching
+    /// ones; the cursor moves past each event examined as the iteration goes,
+    /// so an event the iteration did not reach is delivered by the next call.
+    /// A batch may hold no matching event (the filter skipped every event it
+    /// covers), and is empty when nothing came in time.
+    pub fn batch(&mut self, max: usize, timeout: Duration) -> Result<Batch<'_>> {
+        let deadline = Instant::now().checked_add(timeout);
+        loop {
+            if self.shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::Closed);
+            }
+            // Whole log: wait for the cursor's position; one aggregate: for
+            // anything new (its versions are not positions).
+            let wait_past = match &self.scope {
+                Scope::All => self.next,
+                Scope::Aggregate(_) => self.seen_end,
+            };
+            let durable = self.shared.durable_end.load(std::sync::atomic::Ordering::SeqCst);
+            if durable > wait_past || max == 0 || deadline.is_some_and(|d| Instant::now() >= d) {
+                return self.open_batch(max);
+            }
+            self.shared.wait_durable_past(wait_past, deadline);
+        }
+    }
+
+    /// A batch over what is durable now, from the cursor on, `max` events at most.
+    fn open_batch(&mut self, max: usize) -> Result<Batch<'_>> {
         if self.shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Error::Closed);
         }
@@ -139,34 +181,87 @@ impl Subscription {
         let reader = Reader::new(&self.shared);
         let end = durable.min(reader.end_position());
         self.seen_end = end;
-        let mut out = Vec::new();
-        match &self.scope {
-            Scope::All => {
-                let start = self.next.max(reader.first_position());
-                self.next = start;
-                for event in reader.read_all(start) {
-                    let event = event?;
-                    if event.position() >= end || out.len() == max {
-                        break;
-                    }
-                    self.next = event.position() + 1;
-                    if self.filter.matches(&event) {
-                        out.push(event.to_recorded());
-                    }
+        if let Scope::All = self.scope {
+            self.next = self.next.max(reader.first_position());
+        }
+        Ok(Batch { reader, scope: &self.scope, filter: &self.filter, next: &mut self.next, end, max })
+    }
+}
+
+/// Durable events a subscription handed out, zero-copy; see
+/// [`Subscription::batch`]. Holds the segment maps the events live in.
+pub struct Batch<'s> {
+    reader: Reader,
+    scope: &'s Scope,
+    filter: &'s Filter,
+    next: &'s mut u64,
+    /// The durable end when the batch was made (exclusive).
+    end: u64,
+    /// How many events (positions or versions) the batch may examine.
+    max: usize,
+}
+
+impl Batch<'_> {
+    /// The matching events of the batch, in order, borrowed from the maps.
+    /// Each one examined (matching or not) moves the subscription's cursor.
+    pub fn events(&mut self) -> BatchEvents<'_> {
+        let inner = match self.scope {
+            Scope::All => Walk::All(self.reader.read_all(*self.next)),
+            Scope::Aggregate(id) => Walk::Aggregate(self.reader.read_aggregate(id, *self.next, Direction::Forward)),
+        };
+        let aggregate = matches!(self.scope, Scope::Aggregate(_));
+        BatchEvents { walk: inner, filter: self.filter, next: self.next, end: self.end, left: self.max, aggregate }
+    }
+
+    /// One past the last durable position this batch can deliver.
+    pub fn end_position(&self) -> u64 {
+        self.end
+    }
+}
+
+/// The walk under a batch: the global log or one aggregate.
+enum Walk<'r> {
+    All(AllEvents<'r>),
+    Aggregate(AggregateEvents<'r>),
+}
+
+/// Iterator over a [`Batch`]'s matching events.
+pub struct BatchEvents<'b> {
+    walk: Walk<'b>,
+    filter: &'b Filter,
+    next: &'b mut u64,
+    end: u64,
+    left: usize,
+    aggregate: bool,
+}
+
+impl<'b> Iterator for BatchEvents<'b> {
+    type Item = Result<EventRef<'b>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.left > 0 {
+            let event = match &mut self.walk {
+                Walk::All(it) => it.next()?,
+                Walk::Aggregate(it) => it.next()?,
+            };
+            let event = match event {
+                Ok(e) => e,
+                Err(e) => {
+                    self.left = 0;
+                    return Some(Err(e));
                 }
+            };
+            if event.position() >= self.end {
+                self.left = 0;
+                return None;
             }
-            Scope::Aggregate(id) => {
-                for event in reader.read_aggregate(id, self.next, crate::Direction::Forward) {
-                    let event = event?;
-                    if event.position() >= end || out.len() == max {
-                        break;
-                    }
-                    self.next = event.version() + 1;
-                    out.push(event.to_recorded());
-                }
+            self.left -= 1;
+            *self.next = if self.aggregate { event.version() + 1 } else { event.position() + 1 };
+            if self.filter.matches(&event) {
+                return Some(Ok(event));
             }
         }
-        Ok(out)
+        None
     }
 }
 

@@ -2,12 +2,13 @@
 //! (one from arguments, a file or stdin, or a JSONL batch), read events as
 //! JSON lines, show a store's counters and sizes, list its aggregates and
 //! snapshots, verify a store's files, dump its records for debugging, and
-//! repair a damaged store.
+//! repair a damaged store, and list, reset and delete durable consumers and
+//! their parked events.
 //!
 //! This file owns the command-line syntax (the clap definitions and the
 //! parsers of argument values) and the process exit code; each command lives
 //! in its own module (`append`, `read`, `stats`, `aggregates`, `snapshots`,
-//! `verify`, `dump`, `repair`), the JSONL input format in `jsonl`, event
+//! `verify`, `dump`, `repair`, `consumers` for `consumers` and `parked`), the JSONL input format in `jsonl`, event
 //! rendering in `json`, store opening (the lock wait, and the rule for when
 //! `append` may create a store) in `open`, stdout handling in `output`,
 //! errors and exit codes in `error`. Every command but `append` and `repair`
@@ -26,6 +27,7 @@
 
 mod aggregates;
 mod append;
+mod consumers;
 mod dump;
 mod error;
 mod json;
@@ -114,6 +116,12 @@ pub enum Command {
     /// would be lost and asking for confirmation.
     #[command(after_help = repair::HELP)]
     Repair(RepairArgs),
+    /// List the durable consumers (checkpoint, lag, parked count, whether one
+    /// runs now), or reset or delete one that nobody runs.
+    Consumers(ConsumersArgs),
+    /// List a consumer's parked (dead-letter) events, mark them for replay by
+    /// the consumer's next run, or discard them. Events stay in the log.
+    Parked(ParkedArgs),
 }
 
 /// Where `append` takes the payload of its one event from.
@@ -239,6 +247,83 @@ pub struct AggregatesArgs {
     pub json: bool,
 }
 
+/// Arguments of `factlog consumers`.
+#[derive(Debug, Args)]
+pub struct ConsumersArgs {
+    /// Store directory (must exist).
+    pub dir: PathBuf,
+    /// What to do; without one, list the consumers.
+    #[command(subcommand)]
+    pub action: Option<ConsumerAction>,
+    /// Print one JSON object per consumer and line.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// What `factlog consumers` does to one consumer.
+#[derive(Debug, Subcommand)]
+pub enum ConsumerAction {
+    /// Move a consumer's checkpoint: it resumes at the start, the durable
+    /// end, or position P (a position past the end is refused).
+    Reset {
+        /// The consumer.
+        name: String,
+        /// start, end or a position.
+        #[arg(long, value_name = "start|end|P", value_parser = consumers::parse_reset_to)]
+        to: factlog::ResetTo,
+    },
+    /// Delete a consumer's checkpoint and dead-letter list.
+    Delete {
+        /// The consumer.
+        name: String,
+    },
+}
+
+/// Arguments of `factlog parked`.
+#[derive(Debug, Args)]
+pub struct ParkedArgs {
+    /// Store directory (must exist).
+    pub dir: PathBuf,
+    /// The consumer.
+    pub name: String,
+    /// What to do; without one, list.
+    #[command(subcommand)]
+    pub action: Option<ParkedAction>,
+    /// Print one JSON object per parked event and line.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// What `factlog parked` does.
+#[derive(Debug, Subcommand)]
+pub enum ParkedAction {
+    /// List the parked events: position, aggregate, attempts, the position
+    /// parked behind, whether a replay is requested, the last error.
+    List,
+    /// Mark parked events (a position, or all) for replay: the consumer's
+    /// runner hands them to its handler again when it next runs.
+    Replay {
+        /// A position, or `all`.
+        #[arg(value_parser = consumers::parse_target)]
+        target: ParkedTarget,
+    },
+    /// Remove parked events (a position, or all) from the dead-letter list.
+    Discard {
+        /// A position, or `all`.
+        #[arg(value_parser = consumers::parse_target)]
+        target: ParkedTarget,
+    },
+}
+
+/// Which parked events `parked replay|discard` acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParkedTarget {
+    /// Every parked event.
+    All,
+    /// The one at this position.
+    Position(u64),
+}
+
 /// Arguments of `factlog snapshots`.
 #[derive(Debug, Args)]
 pub struct SnapshotsArgs {
@@ -307,6 +392,8 @@ impl Command {
             Command::Verify(a) => &a.dir,
             Command::Dump(a) => &a.dir,
             Command::Repair(a) => &a.dir,
+            Command::Consumers(a) => &a.dir,
+            Command::Parked(a) => &a.dir,
         }
     }
 }
@@ -375,6 +462,8 @@ fn run(cli: Cli) -> CliResult {
         Command::Verify(args) => verify::run(&args, wait),
         Command::Dump(args) => dump::run(&args, wait),
         Command::Repair(args) => repair::run(&args, wait),
+        Command::Consumers(args) => consumers::run_consumers(&args, wait),
+        Command::Parked(args) => consumers::run_parked(&args, wait),
     };
     result.map_err(|e| if e.is_corruption() && !repairing { e.with_hint(repair::hint(&dir)) } else { e })
 }

@@ -3,6 +3,8 @@
 //! discards, and the typed errors (unknown consumer, a reset past the end, a
 //! consumer in use, bad arguments) with exit code 1. Temp stores only.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: panicking is how it fails
+
 use std::process::{Command, Output};
 use std::time::Duration;
 

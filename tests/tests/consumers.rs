@@ -383,3 +383,19 @@ fn with_workers_the_checkpoint_waits_for_the_oldest_event_in_flight() {
     });
     assert_eq!(store.consumer_info("slow").unwrap().next_position, 200);
 }
+
+#[test]
+fn two_spellings_of_one_store_still_give_one_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    append(&store, 1, 3);
+    store.close().unwrap();
+    // The same directory by two paths, opened read-only twice in this process.
+    let other = dir.path().join("..").join(dir.path().file_name().unwrap());
+    let one = Store::open_read_only(dir.path(), small_options()).unwrap();
+    let two = Store::open_read_only(&other, small_options()).unwrap();
+    let first = one.consumer("solo", ConsumerOptions::default()).unwrap();
+    assert!(matches!(two.consumer("solo", ConsumerOptions::default()), Err(Error::ConsumerLocked { .. })));
+    drop(first);
+    assert!(two.consumer("solo", ConsumerOptions::default()).is_ok());
+}

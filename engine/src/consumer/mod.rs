@@ -391,9 +391,13 @@ impl ConsumerFiles {
         Ok(files)
     }
 
-    /// Takes the consumer's lock, without waiting.
+    /// Takes the consumer's lock, without waiting. The path is made
+    /// canonical first: the lock is registered per process by path, and two
+    /// spellings of one store must not make two owners.
     fn lock(&self) -> Result<DirLock> {
-        directory::lock_file(&self.lock).map_err(|e| match e {
+        let dir = std::fs::canonicalize(&self.dir).map_err(|e| Error::io("resolve consumers folder", &self.dir, e))?;
+        let path = dir.join(self.lock.file_name().unwrap_or_default());
+        directory::lock_file(&path).map_err(|e| match e {
             Error::Locked { path, holder } => Error::ConsumerLocked { name: self.name.clone(), path, holder },
             other => other,
         })

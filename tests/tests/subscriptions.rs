@@ -161,3 +161,66 @@ fn a_caught_up_subscriber_times_out_and_closing_the_store_ends_it() {
     assert!(matches!(r, Err(Error::Closed)), "{r:?}");
     assert!(iteration_ended);
 }
+
+#[test]
+fn zero_copy_batches_follow_concurrent_appends_and_a_half_read_batch_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    for n in 0..200u64 {
+        store.append(&format!("agg-{}", n % 4), ExpectedVersion::Any, vec![event(n % 4, n)]).unwrap();
+    }
+    let mut all = store.subscribe(StartFrom::Start, Filter::all());
+    let filter = Filter::all().event_types(["Thing1Happened"]).aggregate_prefixes(["live-"]);
+    let mut filtered = store.subscribe(StartFrom::Start, filter.clone());
+    let appends = 1200u64;
+    let written = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for n in 0..appends {
+                let batch = (0..(n % 3 + 1)).map(|i| event(100 + n % 5, n * 10 + i)).collect();
+                store.append(&format!("live-{}", n % 5), ExpectedVersion::Any, batch).unwrap();
+            }
+            written.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        // Consume while the writer goes on; stop some batches half way.
+        let total = |store: &Store| store.durable_position().map_or(0, |p| p + 1);
+        let mut got = Vec::new();
+        let mut got_filtered = Vec::new();
+        let deadline = Instant::now() + WAIT;
+        let mut round = 0usize;
+        loop {
+            // The writer's flag first: once it is set, `total` is final.
+            let finished = written.load(std::sync::atomic::Ordering::SeqCst);
+            if (finished && got.len() as u64 == total(&store)) || Instant::now() > deadline {
+                break;
+            }
+            round += 1;
+            let mut batch = all.batch(64, Duration::from_millis(100)).unwrap();
+            let take = if round % 3 == 0 { 7 } else { usize::MAX };
+            for e in batch.events().take(take) {
+                let e = e.unwrap();
+                got.push((e.position(), e.event_id()));
+            }
+            drop(batch);
+            assert_eq!(
+                all.position(),
+                got.last().map_or(0, |(p, _)| p + 1),
+                "the cursor is after the last event taken"
+            );
+            let mut batch = filtered.batch(1000, Duration::ZERO).unwrap();
+            got_filtered.extend(batch.events().map(|e| e.unwrap().position()));
+        }
+        let end = total(&store);
+        let positions: Vec<u64> = got.iter().map(|(p, _)| *p).collect();
+        assert_eq!(positions, (0..end).collect::<Vec<_>>(), "no gap, no duplicate, in order");
+        let model = store.read_all_owned(0, usize::MAX).unwrap();
+        assert!(got.iter().zip(&model).all(|((p, id), e)| *p == e.position && *id == e.event_id));
+        // The filtered subscription agrees with the filtered read, up to where it got.
+        let reader = store.reader();
+        let upto = filtered.position();
+        let expected: Vec<u64> =
+            reader.read_all_filtered(0, &filter).map(|e| e.unwrap().position()).take_while(|p| *p < upto).collect();
+        assert_eq!(got_filtered, expected);
+        assert!(!expected.is_empty());
+    });
+}

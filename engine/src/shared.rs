@@ -112,6 +112,23 @@ impl Shared {
         self.durable_signal.notify();
     }
 
+    /// Wakes the subscribers that follow `visible_end` (those that take
+    /// unflushed events in `Buffered` mode) after the writer advanced it.
+    pub(crate) fn publish_visible(&self) {
+        self.durable_signal.notify();
+    }
+
+    /// Waits until `visible_end` is past `position`, the store closes, or
+    /// `deadline` passes (for subscribers that take unflushed events).
+    pub(crate) fn wait_visible_past(&self, position: u64, deadline: Option<Instant>) -> u64 {
+        self.durable_signal
+            .wait(deadline, || {
+                let end = self.visible_end.load(Ordering::SeqCst);
+                (end > position || self.closed.load(Ordering::SeqCst)).then_some(end)
+            })
+            .unwrap_or_else(|| self.visible_end.load(Ordering::SeqCst))
+    }
+
     /// Marks the store closed and wakes every subscriber.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);

@@ -8,8 +8,9 @@
 //! the log, so a slow subscriber costs the writer nothing and holds no
 //! memory that grows. It never delivers an event past `durable_end` (in
 //! `Sync` mode every acknowledged event; in `Buffered` mode the flushed
-//! ones), so it never shows an event a crash could take back. It never
-//! writes anything.
+//! ones), so it never shows an event a crash could take back, unless the
+//! caller asks for unflushed events too ([`Subscription::include_unflushed`]:
+//! it then follows `visible_end`). It never writes anything.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,8 +49,10 @@ pub struct Subscription {
     filter: Filter,
     /// The next global position (whole log) or version (one aggregate) to look at.
     next: u64,
-    /// The durable end the last read went up to (exclusive).
+    /// The end (durable, or visible with `unflushed`) the last read went up to (exclusive).
     seen_end: u64,
+    /// Deliver events that are visible but not yet flushed (`Buffered` mode).
+    unflushed: bool,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -65,7 +68,7 @@ impl Subscription {
             StartFrom::Position(p) => p,
             StartFrom::End => shared.durable_end.load(std::sync::atomic::Ordering::SeqCst),
         };
-        Subscription { shared, scope: Scope::All, filter, next, seen_end: 0 }
+        Subscription { shared, scope: Scope::All, filter, next, seen_end: 0, unflushed: false }
     }
 
     pub(crate) fn aggregate(shared: Arc<Shared>, aggregate_id: &str, from: StartFrom) -> Subscription {
@@ -83,6 +86,32 @@ impl Subscription {
             filter: Filter::all(),
             next,
             seen_end: 0,
+            unflushed: false,
+        }
+    }
+
+    /// In `Buffered` mode, also deliver the events written but not flushed
+    /// yet: what readers see, as soon as they see it, at the price that a
+    /// machine crash (not a process crash) can take back an event this
+    /// subscription already delivered. Off by default: only flushed events.
+    /// No effect in `Sync` mode, where every visible event is durable.
+    pub fn include_unflushed(mut self, on: bool) -> Subscription {
+        self.unflushed = on;
+        self
+    }
+
+    /// The watermark this subscription delivers up to.
+    fn end(&self) -> u64 {
+        let watermark = if self.unflushed { &self.shared.visible_end } else { &self.shared.durable_end };
+        watermark.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Sleeps until the watermark this subscription follows passes `position`.
+    fn wait_past(&self, position: u64, deadline: Option<Instant>) {
+        if self.unflushed {
+            self.shared.wait_visible_past(position, deadline);
+        } else {
+            self.shared.wait_durable_past(position, deadline);
         }
     }
 
@@ -126,7 +155,7 @@ impl Subscription {
                 return Ok(batch);
             }
             // Everything below `seen_end` was looked at: sleep until more is durable.
-            self.shared.wait_durable_past(self.seen_end, deadline);
+            self.wait_past(self.seen_end, deadline);
         }
     }
 
@@ -164,11 +193,10 @@ impl Subscription {
                 Scope::All => self.next,
                 Scope::Aggregate(_) => self.seen_end,
             };
-            let durable = self.shared.durable_end.load(std::sync::atomic::Ordering::SeqCst);
-            if durable > wait_past || max == 0 || deadline.is_some_and(|d| Instant::now() >= d) {
+            if self.end() > wait_past || max == 0 || deadline.is_some_and(|d| Instant::now() >= d) {
                 return self.open_batch(max);
             }
-            self.shared.wait_durable_past(wait_past, deadline);
+            self.wait_past(wait_past, deadline);
         }
     }
 
@@ -177,9 +205,9 @@ impl Subscription {
         if self.shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Error::Closed);
         }
-        let durable = self.shared.durable_end.load(std::sync::atomic::Ordering::SeqCst);
+        let watermark = self.end();
         let reader = Reader::new(&self.shared);
-        let end = durable.min(reader.end_position());
+        let end = watermark.min(reader.end_position());
         self.seen_end = end;
         if let Scope::All = self.scope {
             self.next = self.next.max(reader.first_position());

@@ -656,9 +656,11 @@ impl Writer {
             if new_segments {
                 self.shared.publish_segments(&idx);
             }
-            self.shared.visible_end.store(self.next_position, Ordering::Release);
+            self.shared.visible_end.store(self.next_position, Ordering::SeqCst);
             if self.opts.durability == Durability::Sync {
                 self.shared.publish_durable(self.next_position);
+            } else {
+                self.shared.publish_visible();
             }
         }
         self.shared.groups.fetch_add(1, Ordering::Relaxed);

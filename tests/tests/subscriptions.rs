@@ -143,6 +143,31 @@ fn buffered_mode_delivers_only_flushed_events() {
 }
 
 #[test]
+fn buffered_mode_delivers_unflushed_events_live_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = small_options().durability(Durability::Buffered { flush_interval_ms: 3_600_000 });
+    let store = Store::open(dir.path(), opts).unwrap();
+    let mut flushed = store.subscribe(StartFrom::Start, Filter::all());
+    let mut unflushed = store.subscribe(StartFrom::Start, Filter::all()).include_unflushed(true);
+    store.append("a", ExpectedVersion::Any, vec![event(1, 0)]).unwrap();
+    assert_eq!(unflushed.try_next().unwrap().map(|e| e.position), Some(0), "visible, not yet flushed");
+    // A caught-up subscriber of unflushed events is woken by the write itself.
+    let writer = store.clone();
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        writer.append("a", ExpectedVersion::Any, vec![event(1, 1)]).unwrap();
+    });
+    let started = Instant::now();
+    assert_eq!(unflushed.next_timeout(WAIT).unwrap().map(|e| e.position), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(10), "woken by the write, not by a flush");
+    t.join().unwrap();
+    assert!(flushed.try_next().unwrap().is_none(), "the default subscription still waits for the flush");
+    assert_eq!(store.durable_position(), None);
+    store.sync().unwrap();
+    assert_eq!(collect(&mut flushed, 2).len(), 2);
+}
+
+#[test]
 fn a_caught_up_subscriber_times_out_and_closing_the_store_ends_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), small_options()).unwrap();

@@ -221,7 +221,7 @@ fn zero_copy_batches_follow_concurrent_appends_and_a_half_read_batch_resumes_exa
             }
             round += 1;
             let mut batch = all.batch(64, Duration::from_millis(100)).unwrap();
-            let take = if round % 3 == 0 { 7 } else { usize::MAX };
+            let take = if round.is_multiple_of(3) { 7 } else { usize::MAX };
             for e in batch.events().take(take) {
                 let e = e.unwrap();
                 got.push((e.position(), e.event_id()));

@@ -129,6 +129,22 @@ const LOCK_POLL: Duration = Duration::from_millis(5);
 
 /// One attempt at the lock; `Ok(Err(holder))` when someone else has it.
 fn try_lock(key: &Path, shared: bool) -> Result<std::result::Result<DirLock, LockHolder>> {
+    try_lock_file(key, &key.join(LOCK_NAME), shared)
+}
+
+/// Takes an exclusive lock on the file `path` (created if missing), the way
+/// [`lock_dir`] locks a store, without waiting: what keeps two handles of one
+/// durable consumer apart, in this process or any other. Fails with
+/// [`Error::Locked`] naming the holder.
+pub(crate) fn lock_file(path: &Path) -> Result<DirLock> {
+    match try_lock_file(path, path, false)? {
+        Ok(lock) => Ok(lock),
+        Err(holder) => Err(Error::Locked { path: path.to_path_buf(), holder }),
+    }
+}
+
+/// One attempt at a record lock on `path`, registered under `key`.
+fn try_lock_file(key: &Path, path: &Path, shared: bool) -> Result<std::result::Result<DirLock, LockHolder>> {
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(h) = held.get_mut(key) {
         if shared && !h.exclusive {
@@ -137,14 +153,13 @@ fn try_lock(key: &Path, shared: bool) -> Result<std::result::Result<DirLock, Loc
         }
         return Ok(Err(LockHolder::ThisProcess));
     }
-    let path = key.join(LOCK_NAME);
     let file = OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
         .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::io("open lock file", &path, e))?;
+        .open(path)
+        .map_err(|e| Error::io("open lock file", path, e))?;
     let kind = if shared { libc::F_RDLCK } else { libc::F_WRLCK };
     match fcntl(&file, FcntlArg::F_SETLK(&whole_file(kind))) {
         Ok(_) => {
@@ -152,7 +167,7 @@ fn try_lock(key: &Path, shared: bool) -> Result<std::result::Result<DirLock, Loc
             Ok(Ok(DirLock { key: key.to_path_buf() }))
         }
         Err(Errno::EAGAIN | Errno::EACCES) => Ok(Err(holder_of(&file, kind))),
-        Err(e) => Err(Error::io("lock store", &path, e.into())),
+        Err(e) => Err(Error::io("lock", path, e.into())),
     }
 }
 

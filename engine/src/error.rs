@@ -138,6 +138,42 @@ pub enum Error {
     /// The store was closed.
     #[error("store is closed")]
     Closed,
+    /// No durable consumer of this name exists in the store.
+    #[error("no consumer named {name:?} in store {}", dir.display())]
+    UnknownConsumer {
+        /// The name asked for.
+        name: String,
+        /// The store's directory.
+        dir: PathBuf,
+    },
+    /// Another handle (in this process or another) has the consumer open,
+    /// or runs it: one consumer, one owner at a time.
+    #[error("consumer {name:?} is in use by {holder} (lock file {})", path.display())]
+    ConsumerLocked {
+        /// The consumer.
+        name: String,
+        /// Its lock file.
+        path: PathBuf,
+        /// Who holds it.
+        holder: LockHolder,
+    },
+    /// A position beyond the store's durable end was given (a consumer reset
+    /// or commit past the events that exist).
+    #[error("position {position} is past the end of the log (next position {end})")]
+    PastEnd {
+        /// The position given.
+        position: u64,
+        /// One past the last durable position.
+        end: u64,
+    },
+    /// The consumer's dead-letter list holds no parked event at this position.
+    #[error("consumer {consumer:?} has no parked event at position {position}")]
+    NotParked {
+        /// The consumer.
+        consumer: String,
+        /// The position given.
+        position: u64,
+    },
 }
 
 impl Error {
@@ -190,6 +226,14 @@ impl Error {
             Error::Poisoned { cause } => Error::Poisoned { cause: cause.clone() },
             Error::ReadOnly { path } => Error::ReadOnly { path: path.clone() },
             Error::Closed => Error::Closed,
+            Error::UnknownConsumer { name, dir } => Error::UnknownConsumer { name: name.clone(), dir: dir.clone() },
+            Error::ConsumerLocked { name, path, holder } => {
+                Error::ConsumerLocked { name: name.clone(), path: path.clone(), holder: *holder }
+            }
+            Error::PastEnd { position, end } => Error::PastEnd { position: *position, end: *end },
+            Error::NotParked { consumer, position } => {
+                Error::NotParked { consumer: consumer.clone(), position: *position }
+            }
         }
     }
 }
@@ -257,8 +301,12 @@ mod tests {
             Error::NoSpace { path: path.clone() },
             Error::io("write frames", path.clone(), std::io::Error::other("boom")),
             Error::Poisoned { cause: "c".into() },
-            Error::ReadOnly { path },
+            Error::ReadOnly { path: path.clone() },
             Error::Closed,
+            Error::UnknownConsumer { name: "c".into(), dir: path.clone() },
+            Error::ConsumerLocked { name: "c".into(), path, holder: LockHolder::ThisProcess },
+            Error::PastEnd { position: 9, end: 3 },
+            Error::NotParked { consumer: "c".into(), position: 4 },
         ];
         for e in &all {
             let d = e.duplicate();

@@ -28,6 +28,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+mod consumer;
 mod dedupe;
 mod directory;
 mod durable;
@@ -57,6 +58,10 @@ mod view;
 mod writer;
 
 pub use bytes::Bytes;
+pub use consumer::{
+    Consumer, ConsumerInfo, ConsumerOptions, ParkedEvent, ResetTo, RetryPolicy, RunSummary, StopHandle, CONSUMERS_DIR,
+    CONSUMER_NAME_MAX, PARKED_ERROR_BYTES_MAX,
+};
 pub use directory::{LOCK_NAME, MARKER_NAME};
 pub use error::{fmt_id, Error, LockHolder, Result};
 pub use event::{

@@ -196,6 +196,37 @@ impl Reader {
         out
     }
 
+    /// Bytes of log the frames of positions `from..to` take (clamped to what
+    /// this reader sees): how far behind a consumer at `from` is.
+    pub(crate) fn log_bytes_between(&self, from: u64, to: u64) -> u64 {
+        let from = from.max(self.first_position());
+        let to = to.min(self.visible_end);
+        if from >= to {
+            return 0;
+        }
+        let idx = self.shared.index();
+        let (Some((first_seg, first_off)), Some((last_seg, last_off))) = (idx.locate(from), idx.locate(to - 1)) else {
+            return 0;
+        };
+        let frame_end = |seg: usize, off: u64| -> u64 {
+            let Some(s) = self.segments.get(seg) else { return off };
+            let at = s.bytes().get(off as usize..).unwrap_or_default();
+            off + crate::record::parse_header(at, at.len()).map_or(0, |h| h.frame_len() as u64)
+        };
+        let ends: Vec<Option<u32>> = idx.last_offsets().map(|(_, last)| last).collect();
+        let mut bytes = 0;
+        for seg in first_seg..=last_seg {
+            let start = if seg == first_seg { first_off } else { HEADER_BYTES };
+            let end = if seg == last_seg {
+                frame_end(seg, last_off)
+            } else {
+                ends.get(seg).copied().flatten().map_or(start, |o| frame_end(seg, u64::from(o)))
+            };
+            bytes += end.saturating_sub(start);
+        }
+        bytes
+    }
+
     /// The aggregate's last version whose position is at or before `position`.
     pub fn version_at(&self, aggregate_id: &str, position: u64) -> Option<u64> {
         let idx = self.shared.index();

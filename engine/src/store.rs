@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
+use crate::consumer::{self, Consumer, ConsumerInfo, ConsumerOptions, ParkedEvent, ResetTo};
 use crate::directory::{self, DirLock, MARKER_NAME};
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, AsOf, Direction, ExpectedVersion, NewEvent, RecordedEvent, SchemaVersion};
@@ -386,6 +387,62 @@ impl Store {
     /// from a version (`StartFrom::Position(v)`), its first or its next one.
     pub fn subscribe_aggregate(&self, aggregate_id: &str, from: StartFrom) -> Subscription {
         Subscription::aggregate(Arc::clone(&self.inner.shared), aggregate_id, from)
+    }
+
+    /// Opens the durable consumer `name`, creating it (at
+    /// `options.start`) if it does not exist: a subscription that resumes
+    /// after its last committed checkpoint, with a dead-letter list. Its
+    /// files live in `consumers/` and need only the consumer's own lock, so
+    /// it works on a read-only store too, in any process. Fails with
+    /// [`Error::ConsumerLocked`] while another handle has it open,
+    /// [`Error::InvalidInput`] for a bad name, [`Error::Corrupt`] naming the
+    /// file if its checkpoint is damaged (never a silent restart from 0).
+    pub fn consumer(&self, name: &str, options: ConsumerOptions) -> Result<Consumer> {
+        Consumer::open(self, name, options)
+    }
+
+    /// Every durable consumer of the store with its checkpoint, lag and
+    /// parked count, by name.
+    pub fn consumers(&self) -> Result<Vec<ConsumerInfo>> {
+        consumer::list(self)
+    }
+
+    /// One durable consumer, as [`Store::consumers`] lists it
+    /// ([`Error::UnknownConsumer`] if there is none of that name).
+    pub fn consumer_info(&self, name: &str) -> Result<ConsumerInfo> {
+        consumer::info(self, name)
+    }
+
+    /// Moves a consumer that nobody has open to the start, the end, a
+    /// position or a point in time; returns its new next position. Fails with
+    /// [`Error::PastEnd`] for a position beyond the durable end,
+    /// [`Error::ConsumerLocked`] while it is open somewhere.
+    pub fn reset_consumer(&self, name: &str, to: ResetTo) -> Result<u64> {
+        consumer::reset(self, name, to)
+    }
+
+    /// Deletes a consumer that nobody has open: its checkpoint and
+    /// dead-letter list (the events stay in the log).
+    pub fn delete_consumer(&self, name: &str) -> Result<()> {
+        consumer::delete(self, name)
+    }
+
+    /// The events in a consumer's dead-letter list, by position (readable
+    /// while the consumer runs).
+    pub fn parked_events(&self, name: &str) -> Result<Vec<ParkedEvent>> {
+        consumer::parked_events(self, name)
+    }
+
+    /// Asks for a parked event of a consumer nobody has open to be handed to
+    /// its handler again when it next runs ([`Consumer::request_replay`]).
+    pub fn request_parked_replay(&self, name: &str, position: u64) -> Result<()> {
+        consumer::with_parked(self, name, |log| log.request_replay(position))
+    }
+
+    /// Removes a parked event from the dead-letter list of a consumer nobody
+    /// has open ([`Consumer::discard_parked`]); the event stays in the log.
+    pub fn discard_parked(&self, name: &str, position: u64) -> Result<()> {
+        consumer::with_parked(self, name, |log| log.remove(position, true))
     }
 
     /// The kept snapshots (at most `snapshots_keep` per aggregate) of the

@@ -14,8 +14,8 @@ use std::time::Duration;
 #[command(
     name = "factlog-bench",
     version,
-    about = "Benchmark factlog against SQLite and fjall (W1–W9) and against the machine's physical limits",
-    long_about = "Benchmark factlog against SQLite (WAL) and fjall on nine workloads:\n\
+    about = "Benchmark factlog against SQLite and fjall (W1–W10) and against the machine's physical limits",
+    long_about = "Benchmark factlog against SQLite (WAL) and fjall on ten workloads:\n\
   W1 durable single-event appends, 1 writer (exact expected version)\n\
   W2 the same with N concurrent writers (--writers); factlog also with --w2-subscribers live subscribers\n\
   W3 durable batched appends of --batch events, 1 writer\n\
@@ -26,6 +26,7 @@ use std::time::Duration;
   W8 live delivery latency, append acknowledged -> subscriber has it, 1 writer at --w8-rate appends/s, \
 --w8-subscribers subscribers (the peers' subscribers poll every 1 ms)\n\
   W9 catch-up of a subscription over the W4 store, unfiltered and with a 1% type filter (factlog)\n\
+  W10 a durable consumer over the W4 store, handler doing nothing, checkpoint every 1,000 events (factlog)\n\
 The machine's fsync rate, sequential write bandwidth and memcpy bandwidth are measured in the same run.\n\
 Defaults (W4: 1,000,000 events over 10,000 aggregates of 100 events) finish in about two minutes on a \
 2-core machine, W8 and the subscribed W2 about 20 s more."
@@ -60,8 +61,8 @@ pub struct Args {
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [EngineKind::Factlog, EngineKind::Sqlite, EngineKind::Fjall])]
     pub engines: Vec<EngineKind>,
 
-    /// Workloads to run, comma-separated (W5, W6 and W9 load the W4 store even when W4 is not
-    /// listed; W9 also times W6's scan, for its ratio, even when W6 is not listed).
+    /// Workloads to run, comma-separated (W5, W6, W9 and W10 load the W4 store even when W4 is
+    /// not listed; W9 and W10 also time W6's scan, for their ratios, even when W6 is not listed).
     #[arg(long, value_enum, value_delimiter = ',', ignore_case = true, default_values_t = Workload::ALL)]
     pub workloads: Vec<Workload>,
 

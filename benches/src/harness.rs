@@ -1,10 +1,10 @@
 //! Runs the selected workloads engine by engine: a durable store for W1–W3
 //! (and factlog's W2 with subscribers), a buffered bulk store for W4–W6 and
-//! W9, one for W7 and a fresh durable one per W8 variant, each in its own
+//! W9–W10, one for W7 and a fresh durable one per W8 variant, each in its own
 //! directory under the run's temporary directory and deleted once the engine
 //! is done with it (unless `--keep`). Each finished row is announced on the
 //! progress line (stderr, when it is not a terminal). Ratios between rows of
-//! the same run (W2 with subscribers ÷ W2, W9 ÷ W6) are added here.
+//! the same run (W2 with subscribers ÷ W2, W9 and W10 ÷ W6) are added here.
 
 use crate::disk;
 use crate::engines::{self, Durability, EngineKind};
@@ -72,7 +72,7 @@ pub fn run_engine(
         }
     }
 
-    let catch_up = has(Workload::W9) && kind == EngineKind::Factlog;
+    let catch_up = (has(Workload::W9) || has(Workload::W10)) && kind == EngineKind::Factlog;
     if has(Workload::W4) || has(Workload::W5) || has(Workload::W6) || catch_up {
         let dir = base.join(format!("{kind}-bulk"));
         let engine = engines::open(kind, &dir, Durability::Buffered)?;
@@ -85,14 +85,14 @@ pub fn run_engine(
         if has(Workload::W5) {
             push(rows, workloads::replay(engine.as_ref(), &counts, params)?);
         }
-        // W9's ratio is to the W6 scan of the same run: measured even when W6 is not shown.
+        // W9's and W10's ratios are to the W6 scan of the same run: measured even when W6 is not shown.
         let scan =
             if has(Workload::W6) || catch_up { Some(workloads::scan(engine.as_ref(), loaded, params)?) } else { None };
         let scan_rate = scan.as_ref().map(Row::events_per_sec).filter(|&v| v > 0.0);
         if let (true, Some(scan)) = (has(Workload::W6), scan) {
             push(rows, scan);
         }
-        if let (true, Some(factlog)) = (catch_up, engine.as_factlog()) {
+        if let (true, Some(factlog)) = (has(Workload::W9), engine.as_factlog()) {
             let unfiltered = catchup::catch_up(factlog.store(), loaded, false, params)?;
             let mut filtered = catchup::catch_up(factlog.store(), loaded, true, params)?;
             if unfiltered.events_per_sec() > 0.0 {
@@ -105,6 +105,14 @@ pub fn run_engine(
                 }
                 push(rows, row);
             }
+        }
+        if let (true, Some(factlog)) = (has(Workload::W10), engine.as_factlog()) {
+            let mut row = catchup::durable_consumer(factlog.store(), loaded, params)?;
+            if let Some(w6) = scan_rate {
+                row.set("ratio_to_w6", row.events_per_sec() / w6);
+                row.set("w6_events_per_sec", w6);
+            }
+            push(rows, row);
         }
         engine.close()?;
         if !keep {

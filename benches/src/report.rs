@@ -154,6 +154,11 @@ const CATCH_UP: &[Metric] = &[
     ("events delivered/s", Better::Higher, Source::Extra("delivered_per_sec")),
 ];
 
+const CONSUMER: &[Metric] = &[
+    ("events/s ↑", Better::Higher, Source::EventsPerSec),
+    ("÷ W6 scan, same run ↑", Better::Higher, Source::Extra("ratio_to_w6")),
+];
+
 /// A table group within a workload: for W2 (live subscribers, writers), for
 /// W7 (1 with a snapshot, 0 without), for W8 (subscribers, 0), for W9 (1
 /// filtered, 0 not), otherwise (1, 0).
@@ -171,6 +176,7 @@ fn metrics(workload: Workload, variant: Variant) -> &'static [Metric] {
         Workload::W7 => FULL_LOAD,
         Workload::W8 => LIVE,
         Workload::W9 => CATCH_UP,
+        Workload::W10 => CONSUMER,
     }
 }
 
@@ -257,6 +263,11 @@ impl Report<'_> {
                 format!("W9 the same catch-up, type filter matching 1 in {} (factlog)", crate::event::RARE_TYPE_EVERY)
             }
             Workload::W9 => format!("W9 subscription catch-up over the {} W4 ev (factlog)", fmt_int(p.events)),
+            Workload::W10 => format!(
+                "W10 durable consumer over the {} W4 ev, checkpoint every {} ev (factlog)",
+                fmt_int(p.events),
+                fmt_int(crate::catchup::CHECKPOINT_EVERY_EVENTS)
+            ),
         }
     }
 
@@ -307,11 +318,11 @@ impl Report<'_> {
             } else {
                 ""
             },
-            if self.rows.iter().any(|r| matches!(r.workload, Workload::W8 | Workload::W9)) {
+            if self.rows.iter().any(|r| matches!(r.workload, Workload::W8 | Workload::W9 | Workload::W10)) {
                 " W8 times each event from the writer's `append` returning (ack) or being called (submit) \
                  to each subscriber having it; a receipt before the ack counts as 0 µs. W9 rates count \
-                 every event the catch-up examined. W9 and the subscribed W2 are factlog's (the peers \
-                 have no subscriptions)."
+                 every event the catch-up examined. W9, W10 and the subscribed W2 are factlog's (the \
+                 peers have no subscriptions)."
             } else {
                 ""
             }
@@ -632,8 +643,11 @@ mod tests {
                 (Workload::W8, 1, true),
                 (Workload::W9, 1, false),
                 (Workload::W9, 1, true),
+                (Workload::W10, 1, false),
             ] {
-                if engine != EngineKind::Factlog && (w == Workload::W9 || (w == Workload::W2 && snapshot)) {
+                if engine != EngineKind::Factlog
+                    && (matches!(w, Workload::W9 | Workload::W10) || (w == Workload::W2 && snapshot))
+                {
                     continue;
                 }
                 let mut r = Row::new(w, engine, writers, 1, Durability::Sync);
@@ -715,6 +729,7 @@ mod tests {
         assert!(table.contains("W2 append 1 ev, 16 writers, sync, 16 subscribers attached (factlog)"), "{table}");
         assert!(table.contains("W8 live delivery, 1 writer at 2,000 appends/s, sync, 16 subscribers"), "{table}");
         assert!(table.contains("W9 the same catch-up, type filter matching 1 in 100"), "{table}");
+        assert!(table.contains("W10 durable consumer over the 10,000,000 W4 ev, checkpoint every 1,000"), "{table}");
         for metric in ["÷ W2 unsubscribed", "p99 µs ack→receipt", "receipts before ack %", "÷ W6 scan, same run"] {
             assert!(table.contains(metric), "{metric}: {table}");
         }

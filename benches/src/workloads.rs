@@ -17,9 +17,12 @@
 //! - W9: catch-up of a subscription from the start of the W4 store, without
 //!   and with a type filter matching 1%, against W6 in the same run (factlog
 //!   only, `catchup`).
+//! - W10: a durable consumer from the start of the W4 store, its handler
+//!   doing nothing, a checkpoint every 1,000 events, against W6 (factlog
+//!   only, `catchup`).
 //!
 //! Event generation happens outside every timed region; W1–W3 and W8 run for
-//! a fixed time, W4–W6 and W9 for a fixed amount of work.
+//! a fixed time, W4–W6, W9 and W10 for a fixed amount of work.
 
 use crate::engines::{BenchEngine, Durability, EngineKind};
 use crate::event::{aggregate_id, Ev, EventGen, RARE_EVENT_TYPE, RARE_TYPE_EVERY};
@@ -65,10 +68,13 @@ pub enum Workload {
     /// Subscription catch-up over the W4 store, unfiltered and filtered.
     #[value(name = "W9")]
     W9,
+    /// A durable consumer over the W4 store.
+    #[value(name = "W10")]
+    W10,
 }
 
 impl Workload {
-    /// `W1` … `W9`.
+    /// `W1` … `W10`.
     pub fn name(self) -> &'static str {
         match self {
             Workload::W1 => "W1",
@@ -80,11 +86,12 @@ impl Workload {
             Workload::W7 => "W7",
             Workload::W8 => "W8",
             Workload::W9 => "W9",
+            Workload::W10 => "W10",
         }
     }
 
     /// All workloads in order.
-    pub const ALL: [Workload; 9] = [
+    pub const ALL: [Workload; 10] = [
         Workload::W1,
         Workload::W2,
         Workload::W3,
@@ -94,6 +101,7 @@ impl Workload {
         Workload::W7,
         Workload::W8,
         Workload::W9,
+        Workload::W10,
     ];
 }
 

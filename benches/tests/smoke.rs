@@ -65,7 +65,7 @@ fn every_workload_on_every_engine_reports_real_figures() {
     }
     // Subscriptions are factlog's: W9 and the subscribed W2 have no peer rows.
     for engine in ["sqlite", "fjall"] {
-        assert!(has("W9", engine).is_empty(), "{engine} has W9 rows");
+        assert!(has("W9", engine).is_empty() && has("W10", engine).is_empty(), "{engine} has W9/W10 rows");
         assert!(has("W2", engine).iter().all(|r| r["subscribers"].is_null()), "{engine}: subscribed W2");
     }
     let subscribed: Vec<_> = has("W2", "factlog").into_iter().filter(|r| !r["subscribers"].is_null()).collect();
@@ -83,6 +83,10 @@ fn every_workload_on_every_engine_reports_real_figures() {
     let filtered = w9.iter().find(|r| r["filtered"] == true).expect("a filtered W9 row");
     assert_eq!(filtered["delivered_events"].as_u64(), Some(30), "1% of 3,000: {filtered}");
     assert!(filtered["ratio_to_unfiltered"].as_f64().unwrap_or(0.0) > 0.0, "{filtered}");
+    let w10 = has("W10", "factlog");
+    assert_eq!(w10.len(), 1, "{w10:?}");
+    assert_eq!(w10[0]["events"].as_u64(), Some(3000), "{}", w10[0]);
+    assert!(w10[0]["ratio_to_w6"].as_f64().unwrap_or(0.0) > 0.0, "{}", w10[0]);
     let w7: Vec<_> = has("W7", "factlog");
     assert!(w7.iter().any(|r| r["snapshot"] == true) && w7.iter().any(|r| r["snapshot"] == false), "{w7:?}");
     let snap = w7.iter().find(|r| r["snapshot"] == true).unwrap();
@@ -112,7 +116,7 @@ fn every_workload_on_every_engine_reports_real_figures() {
 fn the_table_fits_in_100_columns_and_progress_goes_to_stderr_line_by_line() {
     let dir = tempfile::tempdir().unwrap();
     let (table, stderr) = run(dir.path(), &["--engines", "factlog,sqlite"]);
-    for w in ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9"] {
+    for w in ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10"] {
         assert!(table.lines().any(|l| l.starts_with(w)), "no {w} line in:\n{table}");
     }
     assert!(table.contains("16 subscribers attached (factlog)"), "no subscribed W2 in:\n{table}");
@@ -155,7 +159,9 @@ fn the_table_fits_in_100_columns_and_progress_goes_to_stderr_line_by_line() {
             );
         }
     }
-    for line in ["factlog W7 (snapshot)", "factlog W2 (4 writers, 16 subscribers)", "factlog W9 (type filter)"] {
+    for line in
+        ["factlog W7 (snapshot)", "factlog W2 (4 writers, 16 subscribers)", "factlog W9 (type filter)", "factlog W10"]
+    {
         assert!(progress.iter().any(|l| l.contains(&format!("] {line}: "))), "no {line} in:\n{stderr}");
     }
     assert!(progress.iter().all(|l| l.contains(" events/s") || l.contains("physical")), "{stderr}");

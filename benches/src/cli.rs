@@ -8,24 +8,28 @@ use clap::Parser;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Compares factlog with SQLite and fjall on seven event-store workloads and
+/// Compares factlog with SQLite and fjall on nine event-store workloads and
 /// against this machine's physical limits.
 #[derive(Parser, Debug, Clone)]
 #[command(
     name = "factlog-bench",
     version,
-    about = "Benchmark factlog against SQLite and fjall (W1–W7) and against the machine's physical limits",
-    long_about = "Benchmark factlog against SQLite (WAL) and fjall on seven workloads:\n\
+    about = "Benchmark factlog against SQLite and fjall (W1–W10) and against the machine's physical limits",
+    long_about = "Benchmark factlog against SQLite (WAL) and fjall on ten workloads:\n\
   W1 durable single-event appends, 1 writer (exact expected version)\n\
-  W2 the same with N concurrent writers (--writers)\n\
+  W2 the same with N concurrent writers (--writers); factlog also with --w2-subscribers live subscribers\n\
   W3 durable batched appends of --batch events, 1 writer\n\
   W4 buffered bulk load of --events over --aggregates\n\
   W5 replay of random aggregates from the W4 store\n\
   W6 full scan of the W4 store in global order\n\
   W7 load of one aggregate of --w7-events events, with a snapshot (factlog) and without\n\
+  W8 live delivery latency, append acknowledged -> subscriber has it, 1 writer at --w8-rate appends/s, \
+--w8-subscribers subscribers (the peers' subscribers poll every 1 ms)\n\
+  W9 catch-up of a subscription over the W4 store, unfiltered and with a 1% type filter (factlog)\n\
+  W10 a durable consumer over the W4 store, handler doing nothing, checkpoint every 1,000 events (factlog)\n\
 The machine's fsync rate, sequential write bandwidth and memcpy bandwidth are measured in the same run.\n\
 Defaults (W4: 1,000,000 events over 10,000 aggregates of 100 events) finish in about two minutes on a \
-2-core machine."
+2-core machine, W8 and the subscribed W2 about 20 s more."
 )]
 pub struct Args {
     /// Events loaded by W4 and read back by W5/W6.
@@ -57,7 +61,8 @@ pub struct Args {
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = [EngineKind::Factlog, EngineKind::Sqlite, EngineKind::Fjall])]
     pub engines: Vec<EngineKind>,
 
-    /// Workloads to run, comma-separated (W5 and W6 load the W4 store even when W4 is not listed).
+    /// Workloads to run, comma-separated (W5, W6, W9 and W10 load the W4 store even when W4 is
+    /// not listed; W9 and W10 also time W6's scan, for their ratios, even when W6 is not listed).
     #[arg(long, value_enum, value_delimiter = ',', ignore_case = true, default_values_t = Workload::ALL)]
     pub workloads: Vec<Workload>,
 
@@ -88,6 +93,23 @@ pub struct Args {
     /// W7 loads timed per engine without a snapshot (factlog's snapshot loads: 20 times as many).
     #[arg(long, default_value_t = 30)]
     pub w7_loads: u64,
+
+    /// Live subscribers attached to factlog's extra W2 run (with the --writers count closest
+    /// to 16); 0 skips that run.
+    #[arg(long, default_value_t = 16)]
+    pub w2_subscribers: usize,
+
+    /// Appends per second of W8's writer (one event per append, Sync).
+    #[arg(long, default_value_t = 2_000)]
+    pub w8_rate: u64,
+
+    /// Seconds W8 measures per engine and subscriber count (after a quarter of that as warm-up).
+    #[arg(long, default_value_t = 2.0)]
+    pub w8_secs: f64,
+
+    /// Subscriber counts W8 runs with, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16])]
+    pub w8_subscribers: Vec<usize>,
 
     /// Seconds spent measuring the physical fsync rate.
     #[arg(long, default_value_t = 2.0)]
@@ -131,6 +153,12 @@ impl Args {
         if !(self.fsync_secs > 0.0 && self.fsync_secs.is_finite()) {
             return Err("--fsync-secs must be a positive number".into());
         }
+        if self.w8_rate == 0 || self.w8_subscribers.is_empty() || self.w8_subscribers.contains(&0) {
+            return Err("--w8-rate and every --w8-subscribers count must be at least 1".into());
+        }
+        if !(self.w8_secs > 0.0 && self.w8_secs.is_finite()) {
+            return Err("--w8-secs must be a positive number".into());
+        }
         if self.engines.is_empty() || self.workloads.is_empty() {
             return Err("--engines and --workloads need at least one entry".into());
         }
@@ -151,6 +179,10 @@ impl Args {
             replays: self.replays.max(1),
             w7_events: self.w7_events,
             w7_loads: self.w7_loads,
+            w2_subscribers: self.w2_subscribers,
+            w8_rate: self.w8_rate,
+            w8_duration: Duration::from_secs_f64(self.w8_secs),
+            w8_subscribers: self.w8_subscribers.clone(),
             progress: Progress::detect(self.quiet),
         }
     }

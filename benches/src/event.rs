@@ -10,6 +10,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The event type written by every workload (12 bytes).
 pub const EVENT_TYPE: &str = "OrderPlaced1";
 
+/// The type of one event in [`RARE_TYPE_EVERY`] of the W4 load (as long as
+/// [`EVENT_TYPE`], so logical sizes stay the same): what W9's filter selects.
+pub const RARE_EVENT_TYPE: &str = "OrderRefund1";
+
+/// One W4 event in this many has [`RARE_EVENT_TYPE`] (1%).
+pub const RARE_TYPE_EVERY: u64 = 100;
+
 /// Number of distinct payloads kept in the generator's pool.
 const PAYLOAD_POOL: usize = 256;
 
@@ -126,5 +133,6 @@ mod tests {
         assert_eq!(a.event_type.len(), 12);
         assert_eq!(aggregate_id(42).len(), 10);
         assert_eq!(a.logical_bytes(10), 16 + 10 + 12 + 8 + 200);
+        assert_eq!(RARE_EVENT_TYPE.len(), EVENT_TYPE.len());
     }
 }

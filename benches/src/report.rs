@@ -52,6 +52,8 @@ pub struct Report<'a> {
 enum Better {
     Higher,
     Lower,
+    /// Context, not a contest: no ratio column.
+    Info,
 }
 
 /// Where a metric's value comes from in a [`Row`].
@@ -64,6 +66,8 @@ enum Source {
     Extra(&'static str),
     /// An extra in bytes, shown in MiB.
     ExtraMib(&'static str),
+    /// An extra that is a share, shown in percent.
+    ExtraPercent(&'static str),
 }
 
 impl Source {
@@ -75,6 +79,7 @@ impl Source {
             Source::P99 => r.latency.map(|l| l.p99_us),
             Source::Extra(key) => r.extra_f64(key),
             Source::ExtraMib(key) => r.extra_f64(key).map(|b| b / 1_048_576.0),
+            Source::ExtraPercent(key) => r.extra_f64(key).map(|share| share * 100.0),
         }
     }
 }
@@ -88,6 +93,13 @@ const APPENDS: &[Metric] = &[
     ("p99 µs/append ↓", Better::Lower, Source::P99),
     ("fsyncs/s", Better::Lower, Source::Extra("fsyncs_per_sec")),
     ("events/fsync ↑", Better::Higher, Source::Extra("events_per_fsync")),
+];
+const APPENDS_SUBSCRIBED: &[Metric] = &[
+    ("events/s ↑", Better::Higher, Source::EventsPerSec),
+    ("÷ W2 unsubscribed ↑", Better::Higher, Source::Extra("ratio_to_w2")),
+    ("p50 µs/append ↓", Better::Lower, Source::P50),
+    ("p99 µs/append ↓", Better::Lower, Source::P99),
+    ("subscribers done, ms after", Better::Lower, Source::Extra("subscriber_catch_up_ms")),
 ];
 const BULK_LOAD: &[Metric] = &[
     ("events/s ↑", Better::Higher, Source::EventsPerSec),
@@ -126,15 +138,45 @@ const SNAPSHOT_LOAD: &[Metric] = &[
     ("small + dict: on disk ↑", Better::Higher, Source::Extra("small_snapshot_ratio_dict")),
 ];
 
+const LIVE: &[Metric] = &[
+    ("p50 µs ack→receipt ↓", Better::Lower, Source::P50),
+    ("p99 µs ack→receipt ↓", Better::Lower, Source::P99),
+    ("receipts before ack %", Better::Info, Source::ExtraPercent("receipts_before_ack_share")),
+    ("p50 µs submit→receipt ↓", Better::Lower, Source::Extra("submit_to_receipt_p50_us")),
+    ("p99 µs submit→receipt ↓", Better::Lower, Source::Extra("submit_to_receipt_p99_us")),
+    ("p50 µs submit→ack", Better::Info, Source::Extra("append_p50_us")),
+    ("appends/s achieved", Better::Info, Source::EventsPerSec),
+];
+const CATCH_UP: &[Metric] = &[
+    ("events examined/s ↑", Better::Higher, Source::EventsPerSec),
+    ("÷ W6 scan, same run ↑", Better::Higher, Source::Extra("ratio_to_w6")),
+    ("÷ unfiltered ↑", Better::Higher, Source::Extra("ratio_to_unfiltered")),
+    ("events delivered/s", Better::Higher, Source::Extra("delivered_per_sec")),
+];
+
+const CONSUMER: &[Metric] = &[
+    ("events/s ↑", Better::Higher, Source::EventsPerSec),
+    ("÷ W6 scan, same run ↑", Better::Higher, Source::Extra("ratio_to_w6")),
+];
+
+/// A table group within a workload: for W2 (live subscribers, writers), for
+/// W7 (1 with a snapshot, 0 without), for W8 (subscribers, 0), for W9 (1
+/// filtered, 0 not), otherwise (1, 0).
+type Variant = (usize, usize);
+
 /// The metrics shown for a table group.
-fn metrics(workload: Workload, variant: usize) -> &'static [Metric] {
+fn metrics(workload: Workload, variant: Variant) -> &'static [Metric] {
     match workload {
+        Workload::W2 if variant.0 > 0 => APPENDS_SUBSCRIBED,
         Workload::W1 | Workload::W2 | Workload::W3 => APPENDS,
         Workload::W4 => BULK_LOAD,
         Workload::W5 => REPLAY,
         Workload::W6 => SCAN,
-        Workload::W7 if variant == 1 => SNAPSHOT_LOAD,
+        Workload::W7 if variant.0 == 1 => SNAPSHOT_LOAD,
         Workload::W7 => FULL_LOAD,
+        Workload::W8 => LIVE,
+        Workload::W9 => CATCH_UP,
+        Workload::W10 => CONSUMER,
     }
 }
 
@@ -152,15 +194,14 @@ struct Group {
 }
 
 impl Report<'_> {
-    /// The row of a table group: `variant` is the writer count for W2 and
-    /// 1 (snapshot) or 0 (none) for W7.
-    fn row(&self, workload: Workload, variant: usize, engine: EngineKind) -> Option<&Row> {
+    /// The row of a table group (see [`Variant`]).
+    fn row(&self, workload: Workload, variant: Variant, engine: EngineKind) -> Option<&Row> {
         self.rows.iter().find(|r| r.workload == workload && r.engine == engine && variant_of(r) == variant)
     }
 
     /// The table groups, in workload order.
     fn groups(&self) -> Vec<Group> {
-        let mut keys: Vec<(Workload, usize)> = Vec::new();
+        let mut keys: Vec<(Workload, Variant)> = Vec::new();
         for r in self.rows {
             let key = (r.workload, variant_of(r));
             if !keys.contains(&key) {
@@ -193,28 +234,46 @@ impl Report<'_> {
     }
 
     /// A group's title: the workload and its parameters.
-    fn label(&self, w: Workload, variant: usize) -> String {
+    fn label(&self, w: Workload, variant: Variant) -> String {
         let p = self.params;
         let dur = p.durability.name();
         match w {
             Workload::W1 => format!("W1 append 1 ev, 1 writer, {dur}"),
-            Workload::W2 => format!("W2 append 1 ev, {}, {dur}", writers(variant)),
+            Workload::W2 if variant.0 > 0 => {
+                format!("W2 append 1 ev, {}, {dur}, {} attached (factlog)", writers(variant.1), subscribers(variant.0))
+            }
+            Workload::W2 => format!("W2 append 1 ev, {}, {dur}", writers(variant.1)),
             Workload::W3 => format!("W3 append {} ev, 1 writer, {dur}", p.batch),
             Workload::W4 => format!("W4 bulk load {} ev, buffered", fmt_int(p.events)),
             Workload::W5 => format!("W5 replay {}-ev aggregate", fmt_int((p.events / p.aggregates.max(1)).max(1))),
             Workload::W6 => format!("W6 full scan {} ev", fmt_int(p.events)),
-            Workload::W7 if variant == 1 => format!(
+            Workload::W7 if variant.0 == 1 => format!(
                 "W7 load {}-ev aggregate, snapshot + {} ev",
                 fmt_int(p.w7_events),
                 crate::snapshots::TAIL_EVENTS
             ),
             Workload::W7 => format!("W7 load {}-ev aggregate, no snapshot", fmt_int(p.w7_events)),
+            Workload::W8 => format!(
+                "W8 live delivery, 1 writer at {} appends/s, sync, {} (peers poll every {} ms)",
+                fmt_int(p.w8_rate),
+                subscribers(variant.0),
+                crate::live::POLL_INTERVAL.as_millis()
+            ),
+            Workload::W9 if variant.0 == 1 => {
+                format!("W9 the same catch-up, type filter matching 1 in {} (factlog)", crate::event::RARE_TYPE_EVERY)
+            }
+            Workload::W9 => format!("W9 subscription catch-up over the {} W4 ev (factlog)", fmt_int(p.events)),
+            Workload::W10 => format!(
+                "W10 durable consumer over the {} W4 ev, checkpoint every {} ev (factlog)",
+                fmt_int(p.events),
+                fmt_int(crate::catchup::CHECKPOINT_EVERY_EVENTS)
+            ),
         }
     }
 
     /// factlog's figure as a share of the physical limit it is bound by
     /// (`98.2% of fsync/s`), where there is one.
-    fn physical_share(&self, w: Workload, variant: usize) -> Option<String> {
+    fn physical_share(&self, w: Workload, variant: Variant) -> Option<String> {
         let ph = self.physical?;
         let fl = self.row(w, variant, EngineKind::Factlog)?;
         let sync = self.params.durability == Durability::Sync;
@@ -253,9 +312,17 @@ impl Report<'_> {
              {}MB/s and GB/s count logical event bytes (id+aggregate+type+timestamp+payload). \
              W4 syncs at the end (timed); W5/W6 read the W4 store. \
              Peak RSS is the whole process's VmHWM during that workload, reset per workload \
-             (the harness's pre-generated events included).",
+             (the harness's pre-generated events included).{}",
             if factlog_and_peers {
                 "Ratios are factlog ÷ peer (↑ higher is better, ↓ lower is better; \"!\" marks factlog losing). "
+            } else {
+                ""
+            },
+            if self.rows.iter().any(|r| matches!(r.workload, Workload::W8 | Workload::W9 | Workload::W10)) {
+                " W8 times each event from the writer's `append` returning (ack) or being called (submit) \
+                 to each subscriber having it; a receipt before the ack counts as 0 µs. W9 rates count \
+                 every event the catch-up examined. W9, W10 and the subscribed W2 are factlog's (the \
+                 peers have no subscriptions)."
             } else {
                 ""
             }
@@ -289,6 +356,7 @@ impl Report<'_> {
             cells.extend(line.values.iter().map(|v| v.map_or("-".to_owned(), fmt_num)));
             for (pi, _) in &peers {
                 let ratio = fl_idx.and_then(|fi| match (line.values[fi], line.values[*pi]) {
+                    _ if line.better == Better::Info => None,
                     (Some(f), Some(q)) if q > 0.0 => Some(f / q),
                     _ => None,
                 });
@@ -330,21 +398,29 @@ impl Report<'_> {
 }
 
 /// Which table group a row belongs to within its workload.
-fn variant_of(r: &Row) -> usize {
+fn variant_of(r: &Row) -> Variant {
+    let flag = |key: &str| usize::from(r.extra.get(key).and_then(serde_json::Value::as_bool).unwrap_or(false));
+    let subscribers = r.extra.get("subscribers").and_then(serde_json::Value::as_u64).unwrap_or(0) as usize;
     match r.workload {
-        Workload::W2 => r.writers,
-        Workload::W7 => usize::from(r.extra.get("snapshot").and_then(serde_json::Value::as_bool).unwrap_or(false)),
-        _ => 1,
+        Workload::W2 => (subscribers, r.writers),
+        Workload::W7 => (flag("snapshot"), 0),
+        Workload::W8 => (subscribers, 0),
+        Workload::W9 => (flag("filtered"), 0),
+        _ => (1, 0),
     }
 }
 
 /// The progress report of a finished row, on one line:
 /// `factlog W2 (16 writers): 51,900 events/s, p50 453 µs, measured 3.00 s`.
 pub fn progress_line(r: &Row) -> String {
-    let variant = match r.workload {
-        Workload::W2 => format!(" ({})", writers(r.writers)),
-        Workload::W7 if variant_of(r) == 1 => " (snapshot)".to_owned(),
-        Workload::W7 => " (no snapshot)".to_owned(),
+    let variant = match (r.workload, variant_of(r)) {
+        (Workload::W2, (0, n)) => format!(" ({})", writers(n)),
+        (Workload::W2, (s, n)) => format!(" ({}, {})", writers(n), subscribers(s)),
+        (Workload::W7, (1, _)) => " (snapshot)".to_owned(),
+        (Workload::W7, _) => " (no snapshot)".to_owned(),
+        (Workload::W8, (s, _)) => format!(" ({})", subscribers(s)),
+        (Workload::W9, (1, _)) => " (type filter)".to_owned(),
+        (Workload::W9, _) => " (unfiltered)".to_owned(),
         _ => String::new(),
     };
     let latency = r.latency.map_or(String::new(), |l| format!(", p50 {} µs", fmt_num(l.p50_us)));
@@ -366,6 +442,15 @@ fn writers(n: usize) -> String {
     }
 }
 
+/// `1 subscriber`, `16 subscribers`.
+fn subscribers(n: usize) -> String {
+    if n == 1 {
+        "1 subscriber".to_owned()
+    } else {
+        format!("{n} subscribers")
+    }
+}
+
 /// A duration in seconds as `3.00 s`, `95.4 ms` or `59.5 µs`.
 fn fmt_secs(secs: f64) -> String {
     if secs >= 1.0 {
@@ -382,6 +467,7 @@ fn fmt_ratio(r: f64, better: Better) -> String {
     let good = match better {
         Better::Higher => r >= 1.0,
         Better::Lower => r <= 1.0,
+        Better::Info => true,
     };
     format!("{}×{}", fmt_num(r), if good { "" } else { " !" })
 }
@@ -531,6 +617,10 @@ mod tests {
             replays: 5000,
             w7_events: 100_000,
             w7_loads: 30,
+            w2_subscribers: 16,
+            w8_rate: 2000,
+            w8_duration: Duration::from_secs(2),
+            w8_subscribers: vec![1, 16],
             progress: Progress::new(Mode::Off),
         }
     }
@@ -542,13 +632,24 @@ mod tests {
             for (w, writers, snapshot) in [
                 (Workload::W1, 1, false),
                 (Workload::W2, 64, false),
+                (Workload::W2, 16, true),
                 (Workload::W3, 1, false),
                 (Workload::W4, 1, false),
                 (Workload::W5, 1, false),
                 (Workload::W6, 1, false),
                 (Workload::W7, 1, false),
                 (Workload::W7, 1, true),
+                (Workload::W8, 1, false),
+                (Workload::W8, 1, true),
+                (Workload::W9, 1, false),
+                (Workload::W9, 1, true),
+                (Workload::W10, 1, false),
             ] {
+                if engine != EngineKind::Factlog
+                    && (matches!(w, Workload::W9 | Workload::W10) || (w == Workload::W2 && snapshot))
+                {
+                    continue;
+                }
                 let mut r = Row::new(w, engine, writers, 1, Durability::Sync);
                 r.events = 1_234_567_891;
                 r.secs = 0.7;
@@ -563,8 +664,22 @@ mod tests {
                 for key in ["fsyncs_per_sec", "bytes_per_event", "gb_per_sec", "compression_ratio", "disk_mb_per_sec"] {
                     r.set(key, 123_456.789);
                 }
+                for key in ["ratio_to_w2", "ratio_to_w6", "ratio_to_unfiltered", "receipts_before_ack_share"] {
+                    r.set(key, 0.987_654);
+                }
+                for key in ["subscriber_catch_up_ms", "append_p50_us", "delivered_per_sec", "submit_to_receipt_p99_us"]
+                {
+                    r.set(key, 123_456.789);
+                }
                 r.set_u64("peak_rss_bytes", 123_456_789_012);
+                // The flag that picks each workload's second variant.
+                match (w, snapshot) {
+                    (Workload::W2 | Workload::W8, true) => r.set_u64("subscribers", 16),
+                    (Workload::W8, false) => r.set_u64("subscribers", 1),
+                    _ => {}
+                }
                 r.extra.insert("snapshot".into(), serde_json::Value::Bool(snapshot));
+                r.extra.insert("filtered".into(), serde_json::Value::Bool(snapshot));
                 rows.push(r);
             }
         }
@@ -611,6 +726,13 @@ mod tests {
         assert!(table.contains("1,760,000,000"), "events/s rounded, with separators: {table}");
         assert!(!table.contains("1763668415"), "{table}");
         assert!(table.contains("total wall time: 87.3 s"), "{table}");
+        assert!(table.contains("W2 append 1 ev, 16 writers, sync, 16 subscribers attached (factlog)"), "{table}");
+        assert!(table.contains("W8 live delivery, 1 writer at 2,000 appends/s, sync, 16 subscribers"), "{table}");
+        assert!(table.contains("W9 the same catch-up, type filter matching 1 in 100"), "{table}");
+        assert!(table.contains("W10 durable consumer over the 10,000,000 W4 ev, checkpoint every 1,000"), "{table}");
+        for metric in ["÷ W2 unsubscribed", "p99 µs ack→receipt", "receipts before ack %", "÷ W6 scan, same run"] {
+            assert!(table.contains(metric), "{metric}: {table}");
+        }
     }
 
     #[test]
@@ -661,9 +783,13 @@ mod tests {
         let w2 = rows.iter().find(|r| r.workload == Workload::W2).expect("W2 row");
         let line = progress_line(w2);
         assert!(line.starts_with("factlog W2 (64 writers): 1,760,000,000 events/s, p50 123,000 µs"), "{line}");
-        let snap = rows.iter().find(|r| r.workload == Workload::W7 && variant_of(r) == 1).expect("W7 row");
+        let snap = rows.iter().find(|r| r.workload == Workload::W7 && variant_of(r).0 == 1).expect("W7 row");
         assert!(progress_line(snap).starts_with("factlog W7 (snapshot): "), "{}", progress_line(snap));
         assert!(progress_line(snap).ends_with(", measured 700 ms"), "{}", progress_line(snap));
+        let subscribed = rows.iter().find(|r| r.workload == Workload::W2 && variant_of(r).0 == 16).expect("W2 row");
+        assert!(progress_line(subscribed).starts_with("factlog W2 (16 writers, 16 subscribers): "));
+        let live = rows.iter().find(|r| r.workload == Workload::W8 && variant_of(r).0 == 1).expect("W8 row");
+        assert!(progress_line(live).starts_with("factlog W8 (1 subscriber): "), "{}", progress_line(live));
         assert_eq!(fmt_secs(3.0), "3.00 s");
         assert_eq!(fmt_secs(0.0000595), "59.5 µs");
     }

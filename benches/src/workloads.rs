@@ -1,18 +1,31 @@
-//! The workloads (W1–W6 here, W7 in `snapshots`) and the result record each produces.
+//! The workloads (W1–W6 here, the others in their own modules) and the
+//! result record each produces.
 //!
 //! - W1: durable appends, one event per append, one writer, exact expected version.
-//! - W2: the same with N concurrent writers, each on its own aggregates.
+//! - W2: the same with N concurrent writers, each on its own aggregates; for
+//!   factlog also once with `--w2-subscribers` live subscriptions draining
+//!   the log meanwhile (`live`), reported with its ratio to plain W2.
 //! - W3: durable batched appends (`--batch` events per append), one writer.
-//! - W4: bulk load with buffered durability, `--events` over `--aggregates`.
+//! - W4: bulk load with buffered durability, `--events` over `--aggregates`;
+//!   one event in 100 has the rare type W9 filters on.
 //! - W5: replay of random aggregates from the W4 store.
 //! - W6: full scan of the W4 store in global order.
 //! - W7: load of one long aggregate with and without a snapshot (`snapshots`).
+//! - W8: live delivery latency, from an append's acknowledgement to each
+//!   subscriber's receipt, one writer at a fixed rate, 1 and 16 subscribers;
+//!   the peers' subscribers poll every 1 ms (`live`).
+//! - W9: catch-up of a subscription from the start of the W4 store, without
+//!   and with a type filter matching 1%, against W6 in the same run (factlog
+//!   only, `catchup`).
+//! - W10: a durable consumer from the start of the W4 store, its handler
+//!   doing nothing, a checkpoint every 1,000 events, against W6 (factlog
+//!   only, `catchup`).
 //!
-//! Event generation happens outside every timed region; W1–W3 run for a fixed
-//! time, W4–W6 for a fixed amount of work.
+//! Event generation happens outside every timed region; W1–W3 and W8 run for
+//! a fixed time, W4–W6, W9 and W10 for a fixed amount of work.
 
 use crate::engines::{BenchEngine, Durability, EngineKind};
-use crate::event::{aggregate_id, Ev, EventGen};
+use crate::event::{aggregate_id, Ev, EventGen, RARE_EVENT_TYPE, RARE_TYPE_EVERY};
 use crate::latency::{Samples, Summary};
 use crate::machine;
 use crate::progress::Progress;
@@ -49,10 +62,19 @@ pub enum Workload {
     /// Load of one long aggregate with and without a snapshot.
     #[value(name = "W7")]
     W7,
+    /// Live delivery latency to subscribers, one writer at a fixed rate.
+    #[value(name = "W8")]
+    W8,
+    /// Subscription catch-up over the W4 store, unfiltered and filtered.
+    #[value(name = "W9")]
+    W9,
+    /// A durable consumer over the W4 store.
+    #[value(name = "W10")]
+    W10,
 }
 
 impl Workload {
-    /// `W1` … `W6`.
+    /// `W1` … `W10`.
     pub fn name(self) -> &'static str {
         match self {
             Workload::W1 => "W1",
@@ -62,12 +84,25 @@ impl Workload {
             Workload::W5 => "W5",
             Workload::W6 => "W6",
             Workload::W7 => "W7",
+            Workload::W8 => "W8",
+            Workload::W9 => "W9",
+            Workload::W10 => "W10",
         }
     }
 
     /// All workloads in order.
-    pub const ALL: [Workload; 7] =
-        [Workload::W1, Workload::W2, Workload::W3, Workload::W4, Workload::W5, Workload::W6, Workload::W7];
+    pub const ALL: [Workload; 10] = [
+        Workload::W1,
+        Workload::W2,
+        Workload::W3,
+        Workload::W4,
+        Workload::W5,
+        Workload::W6,
+        Workload::W7,
+        Workload::W8,
+        Workload::W9,
+        Workload::W10,
+    ];
 }
 
 /// Parameters shared by all workloads (the JSON report's `params`).
@@ -94,6 +129,15 @@ pub struct Params {
     pub w7_events: u64,
     /// W7 loads timed without a snapshot (20 times as many with one).
     pub w7_loads: u64,
+    /// Live subscriptions attached to factlog's extra W2 run (0: no such run).
+    pub w2_subscribers: usize,
+    /// Appends per second of W8's writer.
+    pub w8_rate: u64,
+    /// How long W8 measures per subscriber count (after a quarter of it as warm-up).
+    #[serde(rename = "w8_secs", serialize_with = "as_secs")]
+    pub w8_duration: Duration,
+    /// Subscriber counts W8 runs with.
+    pub w8_subscribers: Vec<usize>,
     /// Where progress goes.
     #[serde(skip)]
     pub progress: Progress,
@@ -227,7 +271,7 @@ impl Serialize for Row {
     }
 }
 
-fn rate(amount: f64, secs: f64) -> f64 {
+pub(crate) fn rate(amount: f64, secs: f64) -> f64 {
     if secs > 0.0 {
         amount / secs
     } else {
@@ -345,6 +389,8 @@ pub fn logical_event_bytes(payload_bytes: usize) -> u64 {
 
 /// The W4 load plan: (aggregate index, events) per append, aggregates
 /// visited round-robin, each append at most `batch` events of one aggregate.
+/// The event at global position p has [`RARE_EVENT_TYPE`] when p + 1 is a
+/// multiple of [`RARE_TYPE_EVERY`].
 pub fn load_plan(params: &Params) -> Vec<(usize, Vec<Ev>)> {
     let aggs = params.aggregates.max(1);
     let per = params.events / aggs;
@@ -358,7 +404,14 @@ pub fn load_plan(params: &Params) -> Vec<(usize, Vec<Ev>)> {
         for (a, rem) in remaining.iter_mut().enumerate() {
             let n = (*rem).min(batch);
             if n > 0 {
-                plan.push((a, gen.events(n as usize)));
+                let mut events = gen.events(n as usize);
+                let first_position = params.events - left;
+                for (i, ev) in events.iter_mut().enumerate() {
+                    if (first_position + i as u64 + 1).is_multiple_of(RARE_TYPE_EVERY) {
+                        ev.event_type = RARE_EVENT_TYPE;
+                    }
+                }
+                plan.push((a, events));
                 *rem -= n;
                 left -= n;
             }

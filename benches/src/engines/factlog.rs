@@ -70,6 +70,10 @@ impl BenchEngine for FactlogEngine {
     fn close(self: Box<Self>) -> Result<()> {
         self.store.close().context("factlog: close")
     }
+
+    fn as_factlog(&self) -> Option<&FactlogEngine> {
+        Some(self)
+    }
 }
 
 /// One thread's handle: a store clone plus a reader snapshot reused across
@@ -112,6 +116,18 @@ impl Session for FactlogSession {
         for ev in self.reader().read_all(0) {
             let ev = ev.context("factlog: read_all")?;
             visit(ev.data());
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn read_from(&mut self, from: u64, visit: &mut dyn FnMut(u64, &[u8])) -> Result<u64> {
+        // A fresh reader: a poller must see what was appended since its last call.
+        self.reader = None;
+        let mut n = 0;
+        for ev in self.reader().read_all(from) {
+            let ev = ev.context("factlog: read_all")?;
+            visit(ev.position(), ev.data());
             n += 1;
         }
         Ok(n)

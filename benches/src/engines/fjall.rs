@@ -172,6 +172,17 @@ impl Session for FjallSession {
         }
         Ok(n)
     }
+
+    fn read_from(&mut self, from: u64, visit: &mut dyn FnMut(u64, &[u8])) -> Result<u64> {
+        let mut n = 0;
+        for kv in self.shared.by_pos.range(from.to_be_bytes()..) {
+            let (key, value) = kv.context("fjall: range scan")?;
+            let position: [u8; 8] = key.as_ref().try_into().map_err(|_| anyhow!("fjall: malformed position key"))?;
+            visit(u64::from_be_bytes(position), payload_of(&value)?);
+            n += 1;
+        }
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

@@ -91,6 +91,11 @@ pub trait BenchEngine: Send + Sync {
     fn stats(&self) -> EngineStats;
     /// Flushes and closes the store.
     fn close(self: Box<Self>) -> Result<()>;
+    /// The factlog store behind this engine, for the factlog-only workloads
+    /// (subscriptions, consumers); `None` for the peers.
+    fn as_factlog(&self) -> Option<&factlog::FactlogEngine> {
+        None
+    }
 }
 
 /// A per-thread handle on an open store.
@@ -105,6 +110,11 @@ pub trait Session: Send {
     /// Reads the whole store in global order, handing each payload to `visit`;
     /// returns the number of events read.
     fn scan(&mut self, visit: &mut dyn FnMut(&[u8])) -> Result<u64>;
+    /// Reads the events visible now at global positions `from` and later (0
+    /// is the first event ever appended), in order, handing each position
+    /// and payload to `visit`; returns the number of events read. A poller
+    /// calls it with one past the last position it saw.
+    fn read_from(&mut self, from: u64, visit: &mut dyn FnMut(u64, &[u8])) -> Result<u64>;
 }
 
 /// Opens (creating) a store of engine `kind` in the empty directory `dir`.

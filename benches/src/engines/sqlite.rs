@@ -37,6 +37,8 @@ const SQL_MAX_VERSION: &str = "SELECT MAX(version) FROM events WHERE aggregate_i
 const SQL_INSERT: &str = "INSERT INTO events(event_id, aggregate_id, version, event_type, occurred_at, data) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
 const SQL_REPLAY: &str = "SELECT data FROM events WHERE aggregate_id = ?1 ORDER BY version";
 const SQL_SCAN: &str = "SELECT data FROM events ORDER BY global_pos";
+/// Rows past a poller's last seen `global_pos` (SQLite numbers rows from 1).
+const SQL_POLL: &str = "SELECT global_pos, data FROM events WHERE global_pos > ?1 ORDER BY global_pos";
 
 /// An open SQLite store.
 pub struct SqliteEngine {
@@ -147,6 +149,20 @@ impl Session for SqliteSession {
     fn scan(&mut self, visit: &mut dyn FnMut(&[u8])) -> Result<u64> {
         let mut stmt = self.conn.prepare_cached(SQL_SCAN)?;
         let n = visit_rows(stmt.query([])?, visit)?;
+        Ok(n)
+    }
+
+    fn read_from(&mut self, from: u64, visit: &mut dyn FnMut(u64, &[u8])) -> Result<u64> {
+        let mut stmt = self.conn.prepare_cached(SQL_POLL)?;
+        // Position p (from 0) is row p + 1: rows past `from` in SQLite's numbering.
+        let mut rows = stmt.query(params![from as i64])?;
+        let mut n = 0;
+        while let Some(row) = rows.next()? {
+            let global_pos: i64 = row.get(0)?;
+            let data = row.get_ref(1)?.as_blob().context("sqlite: data column")?;
+            visit((global_pos as u64).saturating_sub(1), data);
+            n += 1;
+        }
         Ok(n)
     }
 }

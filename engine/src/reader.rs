@@ -62,6 +62,24 @@ impl Reader {
         it
     }
 
+    /// Events from `place` on (a place an earlier walk of this log reported
+    /// with [`AllEvents::place`]), without an index lookup: how a
+    /// subscription continues batch after batch without taking the index
+    /// lock the writer publishes under. Falls back to [`Reader::read_all`]
+    /// when the place does not fit this reader's segments.
+    pub(crate) fn read_all_from(&self, place: Place) -> AllEvents<'_> {
+        let fits = self.segments.get(place.seg).is_some_and(|s| s.first_position <= place.position)
+            && place.position >= self.first_position();
+        if !fits {
+            return self.read_all(place.position);
+        }
+        let mut it = AllEvents::new(self, self.visible_end);
+        if let Err(e) = it.start(place.seg, place.offset, place.position) {
+            it.error = Some(e);
+        }
+        it
+    }
+
     /// Events from `from_position` on that pass `filter`, in global order.
     /// Skipped events are checked but never copied.
     pub fn read_all_filtered<'r>(
@@ -289,7 +307,23 @@ pub struct AllEvents<'r> {
     error: Option<Error>,
 }
 
+/// Where a walk of the global log stands: the next position and the byte
+/// offset of its frame in segment slot `seg` (the offset where it will be
+/// written, if it is not yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Place {
+    pub seg: usize,
+    pub offset: u64,
+    pub position: u64,
+}
+
 impl<'r> AllEvents<'r> {
+    /// Where the walk stands now (`None` once it ended on an error).
+    pub(crate) fn place(&self) -> Option<Place> {
+        let frames = self.frames.as_ref()?;
+        Some(Place { seg: self.seg, offset: frames.offset(), position: frames.position() })
+    }
+
     fn new(reader: &'r Reader, end: u64) -> AllEvents<'r> {
         AllEvents { reader, seg: 0, next_first: u64::MAX, frames: None, end, error: None }
     }

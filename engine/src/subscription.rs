@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Error, Result};
 use crate::event::{Direction, EventRef, RecordedEvent};
 use crate::filter::Filter;
-use crate::reader::{AggregateEvents, AllEvents, Reader};
+use crate::reader::{AggregateEvents, AllEvents, Place, Reader};
 use crate::shared::Shared;
 
 /// Where a subscription starts.
@@ -53,6 +53,9 @@ pub struct Subscription {
     seen_end: u64,
     /// Deliver events that are visible but not yet flushed (`Buffered` mode).
     unflushed: bool,
+    /// Where the last walk of the whole log stopped, so the next batch goes
+    /// on from there without an index lookup (only valid while it names `next`).
+    place: Option<Place>,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -68,7 +71,7 @@ impl Subscription {
             StartFrom::Position(p) => p,
             StartFrom::End => shared.durable_end.load(std::sync::atomic::Ordering::SeqCst),
         };
-        Subscription { shared, scope: Scope::All, filter, next, seen_end: 0, unflushed: false }
+        Subscription { shared, scope: Scope::All, filter, next, seen_end: 0, unflushed: false, place: None }
     }
 
     pub(crate) fn aggregate(shared: Arc<Shared>, aggregate_id: &str, from: StartFrom) -> Subscription {
@@ -87,6 +90,7 @@ impl Subscription {
             next,
             seen_end: 0,
             unflushed: false,
+            place: None,
         }
     }
 
@@ -212,7 +216,15 @@ impl Subscription {
         if let Scope::All = self.scope {
             self.next = self.next.max(reader.first_position());
         }
-        Ok(Batch { reader, scope: &self.scope, filter: &self.filter, next: &mut self.next, end, max })
+        Ok(Batch {
+            reader,
+            scope: &self.scope,
+            filter: &self.filter,
+            next: &mut self.next,
+            place: &mut self.place,
+            end,
+            max,
+        })
     }
 }
 
@@ -223,6 +235,7 @@ pub struct Batch<'s> {
     scope: &'s Scope,
     filter: &'s Filter,
     next: &'s mut u64,
+    place: &'s mut Option<Place>,
     /// The durable end when the batch was made (exclusive).
     end: u64,
     /// How many events (positions or versions) the batch may examine.
@@ -234,11 +247,22 @@ impl Batch<'_> {
     /// Each one examined (matching or not) moves the subscription's cursor.
     pub fn events(&mut self) -> BatchEvents<'_> {
         let inner = match self.scope {
-            Scope::All => Walk::All(self.reader.read_all(*self.next)),
+            Scope::All => match *self.place {
+                Some(place) if place.position == *self.next => Walk::All(self.reader.read_all_from(place)),
+                _ => Walk::All(self.reader.read_all(*self.next)),
+            },
             Scope::Aggregate(id) => Walk::Aggregate(self.reader.read_aggregate(id, *self.next, Direction::Forward)),
         };
         let aggregate = matches!(self.scope, Scope::Aggregate(_));
-        BatchEvents { walk: inner, filter: self.filter, next: self.next, end: self.end, left: self.max, aggregate }
+        BatchEvents {
+            walk: inner,
+            filter: self.filter,
+            next: self.next,
+            place: self.place,
+            end: self.end,
+            left: self.max,
+            aggregate,
+        }
     }
 
     /// One past the last durable position this batch can deliver.
@@ -258,6 +282,7 @@ pub struct BatchEvents<'b> {
     walk: Walk<'b>,
     filter: &'b Filter,
     next: &'b mut u64,
+    place: &'b mut Option<Place>,
     end: u64,
     left: usize,
     aggregate: bool,
@@ -285,6 +310,9 @@ impl<'b> Iterator for BatchEvents<'b> {
             }
             self.left -= 1;
             *self.next = if self.aggregate { event.version() + 1 } else { event.position() + 1 };
+            if let Walk::All(it) = &self.walk {
+                *self.place = it.place();
+            }
             if self.filter.matches(&event) {
                 return Some(Ok(event));
             }

@@ -11,9 +11,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-
-use linux_futex::{Futex, Private};
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use crate::index::IndexState;
@@ -149,23 +147,19 @@ impl Shared {
     }
 }
 
-/// What the writer signals when a watermark moves: a futex on an epoch
-/// counter, at the cost of one atomic load per group commit while nobody
-/// waits, and one `FUTEX_WAKE` that wakes every waiter when someone does.
-/// Unlike a condition variable it has no mutex, so woken subscribers do not
-/// queue on one another (with 16 subscribers, a condvar's `notify_all` woke
-/// them into a mutex convoy on every group commit).
+/// A condition variable the writer signals when the durable watermark moves,
+/// at the cost of one atomic load per group commit while nobody waits.
 ///
-/// No lost wake-up: a waiter counts itself in `waiters` (SeqCst), then loads
-/// the epoch, then checks the watermark. The writer stores the watermark
-/// (SeqCst) before it reads `waiters`; if it sees a waiter it bumps the epoch
-/// and wakes. So either the waiter's check sees the new watermark, or the
-/// writer sees the waiter and bumps the epoch after the waiter loaded it, and
-/// the waiter's `FUTEX_WAIT` on the old epoch returns at once.
+/// No lost wake-up: a waiter counts itself in `waiters` (SeqCst) before it
+/// checks the watermark under `lock`; the writer stores the watermark
+/// (SeqCst) before it reads `waiters`, and notifies under `lock`. So either
+/// the waiter sees the new watermark, or the writer sees the waiter and its
+/// notification cannot fall between the waiter's check and its sleep.
 #[derive(Default)]
 pub(crate) struct DurableSignal {
     waiters: AtomicUsize,
-    epoch: Futex<Private>,
+    lock: Mutex<()>,
+    cv: Condvar,
 }
 
 impl DurableSignal {
@@ -176,33 +170,30 @@ impl DurableSignal {
     }
 
     fn notify_all_now(&self) {
-        self.epoch.value.fetch_add(1, Ordering::SeqCst);
-        self.epoch.wake(i32::MAX);
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.cv.notify_all();
     }
 
     /// Sleeps until `ready` gives a value or `deadline` passes (`None`: then).
     fn wait<T>(&self, deadline: Option<Instant>, mut ready: impl FnMut() -> Option<T>) -> Option<T> {
         self.waiters.fetch_add(1, Ordering::SeqCst);
+        let mut guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
         let found = loop {
-            let epoch = self.epoch.value.load(Ordering::SeqCst);
             if let Some(v) = ready() {
                 break Some(v);
             }
-            // A wake-up, a changed epoch, a signal or a timeout all lead back
-            // to the check above; only the deadline ends the wait.
             match deadline {
-                None => {
-                    let _ = self.epoch.wait(epoch);
-                }
+                None => guard = self.cv.wait(guard).unwrap_or_else(|p| p.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         break None;
                     }
-                    let _ = self.epoch.wait_for(epoch, d - now);
+                    guard = self.cv.wait_timeout(guard, d - now).unwrap_or_else(|p| p.into_inner()).0;
                 }
             }
         };
+        drop(guard);
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         found
     }

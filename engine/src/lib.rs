@@ -35,6 +35,7 @@ mod error;
 mod event;
 mod fault;
 mod filter;
+mod follow;
 mod handoff;
 mod id;
 mod index;
@@ -54,6 +55,7 @@ mod subscription;
 mod verify;
 #[allow(unsafe_code)]
 mod view;
+mod watermark;
 mod writer;
 
 pub use bytes::Bytes;
@@ -76,6 +78,7 @@ pub use snapshot::{Snapshot, SnapshotEntry, SnapshotInfo, SnapshotRecovery};
 pub use store::{Stats, Store};
 pub use subscription::{StartFrom, Subscription};
 pub use verify::{Problem, VerifyReport};
+pub use watermark::WATERMARK_NAME;
 
 mod options;
 

@@ -471,6 +471,12 @@ impl<'s> FrameCursor<'s> {
         FrameCursor::new(seg, HEADER_BYTES, seg.first_position, Check::Full)
     }
 
+    /// A fully checking cursor from `offset`, where the frame of `position`
+    /// and a batch start (the end of complete batches an earlier scan found).
+    pub fn for_scan_from(seg: &'s Segment, offset: u64, position: u64) -> FrameCursor<'s> {
+        FrameCursor { at_boundary: true, ..FrameCursor::new(seg, offset, position, Check::Full) }
+    }
+
     /// Offset of the next frame (after an error: of the bad frame).
     pub fn offset(&self) -> u64 {
         self.offset

@@ -274,10 +274,9 @@ fn holder_of(file: &File, kind: LockKind) -> LockHolder {
     };
     for (t, at) in probes.into_iter().flatten() {
         let mut probe = byte_lock(t, at);
-        if let Ok(_) = fcntl(file, FcntlArg::F_GETLK(&mut probe)) {
-            if probe.l_type != libc::F_UNLCK as libc::c_short && probe.l_pid > 0 {
-                return LockHolder::Process(probe.l_pid as u32);
-            }
+        let probed = fcntl(file, FcntlArg::F_GETLK(&mut probe)).is_ok();
+        if probed && probe.l_type != libc::F_UNLCK as libc::c_short && probe.l_pid > 0 {
+            return LockHolder::Process(probe.l_pid as u32);
         }
     }
     LockHolder::Unknown

@@ -293,6 +293,33 @@ mod tests {
         assert!(matches!(Watermark::decode(p, &b), Err(Error::Corrupt { .. })));
     }
 
+    /// The writer-side cost of a publish next to the `fdatasync` it follows
+    /// (README, "Read-only opens beside a writer"):
+    /// `cargo test --release -p factlog --lib publish_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "a measurement, not a check"]
+    fn publish_cost() {
+        use std::time::Instant;
+        // Beside the sources, not in /tmp (often tmpfs, where fdatasync costs nothing).
+        let dir = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let file = WatermarkFile::open(dir.path(), 1).unwrap();
+        const N: u64 = 200_000;
+        let started = Instant::now();
+        for i in 0..N {
+            file.publish(i + 1, 0, 64 + i).unwrap();
+        }
+        let publish_ns = started.elapsed().as_nanos() as f64 / N as f64;
+        let data = File::create(dir.path().join("data")).unwrap();
+        const SYNCS: u64 = 200;
+        let started = Instant::now();
+        for i in 0..SYNCS {
+            data.write_all_at(&[1u8; 512], i * 512).unwrap();
+            data.sync_data().unwrap();
+        }
+        let sync_ns = started.elapsed().as_nanos() as f64 / SYNCS as f64;
+        eprintln!("watermark publish: {publish_ns:.0} ns; 512-byte write + fdatasync: {sync_ns:.0} ns");
+    }
+
     #[test]
     fn publish_then_read_and_missing_or_corrupt_files() {
         let dir = tempfile::tempdir().unwrap();

@@ -20,8 +20,9 @@
 //! Module map, in layers (a module uses only those below it): byte formats
 //! (`record`, `segment`'s header and frame cursor, `index` checkpoints,
 //! `snapshot`'s frames); files and views (`durable`, `mmap` and `view`, the
-//! only `unsafe`, `directory`); state (`index`, `dedupe`, `shared`); actors
-//! (`writer`, `recovery`, the snapshot store, `verify`); handles (`store`,
+//! only `unsafe`, `directory`, `watermark`); state (`index`, `dedupe`,
+//! `shared`); actors (`writer`, `recovery`, `follow`, the snapshot store,
+//! `verify`); handles (`store`,
 //! `reader`, `filter`, `subscription`, `handoff`). `fault` holds the test hooks. The byte layout, the
 //! crash argument and the concurrency design are in `docs/FORMAT.md`.
 

@@ -1,19 +1,20 @@
 //! `factlog`, the command-line tool of the factlog event store: append events
 //! (one from arguments, a file or stdin, or a JSONL batch), read events as
-//! JSON lines, show a store's counters and sizes, list its aggregates and
+//! JSON lines, tail (and follow) the log, show a store's counters and sizes, list its aggregates and
 //! snapshots, verify a store's files, dump its records for debugging, and
 //! repair a damaged store, and list, reset and delete durable consumers and
 //! their parked events.
 //!
 //! This file owns the command-line syntax (the clap definitions and the
 //! parsers of argument values) and the process exit code; each command lives
-//! in its own module (`append`, `read`, `stats`, `aggregates`, `snapshots`,
+//! in its own module (`append`, `read`, `tail`, `stats`, `aggregates`, `snapshots`,
 //! `verify`, `dump`, `repair`, `consumers` for `consumers` and `parked`), the JSONL input format in `jsonl`, event
 //! rendering in `json`, store opening (the lock wait, and the rule for when
 //! `append` may create a store) in `open`, stdout handling in `output`,
 //! errors and exit codes in `error`. Every command but `append` and `repair`
-//! opens the store read-only and never changes a byte of it. Every command
-//! waits up to `--wait` seconds for the store's lock.
+//! opens the store read-only, never changes a byte of it, and runs beside a
+//! writer process. Every command waits up to `--wait` seconds for the store's
+//! lock (a writer waits for a writer, a repair for everyone).
 //!
 //! Exit codes: 0 success, 1 error, 2 conflict (an append refused because the
 //! aggregate's version or an event id disagrees with the store), 3 `verify`
@@ -38,6 +39,7 @@ mod read;
 mod repair;
 mod snapshots;
 mod stats;
+mod tail;
 mod verify;
 
 use std::io::Write;
@@ -58,16 +60,18 @@ use crate::error::{CliResult, EXIT_ERROR};
     version,
     about = "Append, read, inspect and repair factlog event stores",
     after_help = "Exit codes: 0 success, 1 error, 2 conflict (append refused), 3 verify found problems.\n\
-                  Every command but `append` and `repair` opens the store read-only: it changes nothing and can \
-                  run beside other readers, but not while a writer has the store open. Every command waits for \
-                  the store's lock up to --wait seconds, so that commands run one after another on one store."
+                  Every command but `append` and `repair` opens the store read-only: it changes nothing and runs \
+                  beside other readers and beside a process that has the store open for writing (it then sees \
+                  what that writer has made durable). `append` waits for another writer, `repair` for every \
+                  other opener, up to --wait seconds, so that they run one after another on one store."
 )]
 pub struct Cli {
     /// The command to run.
     #[command(subcommand)]
     pub command: Command,
     /// How long to wait for the store's lock while another process holds
-    /// it (a writer, or with `append` and `repair` also a reader), before
+    /// it (for `append`, another writer; for `repair`, any opener; for the
+    /// reading commands, a repair or a writer still recovering), before
     /// failing with a message that names that process. 0 fails at once.
     /// Fractions are allowed (0.5). At most a day.
     #[arg(
@@ -90,6 +94,13 @@ pub enum Command {
     /// Print events as JSON lines, one object per event.
     #[command(after_help = json::HELP)]
     Read(ReadArgs),
+    /// Print the log's durable events from a point on as JSON lines (the
+    /// lines `read` prints), filtered; with --follow, keep printing new ones.
+    ///
+    /// Works while an application has the store open for writing: it shows
+    /// what that writer has made durable, and follows it.
+    #[command(after_help = json::HELP)]
+    Tail(TailArgs),
     /// Print a store's counters and sizes.
     Stats(StatsArgs),
     /// List the aggregates that have events: id, version, events, last position.
@@ -106,7 +117,7 @@ pub enum Command {
     /// Check every record, index entry, checkpoint and snapshot of a store.
     #[command(after_help = "Exit codes:\n  \
         0  the store is sound (a torn tail is reported but is not a problem)\n  \
-        1  error: no store, locked by a writer, I/O failure\n  \
+        1  error: no store, locked by a repair, I/O failure\n  \
         3  problems found, or corruption / an unknown format version keeps the store from opening")]
     Verify(VerifyArgs),
     /// Print records one per line for debugging: position, segment file,
@@ -222,6 +233,27 @@ pub struct ReadArgs {
     /// Print at most this many events.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+}
+
+/// Arguments of `factlog tail`.
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Store directory (must exist).
+    pub dir: PathBuf,
+    /// Where to start: `start` (the first event), `end` (only events that
+    /// become durable from now on) or a global position.
+    #[arg(long, value_name = "start|end|P", default_value = "start", value_parser = tail::parse_from)]
+    pub from: factlog::StartFrom,
+    /// Only events of this type (repeat for several).
+    #[arg(long = "type", value_name = "T")]
+    pub event_types: Vec<String>,
+    /// Only events whose aggregate id starts with this (repeat for several).
+    #[arg(long = "aggregate-prefix", value_name = "X")]
+    pub aggregate_prefixes: Vec<String>,
+    /// Keep running and print each new durable event as it comes, until
+    /// interrupted (new events show within about a millisecond of being durable).
+    #[arg(long)]
+    pub follow: bool,
 }
 
 /// Arguments of `factlog stats`.
@@ -386,6 +418,7 @@ impl Command {
         match self {
             Command::Append(a) => &a.dir,
             Command::Read(a) => &a.dir,
+            Command::Tail(a) => &a.dir,
             Command::Stats(a) => &a.dir,
             Command::Aggregates(a) => &a.dir,
             Command::Snapshots(a) => &a.dir,
@@ -456,6 +489,7 @@ fn run(cli: Cli) -> CliResult {
     let result = match cli.command {
         Command::Append(args) => append::run(args, wait),
         Command::Read(args) => read::run(&args, wait),
+        Command::Tail(args) => tail::run(&args, wait),
         Command::Stats(args) => stats::run(&args, wait),
         Command::Aggregates(args) => aggregates::run(&args, wait),
         Command::Snapshots(args) => snapshots::run(&args, wait),

@@ -7,7 +7,10 @@
 //! `snapshots`, and `repair`'s dry run) open the store with
 //! [`Store::open_read_only`]: a shared lock, no writer, and not one byte of
 //! the store changed (a torn tail is reported, not cut). Several inspectors
-//! can therefore run side by side, but not beside a writer.
+//! run side by side, and beside a process that has the store open for
+//! writing: they then see the log up to the durable watermark that writer
+//! publishes. Only a repair, or a writer still recovering (it has published
+//! nothing yet), keeps them waiting.
 //!
 //! Every open waits for the store's lock as long as `--wait` says (the
 //! engine's `Options::lock_wait`), so that CLI appenders and inspectors
@@ -103,7 +106,7 @@ pub fn open_for_repair(dir: &Path, wait: Duration) -> CliResult<Store> {
 }
 
 /// Opens the existing store in `dir` read-only, waiting up to `wait` for a
-/// writer to close it, and failing without touching the file system if
+/// repair to finish (or a writer to publish its watermark), and failing without touching the file system if
 /// `dir` is missing or is not a factlog store.
 pub fn open_existing(dir: &Path, wait: Duration) -> CliResult<Store> {
     open_existing_with(dir, Options::default().lock_wait(wait))
@@ -156,11 +159,11 @@ pub fn open_read_only(dir: &Path, options: Options) -> Result<Store, OpenError> 
     }
 }
 
-/// The message for a store a writer holds, to a reader.
+/// The message for a store a reader cannot open yet, to a reader.
 fn locked(dir: &Path, holder: LockHolder, wait: Duration) -> CliError {
     CliError::new(format!(
-        "store {} is open for writing by {holder}; {}; inspect it once that process has closed it \
-         (or read it through that process), or pass a longer --wait SECONDS",
+        "store {} is held by {holder}, which is repairing it or has not yet published what is durable; {}; \
+         inspect it once that process is done, or pass a longer --wait SECONDS",
         dir.display(),
         waited(wait)
     ))
@@ -170,7 +173,7 @@ fn locked(dir: &Path, holder: LockHolder, wait: Duration) -> CliError {
 /// do once it is free.
 fn in_use(dir: &Path, holder: LockHolder, wait: Duration, what: &str) -> CliError {
     CliError::new(format!(
-        "store {} is locked by {holder} (a writer, or a reader such as `factlog read`); {}; \
+        "store {} is locked by {holder} (a writer, or for a repair also a reader such as `factlog read`); {}; \
          {what} once that process has closed it, or pass a longer --wait SECONDS",
         dir.display(),
         waited(wait)
@@ -211,7 +214,8 @@ mod tests {
     fn lock_messages_name_the_holder_and_the_wait() {
         let dir = Path::new("/s");
         let text = locked(dir, LockHolder::Process(42), Duration::from_millis(1500)).to_string();
-        assert!(text.starts_with("store /s is open for writing by process 42; gave up after waiting 1.5 s;"), "{text}");
+        assert!(text.starts_with("store /s is held by process 42, which is repairing it"), "{text}");
+        assert!(text.contains("; gave up after waiting 1.5 s;"), "{text}");
         assert!(text.ends_with("or pass a longer --wait SECONDS"), "{text}");
         let text = in_use(dir, LockHolder::Unknown, Duration::ZERO, "append to it").to_string();
         assert!(text.starts_with("store /s is locked by another opener (a writer,"), "{text}");

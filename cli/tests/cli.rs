@@ -9,7 +9,9 @@
 //! then the cut only once confirmed), the `factlog repair` line after a
 //! corruption error, `aggregates` and `snapshots` listings, read-only
 //! opening (no byte of the store changes), and the lock wait (concurrent
-//! appenders queue; a lock held too long is an error naming its holder).
+//! appenders queue; a lock held too long is an error naming its holder;
+//! readers run beside a writer process), and `tail` (`--follow` picks up a
+//! live writer's appends).
 //!
 //! Multi-segment stores are built through the `factlog` library, since the
 //! CLI has no segment-size option.
@@ -633,45 +635,55 @@ fn a_lock_held_past_wait_is_an_error_naming_its_holder() {
     let dir = sample_store(tmp.path());
     let d = path(&dir);
     let pid = std::process::id();
-    let commands: [&[&str]; 6] =
-        [&["read", d, "--all"], &["stats", d], &["verify", d], &["dump", d], &["aggregates", d], &["snapshots", d]];
+    let commands: [&[&str]; 7] = [
+        &["read", d, "--all"],
+        &["tail", d],
+        &["stats", d],
+        &["verify", d],
+        &["dump", d],
+        &["aggregates", d],
+        &["snapshots", d],
+    ];
     {
+        // A live writer in another process (this one) is no obstacle to readers...
         let _writer = Store::open(&dir, Options::default()).unwrap();
         for args in commands {
-            // `--wait` goes before or after the command.
-            for wait in [&["--wait", "0"][..], &["--wait=0"]] {
-                let out = factlog(&[wait, args].concat());
-                assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
-                assert!(out.stdout.is_empty(), "{args:?}");
-                let err = stderr(&out);
-                let want =
-                    format!("error: store {d} is open for writing by process {pid}; did not wait for it (--wait 0); ");
-                assert!(err.starts_with(&want), "{args:?}: {err}");
-                assert!(err.contains("pass a longer --wait SECONDS"), "{args:?}: {err}");
-            }
+            ok(&[args, &["--wait", "0"]].concat());
         }
-        let started = std::time::Instant::now();
-        let out = factlog(&["stats", d, "--wait", "0.3"]);
-        assert!(started.elapsed() >= std::time::Duration::from_millis(300));
-        assert!(stderr(&out).contains(&format!("by process {pid}; gave up after waiting 0.3 s;")), "{}", stderr(&out));
+        assert_eq!(json_lines(&ok(&["read", d, "--all", "--wait=0"])).len(), 4);
+        // ...but to another writer.
         let out = factlog(&["append", d, "--aggregate", "a", "--type", "T", "--data", "{}", "--wait", "0"]);
         assert_eq!(out.status.code(), Some(1));
-        let want =
-            format!("error: store {d} is locked by process {pid} (a writer, or a reader such as `factlog read`); ");
+        let want = format!("error: store {d} is locked by process {pid} (a writer, or for a repair also a reader");
         assert!(stderr(&out).starts_with(&want), "{}", stderr(&out));
+        let started = std::time::Instant::now();
+        let out = factlog(&["append", d, "--aggregate", "a", "--type", "T", "--data", "{}", "--wait", "0.3"]);
+        assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+        assert!(stderr(&out).contains(&format!("by process {pid} ")), "{}", stderr(&out));
+        assert!(stderr(&out).contains("gave up after waiting 0.3 s;"), "{}", stderr(&out));
         let out = factlog(&["stats", d, "--wait", "-1"]);
         assert_eq!(out.status.code(), Some(1));
         assert!(stderr(&out).contains("expected 0 to 86400 seconds"), "{}", stderr(&out));
     }
-    // Other readers are no obstacle to readers, but to writers.
-    let reader = Store::open_read_only(&dir, Options::default()).unwrap();
-    for args in commands {
-        ok(&[args, &["--wait", "0"]].concat());
+    // A repair holds the store alone: readers are refused while it runs.
+    {
+        let _repair = Store::open(&dir, Options::default().repair(true)).unwrap();
+        for args in commands {
+            for wait in [&["--wait", "0"][..], &["--wait=0"]] {
+                let out = factlog(&[wait, args].concat());
+                assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+                assert!(out.stdout.is_empty(), "{args:?}");
+                let want = format!("error: store {d} is held by process {pid}, which is repairing it");
+                assert!(stderr(&out).starts_with(&want), "{args:?}: {}", stderr(&out));
+                assert!(stderr(&out).contains("did not wait for it (--wait 0)"), "{args:?}: {}", stderr(&out));
+            }
+        }
     }
-    let out = factlog(&["append", d, "--aggregate", "a", "--type", "T", "--data", "{}", "--wait", "0"]);
-    assert!(stderr(&out).starts_with(&format!("error: store {d} is locked by process {pid} ")), "{}", stderr(&out));
+    // Readers are no obstacle to a writer (only to a repair: tests/tests/lock.rs).
+    let reader = Store::open_read_only(&dir, Options::default()).unwrap();
+    ok(&["append", d, "--aggregate", "a", "--type", "T", "--data", "{}", "--wait", "0"]);
     drop(reader);
-    assert_eq!(json_lines(&ok(&["read", d, "--all"])).len(), 4);
+    assert_eq!(json_lines(&ok(&["read", d, "--all"])).len(), 5);
 }
 
 #[test]
@@ -683,21 +695,80 @@ fn commands_wait_for_the_lock_by_default() {
     let spawn = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_factlog")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()
     };
-    let mut read = spawn(&["read", d, "--all"]).unwrap();
+    let read = spawn(&["read", d, "--all"]).unwrap();
     let mut append = spawn(&["append", d, "--aggregate", "late", "--type", "T", "--data", "{}"]).unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    assert!(read.try_wait().unwrap().is_none(), "read did not wait for the writer");
+    // The reader does not wait for the writer: it reads what is durable.
+    let read = read.wait_with_output().unwrap();
+    assert_eq!(read.status.code(), Some(0), "{}", stderr(&read));
+    assert_eq!(json_lines(&stdout(&read)).len(), 4, "{}", stdout(&read));
+    std::thread::sleep(std::time::Duration::from_millis(300));
     assert!(append.try_wait().unwrap().is_none(), "append did not wait for the writer");
     writer.close().unwrap();
-    let (read, append) = (read.wait_with_output().unwrap(), append.wait_with_output().unwrap());
-    assert_eq!(read.status.code(), Some(0), "{}", stderr(&read));
-    assert!(matches!(json_lines(&stdout(&read)).len(), 4 | 5), "{}", stdout(&read));
+    let append = append.wait_with_output().unwrap();
     assert_eq!(
         (append.status.code(), stdout(&append).as_str()),
         (Some(0), "version 0 position 4\n"),
         "{}",
         stderr(&append)
     );
+}
+
+/// Reads a child's stdout lines on a thread.
+fn lines_of(out: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+#[test]
+fn tail_prints_what_a_live_writer_made_durable_and_follows_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = sample_store(tmp.path());
+    let d = path(&dir);
+    // This test process is the application that holds the store for writing.
+    let writer = Store::open(&dir, Options::default()).unwrap();
+    let all = json_lines(&ok(&["tail", d]));
+    assert_eq!(all, json_lines(&ok(&["read", d, "--all"])), "tail prints read's lines");
+    assert_eq!(all.len(), 4);
+    let deposits = json_lines(&ok(&["tail", d, "--type", "FundsDeposited", "--from", "1"]));
+    assert!(deposits.iter().all(|v| v["event_type"] == "FundsDeposited" && v["position"].as_u64() >= Some(1)));
+    let none = ok(&["tail", d, "--aggregate-prefix", "no-such-", "--from", "end"]);
+    assert!(none.is_empty());
+    let out = factlog(&["tail", d, "--from", "later"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("expected `start`, `end` or a position"), "{}", stderr(&out));
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_factlog"))
+        .args(["tail", d, "--from", "end", "--follow", "--aggregate-prefix", "live-"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(child.stdout.take().unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let append = |aggregate: &str, data: &str| {
+        let ev = NewEvent::new(factlog::EventId::new_v7(), "Followed", Bytes::from(data.to_string()));
+        writer.append(aggregate, ExpectedVersion::Any, vec![ev]).unwrap().first_position
+    };
+    append("other", "{}");
+    let p = append("live-1", r#"{"n":1}"#);
+    let line = lines.recv_timeout(std::time::Duration::from_secs(10)).expect("tail --follow prints the new event");
+    let v = &json_lines(&line)[0];
+    assert_eq!((v["position"].as_u64(), &v["aggregate_id"], &v["data"]), (Some(p), &json!("live-1"), &json!({"n": 1})));
+    let p = append("live-2", r#"{"n":2}"#);
+    let line = lines.recv_timeout(std::time::Duration::from_secs(10)).expect("and the next one");
+    assert_eq!(json_lines(&line)[0]["position"].as_u64(), Some(p));
+    assert!(child.try_wait().unwrap().is_none(), "--follow keeps running");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    writer.close().unwrap();
 }
 
 #[test]

@@ -65,13 +65,34 @@ pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
     }
 }
 
+/// What an opener asks of the store's lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LockKind {
+    /// A read-only open: a read lock on [`READER_BYTE`], which no writer
+    /// conflicts with (only a repair).
+    Reader,
+    /// A read-write open: the write lock on [`WRITER_BYTE`] (one writer).
+    Writer,
+    /// A read-write open with `repair`: the write lock on both bytes, because
+    /// a repair rewrites bytes that readers may have indexed.
+    RepairWriter,
+}
+
+/// Byte of `LOCK` a writer write-locks: one writer at a time, and what
+/// readers probe (`F_GETLK`) to learn whether a writer is live.
+const WRITER_BYTE: i64 = 0;
+/// Byte of `LOCK` readers read-lock, and a repair write-locks.
+const READER_BYTE: i64 = 1;
+
 /// The store's lock as this process holds it: one open description of the
-/// `LOCK` file per store directory, shared by this process's read-only
-/// handles, and how many handles use it.
+/// `LOCK` file per store directory, shared by every handle of this process,
+/// and which byte locks they hold.
 struct Held {
-    exclusive: bool,
-    handles: usize,
-    _file: File,
+    /// The writer handle's kind, if this process has one.
+    writer: Option<LockKind>,
+    /// Read-only handles.
+    readers: usize,
+    file: File,
 }
 
 /// Every store directory this process holds a lock on, by canonical path.
@@ -82,36 +103,73 @@ struct Held {
 /// copies of every descriptor until it `exec`s) cannot keep the store locked
 /// after its owner closed it. The price: closing *any* descriptor of the lock
 /// file releases the process's lock, so this registry makes sure the file is
-/// opened once per store and closed only when the last handle goes.
+/// opened once per store and closed only when the last handle goes. Record
+/// locks of one process never conflict with each other, so the registry also
+/// decides what this process's own handles may share.
 static HELD: std::sync::LazyLock<Mutex<HashMap<PathBuf, Held>>> = std::sync::LazyLock::new(Mutex::default);
 
-/// A handle's share of its store's lock; released when the last share drops.
+/// A handle's share of its store's lock; released when the handle drops.
 #[derive(Debug)]
 pub(crate) struct DirLock {
     key: PathBuf,
+    kind: LockKind,
+}
+
+impl DirLock {
+    /// The process of a live writer of this store, if there is one (this
+    /// process's own writer handle included). Asks the kernel each time.
+    pub(crate) fn live_writer(&self) -> Result<Option<LockHolder>> {
+        let held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(h) = held.get(&self.key) else { return Ok(None) };
+        if h.writer.is_some() {
+            return Ok(Some(LockHolder::ThisProcess));
+        }
+        let mut probe = byte_lock(libc::F_WRLCK, WRITER_BYTE);
+        match fcntl(&h.file, FcntlArg::F_GETLK(&mut probe)) {
+            Ok(_) if probe.l_type == libc::F_UNLCK as libc::c_short => Ok(None),
+            Ok(_) if probe.l_pid > 0 => Ok(Some(LockHolder::Process(probe.l_pid as u32))),
+            Ok(_) => Ok(Some(LockHolder::Unknown)),
+            Err(e) => Err(Error::io("probe the writer's lock", self.key.join(LOCK_NAME), e.into())),
+        }
+    }
 }
 
 impl Drop for DirLock {
     fn drop(&mut self) {
         let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(h) = held.get_mut(&self.key) {
-            h.handles -= 1;
-            if h.handles == 0 {
-                // Closing the file releases the record lock.
-                held.remove(&self.key);
+        let Some(h) = held.get_mut(&self.key) else { return };
+        match self.kind {
+            LockKind::Reader => {
+                h.readers -= 1;
+                if h.readers == 0 && h.writer.is_some() {
+                    let _ = fcntl(&h.file, FcntlArg::F_SETLK(&byte_lock(libc::F_UNLCK, READER_BYTE)));
+                }
             }
+            LockKind::Writer | LockKind::RepairWriter => {
+                h.writer = None;
+                if h.readers > 0 {
+                    let _ = fcntl(&h.file, FcntlArg::F_SETLK(&byte_lock(libc::F_UNLCK, WRITER_BYTE)));
+                    if self.kind == LockKind::RepairWriter {
+                        // Back from the repair's write lock to the readers' read lock.
+                        let _ = fcntl(&h.file, FcntlArg::F_SETLK(&byte_lock(libc::F_RDLCK, READER_BYTE)));
+                    }
+                }
+            }
+        }
+        if h.readers == 0 && h.writer.is_none() {
+            // Closing the file releases every record lock of this process on it.
+            held.remove(&self.key);
         }
     }
 }
 
-/// Takes the store's lock: exclusive for a writer, `shared` for read-only
-/// openers (several may share it, in any processes). If it is taken, polls
-/// until `wait` has passed, then fails with [`Error::Locked`] naming the holder.
-pub(crate) fn lock_dir(dir: &Path, shared: bool, wait: Duration) -> Result<DirLock> {
+/// Takes the store's lock as `kind` says. If it is taken, polls until `wait`
+/// has passed, then fails with [`Error::Locked`] naming the holder.
+pub(crate) fn lock_dir(dir: &Path, kind: LockKind, wait: Duration) -> Result<DirLock> {
     let key = std::fs::canonicalize(dir).map_err(|e| Error::io("resolve store directory", dir, e))?;
     let deadline = Instant::now() + wait;
     loop {
-        match try_lock(&key, shared)? {
+        match try_lock(&key, kind)? {
             Ok(lock) => return Ok(lock),
             Err(holder) => {
                 let now = Instant::now();
@@ -128,30 +186,52 @@ pub(crate) fn lock_dir(dir: &Path, shared: bool, wait: Duration) -> Result<DirLo
 const LOCK_POLL: Duration = Duration::from_millis(5);
 
 /// One attempt at the lock; `Ok(Err(holder))` when someone else has it.
-fn try_lock(key: &Path, shared: bool) -> Result<std::result::Result<DirLock, LockHolder>> {
-    try_lock_file(key, &key.join(LOCK_NAME), shared)
+fn try_lock(key: &Path, kind: LockKind) -> Result<std::result::Result<DirLock, LockHolder>> {
+    try_lock_file(key, &key.join(LOCK_NAME), kind)
 }
 
-/// Takes an exclusive lock on the file `path` (created if missing), the way
+/// Takes the writer's lock on the file `path` (created if missing), the way
 /// [`lock_dir`] locks a store, without waiting: what keeps two handles of one
-/// durable consumer apart, in this process or any other. Fails with
-/// [`Error::Locked`] naming the holder.
+/// durable consumer apart, in this process or any other. `path` must be
+/// canonical (the registry is keyed by it). Fails with [`Error::Locked`]
+/// naming the holder.
 pub(crate) fn lock_file(path: &Path) -> Result<DirLock> {
-    match try_lock_file(path, path, false)? {
+    match try_lock_file(path, path, LockKind::Writer)? {
         Ok(lock) => Ok(lock),
         Err(holder) => Err(Error::Locked { path: path.to_path_buf(), holder }),
     }
 }
 
-/// One attempt at a record lock on `path`, registered under `key`.
-fn try_lock_file(key: &Path, path: &Path, shared: bool) -> Result<std::result::Result<DirLock, LockHolder>> {
+/// One attempt at a record lock of `kind` on the file `path`, registered under `key`.
+fn try_lock_file(key: &Path, path: &Path, kind: LockKind) -> Result<std::result::Result<DirLock, LockHolder>> {
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    // IMPORTANT: made only once the lock is ours: dropping a `DirLock` takes `HELD`.
+    let lock = || DirLock { key: key.to_path_buf(), kind };
     if let Some(h) = held.get_mut(key) {
-        if shared && !h.exclusive {
-            h.handles += 1;
-            return Ok(Ok(DirLock { key: key.to_path_buf() }));
+        // This process's own handles: one writer; a repair beside nothing.
+        let conflict = match kind {
+            LockKind::Reader => h.writer == Some(LockKind::RepairWriter),
+            LockKind::Writer => h.writer.is_some(),
+            LockKind::RepairWriter => h.writer.is_some() || h.readers > 0,
+        };
+        if conflict {
+            return Ok(Err(LockHolder::ThisProcess));
         }
-        return Ok(Err(LockHolder::ThisProcess));
+        if kind == LockKind::Reader && h.readers > 0 {
+            h.readers += 1;
+            return Ok(Ok(lock()));
+        }
+        return match set_locks(&h.file, kind) {
+            Ok(()) => {
+                match kind {
+                    LockKind::Reader => h.readers += 1,
+                    _ => h.writer = Some(kind),
+                }
+                Ok(Ok(lock()))
+            }
+            Err(Errno::EAGAIN | Errno::EACCES) => Ok(Err(holder_of(&h.file, kind))),
+            Err(e) => Err(Error::io("lock", path, e.into())),
+        };
     }
     let file = OpenOptions::new()
         .read(true)
@@ -160,35 +240,60 @@ fn try_lock_file(key: &Path, path: &Path, shared: bool) -> Result<std::result::R
         .truncate(false)
         .open(path)
         .map_err(|e| Error::io("open lock file", path, e))?;
-    let kind = if shared { libc::F_RDLCK } else { libc::F_WRLCK };
-    match fcntl(&file, FcntlArg::F_SETLK(&whole_file(kind))) {
-        Ok(_) => {
-            held.insert(key.to_path_buf(), Held { exclusive: !shared, handles: 1, _file: file });
-            Ok(Ok(DirLock { key: key.to_path_buf() }))
+    match set_locks(&file, kind) {
+        Ok(()) => {
+            let (writer, readers) = match kind {
+                LockKind::Reader => (None, 1),
+                _ => (Some(kind), 0),
+            };
+            held.insert(key.to_path_buf(), Held { writer, readers, file });
+            Ok(Ok(lock()))
         }
         Err(Errno::EAGAIN | Errno::EACCES) => Ok(Err(holder_of(&file, kind))),
         Err(e) => Err(Error::io("lock", path, e.into())),
     }
 }
 
-/// A record-lock request of `kind` over the whole file.
-fn whole_file(kind: i32) -> libc::flock {
+/// Takes the byte locks of `kind` (none of them, if any conflicts).
+fn set_locks(file: &File, kind: LockKind) -> std::result::Result<(), Errno> {
+    match kind {
+        LockKind::Reader => fcntl(file, FcntlArg::F_SETLK(&byte_lock(libc::F_RDLCK, READER_BYTE))).map(|_| ()),
+        LockKind::Writer => fcntl(file, FcntlArg::F_SETLK(&byte_lock(libc::F_WRLCK, WRITER_BYTE))).map(|_| ()),
+        LockKind::RepairWriter => {
+            fcntl(file, FcntlArg::F_SETLK(&byte_lock(libc::F_WRLCK, WRITER_BYTE)))?;
+            if let Err(e) = fcntl(file, FcntlArg::F_SETLK(&byte_lock(libc::F_WRLCK, READER_BYTE))) {
+                let _ = fcntl(file, FcntlArg::F_SETLK(&byte_lock(libc::F_UNLCK, WRITER_BYTE)));
+                return Err(e);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A record-lock request of `kind` on the one byte at `at`.
+fn byte_lock(kind: i32, at: i64) -> libc::flock {
     libc::flock {
         l_type: kind as libc::c_short,
         l_whence: libc::SEEK_SET as libc::c_short,
-        l_start: 0,
-        l_len: 0,
+        l_start: at,
+        l_len: 1,
         l_pid: 0,
     }
 }
 
-/// The process whose lock conflicts with a lock of `kind`, if the kernel says.
-fn holder_of(file: &File, kind: i32) -> LockHolder {
-    let mut probe = whole_file(kind);
-    match fcntl(file, FcntlArg::F_GETLK(&mut probe)) {
-        Ok(_) if probe.l_type != libc::F_UNLCK as libc::c_short && probe.l_pid > 0 => {
-            LockHolder::Process(probe.l_pid as u32)
+/// The process whose lock conflicts with taking `kind`, if the kernel says.
+fn holder_of(file: &File, kind: LockKind) -> LockHolder {
+    let probes = match kind {
+        LockKind::Reader => [Some((libc::F_RDLCK, READER_BYTE)), None],
+        LockKind::Writer => [Some((libc::F_WRLCK, WRITER_BYTE)), None],
+        LockKind::RepairWriter => [Some((libc::F_WRLCK, WRITER_BYTE)), Some((libc::F_WRLCK, READER_BYTE))],
+    };
+    for (t, at) in probes.into_iter().flatten() {
+        let mut probe = byte_lock(t, at);
+        let probed = fcntl(file, FcntlArg::F_GETLK(&mut probe)).is_ok();
+        if probed && probe.l_type != libc::F_UNLCK as libc::c_short && probe.l_pid > 0 {
+            return LockHolder::Process(probe.l_pid as u32);
         }
-        _ => LockHolder::Unknown,
     }
+    LockHolder::Unknown
 }

@@ -20,8 +20,9 @@
 //! Module map, in layers (a module uses only those below it): byte formats
 //! (`record`, `segment`'s header and frame cursor, `index` checkpoints,
 //! `snapshot`'s frames); files and views (`durable`, `mmap` and `view`, the
-//! only `unsafe`, `directory`); state (`index`, `dedupe`, `shared`); actors
-//! (`writer`, `recovery`, the snapshot store, `verify`); handles (`store`,
+//! only `unsafe`, `directory`, `watermark`); state (`index`, `dedupe`,
+//! `shared`); actors (`writer`, `recovery`, `follow`, the snapshot store,
+//! `verify`); handles (`store`,
 //! `reader`, `filter`, `subscription`, `handoff`). `fault` holds the test hooks. The byte layout, the
 //! crash argument and the concurrency design are in `docs/FORMAT.md`.
 
@@ -36,6 +37,7 @@ mod error;
 mod event;
 mod fault;
 mod filter;
+mod follow;
 mod handoff;
 mod id;
 mod index;
@@ -55,6 +57,7 @@ mod subscription;
 mod verify;
 #[allow(unsafe_code)]
 mod view;
+mod watermark;
 mod writer;
 
 pub use bytes::Bytes;
@@ -81,6 +84,7 @@ pub use snapshot::{Snapshot, SnapshotEntry, SnapshotInfo, SnapshotRecovery};
 pub use store::{Stats, Store};
 pub use subscription::{Batch, BatchEvents, StartFrom, Subscription};
 pub use verify::{Problem, VerifyReport};
+pub use watermark::WATERMARK_NAME;
 
 mod options;
 

@@ -1,7 +1,8 @@
 //! Read-only memory maps of segment files. One of the two modules allowed to
 //! use `unsafe` (the other is `view`, whose one caller is `segment`). It must never map a file that may
-//! shrink while mapped, and never map writable: the writer appends with
-//! `pwrite`, so a full disk is an error code, not a SIGBUS.
+//! shrink while mapped, and never map writable: the writer (in this process
+//! or, for a read-only store, another one) appends with `pwrite`, so a full
+//! disk is an error code, not a SIGBUS.
 
 use std::fs::File;
 use std::path::Path;
@@ -22,12 +23,20 @@ pub(crate) fn map_readonly(file: &File, len: u64, path: &Path) -> Result<Mmap> {
     // SAFETY: memmap2 requires that the mapped file is not modified in ways
     // that break Rust's aliasing rules, and not truncated while mapped (that
     // would raise SIGBUS on access). factlog (1) maps read-only and never
-    // creates a `&mut` into the map, so concurrent `pwrite`s by the writer
-    // only change bytes that readers do not look at until the writer publishes
-    // them through an Acquire/Release watermark; (2) never truncates a segment
-    // file while any map of it exists: recovery truncates before mapping, and
-    // the store's exclusive directory lock keeps other factlog processes away.
-    // We checked above that the file covers `len` bytes.
+    // creates a `&mut` into the map. The writer, in this process or another
+    // one, appends with `pwrite` only at or past its write offset, which is
+    // at or past every end it has published; a reader looks at a byte only
+    // below a published end: in-process through the Acquire/Release
+    // watermark, across processes through the `WATERMARK` file (whose end
+    // covers only synced bytes, see `watermark`). Published bytes are never
+    // written again: recovery (a restarted writer) zeroes only past the end
+    // of the complete batches, which is at or past every published end, and
+    // a repair, which may rewrite below it, takes the `LOCK` byte that every
+    // read-only store holds, so it runs only when no reader exists. (2) No
+    // code shrinks a segment file: segments are created at full size and
+    // never truncated (recovery only pads a short one, before mapping it),
+    // and repair removes files with `unlink`, which leaves existing maps
+    // intact. We checked above that the file covers `len` bytes.
     let map = unsafe { MmapOptions::new().len(len).map(file) }.map_err(|e| Error::io("mmap", path, e))?;
     Ok(map)
 }

@@ -91,10 +91,17 @@ pub(crate) struct Scan<'a> {
 /// keeping only complete batches. Stops at zeroed space, at the first invalid
 /// frame, or when `stop_at` (an end position) is reached.
 pub(crate) fn scan_segment(seg: &Segment, stop_at: Option<u64>) -> Scan<'_> {
-    let mut frames = FrameCursor::for_scan(seg);
+    scan_from(seg, HEADER_BYTES, seg.first_position, stop_at)
+}
+
+/// [`scan_segment`] from `offset`, where the frame of `position` starts and
+/// a batch starts (the end of the complete batches an earlier scan found):
+/// what a read-only store following a writer scans when the watermark moves.
+pub(crate) fn scan_from(seg: &Segment, offset: u64, position: u64, stop_at: Option<u64>) -> Scan<'_> {
+    let mut frames = FrameCursor::for_scan_from(seg, offset, position);
     let mut entries = Vec::new();
     let mut batch: Vec<CheckpointEntry<'_>> = Vec::new();
-    let mut committed = HEADER_BYTES;
+    let mut committed = offset;
     let problem = loop {
         if stop_at == Some(frames.position()) && batch.is_empty() {
             break None;
@@ -202,7 +209,7 @@ pub(crate) struct Recovered {
     pub report: RecoveryReport,
 }
 
-fn list_segments(dir: &Path, read_only: bool) -> Result<Vec<(u64, PathBuf)>> {
+pub(crate) fn list_segments(dir: &Path, read_only: bool) -> Result<Vec<(u64, PathBuf)>> {
     let mut segs = Vec::new();
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io("list store directory", dir, e))?;
     for entry in rd {
@@ -226,8 +233,35 @@ fn list_segments(dir: &Path, read_only: bool) -> Result<Vec<(u64, PathBuf)>> {
 /// without segments is opened empty, and `repair` is a dry run (the report
 /// says what it would cut and remove; the index ends at the cut).
 pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool) -> Result<Recovered> {
+    recover_up_to(dir, opts, read_only, None)
+}
+
+/// How far a read-only open beside a live writer may look: the writer's
+/// published durable watermark.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limit {
+    /// One past the last durable position.
+    pub end: u64,
+    /// First position of the segment holding the durable end.
+    pub segment_first: u64,
+    /// Offset in that segment where the durable log ends.
+    pub end_offset: u64,
+}
+
+/// [`recover`], read-only, seeing only the log below `limit`: segments
+/// after the limit's are left out, and the limit's segment is scanned up to
+/// the limit's end only, never past it (the writer appends there). The log
+/// must reach the limit exactly: it is durable.
+pub(crate) fn recover_to(dir: &Path, opts: &Options, limit: Limit) -> Result<Recovered> {
+    recover_up_to(dir, opts, true, Some(limit))
+}
+
+fn recover_up_to(dir: &Path, opts: &Options, read_only: bool, limit: Option<Limit>) -> Result<Recovered> {
     let started = Instant::now();
     let mut segs = list_segments(dir, read_only)?;
+    if let Some(limit) = limit {
+        segs.retain(|(first, _)| *first <= limit.segment_first);
+    }
     if segs.is_empty() && !read_only {
         let faults = opts.faults.clone().unwrap_or_default();
         segs.push((0, segment::install(dir, 0, opts.next_segment_bytes(None, 0), &faults)?));
@@ -249,7 +283,10 @@ pub(crate) fn recover(dir: &Path, opts: &Options, read_only: bool) -> Result<Rec
             Some(end) if !opts.repair && r.load_checkpointed(&path, first, end)? => false,
             Some(end) => r.recover_sealed(&path, first, end, &segs[i + 1..])?,
             None => {
-                r.recover_active(&path, first)?;
+                match limit {
+                    Some(limit) => r.recover_up_to_limit(&path, first, limit)?,
+                    None => r.recover_active(&path, first)?,
+                }
                 true
             }
         };
@@ -414,6 +451,27 @@ impl Recovery<'_> {
         Ok(())
     }
 
+    /// The segment holding a live writer's durable end, read-only: scanned
+    /// up to that end and not a frame further; it must reach it exactly.
+    fn recover_up_to_limit(&mut self, path: &Path, first: u64, limit: Limit) -> Result<()> {
+        if first != limit.segment_first {
+            let reason = format!("the watermark's segment starts at {}, not found", limit.segment_first);
+            return Err(Error::corrupt(path, 0, reason));
+        }
+        let seg = Arc::new(Segment::open(path.to_path_buf(), None)?);
+        check_header(&seg, first)?;
+        let scan = scan_segment(&seg, Some(limit.end));
+        self.report.events_scanned += scan.entries.len() as u64;
+        let scanned_end = first + scan.entries.len() as u64;
+        check_reached(&seg, &scan, scanned_end, limit.end, Some(limit.end_offset))?;
+        let mut entries = owned_entries(&scan.entries);
+        let end_offset = scan.end_offset;
+        drop(scan);
+        push_entries(&mut self.index, seg, &mut entries).map_err(|e| Error::corrupt(path, 0, e.to_string()))?;
+        self.active_write_offset = end_offset;
+        Ok(())
+    }
+
     /// Damage in the active segment before a frame written (and synced) by a
     /// later write: an error, or with `repair` a reported truncation that
     /// counts every checksummed event after the cut as lost.
@@ -435,6 +493,29 @@ impl Recovery<'_> {
         });
         Ok(())
     }
+}
+
+/// A scan up to a durable end must reach it exactly (at `end_offset`, when
+/// the watermark says where that is): the bytes below it were synced before
+/// the watermark was published and are never rewritten, so anything else is
+/// corruption, not a torn write.
+pub(crate) fn check_reached(
+    seg: &Segment,
+    scan: &Scan<'_>,
+    scanned_end: u64,
+    end: u64,
+    end_offset: Option<u64>,
+) -> Result<()> {
+    if scanned_end != end {
+        let why = scan.problem.as_ref().map_or("zeroed space", |(_, r, _)| r.as_str());
+        let reason = format!("the log ends at position {scanned_end} ({why}), but it is durable up to {end}");
+        return Err(Error::corrupt(&seg.path, scan.end_offset, reason));
+    }
+    if let Some(want) = end_offset.filter(|o| *o != scan.end_offset) {
+        let reason = format!("the durable log ends at offset {}, the watermark says {want}", scan.end_offset);
+        return Err(Error::corrupt(&seg.path, scan.end_offset, reason));
+    }
+    Ok(())
 }
 
 /// Where the log ends according to the segments after a damaged one: the

@@ -355,7 +355,8 @@ impl Segment {
             Check::Full => record::validate_body(body, &header)?,
             // SAFETY: `Check::Trusted` is only used after `ensure_checked` (sealed
             // segments loaded from a checkpoint) or on segments whose frames up to
-            // the published watermark were validated by the recovery scan or
+            // the published watermark were validated by the recovery scan, by
+            // a read-only store's follower (module `follow`, full checks) or
             // written by this process's writer; `checked_body` verified the
             // checksum just now, so these are the validated bytes
             // (`view::trusted_body`'s contract).
@@ -381,8 +382,9 @@ impl Segment {
         // SAFETY: `trusted_frame` is only reached through `Check::Trusted`,
         // which is used after `ensure_checked` (sealed segments loaded from a
         // checkpoint) or on segments whose frames up to the published
-        // watermark were validated by the recovery scan or written by this
-        // process's writer; the checksum was verified again just now
+        // watermark were validated by the recovery scan, by a read-only
+        // store's follower (full checks), or written by this process's
+        // writer; the checksum was verified again just now
         // (`checked_body`), so the bytes are the ones validated. See
         // `view::trusted_body`'s contract.
         #[allow(unsafe_code)]
@@ -469,6 +471,12 @@ impl<'s> FrameCursor<'s> {
     /// `verify`): nothing of the segment is trusted yet.
     pub fn for_scan(seg: &'s Segment) -> FrameCursor<'s> {
         FrameCursor::new(seg, HEADER_BYTES, seg.first_position, Check::Full)
+    }
+
+    /// A fully checking cursor from `offset`, where the frame of `position`
+    /// and a batch start (the end of complete batches an earlier scan found).
+    pub fn for_scan_from(seg: &'s Segment, offset: u64, position: u64) -> FrameCursor<'s> {
+        FrameCursor { at_boundary: true, ..FrameCursor::new(seg, offset, position, Check::Full) }
     }
 
     /// Offset of the next frame (after an error: of the bad frame).

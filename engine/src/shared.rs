@@ -1,7 +1,8 @@
 //! What the writer thread publishes and every reader reads: the index, the
 //! list of segment maps, the watermarks (`visible_end`, `durable_end`), the
 //! poison flag and the snapshot store. Only the writer advances the
-//! watermarks and mutates the index; this module never does I/O.
+//! watermarks and mutates the index (in a read-only store: the follower,
+//! through the [`Follow`] hook); this module never does I/O.
 //!
 //! Lock order (never take them the other way round): `index`, then
 //! `segment_list`; `poison` is a leaf. Readers load a watermark with
@@ -11,8 +12,10 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Instant;
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
 
 use crate::index::IndexState;
 use crate::segment::Segment;
@@ -37,7 +40,23 @@ pub(crate) struct Shared {
     pub fsyncs: AtomicU64,
     pub groups: AtomicU64,
     pub snapshots: Snapshots,
+    /// Set for a read-only store: moves the view as a writer in another
+    /// process publishes (module `follow`). The writer thread never uses it.
+    pub follower: OnceLock<Box<dyn Follow>>,
 }
+
+/// How a read-only store catches up with a writer in another process: the
+/// one thing `Shared` asks of the module above it that implements it
+/// (`follow`), so that waiting subscribers can poll it.
+pub(crate) trait Follow: Send + Sync {
+    /// Indexes what the writer has made durable since the last call and
+    /// advances the watermarks (as the writer thread does in-process).
+    fn refresh(&self, shared: &Shared) -> Result<()>;
+}
+
+/// How often a subscriber of a read-only store looks at the writer's
+/// watermark while it waits (there is no cross-process wake-up).
+pub(crate) const FOLLOW_POLL: Duration = Duration::from_millis(1);
 
 impl Shared {
     /// Shared state over a recovered index, every watermark at its end.
@@ -56,6 +75,7 @@ impl Shared {
             fsyncs: AtomicU64::new(0),
             groups: AtomicU64::new(0),
             snapshots,
+            follower: OnceLock::new(),
         };
         shared.publish_segments(&shared.index());
         shared
@@ -119,14 +139,30 @@ impl Shared {
     }
 
     /// Waits until `visible_end` is past `position`, the store closes, or
-    /// `deadline` passes (for subscribers that take unflushed events).
+    /// `deadline` passes (for subscribers that take unflushed events). A
+    /// read-only store sees only what the writer made durable: there it is
+    /// [`Shared::wait_durable_past`].
     pub(crate) fn wait_visible_past(&self, position: u64, deadline: Option<Instant>) -> u64 {
+        if self.follower.get().is_some() {
+            return self.wait_durable_past(position, deadline);
+        }
+        self.wait_signal(&self.visible_end, position, deadline)
+    }
+
+    /// Sleeps on the writer's signal until `watermark` is past `position`,
+    /// the store closes, or `deadline` passes; returns the watermark then.
+    fn wait_signal(&self, watermark: &AtomicU64, position: u64, deadline: Option<Instant>) -> u64 {
         self.durable_signal
             .wait(deadline, || {
-                let end = self.visible_end.load(Ordering::SeqCst);
+                let end = watermark.load(Ordering::SeqCst);
                 (end > position || self.closed.load(Ordering::SeqCst)).then_some(end)
             })
-            .unwrap_or_else(|| self.visible_end.load(Ordering::SeqCst))
+            .unwrap_or_else(|| watermark.load(Ordering::SeqCst))
+    }
+
+    /// The durable watermark now.
+    pub(crate) fn durable_end(&self) -> u64 {
+        self.durable_end.load(Ordering::SeqCst)
     }
 
     /// Marks the store closed and wakes every subscriber.
@@ -135,15 +171,51 @@ impl Shared {
         self.durable_signal.notify_all_now();
     }
 
+    /// Catches a read-only store up with the writer (nothing for a
+    /// read-write one). The first failure stops following for good: the
+    /// store is poisoned with it and closed (subscriptions end with
+    /// [`Error::Closed`]); readers keep the view they had.
+    pub(crate) fn follow(&self) -> Result<()> {
+        let Some(follower) = self.follower.get() else { return Ok(()) };
+        if let Some(cause) = self.poison_cause() {
+            return Err(Error::Poisoned { cause });
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        follower.refresh(self).inspect_err(|e| {
+            self.set_poison(format!("following the writer failed: {e}"));
+            self.close();
+        })
+    }
+
     /// Waits until `durable_end` is past `position`, the store closes, or
-    /// `deadline` passes. Returns the durable end then.
+    /// `deadline` passes. Returns the durable end then. On a read-only store
+    /// it polls the writer's watermark every [`FOLLOW_POLL`].
     pub(crate) fn wait_durable_past(&self, position: u64, deadline: Option<Instant>) -> u64 {
-        self.durable_signal
-            .wait(deadline, || {
-                let end = self.durable_end.load(Ordering::SeqCst);
-                (end > position || self.closed.load(Ordering::SeqCst)).then_some(end)
-            })
-            .unwrap_or_else(|| self.durable_end.load(Ordering::SeqCst))
+        if self.follower.get().is_some() {
+            return self.poll_durable_past(position, deadline);
+        }
+        self.wait_signal(&self.durable_end, position, deadline)
+    }
+}
+
+impl Shared {
+    /// [`Shared::wait_durable_past`] for a read-only store: refresh, check, sleep.
+    fn poll_durable_past(&self, position: u64, deadline: Option<Instant>) -> u64 {
+        loop {
+            let _ = self.follow();
+            let end = self.durable_end.load(Ordering::SeqCst);
+            if end > position || self.closed.load(Ordering::SeqCst) {
+                return end;
+            }
+            let now = Instant::now();
+            match deadline {
+                Some(d) if now >= d => return end,
+                Some(d) => std::thread::sleep(FOLLOW_POLL.min(d - now)),
+                None => std::thread::sleep(FOLLOW_POLL),
+            }
+        }
     }
 }
 

@@ -9,15 +9,15 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use crossbeam_channel::Sender;
 
 use crate::consumer::{self, Consumer, ConsumerInfo, ConsumerOptions, ParkedEvent, ResetTo};
-use crate::directory::{self, DirLock, MARKER_NAME};
+use crate::directory::{self, DirLock, LockKind, MARKER_NAME};
 use crate::error::{Error, Result};
 use crate::event::{AppendResult, AsOf, Direction, ExpectedVersion, NewEvent, RecordedEvent, SchemaVersion};
 use crate::filter::Filter;
+use crate::follow;
 use crate::handoff::{shutdown, spin_waiters, wait_for_ack};
 use crate::options::{Durability, Options};
 use crate::reader::{Loaded, Reader};
@@ -29,6 +29,7 @@ use crate::snapshot::dictionary::{Dictionaries, DictionaryInfo};
 use crate::snapshot::{Snapshot, SnapshotConfig, SnapshotInfo, Snapshots};
 use crate::subscription::{StartFrom, Subscription};
 use crate::verify::{self, VerifyReport};
+use crate::watermark::{self, WatermarkFile};
 use crate::writer::{Active, AppendRequest, Command, Writer};
 
 struct Inner {
@@ -42,7 +43,7 @@ struct Inner {
     waiting: AtomicUsize,
     /// How many waiting appenders may poll for their ack instead of sleeping.
     spin_waiters: usize,
-    _lock: DirLock,
+    _lock: Arc<DirLock>,
 }
 
 impl Drop for Inner {
@@ -116,23 +117,45 @@ impl Store {
         Store::open_mode(dir.as_ref(), options, false)
     }
 
-    /// Opens an existing store for reading only, without changing any file:
-    /// takes a shared lock (so several inspectors may open it, but not while a
-    /// writer has it open, which gives [`Error::Locked`]), reports a torn tail
-    /// without cutting it, and starts no writer. Appends and snapshot saves
-    /// fail with [`Error::ReadOnly`]. What `factlog read`, `stats`, `verify`
-    /// and `dump` use. With `options.repair` it is a dry run of a repair:
+    /// Opens an existing store for reading only, without changing any file,
+    /// and starts no writer: appends and snapshot saves fail with
+    /// [`Error::ReadOnly`]. Any number of read-only opens, in any processes,
+    /// may run beside one writer (a read-write open in another process or
+    /// this one). What `factlog read`, `tail`, `stats`, `verify` and `dump` use.
+    ///
+    /// While a writer is live, the view ends at the durable watermark it
+    /// publishes in the `WATERMARK` file, and it follows that watermark:
+    /// [`Store::reader`] and [`Store::refresh`] catch up with it, and
+    /// subscriptions keep delivering new events (polling every millisecond).
+    /// If the writer has not published yet (it is still recovering), the
+    /// open waits up to `options.lock_wait`, then fails with
+    /// [`Error::Locked`]. With no live writer it shows the whole log and
+    /// reports a torn tail without cutting it; when a writer opens later,
+    /// the store follows it from there.
+    ///
+    /// With `options.repair` it is a dry run of a repair:
     /// [`RecoveryReport::repaired`] says exactly what a read-write open with
     /// `repair` would cut and remove, the store shows the log up to that cut,
-    /// and no file changes.
+    /// and no file changes; it fails with [`Error::Locked`] while a writer
+    /// is live. A repair (read-write with `repair`) waits for every
+    /// read-only open to close, as it may rewrite what they show.
     pub fn open_read_only(dir: impl AsRef<Path>, options: Options) -> Result<Store> {
         Store::open_mode(dir.as_ref(), options, true)
     }
 
     fn open_mode(dir: &Path, options: Options, read_only: bool) -> Result<Store> {
         options.validate()?;
-        let lock = Store::lock(dir, read_only, options.lock_wait)?;
-        let rec = recovery::recover(dir, &options, read_only)?;
+        let lock = Arc::new(Store::lock(dir, read_only, &options)?);
+        let (rec, follower) = if read_only {
+            let (rec, follower) = follow::open(dir, &options, Arc::clone(&lock))?;
+            (rec, Some(follower))
+        } else {
+            if options.repair {
+                // IMPORTANT: before the cut, which may fall below what the old record claims.
+                watermark::remove(dir)?;
+            }
+            (recovery::recover(dir, &options, false)?, None)
+        };
         let (snapshots, snap_rec) = Snapshots::open(dir, snapshot_config(&options, read_only))?;
         let Recovered { index, active_write_offset, dedupe, mut report } = rec;
         report.snapshots = snap_rec;
@@ -143,7 +166,9 @@ impl Store {
         let active_seg = index.segments().last().cloned();
         let shared = Arc::new(Shared::new(dir.to_path_buf(), index, snapshots));
         let (tx, rx) = crossbeam_channel::bounded(options.max_pending_appends);
-        let handle = if read_only {
+        let handle = if let Some(follower) = follower {
+            // Never fails: the store was made just now.
+            let _ = shared.follower.set(Box::new(follower));
             None
         } else {
             let seg = active_seg.ok_or_else(|| Error::corrupt(dir, 0, "store has no segment"))?;
@@ -152,8 +177,9 @@ impl Store {
                 .write(true)
                 .open(&seg.path)
                 .map_err(|e| Error::io("open segment for writing", &seg.path, e))?;
+            let watermark = Store::publish_recovered(dir, &file, &seg, active_write_offset, shared.durable_end())?;
             let active = Active { file, seg, write_offset: active_write_offset };
-            let writer = Writer::new(Arc::clone(&shared), options.clone(), active, dedupe, last_recorded_at);
+            let writer = Writer::new(Arc::clone(&shared), options.clone(), active, dedupe, last_recorded_at, watermark);
             let handle = std::thread::Builder::new()
                 .name("factlog-writer".into())
                 .spawn(move || writer.run(rx))
@@ -167,19 +193,42 @@ impl Store {
         Ok(Store { inner: Arc::new(inner) })
     }
 
-    /// Prepares (read-write: creates if missing or empty) and locks the store directory.
-    fn lock(dir: &Path, read_only: bool, wait: Duration) -> Result<DirLock> {
+    /// Makes the recovered log durable and publishes its end for read-only
+    /// stores in other processes, before the writer starts.
+    ///
+    /// IMPORTANT: recovery keeps every complete batch it finds, including
+    /// ones a killed writer wrote but never synced (they were in the page
+    /// cache); the `fdatasync` makes them durable before the watermark covers them.
+    fn publish_recovered(
+        dir: &Path,
+        file: &std::fs::File,
+        seg: &crate::segment::Segment,
+        end_offset: u64,
+        end: u64,
+    ) -> Result<WatermarkFile> {
+        file.sync_data().map_err(|e| Error::io("fdatasync recovered segment", &seg.path, e))?;
+        let watermark = WatermarkFile::open(dir, crate::event::now_nanos() as u64)?;
+        watermark.publish(end, seg.first_position, end_offset)?;
+        Ok(watermark)
+    }
+
+    /// Prepares (read-write: creates if missing or empty) and locks the store
+    /// directory: a read-only open beside any writer but a repair, a
+    /// read-write one beside readers (but a repair beside none).
+    fn lock(dir: &Path, read_only: bool, options: &Options) -> Result<DirLock> {
+        let wait = options.lock_wait;
         if read_only {
             if !dir.join(MARKER_NAME).is_file() {
                 return Err(Error::NotAStore { path: dir.to_path_buf(), reason: format!("no {MARKER_NAME} file") });
             }
             directory::prepare_dir(dir)?;
-            return directory::lock_dir(dir, true, wait);
+            return directory::lock_dir(dir, LockKind::Reader, wait);
         }
         if !dir.join(MARKER_NAME).exists() {
             directory::prepare_dir(dir)?;
         }
-        let lock = directory::lock_dir(dir, false, wait)?;
+        let kind = if options.repair { LockKind::RepairWriter } else { LockKind::Writer };
+        let lock = directory::lock_dir(dir, kind, wait)?;
         // Again under the lock: another opener may have created it meanwhile.
         directory::prepare_dir(dir)?;
         Ok(lock)
@@ -188,6 +237,21 @@ impl Store {
     /// Whether this handle was opened with [`Store::open_read_only`].
     pub fn is_read_only(&self) -> bool {
         self.inner.read_only
+    }
+
+    /// A read-only store: catches up with the writer process's published
+    /// durable watermark now (one `pread` of the `WATERMARK` file when it has
+    /// not moved), indexing the new events with full checks. Returns the
+    /// durable position afterwards, as [`Store::durable_position`]. A
+    /// read-write store has nothing to catch up with: it returns that too.
+    /// [`Store::reader`] and waiting subscriptions call it themselves. The
+    /// first failure (a corrupt frame below the watermark, an unreadable
+    /// watermark while a writer is live) stops following for good: this and
+    /// later calls fail, subscriptions end with [`Error::Closed`], and
+    /// readers keep the view they had.
+    pub fn refresh(&self) -> Result<Option<u64>> {
+        self.inner.shared.follow()?;
+        Ok(self.durable_position())
     }
 
     fn check_writable(&self) -> Result<()> {
@@ -256,8 +320,12 @@ impl Store {
         Ok(())
     }
 
-    /// A consistent, zero-copy view of everything visible now.
+    /// A consistent, zero-copy view of everything visible now. On a
+    /// read-only store it first catches up with the writer process, as
+    /// [`Store::refresh`] does (an error there leaves the view as it was;
+    /// `refresh` reports it).
     pub fn reader(&self) -> Reader {
+        let _ = self.inner.shared.follow();
         Reader::new(&self.inner.shared)
     }
 

@@ -16,7 +16,9 @@ use crate::record::{ArchivedRecordBody, FrameError};
 /// strings UTF-8, options well formed), and whose frame checksum was verified
 /// again since it was last possibly changed (segment files are never
 /// rewritten while mapped, so a checksum verified just before the call
-/// proves the bytes are the validated ones). `segment::Segment::frame_at`
+/// proves the bytes are the validated ones; a writer in another process
+/// only appends past the durable end a read-only store follows, and a
+/// repair, which rewrites, never runs beside a reader: see `mmap`). `segment::Segment::frame_at`
 /// is the only caller; it upholds this with `Check::Trusted`.
 #[inline]
 pub(crate) unsafe fn trusted_body(body: &[u8]) -> Result<&ArchivedRecordBody<'static>, FrameError> {

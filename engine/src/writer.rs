@@ -30,6 +30,7 @@ use crate::options::{Durability, Options};
 use crate::record::{self, RecordBody};
 use crate::segment::{self, Check, Segment, HEADER_BYTES, POSITION_LIMIT};
 use crate::shared::Shared;
+use crate::watermark::WatermarkFile;
 
 /// How long the idle writer polls its queue before blocking, in microseconds.
 const SPIN_BEFORE_BLOCK_US: u64 = 30;
@@ -121,6 +122,8 @@ pub(crate) struct Writer {
     preparer: Option<JoinHandle<Result<()>>>,
     checkpointer: Option<JoinHandle<()>>,
     last_recorded_at: i64,
+    /// Where the durable end is published for read-only stores in other processes.
+    watermark: WatermarkFile,
 }
 
 enum Verdict {
@@ -135,6 +138,7 @@ impl Writer {
         active: Active,
         dedupe: Dedupe,
         last_recorded_at: i64,
+        watermark: WatermarkFile,
     ) -> Writer {
         let next_position = shared.index().next_position();
         let faults = opts.faults.clone().unwrap_or_default();
@@ -151,6 +155,7 @@ impl Writer {
             preparer: None,
             checkpointer: None,
             last_recorded_at,
+            watermark,
         }
     }
 
@@ -262,8 +267,19 @@ impl Writer {
         let r = self.sync_file();
         if r.is_ok() {
             self.shared.publish_durable(self.next_position);
+            self.publish_watermark();
         }
         r
+    }
+
+    /// Publishes the durable end to other processes (module `watermark`).
+    /// Only called when everything written is synced, so the active
+    /// segment's write offset is where the durable log ends. A failed write
+    /// of the watermark is not fatal: followers keep an older, still true,
+    /// view until the next publish.
+    fn publish_watermark(&self) {
+        let (first, offset) = (self.active.seg.first_position, self.active.write_offset);
+        let _ = self.watermark.publish(self.next_position, first, offset);
     }
 
     fn sync_file(&mut self) -> Result<()> {
@@ -662,6 +678,10 @@ impl Writer {
             } else {
                 self.shared.publish_visible();
             }
+        }
+        if self.opts.durability == Durability::Sync {
+            // After the index lock: readers in this process need not wait for the pwrite.
+            self.publish_watermark();
         }
         self.shared.groups.fetch_add(1, Ordering::Relaxed);
     }

@@ -29,14 +29,17 @@ fn filled_store() -> tempfile::TempDir {
 }
 
 #[test]
-fn read_only_open_shares_with_readers_excludes_writers_and_refuses_writes() {
+fn read_only_open_shares_with_readers_and_writers_and_refuses_writes() {
     let dir = filled_store();
     let writer = Store::open(dir.path(), small_options()).unwrap();
-    assert!(matches!(Store::open_read_only(dir.path(), small_options()), Err(Error::Locked { .. })));
+    let beside = Store::open_read_only(dir.path(), small_options()).unwrap();
+    assert_eq!(beside.last_position(), Some(699), "beside a writer: up to its durable watermark");
     writer.close().unwrap();
     let a = Store::open_read_only(dir.path(), small_options()).unwrap();
     let b = Store::open_read_only(dir.path(), small_options()).unwrap();
+    let writer = Store::open(dir.path(), small_options()).expect("a writer opens beside readers");
     assert!(matches!(Store::open(dir.path(), small_options()), Err(Error::Locked { .. })));
+    drop(writer);
     assert_eq!(a.read_all_owned(0, usize::MAX).unwrap(), b.read_all_owned(0, usize::MAX).unwrap());
     assert!(matches!(a.append("x", ExpectedVersion::Any, vec![event(9, 9)]), Err(Error::ReadOnly { .. })));
     assert!(matches!(a.save_snapshot("agg-1", 0, factlog::SchemaVersion(1), b"s"), Err(Error::ReadOnly { .. })));

@@ -1,6 +1,7 @@
 //! The store's lock: a child process spawned while a store is open must not
-//! keep it locked after its owner closed it; a second open in one process
-//! names the other handle; `Options::lock_wait` waits for the holder. These
+//! keep it locked after its owner closed it; a second writer in one process
+//! names the other handle; read-only opens and a writer share the store (a
+//! repair has it alone); `Options::lock_wait` waits for the holder. These
 //! tests only lock their own temp stores.
 
 use std::os::unix::process::CommandExt;
@@ -62,18 +63,48 @@ fn a_second_open_in_the_same_process_names_the_other_handle() {
         }
         other => panic!("{other:?}"),
     }
+    // A repair needs the store to itself.
+    let repair = small_options().repair(true);
     assert!(matches!(
-        Store::open_read_only(dir.path(), small_options()),
+        Store::open(dir.path(), repair.clone()),
         Err(Error::Locked { holder: LockHolder::ThisProcess, .. })
     ));
     drop(store);
-    // Read-only handles share the lock, and it is released with the last of them.
+    // Read-only handles share the lock; a writer opens beside them, a repair does not.
     let r1 = Store::open_read_only(dir.path(), small_options()).unwrap();
     let r2 = Store::open_read_only(dir.path(), small_options()).unwrap();
+    assert!(matches!(
+        Store::open(dir.path(), repair.clone()),
+        Err(Error::Locked { holder: LockHolder::ThisProcess, .. })
+    ));
+    let writer = Store::open(dir.path(), small_options()).unwrap();
     drop(r1);
     assert!(matches!(Store::open(dir.path(), small_options()), Err(Error::Locked { .. })));
+    drop(writer);
     drop(r2);
-    Store::open(dir.path(), small_options()).unwrap();
+    Store::open(dir.path(), repair).unwrap();
+}
+
+#[test]
+fn read_only_opens_and_a_writer_do_not_exclude_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    store.append("a", factlog::ExpectedVersion::Any, vec![factlog_tests::event(0, 0)]).unwrap();
+    // Beside a live writer of this process: the view ends at its watermark, and follows it.
+    let reader = Store::open_read_only(dir.path(), small_options()).unwrap();
+    assert_eq!(reader.last_position(), Some(0));
+    store.append("a", factlog::ExpectedVersion::Any, vec![factlog_tests::event(0, 1)]).unwrap();
+    assert_eq!(reader.reader().end_position(), 2);
+    // A repair dry run reads past the watermark: not beside a live writer.
+    let dry = small_options().repair(true);
+    assert!(matches!(Store::open_read_only(dir.path(), dry.clone()), Err(Error::Locked { .. })));
+    // The writer closes and reopens while the reader stays open.
+    store.close().unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    store.append("a", factlog::ExpectedVersion::Any, vec![factlog_tests::event(0, 2)]).unwrap();
+    assert_eq!(reader.refresh().unwrap(), Some(2));
+    drop(store);
+    Store::open_read_only(dir.path(), dry).unwrap();
 }
 
 #[test]

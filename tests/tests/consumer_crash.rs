@@ -8,6 +8,10 @@
 //! 3. the events whose handler fails are parked, exactly those, and their
 //!    parking survives the kills.
 //!
+//! The third mode runs the consumer on a read-only store while this process
+//! holds the store open and keeps appending: the deployment of a projector
+//! beside the application.
+//!
 //! `FACTLOG_CONSUMER_KILLS` sets the most kills per mode (default 25; a run
 //! that finishes before its kill ends the loop early).
 
@@ -30,15 +34,12 @@ fn kills() -> usize {
     std::env::var("FACTLOG_CONSUMER_KILLS").ok().and_then(|v| v.parse().ok()).unwrap_or(25)
 }
 
-/// Appends `EVENTS` events over 15 aggregates, then closes the store.
-fn fill(dir: &std::path::Path) {
-    let store = Store::open(dir, Options::default().durability(factlog::Durability::Buffered { flush_interval_ms: 5 }))
-        .unwrap();
-    for n in 0..EVENTS {
+/// Appends events `from..to` over 15 aggregates.
+fn fill(store: &Store, from: u64, to: u64) {
+    for n in from..to {
         let aggregate = format!("acct-{}", n % 15);
         store.append(&aggregate, ExpectedVersion::Any, vec![event(n % 15, n)]).unwrap();
     }
-    store.close().unwrap();
 }
 
 /// Checks the handled log; returns the positions handled so far.
@@ -56,15 +57,40 @@ fn check_log(text: &str) -> BTreeSet<u64> {
     handled
 }
 
-fn torture(workers: usize, seed: u64) {
+fn torture(workers: usize, seed: u64, beside_writer: bool) {
     let dir = tempfile::tempdir().unwrap();
     let store_dir = dir.path().join("store");
     let log = dir.path().join("handled.log");
-    fill(&store_dir);
+    let buffered = Options::default().durability(factlog::Durability::Buffered { flush_interval_ms: 5 });
+    let store = Store::open(&store_dir, buffered).unwrap();
+    // Beside a writer: a third of the events exist at the start, the rest come while consumers are killed.
+    let first = if beside_writer { EVENTS / 3 } else { EVENTS };
+    fill(&store, 0, first);
+    store.sync().unwrap();
+    let writer = if beside_writer {
+        let store = store.clone();
+        Some(std::thread::spawn(move || {
+            for chunk in (first..EVENTS).step_by(50) {
+                fill(&store, chunk, (chunk + 50).min(EVENTS));
+                store.sync().unwrap();
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }))
+    } else {
+        None
+    };
+    // Without a writer beside them, the children open the store read-write: let it go.
+    let store = if beside_writer {
+        Some(store)
+    } else {
+        store.close().unwrap();
+        None
+    };
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mode = if beside_writer { "read-only" } else { "read-write" };
     let spawn = || {
         Command::new(CHILD)
-            .args([store_dir.to_str().unwrap(), log.to_str().unwrap(), &workers.to_string()])
+            .args([store_dir.to_str().unwrap(), log.to_str().unwrap(), &workers.to_string(), mode])
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -86,9 +112,13 @@ fn torture(workers: usize, seed: u64) {
         }
         child.wait().unwrap();
         check_log(&read_log());
-        if finished {
+        let writing = writer.as_ref().is_some_and(|w| !w.is_finished());
+        if finished && !writing {
             break;
         }
+    }
+    if let Some(w) = writer {
+        w.join().unwrap();
     }
     let out = spawn().wait_with_output().unwrap();
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("done"));
@@ -96,7 +126,7 @@ fn torture(workers: usize, seed: u64) {
     assert_eq!(handled, (0..EVENTS).collect::<BTreeSet<_>>(), "every event handled at least once");
     assert!(killed >= kills().min(10), "only {killed} runs were killed before one finished: the test proves little");
 
-    let store = Store::open(&store_dir, Options::default()).unwrap();
+    let store = store.unwrap_or_else(|| Store::open(&store_dir, Options::default()).unwrap());
     let info = store.consumer_info("c").unwrap();
     assert_eq!(info.next_position, EVENTS);
     let parked: Vec<u64> = store.parked_events("c").unwrap().iter().map(|p| p.position).collect();
@@ -106,10 +136,15 @@ fn torture(workers: usize, seed: u64) {
 
 #[test]
 fn a_killed_single_threaded_consumer_never_skips_an_event() {
-    torture(0, 0xC0FFEE);
+    torture(0, 0xC0FFEE, false);
+}
+
+#[test]
+fn a_killed_consumer_in_another_process_than_the_writer_never_skips_an_event() {
+    torture(2, 0xFEED, true);
 }
 
 #[test]
 fn a_killed_consumer_with_competing_workers_never_skips_an_event() {
-    torture(3, 0xBEEF);
+    torture(3, 0xBEEF, false);
 }

@@ -7,7 +7,8 @@
 //! fail and are parked. One `write` per line on an `O_APPEND` file, so a
 //! SIGKILL never leaves half a line. Prints `done` when caught up.
 //!
-//! Usage: `consumer_child STORE_DIR HANDLED_LOG WORKERS`
+//! Usage: `consumer_child STORE_DIR HANDLED_LOG WORKERS [read-only]`: with
+//! `read-only` it opens the store read-only, beside a writer in another process.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -34,7 +35,11 @@ pub fn options() -> ConsumerOptions {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (dir, log, workers) = (&args[1], &args[2], args[3].parse::<usize>().expect("workers"));
-    let store = Store::open(dir, Options::default()).expect("open store");
+    let store = if args.get(4).is_some_and(|a| a == "read-only") {
+        Store::open_read_only(dir, Options::default()).expect("open store read-only")
+    } else {
+        Store::open(dir, Options::default()).expect("open store")
+    };
     let mut consumer = store.consumer("c", options()).expect("open consumer");
     let file = OpenOptions::new().create(true).append(true).open(log).expect("open handled log");
     let file = Mutex::new(file);

@@ -202,6 +202,33 @@ pub(crate) fn lock_file(path: &Path) -> Result<DirLock> {
     }
 }
 
+/// Who holds the writer's lock on the file `path` (canonical), if anyone,
+/// asked without taking it (`F_GETLK`); `None` also when the file is missing.
+pub(crate) fn file_lock_holder(path: &Path) -> Result<Option<LockHolder>> {
+    // IMPORTANT: `HELD` stays locked until the probe's descriptor is closed:
+    // closing a descriptor of a file drops every record lock this process
+    // holds on it, so no thread of this process may lock it meanwhile.
+    let held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+    if held.get(path).is_some_and(|h| h.writer.is_some()) {
+        return Ok(Some(LockHolder::ThisProcess));
+    }
+    let file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io("open lock file", path, e)),
+    };
+    let mut probe = byte_lock(libc::F_WRLCK, WRITER_BYTE);
+    let holder = match fcntl(&file, FcntlArg::F_GETLK(&mut probe)) {
+        Ok(_) if probe.l_type == libc::F_UNLCK as libc::c_short => Ok(None),
+        Ok(_) if probe.l_pid > 0 => Ok(Some(LockHolder::Process(probe.l_pid as u32))),
+        Ok(_) => Ok(Some(LockHolder::Unknown)),
+        Err(e) => Err(Error::io("probe lock", path, e.into())),
+    };
+    drop(file);
+    drop(held);
+    holder
+}
+
 /// One attempt at a record lock of `kind` on the file `path`, registered under `key`.
 fn try_lock_file(key: &Path, path: &Path, kind: LockKind) -> Result<std::result::Result<DirLock, LockHolder>> {
     let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());

@@ -54,6 +54,11 @@ impl Filter {
         self
     }
 
+    /// Whether the filter sets no condition (matches every event).
+    pub(crate) fn is_all(&self) -> bool {
+        self.event_types.is_empty() && self.aggregate_prefixes.is_empty() && self.predicate.is_none()
+    }
+
     /// Whether `event` passes the filter.
     pub fn matches(&self, event: &EventRef<'_>) -> bool {
         (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event.event_type()))

@@ -318,6 +318,12 @@ pub(crate) struct Place {
 }
 
 impl<'r> AllEvents<'r> {
+    /// The same walk, ending before position `end` (if that is sooner).
+    pub(crate) fn stop_at(mut self, end: u64) -> AllEvents<'r> {
+        self.end = self.end.min(end);
+        self
+    }
+
     /// Where the walk stands now (`None` once it ended on an error).
     pub(crate) fn place(&self) -> Option<Place> {
         let frames = self.frames.as_ref()?;

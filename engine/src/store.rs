@@ -254,6 +254,11 @@ impl Store {
         Ok(self.durable_position())
     }
 
+    /// Why the store is poisoned, as the error appends would get.
+    pub(crate) fn poison_error(&self) -> Option<Error> {
+        self.inner.shared.poison_cause().map(|cause| Error::Poisoned { cause })
+    }
+
     fn check_writable(&self) -> Result<()> {
         if self.inner.read_only {
             return Err(Error::ReadOnly { path: self.inner.shared.dir.clone() });

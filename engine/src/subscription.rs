@@ -56,6 +56,8 @@ pub struct Subscription {
     /// Where the last walk of the whole log stopped, so the next batch goes
     /// on from there without an index lookup (only valid while it names `next`).
     place: Option<Place>,
+    /// Made with `StartFrom::End`: `include_unflushed` moves the start to the visible end.
+    from_end: bool,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -71,7 +73,8 @@ impl Subscription {
             StartFrom::Position(p) => p,
             StartFrom::End => shared.durable_end.load(std::sync::atomic::Ordering::SeqCst),
         };
-        Subscription { shared, scope: Scope::All, filter, next, seen_end: 0, unflushed: false, place: None }
+        let from_end = from == StartFrom::End;
+        Subscription { shared, scope: Scope::All, filter, next, seen_end: 0, unflushed: false, place: None, from_end }
     }
 
     pub(crate) fn aggregate(shared: Arc<Shared>, aggregate_id: &str, from: StartFrom) -> Subscription {
@@ -91,6 +94,7 @@ impl Subscription {
             seen_end: 0,
             unflushed: false,
             place: None,
+            from_end: from == StartFrom::End,
         }
     }
 
@@ -101,6 +105,14 @@ impl Subscription {
     /// No effect in `Sync` mode, where every visible event is durable.
     pub fn include_unflushed(mut self, on: bool) -> Subscription {
         self.unflushed = on;
+        if self.from_end {
+            // "The end" now means after the last visible event.
+            let end = self.end();
+            self.next = match &self.scope {
+                Scope::All => end,
+                Scope::Aggregate(id) => self.shared.index().version_below(id, end).map_or(0, |v| v + 1),
+            };
+        }
         self
     }
 
@@ -164,14 +176,17 @@ impl Subscription {
     }
 
     /// Reads up to `max` matching durable events from the cursor on and moves it.
+    /// A read error after some events were taken returns those (the cursor
+    /// stops at the bad event, so the next call reports the error).
     fn take(&mut self, max: usize) -> Result<Vec<RecordedEvent>> {
         let mut batch = self.open_batch(usize::MAX)?;
         let mut out = Vec::new();
         let mut events = batch.events();
         while out.len() < max {
             match events.next() {
-                Some(event) => out.push(event?.to_recorded()),
-                None => break,
+                Some(Ok(event)) => out.push(event.to_recorded()),
+                Some(Err(e)) if out.is_empty() => return Err(e),
+                Some(Err(_)) | None => break,
             }
         }
         Ok(out)
@@ -191,21 +206,24 @@ impl Subscription {
             if self.shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
                 return Err(Error::Closed);
             }
-            // Whole log: wait for the cursor's position; one aggregate: for
-            // anything new (its versions are not positions).
-            let wait_past = match &self.scope {
-                Scope::All => self.next,
-                Scope::Aggregate(_) => self.seen_end,
+            // A read-only store first looks at what the writer published (a
+            // failure poisons and closes it: the check above then ends this).
+            let _ = self.shared.follow();
+            let end = self.end();
+            let ready = match &self.scope {
+                Scope::All => end > self.next,
+                Scope::Aggregate(id) => self.shared.index().version_below(id, end).is_some_and(|v| v >= self.next),
             };
-            if self.end() > wait_past || max == 0 || deadline.is_some_and(|d| Instant::now() >= d) {
+            if ready || max == 0 || deadline.is_some_and(|d| Instant::now() >= d) {
                 return self.open_batch(max);
             }
-            self.wait_past(wait_past, deadline);
+            self.wait_past(end, deadline);
         }
     }
 
     /// A batch over what is durable now, from the cursor on, `max` events at most.
     fn open_batch(&mut self, max: usize) -> Result<Batch<'_>> {
+        let _ = self.shared.follow();
         if self.shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(Error::Closed);
         }
@@ -223,7 +241,7 @@ impl Subscription {
             next: &mut self.next,
             place: &mut self.place,
             end,
-            max,
+            left: max,
         })
     }
 }
@@ -238,30 +256,36 @@ pub struct Batch<'s> {
     place: &'s mut Option<Place>,
     /// The durable end when the batch was made (exclusive).
     end: u64,
-    /// How many events (positions or versions) the batch may examine.
-    max: usize,
+    /// How many more events (positions or versions) the batch may examine.
+    left: usize,
 }
 
 impl Batch<'_> {
     /// The matching events of the batch, in order, borrowed from the maps.
-    /// Each one examined (matching or not) moves the subscription's cursor.
+    /// Each one examined (matching or not) moves the subscription's cursor
+    /// (written back when the iterator is dropped).
     pub fn events(&mut self) -> BatchEvents<'_> {
-        let inner = match self.scope {
-            Scope::All => match *self.place {
-                Some(place) if place.position == *self.next => Walk::All(self.reader.read_all_from(place)),
-                _ => Walk::All(self.reader.read_all(*self.next)),
-            },
-            Scope::Aggregate(id) => Walk::Aggregate(self.reader.read_aggregate(id, *self.next, Direction::Forward)),
+        let next = *self.next;
+        let walk = match self.scope {
+            Scope::All => {
+                let all = match *self.place {
+                    Some(place) if place.position == next => self.reader.read_all_from(place),
+                    _ => self.reader.read_all(next),
+                };
+                // Stop at the batch's end without stepping over the frame there.
+                Walk::All(all.stop_at(self.end))
+            }
+            Scope::Aggregate(id) => Walk::Aggregate(self.reader.read_aggregate(id, next, Direction::Forward)),
         };
-        let aggregate = matches!(self.scope, Scope::Aggregate(_));
         BatchEvents {
-            walk: inner,
+            walk,
+            match_all: self.filter.is_all(),
             filter: self.filter,
-            next: self.next,
+            cursor: self.next,
             place: self.place,
+            left: &mut self.left,
+            next,
             end: self.end,
-            left: self.max,
-            aggregate,
         }
     }
 
@@ -280,44 +304,59 @@ enum Walk<'r> {
 /// Iterator over a [`Batch`]'s matching events.
 pub struct BatchEvents<'b> {
     walk: Walk<'b>,
+    match_all: bool,
     filter: &'b Filter,
-    next: &'b mut u64,
+    /// The subscription's cursor, written back on drop.
+    cursor: &'b mut u64,
     place: &'b mut Option<Place>,
+    left: &'b mut usize,
+    /// The next position (whole log) or version (one aggregate) to examine.
+    next: u64,
     end: u64,
-    left: usize,
-    aggregate: bool,
 }
 
 impl<'b> Iterator for BatchEvents<'b> {
     type Item = Result<EventRef<'b>>;
 
+    #[inline]
     fn next(&mut self) -> Option<Self::Item> {
-        while self.left > 0 {
-            let event = match &mut self.walk {
-                Walk::All(it) => it.next()?,
-                Walk::Aggregate(it) => it.next()?,
+        while *self.left > 0 {
+            let (event, next) = match &mut self.walk {
+                Walk::All(it) => match it.next()? {
+                    Ok(e) => (e, e.position() + 1),
+                    Err(e) => return Some(Err(self.stop(e))),
+                },
+                Walk::Aggregate(it) => match it.next()? {
+                    Ok(e) if e.position() >= self.end => return None,
+                    Ok(e) => (e, e.version() + 1),
+                    Err(e) => return Some(Err(self.stop(e))),
+                },
             };
-            let event = match event {
-                Ok(e) => e,
-                Err(e) => {
-                    self.left = 0;
-                    return Some(Err(e));
-                }
-            };
-            if event.position() >= self.end {
-                self.left = 0;
-                return None;
-            }
-            self.left -= 1;
-            *self.next = if self.aggregate { event.version() + 1 } else { event.position() + 1 };
-            if let Walk::All(it) = &self.walk {
-                *self.place = it.place();
-            }
-            if self.filter.matches(&event) {
+            *self.left -= 1;
+            self.next = next;
+            if self.match_all || self.filter.matches(&event) {
                 return Some(Ok(event));
             }
         }
         None
+    }
+}
+
+impl BatchEvents<'_> {
+    /// Ends the batch on a read error; the cursor stays at the bad event.
+    fn stop(&mut self, e: Error) -> Error {
+        *self.left = 0;
+        e
+    }
+}
+
+impl Drop for BatchEvents<'_> {
+    fn drop(&mut self) {
+        *self.cursor = self.next;
+        if let Walk::All(it) = &self.walk {
+            // Only a place that names the cursor is kept (`events` checks).
+            *self.place = it.place();
+        }
     }
 }
 

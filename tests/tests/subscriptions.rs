@@ -249,3 +249,21 @@ fn zero_copy_batches_follow_concurrent_appends_and_a_half_read_batch_resumes_exa
         assert!(!expected.is_empty());
     });
 }
+
+#[test]
+fn an_aggregate_batch_smaller_than_what_is_durable_does_not_wait_for_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    for n in 0..10u64 {
+        store.append("one", ExpectedVersion::Any, vec![event(1, n)]).unwrap();
+    }
+    let mut sub = store.subscribe_aggregate("one", StartFrom::Start);
+    let started = Instant::now();
+    let mut versions = Vec::new();
+    for _ in 0..3 {
+        let mut batch = sub.batch(4, WAIT).unwrap();
+        versions.extend(batch.events().map(|e| e.unwrap().version()));
+    }
+    assert_eq!(versions, (0..10).collect::<Vec<_>>());
+    assert!(started.elapsed() < WAIT / 2, "a batch waited although events were durable");
+}

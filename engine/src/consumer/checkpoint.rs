@@ -93,7 +93,10 @@ impl CheckpointFile {
     /// returning. Without, a kill loses nothing (the page cache survives) and
     /// a power cut at worst brings back an earlier checkpoint.
     pub(crate) fn store(&mut self, next: u64, sync: bool) -> Result<()> {
-        let stored = Stored { next, at: crate::event::now_nanos(), sequence: self.last.sequence + 1 };
+        let sequence = self.last.sequence.checked_add(1).ok_or_else(|| {
+            Error::corrupt(&self.path, 0, "consumer checkpoint sequence is exhausted (a crafted file?)")
+        })?;
+        let stored = Stored { next, at: crate::event::now_nanos(), sequence };
         let slot = encode(&stored);
         let at = (stored.sequence % 2) * SLOT_STRIDE;
         self.file.write_all_at(&slot, at).map_err(|e| Error::io("write consumer checkpoint", &self.path, e))?;

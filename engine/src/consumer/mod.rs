@@ -170,7 +170,9 @@ pub struct ConsumerInfo {
 pub struct StopHandle(Arc<AtomicBool>);
 
 impl StopHandle {
-    /// Asks the consumer's runner to commit and return, within about 50 ms.
+    /// Asks the consumer's runner to commit and return: `run` stops after the
+    /// event in hand (its retries included); `run_workers` after its workers
+    /// handled what was queued for them; a caught-up runner within 50 ms.
     pub fn stop(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
@@ -211,15 +213,23 @@ impl Consumer {
             let next = match options.start {
                 StartFrom::Start => 0,
                 StartFrom::Position(p) => check_position(store, p)?,
-                StartFrom::End => durable_end(store),
+                StartFrom::End => durable_end(store)?,
             };
+            // The dead-letter list first: a checkpoint never exists without one.
+            parked::create(&files.dir, &format!("{name}{PARKED_SUFFIX}"))?;
             let file_name = format!("{name}{CHECKPOINT_SUFFIX}");
             let cp = CheckpointFile::create(&files.dir, &file_name, next)?;
             crate::durable::sync_dir(store.dir())?;
             cp
         };
-        let parked = ParkedLog::open(&files.parked)?;
         let next = checkpoint.current().next;
+        let end = durable_end(store)?;
+        if next > end {
+            // The log was cut below it (a repair): resuming would skip the
+            // events written at those positions from now on.
+            return Err(Error::PastEnd { position: next, end });
+        }
+        let parked = ParkedLog::open(&files.parked)?;
         let sub = store.subscribe(StartFrom::Position(next), options.filter.clone());
         let now = Instant::now();
         let committer = Committer {
@@ -278,7 +288,7 @@ impl Consumer {
     /// after a crash the consumer resumes at `position + 1`. Fails with
     /// [`Error::PastEnd`] for a position that is not durable in the log.
     pub fn commit(&mut self, position: u64) -> Result<()> {
-        let end = durable_end(&self.store);
+        let end = durable_end(&self.store)?;
         if position >= end {
             return Err(Error::PastEnd { position, end });
         }
@@ -391,13 +401,22 @@ impl ConsumerFiles {
         Ok(files)
     }
 
+    /// Who has the consumer open, if anyone: asks without taking the lock.
+    fn holder(&self) -> Result<Option<crate::error::LockHolder>> {
+        directory::file_lock_holder(&self.canonical_lock()?)
+    }
+
+    /// The lock file's path with the folder made canonical.
+    fn canonical_lock(&self) -> Result<PathBuf> {
+        let dir = std::fs::canonicalize(&self.dir).map_err(|e| Error::io("resolve consumers folder", &self.dir, e))?;
+        Ok(dir.join(self.lock.file_name().unwrap_or_default()))
+    }
+
     /// Takes the consumer's lock, without waiting. The path is made
     /// canonical first: the lock is registered per process by path, and two
     /// spellings of one store must not make two owners.
     fn lock(&self) -> Result<DirLock> {
-        let dir = std::fs::canonicalize(&self.dir).map_err(|e| Error::io("resolve consumers folder", &self.dir, e))?;
-        let path = dir.join(self.lock.file_name().unwrap_or_default());
-        directory::lock_file(&path).map_err(|e| match e {
+        directory::lock_file(&self.canonical_lock()?).map_err(|e| match e {
             Error::Locked { path, holder } => Error::ConsumerLocked { name: self.name.clone(), path, holder },
             other => other,
         })
@@ -417,14 +436,15 @@ fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// One past the last durable position.
-fn durable_end(store: &Store) -> u64 {
-    store.durable_position().map_or_else(|| store.reader().first_position(), |p| p + 1)
+/// One past the last durable position (a read-only store first catches up
+/// with its writer).
+fn durable_end(store: &Store) -> Result<u64> {
+    Ok(store.refresh()?.map_or_else(|| store.reader().first_position(), |p| p + 1))
 }
 
 /// `next` if a consumer may resume there (at most the durable end).
 fn check_position(store: &Store, next: u64) -> Result<u64> {
-    let end = durable_end(store);
+    let end = durable_end(store)?;
     if next > end {
         return Err(Error::PastEnd { position: next, end });
     }
@@ -453,12 +473,8 @@ pub(crate) fn info(store: &Store, name: &str) -> Result<ConsumerInfo> {
     let files = ConsumerFiles::existing(store.dir(), name)?;
     let stored = checkpoint::read(&files.checkpoint)?;
     let parked = parked::read(&files.parked)?.len();
-    let active = match files.lock() {
-        Ok(_lock) => false,
-        Err(Error::ConsumerLocked { .. }) => true,
-        Err(e) => return Err(e),
-    };
-    let end = durable_end(store);
+    let active = files.holder()?.is_some();
+    let end = durable_end(store)?;
     let reader = store.reader();
     Ok(ConsumerInfo {
         name: name.to_string(),
@@ -478,30 +494,30 @@ pub(crate) fn reset(store: &Store, name: &str, to: ResetTo) -> Result<u64> {
     let _lock = files.lock()?;
     let next = match to {
         ResetTo::Start => 0,
-        ResetTo::End => durable_end(store),
+        ResetTo::End => durable_end(store)?,
         ResetTo::Position(p) => check_position(store, p)?,
-        ResetTo::AsOf(as_of) => store.reader().position_of(as_of)?.map_or(0, |p| p + 1).min(durable_end(store)),
+        ResetTo::AsOf(as_of) => store.reader().position_of(as_of)?.map_or(0, |p| p + 1).min(durable_end(store)?),
     };
     let mut cp = CheckpointFile::open(&files.checkpoint)?;
     cp.store(next, true)?;
     Ok(next)
 }
 
-/// Removes an idle consumer's files.
+/// Removes an idle consumer's files: the dead-letter list first, so that a
+/// crash half way leaves a consumer without dead letters, never dead letters
+/// a new consumer of that name would inherit. The lock file stays: removing
+/// a lock file others may have opened would let two handles lock two files.
 pub(crate) fn delete(store: &Store, name: &str) -> Result<()> {
     let files = ConsumerFiles::existing(store.dir(), name)?;
-    let lock = files.lock()?;
-    for path in [&files.checkpoint, &files.parked] {
+    let _lock = files.lock()?;
+    for path in [&files.parked, &files.checkpoint] {
         match std::fs::remove_file(path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(Error::io("delete consumer", path, e)),
         }
     }
-    crate::durable::sync_dir(&files.dir)?;
-    drop(lock);
-    let _ = std::fs::remove_file(&files.lock);
-    Ok(())
+    crate::durable::sync_dir(&files.dir)
 }
 
 /// Runs `f` on an idle consumer's dead-letter list (for the CLI and

@@ -91,10 +91,8 @@ impl ParkedLog {
         let bytes = std::fs::read(path).map_err(|e| Error::io("read dead-letter list", path, e))?;
         let mut log = ParkedLog { file, path: path.to_path_buf(), end: 0, live: BTreeMap::new() };
         if bytes.is_empty() {
-            let mut header = [0u8; HEADER_BYTES as usize];
-            header[..4].copy_from_slice(MAGIC);
-            put_u32(&mut header, 4, PARKED_VERSION);
-            log.write_at(&header, 0)?;
+            log.write_at(&header(), 0)?;
+            log.sync()?;
             log.end = HEADER_BYTES;
             return Ok(log);
         }
@@ -165,6 +163,33 @@ impl ParkedLog {
     }
 }
 
+#[cfg(test)]
+impl ParkedLog {
+    /// Makes every later write fail (a read-only descriptor), as a full or
+    /// failing disk would.
+    pub(crate) fn break_writes(&mut self) {
+        if let Ok(f) = File::open(&self.path) {
+            self.file = f;
+        }
+    }
+}
+
+/// Creates an empty list `dir/name` crash-safely (it appears whole, with
+/// its header, or not at all), unless it exists.
+pub(crate) fn create(dir: &Path, name: &str) -> Result<()> {
+    if dir.join(name).exists() {
+        return Ok(());
+    }
+    crate::durable::write_file(dir, name, &[&header()], "create dead-letter list").map(|_| ())
+}
+
+fn header() -> [u8; HEADER_BYTES as usize] {
+    let mut header = [0u8; HEADER_BYTES as usize];
+    header[..4].copy_from_slice(MAGIC);
+    put_u32(&mut header, 4, PARKED_VERSION);
+    header
+}
+
 /// The events parked now in the list at `path` (none if it does not exist),
 /// read without the consumer's lock: a torn last record is skipped, not cut.
 pub(crate) fn read(path: &Path) -> Result<BTreeMap<u64, ParkedEvent>> {
@@ -194,13 +219,20 @@ fn fold(bytes: &[u8], path: &Path) -> Result<(BTreeMap<u64, ParkedEvent>, u64)> 
     let mut live = BTreeMap::new();
     let mut at = HEADER_BYTES as usize;
     while at < bytes.len() {
-        let record = decode_at(bytes, at);
-        let (kind, event, next) = match record {
+        let rest = bytes.get(at..).unwrap_or_default();
+        if rest.iter().all(|b| *b == 0) {
+            // The file grew but the record's bytes never reached the disk.
+            return Ok((live, at as u64));
+        }
+        let (kind, event, next) = match decode_at(bytes, at) {
             Ok(r) => r,
-            // Torn: the record claims more bytes than the file has, or it is
-            // the last thing in the file and fails its checksum.
-            Err(Torn::Short) => return Ok((live, at as u64)),
+            // Torn: a record of a possible length that runs past the end of
+            // the file, or the last record failing its checksum.
+            Err(Torn::Short(len)) if len <= RECORD_BODY_MAX => return Ok((live, at as u64)),
             Err(Torn::Bad(len)) if at + 8 + len >= bytes.len() => return Ok((live, at as u64)),
+            Err(Torn::Short(len)) => {
+                return Err(Error::corrupt(path, at as u64, format!("dead-letter record claims {len} bytes")))
+            }
             Err(Torn::Bad(_)) => {
                 return Err(Error::corrupt(path, at as u64, "dead-letter record fails its checksum before the end"))
             }
@@ -223,18 +255,21 @@ fn fold(bytes: &[u8], path: &Path) -> Result<(BTreeMap<u64, ParkedEvent>, u64)> 
     Ok((live, at as u64))
 }
 
+/// The longest record body this format can hold.
+const RECORD_BODY_MAX: usize = BODY_FIXED + u16::MAX as usize + PARKED_ERROR_BYTES_MAX;
+
 /// Why a record could not be read.
 enum Torn {
-    /// The file ends inside it.
-    Short,
+    /// The file ends inside it; its declared body length (0: not even that).
+    Short(usize),
     /// It fails its checksum or does not parse; its declared body length.
     Bad(usize),
 }
 
 fn decode_at(bytes: &[u8], at: usize) -> std::result::Result<(Kind, ParkedEvent, usize), Torn> {
-    let len = le_u32(bytes, at).ok_or(Torn::Short)? as usize;
-    let crc = le_u32(bytes, at + 4).ok_or(Torn::Short)?;
-    let body = bytes.get(at + 8..(at + 8).checked_add(len).ok_or(Torn::Short)?).ok_or(Torn::Short)?;
+    let len = le_u32(bytes, at).ok_or(Torn::Short(0))? as usize;
+    let crc = le_u32(bytes, at + 4).ok_or(Torn::Short(len))?;
+    let body = bytes.get(at + 8..(at + 8).checked_add(len).ok_or(Torn::Short(len))?).ok_or(Torn::Short(len))?;
     if crc32fast::hash(body) != crc {
         return Err(Torn::Bad(len));
     }
@@ -370,6 +405,30 @@ mod tests {
         assert!(matches!(read(&path), Err(Error::UnsupportedFormat { found: 9, .. })));
         std::fs::write(&path, b"nonsense").unwrap();
         assert!(matches!(read(&path), Err(Error::Corrupt { offset: 0, .. })));
+    }
+
+    #[test]
+    fn a_zero_filled_tail_is_torn_and_an_impossible_length_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.parked");
+        let mut log = ParkedLog::open(&path).unwrap();
+        log.park(event(1)).unwrap();
+        let end = log.end;
+        drop(log);
+        // The size reached the disk, the bytes did not.
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&[0u8; 100]);
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(ParkedLog::open(&path).unwrap().live().len(), 1);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), end, "the owner cut the zeros");
+        // A length no record can have, then more bytes: corruption, not a torn tail to cut.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mut bad = vec![0u8; 8];
+        put_u32(&mut bad, 0, u32::MAX);
+        bytes.extend_from_slice(&bad);
+        bytes.extend_from_slice(&[1u8; 40]);
+        std::fs::write(&path, &bytes).unwrap();
+        assert!(matches!(ParkedLog::open(&path), Err(Error::Corrupt { offset, .. }) if offset == end));
     }
 
     #[test]

@@ -20,7 +20,7 @@ use super::parked::{ParkedEvent, ParkedLog};
 use super::{Consumer, ConsumerOptions};
 use crate::error::{Error, Result};
 use crate::event::{EventRef, RecordedEvent};
-use crate::subscription::Subscription;
+use crate::subscription::{StartFrom, Subscription};
 
 /// Events (positions) a runner takes from the log per batch.
 const BATCH_EVENTS: usize = 4096;
@@ -75,6 +75,8 @@ pub struct RunSummary {
 enum Outcome {
     Handled,
     Parked,
+    /// Parked before, handed out again after a crash: left parked.
+    AlreadyParked,
 }
 
 impl RunSummary {
@@ -82,6 +84,7 @@ impl RunSummary {
         match outcome {
             Outcome::Handled => self.handled += 1,
             Outcome::Parked => self.parked += 1,
+            Outcome::AlreadyParked => {}
         }
     }
 }
@@ -104,7 +107,7 @@ impl Consumer {
         &mut self,
         handler: impl FnMut(&EventRef<'_>) -> Result<(), E>,
     ) -> Result<RunSummary> {
-        let end = super::durable_end(&self.store);
+        let end = super::durable_end(&self.store)?;
         self.run_loop(handler, Some(end))
     }
 
@@ -154,7 +157,7 @@ impl Consumer {
         E: Display,
         H: Fn(&RecordedEvent) -> Result<(), E> + Send + Sync,
     {
-        let end = super::durable_end(&self.store);
+        let end = super::durable_end(&self.store)?;
         self.workers_loop(workers, handler, Some(end))
     }
 
@@ -165,25 +168,49 @@ impl Consumer {
     ) -> Result<RunSummary> {
         let mut summary = RunSummary::default();
         self.replay_requested(&mut handler, &mut summary)?;
-        let mut blocked = self.blocked_aggregates();
+        let mut marks = self.parked_marks();
         loop {
             let next = self.sub.position();
             if self.stop.requested() || until.is_some_and(|u| next >= u) {
                 break;
             }
+            // Between batches every position below the cursor is handled or parked.
             self.committer.auto_commit(next, false)?;
             let mut batch = match self.sub.batch(BATCH_EVENTS, IDLE_WAIT) {
                 Ok(b) => b,
-                Err(Error::Closed) => break,
+                Err(Error::Closed) => return self.closed(summary),
                 Err(e) => return Err(e),
             };
-            let parked = &self.parked;
-            for event in batch.events() {
-                let event = event?;
-                let outcome = handle(parked, &self.options, &mut blocked, &mut handler, &event)?;
-                summary.count(outcome);
+            let (parked, options, stop) = (&self.parked, &self.options, &self.stop);
+            let mut events = batch.events();
+            let mut failure = None;
+            while !stop.requested() {
+                // A read error leaves the cursor at the bad event.
+                let Some(event) = events.next() else { break };
+                let event = match event {
+                    Ok(e) => e,
+                    Err(e) => {
+                        failure = Some((e, None));
+                        break;
+                    }
+                };
+                match handle(parked, options, &mut marks, &mut handler, &event) {
+                    Ok(outcome) => summary.count(outcome),
+                    Err(e) => {
+                        // Neither handled nor parked: the cursor must come back to it.
+                        failure = Some((e, Some(event.position())));
+                        break;
+                    }
+                }
             }
+            drop(events);
             drop(batch);
+            if let Some((e, at)) = failure {
+                if let Some(position) = at {
+                    self.rewind(position);
+                }
+                return Err(e);
+            }
             if self.sub.position() == next {
                 // Caught up: make the progress durable while waiting.
                 self.committer.auto_commit(next, true)?;
@@ -193,6 +220,26 @@ impl Consumer {
         self.committer.auto_commit(next, true)?;
         summary.next_position = next;
         Ok(summary)
+    }
+
+    /// The run's end when the store closed: a normal end, unless it closed
+    /// because following a writer failed (then that error).
+    fn closed(&mut self, mut summary: RunSummary) -> Result<RunSummary> {
+        if let Some(e) = self.store.poison_error() {
+            return Err(e);
+        }
+        let next = self.sub.position();
+        self.committer.auto_commit(next, true)?;
+        summary.next_position = next;
+        Ok(summary)
+    }
+
+    /// Moves the subscription back to `position`, which was handed out but
+    /// not handled: the next run delivers it again.
+    fn rewind(&mut self, position: u64) {
+        if position < self.sub.position() {
+            self.sub = self.store.subscribe(StartFrom::Position(position), self.options.filter.clone());
+        }
     }
 
     fn workers_loop<E, H>(&mut self, workers: usize, handler: H, until: Option<u64>) -> Result<RunSummary>
@@ -205,25 +252,28 @@ impl Consumer {
         }
         let mut summary = RunSummary::default();
         self.replay_requested(&mut |e: &EventRef<'_>| handler(&e.to_recorded()), &mut summary)?;
-        let blocked = self.blocked_aggregates();
+        let marks = self.parked_marks();
         let (done_tx, done_rx) = crossbeam_channel::unbounded::<Result<(u64, Outcome)>>();
         let Consumer { sub, committer, parked, options, stop, .. } = self;
         let (parked, options, handler) = (&*parked, &*options, &handler);
         let mut in_flight = BTreeSet::new();
         let mut failure = None;
+        let mut closed = false;
         std::thread::scope(|scope| {
             let mut queues = Vec::with_capacity(workers);
             for w in 0..workers {
                 let (tx, rx) = crossbeam_channel::bounded::<RecordedEvent>(WORKER_QUEUE);
                 queues.push(tx);
                 let done = done_tx.clone();
-                let mut mine: HashMap<String, u64> =
-                    blocked.iter().filter(|(a, _)| shard(a, workers) == w).map(|(a, p)| (a.clone(), *p)).collect();
+                let mut mine = marks.shard(w, workers);
                 scope.spawn(move || {
                     let mut call = |e: &RecordedEvent| handler(e);
                     for event in rx {
                         let outcome = handle(parked, options, &mut mine, &mut call, &event);
-                        if done.send(outcome.map(|o| (event.position, o))).is_err() {
+                        let failed = outcome.is_err();
+                        // After a failure this worker stops: its aggregates' later
+                        // events must not be handled before the failed one.
+                        if done.send(outcome.map(|o| (event.position, o))).is_err() || failed {
                             return;
                         }
                     }
@@ -246,7 +296,10 @@ impl Consumer {
                     let before = Subscription::position(sub);
                     let mut batch = match sub.batch(BATCH_EVENTS, IDLE_WAIT) {
                         Ok(b) => b,
-                        Err(Error::Closed) => return Ok(()),
+                        Err(Error::Closed) => {
+                            closed = true;
+                            return Ok(());
+                        }
                         Err(e) => return Err(e),
                     };
                     for event in batch.events() {
@@ -254,7 +307,8 @@ impl Consumer {
                         in_flight.insert(event.position());
                         let w = shard(event.aggregate_id(), workers);
                         if queues[w].send(event.to_recorded()).is_err() {
-                            return Err(Error::InvalidInput("a consumer worker stopped unexpectedly".into()));
+                            // That worker stopped on an error: it reports it below.
+                            return Ok(());
                         }
                     }
                     drop(batch);
@@ -269,15 +323,21 @@ impl Consumer {
                 failure = Some(e);
             }
         });
-        // Every worker has ended: collect what they reported last.
+        // Every worker has ended: collect what they reported last. A worker's
+        // error is the cause of any failure the dispatcher saw after it.
         if let Err(e) = drain(&done_rx, &mut in_flight, &mut summary, None) {
-            failure.get_or_insert(e);
+            failure = Some(e);
         }
+        // Nothing at or after the oldest event in flight is known handled.
         let low = in_flight.first().copied().unwrap_or(self.sub.position());
-        self.committer.auto_commit(low, true)?;
+        self.rewind(low);
         if let Some(e) = failure {
             return Err(e);
         }
+        if closed {
+            return self.closed(summary);
+        }
+        self.committer.auto_commit(low, true)?;
         summary.next_position = low;
         Ok(summary)
     }
@@ -328,16 +388,41 @@ impl Consumer {
         Ok(())
     }
 
-    /// The aggregates with a parked event, and the first such position:
-    /// later events of these are parked behind it (when the option is on).
-    fn blocked_aggregates(&mut self) -> HashMap<String, u64> {
-        let mut blocked = HashMap::new();
-        if self.options.park_aggregate_behind {
-            for e in self.parked.get_mut().unwrap_or_else(|p| p.into_inner()).live().values() {
-                blocked.entry(e.aggregate_id.clone()).or_insert(e.position);
+    /// What the dead-letter list says about the events a run will see.
+    fn parked_marks(&mut self) -> Marks {
+        let from = self.sub.position();
+        let park_behind = self.options.park_aggregate_behind;
+        let mut marks = Marks::default();
+        for e in self.parked.get_mut().unwrap_or_else(|p| p.into_inner()).live().values() {
+            if park_behind {
+                marks.blocked.entry(e.aggregate_id.clone()).or_insert(e.position);
+            }
+            if e.position >= from {
+                marks.parked.insert(e.position, e.aggregate_id.clone());
             }
         }
-        blocked
+        marks
+    }
+}
+
+/// What a runner (or one worker) knows of the dead-letter list.
+#[derive(Default, Clone)]
+struct Marks {
+    /// Aggregates with a parked event, and their first parked position:
+    /// later events of these are parked behind it (when the option is on).
+    blocked: HashMap<String, u64>,
+    /// Parked events at or after the run's start: delivered again because
+    /// a crash came before the checkpoint passed them. They stay parked.
+    parked: HashMap<u64, String>,
+}
+
+impl Marks {
+    /// The marks of the aggregates worker `w` of `n` handles.
+    fn shard(&self, w: usize, n: usize) -> Marks {
+        Marks {
+            blocked: self.blocked.iter().filter(|(a, _)| shard(a, n) == w).map(|(a, p)| (a.clone(), *p)).collect(),
+            parked: self.parked.iter().filter(|(_, a)| shard(a, n) == w).map(|(p, a)| (*p, a.clone())).collect(),
+        }
     }
 }
 
@@ -366,24 +451,32 @@ impl Envelope for RecordedEvent {
 }
 
 /// Hands one event to the handler (with retries), parking it if it fails
-/// for good or if an earlier event of its aggregate is parked.
+/// for good or if an earlier event of its aggregate is parked. An event that
+/// is parked already (delivered again after a crash) is left as it is.
 fn handle<T: Envelope, E: Display>(
     parked: &Mutex<ParkedLog>,
     options: &ConsumerOptions,
-    blocked: &mut HashMap<String, u64>,
+    marks: &mut Marks,
     handler: &mut impl FnMut(&T) -> Result<(), E>,
     event: &T,
 ) -> Result<Outcome> {
+    let position = event.position();
+    if !marks.parked.is_empty() && marks.parked.contains_key(&position) {
+        return Ok(Outcome::AlreadyParked);
+    }
     let aggregate_id = event.aggregate_id();
-    let (attempts, error, behind) = match blocked.get(aggregate_id) {
-        Some(&head) => (0, format!("parked behind the parked event at position {head} of its aggregate"), Some(head)),
-        None => match attempt(handler, event, &options.retry) {
+    let (attempts, error, behind) = match marks.blocked.get(aggregate_id) {
+        // Only later events wait behind it (earlier ones come again after a crash).
+        Some(&head) if head < position => {
+            (0, format!("parked behind the parked event at position {head} of its aggregate"), Some(head))
+        }
+        _ => match attempt(handler, event, &options.retry) {
             Ok(()) => return Ok(Outcome::Handled),
             Err((attempts, error)) => (attempts, error, None),
         },
     };
     let entry = ParkedEvent {
-        position: event.position(),
+        position,
         aggregate_id: aggregate_id.to_string(),
         attempts,
         error,
@@ -393,7 +486,7 @@ fn handle<T: Envelope, E: Display>(
     };
     parked.lock().unwrap_or_else(|p| p.into_inner()).park(entry)?;
     if options.park_aggregate_behind {
-        blocked.entry(aggregate_id.to_string()).or_insert(event.position());
+        marks.blocked.entry(aggregate_id.to_string()).or_insert(position);
     }
     Ok(Outcome::Parked)
 }
@@ -415,7 +508,7 @@ fn attempt<T: ?Sized, E: Display>(
             Err(e) if n >= attempts => return Err((n, e.to_string())),
             Err(_) => {
                 std::thread::sleep(wait);
-                wait = (wait * 2).min(policy.max_backoff);
+                wait = wait.saturating_mul(2).min(policy.max_backoff);
             }
         }
     }
@@ -451,4 +544,89 @@ fn drain(
 fn note((position, outcome): (u64, Outcome), in_flight: &mut BTreeSet<u64>, summary: &mut RunSummary) {
     in_flight.remove(&position);
     summary.count(outcome);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ConsumerOptions, ExpectedVersion, NewEvent, Options, Store};
+
+    fn store_with(n: u64) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Options::default()).unwrap();
+        for i in 0..n {
+            let ev = NewEvent::new(crate::EventId::new_v7(), "Happened", format!("{i}"));
+            store.append(&format!("agg-{}", i % 3), ExpectedVersion::Any, vec![ev]).unwrap();
+        }
+        (dir, store)
+    }
+
+    fn options() -> ConsumerOptions {
+        ConsumerOptions::default()
+            .retry(RetryPolicy::new(1, Duration::ZERO, Duration::ZERO))
+            .commit_every_events(1)
+            .commit_every(Duration::ZERO)
+    }
+
+    #[test]
+    fn a_failed_park_leaves_the_event_to_the_next_run_never_skips_it() {
+        let (_dir, store) = store_with(12);
+        let mut c = store.consumer("c", options()).unwrap();
+        c.parked.get_mut().unwrap().break_writes();
+        let fail_at_5 = |e: &EventRef<'_>| if e.position() == 5 { Err("no") } else { Ok(()) };
+        assert!(matches!(c.run_until_caught_up(fail_at_5), Err(Error::Io { .. })));
+        assert_eq!(c.position(), 5, "the cursor is back at the event that was neither handled nor parked");
+        assert!(c.committed() <= 5);
+        // Running again on the same handle does not commit past it either.
+        assert!(c.run_until_caught_up(fail_at_5).is_err());
+        assert!(c.committed() <= 5);
+        drop(c);
+        let mut c = store.consumer("c", options()).unwrap();
+        let s = c.run_until_caught_up(fail_at_5).unwrap();
+        assert_eq!((s.parked, c.parked()[0].position, c.committed()), (3, 5, 12), "5, and 8 and 11 behind it");
+    }
+
+    #[test]
+    fn with_workers_a_failed_park_stops_its_worker_and_the_checkpoint_stays_below_it() {
+        let (_dir, store) = store_with(300);
+        let mut c = store.consumer("w", options()).unwrap();
+        c.parked.get_mut().unwrap().break_writes();
+        let handled = Mutex::new(Vec::new());
+        let r = c.run_workers_until_caught_up(3, |e: &RecordedEvent| {
+            if e.position == 40 {
+                return Err("no");
+            }
+            handled.lock().unwrap().push((e.aggregate_id.clone(), e.position));
+            Ok(())
+        });
+        assert!(matches!(r, Err(Error::Io { .. })), "{r:?}");
+        assert!(c.position() <= 40 && c.committed() <= 40, "{} {}", c.position(), c.committed());
+        // Nothing of position 40's aggregate after it was handled.
+        let agg = format!("agg-{}", 40 % 3);
+        assert!(handled.lock().unwrap().iter().all(|(a, p)| *a != agg || *p < 40));
+    }
+
+    #[test]
+    fn a_parked_event_delivered_again_after_a_crash_stays_parked_as_it_was() {
+        let (_dir, store) = store_with(9);
+        let manual = options().auto_commit(false);
+        let mut c = store.consumer("p", manual.clone()).unwrap();
+        let s = c.run_until_caught_up(|e: &EventRef<'_>| if e.position() == 3 { Err("bad data") } else { Ok(()) });
+        // position 3 (agg-0) parked, and 6 behind it; nothing committed: as after a crash.
+        assert_eq!(s.unwrap().parked, 2);
+        drop(c);
+        let mut c = store.consumer("p", manual).unwrap();
+        let mut seen = Vec::new();
+        let s = c
+            .run_until_caught_up(|e: &EventRef<'_>| -> Result<(), String> {
+                seen.push(e.position());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!((s.handled, s.parked), (7, 0));
+        assert!(!seen.contains(&3) && !seen.contains(&6));
+        let parked = c.parked();
+        assert_eq!((parked[0].position, parked[0].attempts, parked[0].error.as_str()), (3, 1, "bad data"));
+        assert_eq!(parked[1].behind, Some(3));
+    }
 }

@@ -624,6 +624,9 @@ impl Writer {
                 Ok(())
             }
             Err(e) => {
+                // IMPORTANT: the frames written above stay where they are; the
+                // rest of the group goes after them, never over them.
+                group.buf_at = self.active.write_offset;
                 if self.shared.poison_cause().is_some() {
                     group.fatal = Some(e.duplicate());
                 }

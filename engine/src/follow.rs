@@ -51,11 +51,20 @@ pub(crate) fn open(dir: &Path, opts: &Options, lock: Arc<DirLock>) -> Result<(Re
             let follower = Follower::new(dir, lock, wm, Some(w.encode()), &rec);
             return Ok((rec, follower));
         }
-        let rec = recovery::recover(dir, opts, true)?;
+        let rec = match recovery::recover(dir, opts, true) {
+            Ok(rec) => rec,
+            // A writer that opened during the scan can make the tail look
+            // damaged (it cuts and rewrites it): look again, beside it.
+            Err(_) if wm.raw()? != before || lock.live_writer()?.is_some() => continue,
+            Err(e) => return Err(e),
+        };
         // A writer that opened while we scanned may have written past what
         // it made durable: scan again, then beside it.
         let after = wm.raw()?;
         if after == before && lock.live_writer()?.is_none() {
+            // What a killed writer left in the page cache is not durable yet:
+            // make it so before the view (and its subscribers) calls it durable.
+            sync_active(&rec)?;
             let follower = Follower::new(dir, lock, wm, after, &rec);
             return Ok((rec, follower));
         }
@@ -63,15 +72,28 @@ pub(crate) fn open(dir: &Path, opts: &Options, lock: Arc<DirLock>) -> Result<(Re
     Err(Error::Locked { path: dir.to_path_buf(), holder: LockHolder::Unknown })
 }
 
+/// `fdatasync`s the last segment of a recovered log (allowed on a file
+/// opened read-only), so that every event the view shows is on disk.
+fn sync_active(rec: &Recovered) -> Result<()> {
+    let Some(seg) = rec.index.segments().last() else { return Ok(()) };
+    let file = std::fs::File::open(&seg.path).map_err(|e| Error::io("open segment to sync it", &seg.path, e))?;
+    file.sync_data().map_err(|e| Error::io("fsync the segment a killed writer left", &seg.path, e))
+}
+
 /// The live writer's watermark, waiting up to `wait` for a writer that has
-/// not published one yet (it publishes right after its recovery).
+/// not published one yet (it publishes right after its recovery). A record
+/// that fails its checksum meanwhile is an old one (a power cut can tear the
+/// file, which is never synced): the wait goes on, and only at its end is
+/// that an error.
 fn published(wm: &mut WatermarkReader, dir: &Path, holder: LockHolder, wait: Duration) -> Result<Watermark> {
     let deadline = Instant::now() + wait;
     loop {
-        if let Some(w) = wm.read()? {
+        let read = wm.read();
+        if let Ok(Some(w)) = read {
             return Ok(w);
         }
         if Instant::now() >= deadline {
+            read?;
             return Err(Error::Locked { path: dir.to_path_buf(), holder });
         }
         std::thread::sleep(PUBLISH_POLL);

@@ -116,6 +116,16 @@ impl Subscription {
         self
     }
 
+    /// Why the subscription ended: [`Error::Closed`], or, when the store
+    /// was closed because it was poisoned (a read-only store that could not
+    /// follow its writer), [`Error::Poisoned`] with the cause.
+    fn closed_error(&self) -> Error {
+        match self.shared.poison_cause() {
+            Some(cause) => Error::Poisoned { cause },
+            None => Error::Closed,
+        }
+    }
+
     /// The watermark this subscription delivers up to.
     fn end(&self) -> u64 {
         let watermark = if self.unflushed { &self.shared.visible_end } else { &self.shared.durable_end };
@@ -204,7 +214,7 @@ impl Subscription {
         let deadline = Instant::now().checked_add(timeout);
         loop {
             if self.shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(Error::Closed);
+                return Err(self.closed_error());
             }
             // A read-only store first looks at what the writer published (a
             // failure poisons and closes it: the check above then ends this).
@@ -225,7 +235,7 @@ impl Subscription {
     fn open_batch(&mut self, max: usize) -> Result<Batch<'_>> {
         let _ = self.shared.follow();
         if self.shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(Error::Closed);
+            return Err(self.closed_error());
         }
         let watermark = self.end();
         let reader = Reader::new(&self.shared);

@@ -127,6 +127,9 @@ struct Model {
 }
 
 struct Run {
+    /// The power-cut mount holding the store, when the run cuts the power
+    /// instead of only killing (the ack logs stay on the real disk).
+    power: Option<factlog_powercut::PowerCutMount>,
     mode: Mode,
     work: WorkDir,
     store_dir: PathBuf,
@@ -142,7 +145,18 @@ impl Run {
         let store_dir = work.path.join("store");
         let seed = env_u64("FACTLOG_CRASH_SEED").unwrap_or_else(rand::random);
         eprintln!("crash[{name}]: seed {seed} (FACTLOG_CRASH_SEED), work dir {}", work.path.display());
-        Run { mode, work, store_dir, seed, rng: StdRng::seed_from_u64(seed), model: Model::default() }
+        Run { power: None, mode, work, store_dir, seed, rng: StdRng::seed_from_u64(seed), model: Model::default() }
+    }
+
+    /// A run whose store lives on a power-cut mount at `mount_dir`; `None`
+    /// (with a printed reason) when this machine cannot mount.
+    fn on_power_cut(name: &str, mode: Mode, mount_dir: &std::path::Path) -> Option<Run> {
+        let mut run = Run::new(name, mode);
+        std::fs::create_dir_all(mount_dir).expect("create the mount point");
+        let mount = factlog_powercut::mount_or_skip(mount_dir)?;
+        run.store_dir = mount.path().join("store");
+        run.power = Some(mount);
+        Some(run)
     }
 
     fn random(&mut self, below: u64) -> u64 {
@@ -196,6 +210,22 @@ impl Run {
                 "cycle {cycle}: child exited on its own ({status}) before the kill; stderr:\n{}",
                 self.child_stderr(cycle)
             );
+        }
+        if self.power.is_some() {
+            // Power first, then the kill: nothing the child does after the
+            // cut reaches the disk, and it dies before the power returns.
+            let seed = self.rng.gen();
+            let mode = match self.random(3) {
+                0 => factlog_powercut::CutMode::Now,
+                1 => factlog_powercut::CutMode::Prefix(seed),
+                _ => factlog_powercut::CutMode::Subset(seed),
+            };
+            let Some(mount) = &self.power else { unreachable!() };
+            mount.cut(mode);
+            let _ = child.kill();
+            let _ = child.wait().expect("reap the child after the cut");
+            mount.power_on();
+            return delay;
         }
         child.kill().unwrap_or_else(|e| panic!("cycle {cycle}: SIGKILL the child: {e}"));
         let status = child.wait().expect("reap the killed child");
@@ -511,6 +541,9 @@ impl Run {
                 String::new()
             }
         );
+        if let Some(mount) = &self.power {
+            eprintln!("crash[{name}]: power-cut file system: {:?}", mount.stats());
+        }
         assert!(acked_batches > 0, "crash[{name}]: no append was ever acknowledged; the test tested nothing");
     }
 }
@@ -525,4 +558,19 @@ fn sigkill_during_sync_appends_loses_nothing_acknowledged() {
 fn sigkill_after_a_buffered_sync_checkpoint_loses_nothing_acknowledged() {
     let cycles = env_u64("FACTLOG_CRASH_CYCLES").map_or(10, |c| (c / 3).max(1)) as u32;
     Run::new("buffered", Mode::Buffered).run("buffered", cycles);
+}
+
+/// `FACTLOG_POWERCUT=1`: the `Sync` suite with the store on the power-cut file
+/// system (issue 13), cutting the power (now, prefix or subset) before each kill.
+#[test]
+fn power_cut_during_sync_appends_loses_nothing_acknowledged() {
+    if std::env::var_os("FACTLOG_POWERCUT").is_none() {
+        eprintln!("skipped: set FACTLOG_POWERCUT=1 to run the crash suite on the power-cut file system");
+        return;
+    }
+    let cycles = env_u64("FACTLOG_CRASH_CYCLES").unwrap_or(10) as u32;
+    let mount_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("powercut-crash-sync");
+    if let Some(run) = Run::on_power_cut("powercut-sync", Mode::Sync, &mount_dir) {
+        run.run("powercut-sync", cycles);
+    }
 }

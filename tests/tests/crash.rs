@@ -46,13 +46,21 @@ const CHILD: &str = env!("CARGO_BIN_EXE_crash_child");
 enum Mode {
     Sync,
     Buffered,
+    /// `Buffered` with large segments, so that a roll (which syncs) seldom
+    /// makes up for a `Store::sync` that did not (the power-cut run).
+    BufferedLargeSegments,
 }
 
 impl Mode {
+    fn buffered(self) -> bool {
+        matches!(self, Mode::Buffered | Mode::BufferedLargeSegments)
+    }
+
     fn arg(self) -> &'static str {
         match self {
             Mode::Sync => "sync",
             Mode::Buffered => "buffered",
+            Mode::BufferedLargeSegments => "buffered-large-segments",
         }
     }
 
@@ -60,6 +68,7 @@ impl Mode {
         match self {
             Mode::Sync => spec::options(factlog::Durability::Sync),
             Mode::Buffered => spec::options(spec::buffered()),
+            Mode::BufferedLargeSegments => spec::large_segments(spec::options(spec::buffered())),
         }
     }
 }
@@ -253,14 +262,14 @@ impl Run {
         if log.torn_line {
             self.model.torn_ack_lines += 1;
         }
-        if self.mode == Mode::Buffered {
+        if self.mode.buffered() {
             let synced = log.synced.unwrap_or_else(|| {
                 panic!("cycle {cycle}: buffered child was killed before its first completed sync checkpoint")
             });
             self.model.synced_acks += synced as u64;
         }
         let n = log.acks.len();
-        if self.mode == Mode::Buffered && self.power.is_some() {
+        if self.mode.buffered() && self.power.is_some() {
             // A power cut takes back what no completed sync covered: only the
             // acks before the last `synced <n>` line must survive it.
             let covered = log.synced.unwrap_or(0).min(n);
@@ -542,7 +551,7 @@ impl Run {
             last.batches,
             m.segments,
             m.longest_open,
-            if self.mode == Mode::Buffered {
+            if self.mode.buffered() {
                 format!("; {} acks covered by a completed sync", m.synced_acks)
             } else {
                 String::new()
@@ -595,7 +604,7 @@ fn power_cut_in_buffered_mode_loses_nothing_synced() {
     }
     let cycles = env_u64("FACTLOG_POWERCUT_CYCLES").map_or(7, |c| (c / 3).max(1)) as u32;
     let mount_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("powercut-crash-buffered");
-    if let Some(run) = Run::on_power_cut("powercut-buffered", Mode::Buffered, &mount_dir) {
+    if let Some(run) = Run::on_power_cut("powercut-buffered", Mode::BufferedLargeSegments, &mount_dir) {
         run.run("powercut-buffered", cycles);
     }
 }

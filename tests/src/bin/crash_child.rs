@@ -61,6 +61,12 @@ pub mod spec {
         Options::default().segment_bytes(64 * 1024).max_event_bytes(16 * 1024).durability(durability)
     }
 
+    /// `options` with 4 MiB segments: rolls (each of which syncs) are rare,
+    /// so durability rests on the explicit syncs (`buffered-large-segments`).
+    pub fn large_segments(options: Options) -> Options {
+        options.segment_bytes(4 << 20)
+    }
+
     /// The `buffered` mode durability: the background flush is far away, so
     /// only the child's explicit `Store::sync()` calls make data durable.
     pub fn buffered() -> Durability {
@@ -380,22 +386,26 @@ fn sync_loop(store: Store, acks: Arc<Mutex<AckFile>>, first_sync: std::sync::mps
 fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     if args.len() != 6 {
-        return Err("usage: crash_child <store-dir> <ack-log> <cycle> <writers> <sync|buffered>".into());
+        return Err(
+            "usage: crash_child <store-dir> <ack-log> <cycle> <writers> <sync|buffered|buffered-large-segments>".into(),
+        );
     }
     let dir = PathBuf::from(&args[1]);
     let ack_path = PathBuf::from(&args[2]);
     let cycle: u32 = args[3].parse().map_err(|e| format!("cycle {:?}: {e}", args[3]))?;
     let writers: u32 = args[4].parse().map_err(|e| format!("writers {:?}: {e}", args[4]))?;
-    let buffered = match args[5].as_str() {
-        "sync" => false,
-        "buffered" => true,
-        other => return Err(format!("mode {other:?} is neither sync nor buffered")),
+    let (buffered, large) = match args[5].as_str() {
+        "sync" => (false, false),
+        "buffered" => (true, false),
+        "buffered-large-segments" => (true, true),
+        other => return Err(format!("mode {other:?} is not sync, buffered or buffered-large-segments")),
     };
     if writers == 0 || writers >= spec::PROBE_WRITER {
         return Err(format!("writers {writers} out of range"));
     }
     let durability = if buffered { spec::buffered() } else { Durability::Sync };
-    let store = Store::open(&dir, spec::options(durability)).map_err(|e| format!("open {}: {e}", dir.display()))?;
+    let options = if large { spec::large_segments(spec::options(durability)) } else { spec::options(durability) };
+    let store = Store::open(&dir, options).map_err(|e| format!("open {}: {e}", dir.display()))?;
     let file = OpenOptions::new()
         .create(true)
         .append(true)

@@ -59,7 +59,10 @@ fn every_workload_on_every_engine_reports_real_figures() {
         assert_eq!(subs, [1, 16], "{engine}: {w8:?}");
         for r in w8 {
             assert_eq!(r["ops"].as_u64(), Some(r["events"].as_u64().unwrap() * r["subscribers"].as_u64().unwrap()));
-            assert!(r["p99_us"].as_f64().unwrap_or(0.0) > 0.0, "{engine}: {r}");
+            // ack→receipt is 0 when every receipt came before the appender's ack
+            // (a loaded machine schedules the subscriber first); submit→receipt never is.
+            assert!(r["p99_us"].as_f64().is_some_and(|v| v >= 0.0), "{engine}: {r}");
+            assert!(r["submit_to_receipt_p99_us"].as_f64().unwrap_or(0.0) > 0.0, "{engine}: {r}");
             assert!(r["receipts_before_ack_share"].as_f64().is_some(), "{engine}: {r}");
         }
     }

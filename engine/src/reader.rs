@@ -226,11 +226,7 @@ impl Reader {
         let (Some((first_seg, first_off)), Some((last_seg, last_off))) = (idx.locate(from), idx.locate(to - 1)) else {
             return 0;
         };
-        let frame_end = |seg: usize, off: u64| -> u64 {
-            let Some(s) = self.segments.get(seg) else { return off };
-            let at = s.bytes().get(off as usize..).unwrap_or_default();
-            off + crate::record::parse_header(at, at.len()).map_or(0, |h| h.frame_len() as u64)
-        };
+        let frame_end = |seg: usize, off: u64| self.segments.get(seg).map_or(off, |s| s.frame_end(off));
         let ends: Vec<Option<u32>> = idx.last_offsets().map(|(_, last)| last).collect();
         let mut bytes = 0;
         for seg in first_seg..=last_seg {

@@ -393,6 +393,13 @@ impl Segment {
         Some((EventRef { body: archived }, header.frame_len()))
     }
 
+    /// Where the frame at `offset` ends (`offset` itself if no frame header
+    /// parses there): what stats and a consumer's lag count as log bytes.
+    pub fn frame_end(&self, offset: u64) -> u64 {
+        let at = self.bytes().get(usize::try_from(offset).unwrap_or(usize::MAX)..).unwrap_or_default();
+        offset + record::parse_header(at, at.len()).map_or(0, |h| h.frame_len() as u64)
+    }
+
     /// The event at `offset`, which must claim `position`. Verifies the checksum
     /// on every call; validates structure once per process.
     #[inline]

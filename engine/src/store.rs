@@ -412,11 +412,7 @@ impl Store {
         for (seg, last_offset) in idx.last_offsets() {
             stats.segment_file_bytes += seg.len();
             stats.log_bytes += match last_offset {
-                Some(off) => {
-                    let at = seg.bytes().get(off as usize..).unwrap_or_default();
-                    let frame = record::parse_header(at, at.len()).map_or(0, |h| h.frame_len() as u64);
-                    u64::from(off) + frame
-                }
+                Some(off) => seg.frame_end(u64::from(off)),
                 None => HEADER_BYTES,
             };
         }

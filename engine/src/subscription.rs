@@ -189,6 +189,8 @@ impl Subscription {
     /// A read error after some events were taken returns those (the cursor
     /// stops at the bad event, so the next call reports the error).
     fn take(&mut self, max: usize) -> Result<Vec<RecordedEvent>> {
+        // A read-only store first looks at what the writer published (`batch` does too).
+        let _ = self.shared.follow();
         let mut batch = self.open_batch(usize::MAX)?;
         let mut out = Vec::new();
         let mut events = batch.events();
@@ -233,7 +235,6 @@ impl Subscription {
 
     /// A batch over what is durable now, from the cursor on, `max` events at most.
     fn open_batch(&mut self, max: usize) -> Result<Batch<'_>> {
-        let _ = self.shared.follow();
         if self.shared.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(self.closed_error());
         }

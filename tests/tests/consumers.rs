@@ -330,10 +330,8 @@ fn a_consumer_runs_on_a_read_only_store_and_ends_when_it_closes() {
     }
     let store = Store::open_read_only(dir.path(), small_options()).unwrap();
     let mut c = store.consumer("ro", ConsumerOptions::default()).unwrap();
-    let stop = c.stop_handle();
     let s = c.run_until_caught_up(|_: &EventRef<'_>| -> Result<(), String> { Ok(()) }).unwrap();
     assert_eq!(s.handled, 20);
-    drop(stop);
     let closer = store.clone();
     let t = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(50));

@@ -465,7 +465,8 @@ fn handle<T: Envelope, E: Display>(
         return Ok(Outcome::AlreadyParked);
     }
     let aggregate_id = event.aggregate_id();
-    let (attempts, error, behind) = match marks.blocked.get(aggregate_id) {
+    let blocked = if marks.blocked.is_empty() { None } else { marks.blocked.get(aggregate_id) };
+    let (attempts, error, behind) = match blocked {
         // Only later events wait behind it (earlier ones come again after a crash).
         Some(&head) if head < position => {
             (0, format!("parked behind the parked event at position {head} of its aggregate"), Some(head))

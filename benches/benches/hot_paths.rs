@@ -154,7 +154,7 @@ fn replay(c: &mut Criterion) {
 /// One 200-byte-payload event as the writer encodes it, and as a reader
 /// decodes it.
 fn record_codec(c: &mut Criterion) {
-    use factlog::record::{checked_body, encode_frame, parse_header, validate_body, RecordBody};
+    use factlog::record::{checked_body, encode_frame, parse_header, validate_body, FrameFormat, RecordBody};
     let mut g = configure(c, "record");
     g.throughput(Throughput::Elements(1));
     let data = vec![b'x'; PAYLOAD];
@@ -186,13 +186,13 @@ fn record_codec(c: &mut Criterion) {
     aligned.extend_from_slice(&frame);
     g.bench_function("decode_and_verify_checksum", |b| {
         b.iter(|| {
-            let h = parse_header(black_box(&aligned), 1 << 22).expect("header");
+            let h = parse_header(black_box(&aligned), 1 << 22, FrameFormat::CURRENT).expect("header");
             black_box(checked_body(&aligned, &h).expect("checksum").len())
         })
     });
     g.bench_function("decode_verify_and_validate", |b| {
         b.iter(|| {
-            let h = parse_header(black_box(&aligned), 1 << 22).expect("header");
+            let h = parse_header(black_box(&aligned), 1 << 22, FrameFormat::CURRENT).expect("header");
             let body = checked_body(&aligned, &h).expect("checksum");
             black_box(validate_body(body, &h).expect("rkyv validation").version)
         })

@@ -230,14 +230,46 @@ pub enum AsOf {
     Version(u64),
 }
 
-/// A stored event, borrowed straight out of the segment's memory map: no
-/// copy, no allocation. Valid while the [`crate::Reader`] it came from lives.
+/// The envelope of a stored event: every field but the payload, borrowed
+/// straight out of the segment's memory map. What a [`crate::Filter`]'s
+/// predicate sees: a filtered read checks an envelope's checksum, not the
+/// payload's, for the events it skips, so the payload is not offered here.
+/// An [`EventRef`] derefs to its envelope.
 #[derive(Clone, Copy)]
-pub struct EventRef<'a> {
-    pub(crate) body: &'a ArchivedRecordBody<'static>,
+pub struct Envelope<'a> {
+    body: &'a ArchivedRecordBody<'static>,
 }
 
-impl<'a> EventRef<'a> {
+/// A stored event, borrowed straight out of the segment's memory map: no
+/// copy, no allocation. Valid while the [`crate::Reader`] it came from lives.
+/// Its envelope's fields are [`Envelope`]'s methods (it derefs to it); its
+/// payload's checksum was verified before it was handed out.
+#[derive(Clone, Copy)]
+pub struct EventRef<'a> {
+    envelope: Envelope<'a>,
+    data: &'a [u8],
+}
+
+impl<'a> Envelope<'a> {
+    /// The envelope of a body whose envelope checksum was verified (its
+    /// payload's may not have been: see [`EventRef::new`]).
+    #[inline(always)]
+    pub(crate) fn new(body: &'a ArchivedRecordBody<'static>) -> Envelope<'a> {
+        Envelope { body }
+    }
+
+    /// The event, once its payload's checksum was verified too: `payload`
+    /// is the frame's payload (format 2), or `None` when it is inside the
+    /// archive (format 1).
+    #[inline(always)]
+    pub(crate) fn payload_checked(self, payload: Option<&'a [u8]>) -> EventRef<'a> {
+        let data = match payload {
+            Some(p) => p,
+            None => &self.body.data,
+        };
+        EventRef { envelope: self, data }
+    }
+
     /// The event's unique id.
     pub fn event_id(&self) -> EventId {
         EventId(self.body.event_id)
@@ -282,10 +314,26 @@ impl<'a> EventRef<'a> {
     pub fn metadata(&self) -> &'a [u8] {
         &self.body.metadata
     }
+}
+
+impl<'a> std::ops::Deref for EventRef<'a> {
+    type Target = Envelope<'a>;
+    fn deref(&self) -> &Envelope<'a> {
+        &self.envelope
+    }
+}
+
+impl<'a> EventRef<'a> {
+    /// The envelope: every field but the payload.
+    pub fn envelope(&self) -> Envelope<'a> {
+        self.envelope
+    }
+
     /// Payload bytes.
     pub fn data(&self) -> &'a [u8] {
-        &self.body.data
+        self.data
     }
+
     /// An owned copy of the event.
     pub fn to_recorded(&self) -> RecordedEvent {
         RecordedEvent {

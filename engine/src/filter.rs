@@ -1,15 +1,15 @@
 //! [`Filter`]: which events a subscription or a filtered read delivers, by
 //! event type, aggregate-id prefix or a predicate on the zero-copy envelope.
-//! It only looks at envelopes; it never reads files or copies payloads.
+//! It only looks at envelopes; it never reads files or payloads.
 
 use std::sync::Arc;
 
-use crate::event::EventRef;
+use crate::event::Envelope;
 
 /// Which events a subscription or a filtered read delivers: every event that
 /// matches all the conditions set (an empty filter matches everything).
 /// Conditions look only at the envelope; a skipped event's payload is never
-/// copied or decoded.
+/// read (only its envelope's checksum is verified: frame format 2).
 #[derive(Clone, Default)]
 pub struct Filter {
     event_types: Vec<String>,
@@ -18,7 +18,7 @@ pub struct Filter {
 }
 
 /// A caller's condition on the envelope.
-type Predicate = Arc<dyn Fn(&EventRef<'_>) -> bool + Send + Sync>;
+type Predicate = Arc<dyn Fn(&Envelope<'_>) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for Filter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -48,8 +48,10 @@ impl Filter {
         self
     }
 
-    /// Only events for which `predicate` holds (it sees the zero-copy envelope).
-    pub fn predicate(mut self, predicate: impl Fn(&EventRef<'_>) -> bool + Send + Sync + 'static) -> Filter {
+    /// Only events for which `predicate` holds. It sees the zero-copy
+    /// envelope (every field but the payload), so a skipped event's payload
+    /// is never read.
+    pub fn predicate(mut self, predicate: impl Fn(&Envelope<'_>) -> bool + Send + Sync + 'static) -> Filter {
         self.predicate = Some(Arc::new(predicate));
         self
     }
@@ -59,8 +61,10 @@ impl Filter {
         self.event_types.is_empty() && self.aggregate_prefixes.is_empty() && self.predicate.is_none()
     }
 
-    /// Whether `event` passes the filter.
-    pub fn matches(&self, event: &EventRef<'_>) -> bool {
+    /// Whether the event of `envelope` passes the filter (an
+    /// [`crate::EventRef`] derefs to its envelope).
+    #[inline]
+    pub fn matches(&self, event: &Envelope<'_>) -> bool {
         (self.event_types.is_empty() || self.event_types.iter().any(|t| t == event.event_type()))
             && (self.aggregate_prefixes.is_empty()
                 || self.aggregate_prefixes.iter().any(|p| event.aggregate_id().starts_with(p.as_str())))

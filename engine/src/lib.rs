@@ -68,14 +68,14 @@ pub use consumer::{
 pub use directory::{LOCK_NAME, MARKER_NAME};
 pub use error::{fmt_id, Error, LockHolder, Result};
 pub use event::{
-    now_nanos, AppendResult, AsOf, Direction, EventId, EventRef, ExpectedVersion, IntoPayload, NewEvent, RecordedEvent,
-    SchemaVersion,
+    now_nanos, AppendResult, AsOf, Direction, Envelope, EventId, EventRef, ExpectedVersion, IntoPayload, NewEvent,
+    RecordedEvent, SchemaVersion,
 };
 pub use fault::Faults;
 pub use filter::Filter;
 pub use id::ParseEventIdError;
 pub use options::{Durability, Options};
-pub use reader::{AggregateEvents, AggregateInfo, AllEvents, Loaded, Reader};
+pub use reader::{AggregateEvents, AggregateInfo, AllEvents, FilteredEvents, Loaded, Reader};
 pub use record::NAME_BYTES_MAX;
 pub use recovery::{RecoveryReport, Repair, TornTail};
 pub use segment::{FORMAT_VERSION, POSITION_LIMIT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};

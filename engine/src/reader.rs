@@ -81,13 +81,10 @@ impl Reader {
     }
 
     /// Events from `from_position` on that pass `filter`, in global order.
-    /// Skipped events are checked but never copied.
-    pub fn read_all_filtered<'r>(
-        &'r self,
-        from_position: u64,
-        filter: &'r Filter,
-    ) -> impl Iterator<Item = Result<EventRef<'r>>> + 'r {
-        self.read_all(from_position).filter(move |e| e.as_ref().map_or(true, |e| filter.matches(e)))
+    /// A skipped event's envelope is checked (its checksum) but its payload
+    /// is never read.
+    pub fn read_all_filtered<'r>(&'r self, from_position: u64, filter: &'r Filter) -> FilteredEvents<'r> {
+        FilteredEvents { all: self.read_all(from_position), filter }
     }
 
     /// Events of one aggregate from `from_version`, forwards or backwards.
@@ -340,7 +337,10 @@ impl<'r> AllEvents<'r> {
         Ok(())
     }
 
-    fn step(&mut self) -> Option<Result<EventRef<'r>>> {
+    /// Moves the walk into the next segment when it reached it; `None` at the
+    /// walk's end.
+    #[inline]
+    fn advance(&mut self) -> Option<Result<&mut FrameCursor<'r>>> {
         let position = self.frames.as_ref()?.position();
         if position >= self.end {
             return None;
@@ -350,13 +350,59 @@ impl<'r> AllEvents<'r> {
                 return Some(Err(e));
             }
         }
-        let frames = self.frames.as_mut()?;
+        self.frames.as_mut().map(Ok)
+    }
+
+    fn step(&mut self) -> Option<Result<EventRef<'r>>> {
+        let frames = match self.advance()? {
+            Ok(frames) => frames,
+            Err(e) => return Some(Err(e)),
+        };
         if let Some(event) = frames.next_trusted() {
             return Some(Ok(event));
         }
+        // Unfiltered, a step never skips: `Ok(None)` does not occur.
+        self.slow_step(None)?.transpose()
+    }
+
+    /// The next event of the walk that passes `filter`: `Ok(None)` for one it
+    /// skipped, whose payload it never read.
+    #[inline]
+    pub(crate) fn next_filtered(&mut self, filter: &Filter) -> Option<Result<Option<EventRef<'r>>>> {
+        if let Some(e) = self.error.take() {
+            self.frames = None;
+            return Some(Err(e));
+        }
+        let frames = match self.advance()? {
+            Ok(frames) => frames,
+            Err(e) => {
+                self.frames = None;
+                return Some(Err(e));
+            }
+        };
+        if let Some(found) = frames.next_trusted_kept(|e| filter.matches(e)) {
+            return Some(Ok(found));
+        }
+        let r = self.slow_step(Some(filter));
+        if matches!(r, Some(Err(_))) {
+            self.frames = None;
+        }
+        r
+    }
+
+    /// The position the walk examines next.
+    pub(crate) fn next_position(&self) -> Option<u64> {
+        self.frames.as_ref().map(|f| f.position())
+    }
+
+    /// A step off the fast path: the frame is checked in full, or what is
+    /// wrong with it is reported.
+    #[cold]
+    fn slow_step(&mut self, filter: Option<&Filter>) -> Option<Result<Option<EventRef<'r>>>> {
+        let frames = self.frames.as_mut()?;
         let offset = frames.offset();
         match frames.next_frame() {
-            Ok(Some(f)) => Some(Ok(f.event)),
+            Ok(Some(f)) => Some(Ok(Some(f.event).filter(|e| filter.is_none_or(|filter| filter.matches(e))))),
             Ok(None) => Some(Err(self.corrupt(offset, "log ends before the visible watermark".into()))),
             Err(e) => Some(Err(self.corrupt(offset, e.to_string()))),
         }
@@ -383,6 +429,27 @@ impl<'r> Iterator for AllEvents<'r> {
             self.frames = None;
         }
         r
+    }
+}
+
+/// Iterator over the events of the global log that pass a filter; see
+/// [`Reader::read_all_filtered`].
+pub struct FilteredEvents<'r> {
+    all: AllEvents<'r>,
+    filter: &'r Filter,
+}
+
+impl<'r> Iterator for FilteredEvents<'r> {
+    type Item = Result<EventRef<'r>>;
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.all.next_filtered(self.filter)? {
+                Ok(Some(event)) => return Some(Ok(event)),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 }
 

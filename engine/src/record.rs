@@ -1,23 +1,41 @@
 //! Record frames: the byte layout of one event in a segment, its encoding and
 //! its checked decoding. A frame is a 32-byte header followed by the rkyv
-//! archive of [`RecordBody`], zero-padded to [`FRAME_ALIGN`] bytes.
+//! archive of [`RecordBody`], zero-padded to [`FRAME_ALIGN`] bytes. Two frame
+//! formats exist, named by the segment header's format version; this build
+//! writes format 2 and reads both.
 //!
+//! Format 2 (segments of format version 2):
 //! ```text
 //! offset  size  field
 //!      0     4  magic        FRAME_MAGIC (never 0, so zeroed space is not a frame)
-//!      4     4  body_len     bytes of rkyv archive that follow the header
-//!      8     8  position     global position this frame claims
+//!      4     4  body_len     bytes of body that follow the header
+//!      8     4  data_len     bytes of payload at the end of the body
+//!     12     4  data_crc     crc32 of the payload
 //!     16     4  batch_len    events in the append this frame belongs to
 //!     20     4  batch_index  index of this frame inside that append
-//!     24     4  crc32        crc32 of bytes 0..24 ++ bytes 28..32 ++ the body
+//!     24     4  crc32        the envelope checksum: crc32 of bytes 0..24 ++
+//!                            bytes 28..32 ++ the envelope
 //!     28     4  write_slot   bit 31: written by a `Sync`-mode writer; bits 0..31:
 //!                            this frame's offset from the start of the `pwrite`
 //!                            that wrote it, in units of 16 bytes
-//!     32     n  body         rkyv archive, then zero padding to a multiple of 16
+//!     32     e  envelope     rkyv archive of `RecordBody` with an empty `data`
+//!                            (e = body_len - data_len; its root struct ends it)
+//!   32+e     d  payload      the event's data, d = data_len bytes
+//!              padding      zeros to a multiple of 16
 //! ```
-//! The checksum covers what the frame claims to be (its position and batch
-//! slot), so a stale or misplaced frame fails. This module never hands out a
-//! body that has not passed its checksum.
+//! The envelope checksum covers everything but the payload, so a filtered
+//! read checks an event's envelope without reading its payload; the payload's
+//! own checksum is verified before an event is handed out. The envelope's
+//! position is the frame's claim (covered by the envelope checksum).
+//!
+//! Format 1 (segments of format version 1, read only): bytes 8..16 hold the
+//! claimed position instead of `data_len` and `data_crc`, the body is the
+//! archive alone, with the payload inside it as its `data`, and the one
+//! checksum covers the header (without itself) and the whole body.
+//!
+//! Both checksums cover what the frame claims to be (its position and batch
+//! slot), so a stale or misplaced frame fails. This module never hands out
+//! bytes that have not passed their checksum.
 
 use rkyv::with::InlineAsBox;
 
@@ -36,21 +54,58 @@ pub const NAME_BYTES_MAX: usize = 255;
 // Header field offsets, each derived from the one before (see the module doc).
 const MAGIC_AT: usize = 0;
 const BODY_LEN_AT: usize = MAGIC_AT + 4;
-const POSITION_AT: usize = BODY_LEN_AT + 4;
-const BATCH_LEN_AT: usize = POSITION_AT + 8;
+/// Format 2: payload length; format 1: the claimed position starts here.
+const DATA_LEN_AT: usize = BODY_LEN_AT + 4;
+const DATA_CRC_AT: usize = DATA_LEN_AT + 4;
+const BATCH_LEN_AT: usize = DATA_CRC_AT + 4;
 const BATCH_INDEX_AT: usize = BATCH_LEN_AT + 4;
 const CRC_AT: usize = BATCH_INDEX_AT + 4;
 const WRITE_SLOT_AT: usize = CRC_AT + 4;
+/// Format 1's claimed position, where format 2 has `data_len` and `data_crc`.
+const V1_POSITION_AT: usize = DATA_LEN_AT;
 
 const _: () = assert!(WRITE_SLOT_AT + 4 == FRAME_HEADER_BYTES);
+const _: () = assert!(V1_POSITION_AT + 8 == BATCH_LEN_AT);
 const _: () = assert!(FRAME_HEADER_BYTES.is_multiple_of(FRAME_ALIGN));
 
-/// The archived envelope. Field order is part of the on-disk format
-/// (`docs/FORMAT.md`); changing it requires a new format version.
+/// The layout of the frames in a segment, named by its header's format version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameFormat {
+    /// Format version 1: one checksum over header and body (read only).
+    V1,
+    /// Format version 2: an envelope checksum and a payload checksum.
+    V2,
+}
+
+impl FrameFormat {
+    /// The format this build writes.
+    pub const CURRENT: FrameFormat = FrameFormat::V2;
+
+    /// The format of segments whose header says `version`, if this build reads it.
+    pub fn from_version(version: u32) -> Option<FrameFormat> {
+        match version {
+            1 => Some(FrameFormat::V1),
+            2 => Some(FrameFormat::V2),
+            _ => None,
+        }
+    }
+
+    /// The segment header's format version for this format.
+    pub fn version(self) -> u32 {
+        match self {
+            FrameFormat::V1 => 1,
+            FrameFormat::V2 => 2,
+        }
+    }
+}
+
+/// The archived envelope (and, in format 1, the payload). Field order is
+/// part of the on-disk format (`docs/FORMAT.md`); changing it requires a new
+/// format version.
 #[derive(Archive, Serialize)]
 #[rkyv(bytecheck())]
 pub struct RecordBody<'a> {
-    /// Global position (repeated from the header so the body alone is self-describing).
+    /// Global position (format 1 repeats it in the header).
     pub position: u64,
     /// Version within the aggregate.
     pub version: u64,
@@ -75,7 +130,8 @@ pub struct RecordBody<'a> {
     /// Metadata.
     #[rkyv(with = InlineAsBox)]
     pub metadata: &'a [u8],
-    /// Payload.
+    /// Payload. Format 1 archives it here; format 2 archives it empty and
+    /// stores the payload after the archive (the encoder takes it from here).
     #[rkyv(with = InlineAsBox)]
     pub data: &'a [u8],
 }
@@ -83,15 +139,23 @@ pub struct RecordBody<'a> {
 /// The decoded header of a frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameHeader {
+    /// The frame format it was parsed as.
+    pub format: FrameFormat,
     /// Body length in bytes.
     pub body_len: u32,
-    /// Claimed global position.
-    pub position: u64,
+    /// Format 1: the position the header claims. Format 2 claims it in the
+    /// body only (`None`).
+    pub claimed_position: Option<u64>,
+    /// Format 2: payload bytes at the end of the body (format 1: 0, the
+    /// payload is inside the archive).
+    pub data_len: u32,
+    /// Format 2: checksum of the payload.
+    pub data_crc: u32,
     /// Events in the frame's batch.
     pub batch_len: u32,
     /// This frame's index in its batch.
     pub batch_index: u32,
-    /// Stored checksum.
+    /// Stored checksum (format 2: of the envelope).
     pub crc: u32,
     /// Raw write-slot word (see the module doc).
     pub write_slot: u32,
@@ -109,9 +173,6 @@ impl FrameHeader {
     pub fn written_synced(&self) -> bool {
         self.write_slot & SLOT_SYNC_BIT != 0
     }
-}
-
-impl FrameHeader {
     /// Total bytes the frame occupies, padding included.
     pub fn frame_len(&self) -> usize {
         FRAME_HEADER_BYTES + pad_len(self.body_len as usize)
@@ -135,9 +196,9 @@ pub enum FrameError {
 }
 
 /// Parses the frame header at the start of `bytes` (which extends at most to
-/// the end of the segment). Checks magic, reserved bits and that the body
-/// fits; does not check the checksum.
-pub fn parse_header(bytes: &[u8], max_body: usize) -> Result<FrameHeader, FrameError> {
+/// the end of the segment) as `format`. Checks magic, lengths and that the
+/// body fits; does not check the checksums.
+pub fn parse_header(bytes: &[u8], max_body: usize, format: FrameFormat) -> Result<FrameHeader, FrameError> {
     let Some(h) = bytes.get(..FRAME_HEADER_BYTES).and_then(|h| <&[u8; FRAME_HEADER_BYTES]>::try_from(h).ok()) else {
         if bytes.iter().all(|b| *b == 0) {
             return Err(FrameError::Empty);
@@ -151,9 +212,16 @@ pub fn parse_header(bytes: &[u8], max_body: usize) -> Result<FrameHeader, FrameE
         }
         return Err(FrameError::Invalid(format!("bad frame magic {magic:#010x}")));
     }
+    let (claimed_position, data_len, data_crc) = match format {
+        FrameFormat::V1 => (Some(le_u64(h, V1_POSITION_AT)), 0, 0),
+        FrameFormat::V2 => (None, le_u32(h, DATA_LEN_AT), le_u32(h, DATA_CRC_AT)),
+    };
     let header = FrameHeader {
+        format,
         body_len: le_u32(h, BODY_LEN_AT),
-        position: le_u64(h, POSITION_AT),
+        claimed_position,
+        data_len,
+        data_crc,
         batch_len: le_u32(h, BATCH_LEN_AT),
         batch_index: le_u32(h, BATCH_INDEX_AT),
         crc: le_u32(h, CRC_AT),
@@ -161,6 +229,12 @@ pub fn parse_header(bytes: &[u8], max_body: usize) -> Result<FrameHeader, FrameE
     };
     if header.body_len == 0 || header.body_len as usize > max_body {
         return Err(FrameError::Invalid(format!("body length {} out of range", header.body_len)));
+    }
+    if header.data_len >= header.body_len {
+        return Err(FrameError::Invalid(format!(
+            "payload length {} leaves no envelope in a body of {}",
+            header.data_len, header.body_len
+        )));
     }
     if header.batch_len == 0 || header.batch_index >= header.batch_len {
         return Err(FrameError::Invalid(format!("batch slot {}/{} invalid", header.batch_index, header.batch_len)));
@@ -171,41 +245,88 @@ pub fn parse_header(bytes: &[u8], max_body: usize) -> Result<FrameHeader, FrameE
     Ok(header)
 }
 
-/// Checksum of a frame: the header without its checksum field, then the body.
-pub fn frame_crc(header: &[u8], body: &[u8]) -> u32 {
+/// The header's checksum: the header without its checksum field, then
+/// `covered` (format 1: the whole body; format 2: the envelope).
+pub fn frame_crc(header: &[u8], covered: &[u8]) -> u32 {
     let mut h = crc32fast::Hasher::new();
     h.update(&header[..CRC_AT]);
     h.update(&header[CRC_AT + 4..FRAME_HEADER_BYTES]);
-    h.update(body);
+    h.update(covered);
     h.finalize()
 }
 
-/// Verifies the checksum of the frame whose header was parsed from `bytes`
-/// and returns the body bytes (unpadded).
-pub fn checked_body<'a>(bytes: &'a [u8], header: &FrameHeader) -> Result<&'a [u8], FrameError> {
-    let end = FRAME_HEADER_BYTES + header.body_len as usize;
-    let (Some(prefix), Some(body)) = (bytes.get(..FRAME_HEADER_BYTES), bytes.get(FRAME_HEADER_BYTES..end)) else {
+/// Verifies the header's checksum of the frame whose header was parsed from
+/// `bytes` and returns the envelope: the archive of [`RecordBody`], the whole
+/// body for format 1 (whose checksum covers the payload too), the body
+/// without its trailing payload for format 2 (see [`checked_payload`]).
+#[inline]
+pub fn checked_envelope<'a>(bytes: &'a [u8], header: &FrameHeader) -> Result<&'a [u8], FrameError> {
+    let end = FRAME_HEADER_BYTES + (header.body_len - header.data_len) as usize;
+    let (Some(prefix), Some(envelope)) = (bytes.get(..FRAME_HEADER_BYTES), bytes.get(FRAME_HEADER_BYTES..end)) else {
         return Err(FrameError::Invalid("frame shorter than its header says".into()));
     };
-    let crc = frame_crc(prefix, body);
+    let crc = frame_crc(prefix, envelope);
     if crc != header.crc {
         return Err(FrameError::Invalid(format!(
             "checksum mismatch (stored {:#010x}, computed {crc:#010x})",
             header.crc
         )));
     }
-    Ok(body)
+    Ok(envelope)
 }
 
-/// Validates an rkyv body structurally (bytecheck) and that it agrees with its header.
-pub fn validate_body<'a>(body: &'a [u8], header: &FrameHeader) -> Result<&'a ArchivedRecordBody<'static>, FrameError> {
-    let archived = rkyv::access::<ArchivedRecordBody<'static>, rkyv::rancor::Error>(body)
-        .map_err(|e| FrameError::Invalid(format!("record body fails validation: {e}")))?;
-    if archived.position.to_native() != header.position {
+/// Verifies the payload checksum of a format 2 frame parsed from `bytes`
+/// and returns the payload. `Ok(None)` for format 1, whose payload is inside
+/// the envelope's archive and covered by its one checksum.
+#[inline]
+pub fn checked_payload<'a>(bytes: &'a [u8], header: &FrameHeader) -> Result<Option<&'a [u8]>, FrameError> {
+    if header.format == FrameFormat::V1 {
+        return Ok(None);
+    }
+    let end = FRAME_HEADER_BYTES + header.body_len as usize;
+    let Some(payload) = bytes.get(end - header.data_len as usize..end) else {
+        return Err(FrameError::Invalid("frame shorter than its header says".into()));
+    };
+    let crc = crc32fast::hash(payload);
+    if crc != header.data_crc {
         return Err(FrameError::Invalid(format!(
-            "body claims position {}, header {}",
-            archived.position.to_native(),
-            header.position
+            "payload checksum mismatch (stored {:#010x}, computed {crc:#010x})",
+            header.data_crc
+        )));
+    }
+    Ok(Some(payload))
+}
+
+/// Verifies every checksum of the frame whose header was parsed from `bytes`
+/// and returns its envelope (see [`checked_envelope`]).
+#[inline]
+pub fn checked_body<'a>(bytes: &'a [u8], header: &FrameHeader) -> Result<&'a [u8], FrameError> {
+    let envelope = checked_envelope(bytes, header)?;
+    checked_payload(bytes, header)?;
+    Ok(envelope)
+}
+
+/// Validates an envelope (see [`checked_envelope`]) structurally (rkyv
+/// bytecheck: every relative pointer inside the envelope, strings UTF-8) and
+/// that it agrees with its header.
+pub fn validate_body<'a>(
+    envelope: &'a [u8],
+    header: &FrameHeader,
+) -> Result<&'a ArchivedRecordBody<'static>, FrameError> {
+    let archived = rkyv::access::<ArchivedRecordBody<'static>, rkyv::rancor::Error>(envelope)
+        .map_err(|e| FrameError::Invalid(format!("record body fails validation: {e}")))?;
+    if let Some(claimed) = header.claimed_position {
+        if archived.position.to_native() != claimed {
+            return Err(FrameError::Invalid(format!(
+                "body claims position {}, header {claimed}",
+                archived.position.to_native(),
+            )));
+        }
+    }
+    if header.format == FrameFormat::V2 && !archived.data.is_empty() {
+        return Err(FrameError::Invalid(format!(
+            "a format 2 envelope archives {} payload bytes (its payload follows it)",
+            archived.data.len()
         )));
     }
     check_names(&archived.aggregate_id, &archived.event_type).map_err(|e| FrameError::Invalid(e.to_string()))?;
@@ -248,7 +369,8 @@ pub enum EncodeError {
     Archive(String),
 }
 
-/// Appends one frame for `body` to `buf`, whose length must be a multiple of
+/// Appends one frame for `body` to `buf` in the current format (format 2),
+/// whose length must be a multiple of
 /// [`FRAME_ALIGN`] (and whose allocation is 16-aligned). Returns the frame
 /// length. The frame's write slot says it sits `buf.len()` bytes into a write
 /// made without the Sync-mode promise; the writer uses [`encode_frame_slot`].
@@ -279,12 +401,15 @@ pub fn encode_frame_slot(
     buf.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
     let body_start = buf.len();
     let taken = std::mem::take(buf);
-    let mut out = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(body, taken)
+    let envelope = RecordBody { data: &[], ..*body };
+    let mut out = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&envelope, taken)
         .map_err(|e| EncodeError::Archive(e.to_string()))?;
+    let envelope_end = out.len();
+    out.extend_from_slice(body.data);
     let body_len = out.len() - body_start;
     let padded = pad_len(body_len);
     out.resize(body_start + padded, 0);
-    let Ok(body_len32) = u32::try_from(body_len) else {
+    let (Ok(body_len32), Ok(data_len32)) = (u32::try_from(body_len), u32::try_from(body.data.len())) else {
         out.resize(start, 0);
         *buf = out;
         return Err(EncodeError::TooLarge);
@@ -292,20 +417,23 @@ pub fn encode_frame_slot(
     {
         let h = &mut out[start..body_start];
         h[MAGIC_AT..BODY_LEN_AT].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
-        h[BODY_LEN_AT..POSITION_AT].copy_from_slice(&body_len32.to_le_bytes());
-        h[POSITION_AT..BATCH_LEN_AT].copy_from_slice(&body.position.to_le_bytes());
+        h[BODY_LEN_AT..DATA_LEN_AT].copy_from_slice(&body_len32.to_le_bytes());
+        h[DATA_LEN_AT..DATA_CRC_AT].copy_from_slice(&data_len32.to_le_bytes());
+        h[DATA_CRC_AT..BATCH_LEN_AT].copy_from_slice(&crc32fast::hash(body.data).to_le_bytes());
         h[BATCH_LEN_AT..BATCH_INDEX_AT].copy_from_slice(&batch_len.to_le_bytes());
         h[BATCH_INDEX_AT..CRC_AT].copy_from_slice(&batch_index.to_le_bytes());
         h[WRITE_SLOT_AT..FRAME_HEADER_BYTES].copy_from_slice(&slot.to_le_bytes());
     }
-    let crc = frame_crc(&out[start..body_start], &out[body_start..body_start + body_len]);
+    let crc = frame_crc(&out[start..body_start], &out[body_start..envelope_end]);
     out[start + CRC_AT..start + WRITE_SLOT_AT].copy_from_slice(&crc.to_le_bytes());
     *buf = out;
     // Assert on the writing side of the disk: what was encoded parses back as itself.
-    debug_assert!(parse_header(&buf[start..], usize::MAX).is_ok_and(|h| h.position == body.position
+    debug_assert!(parse_header(&buf[start..], usize::MAX, FrameFormat::CURRENT).is_ok_and(|h| h.data_len
+        == data_len32
         && h.batch_len == batch_len
         && h.batch_index == batch_index
-        && h.body_len == body_len32));
+        && h.body_len == body_len32
+        && checked_body(&buf[start..], &h).and_then(|b| validate_body(b, &h)).is_ok()));
     Ok(FRAME_HEADER_BYTES + padded)
 }
 
@@ -330,17 +458,21 @@ mod tests {
         }
     }
 
+    const V2: FrameFormat = FrameFormat::V2;
+
     #[test]
     fn frames_round_trip_after_other_frames() {
         let mut buf = rkyv::util::AlignedVec::<16>::new();
         let n1 = encode_frame(&mut buf, &body(10, b"first"), 2, 0).unwrap();
         let n2 = encode_frame(&mut buf, &body(11, b"second payload"), 2, 1).unwrap();
         assert_eq!(buf.len(), n1 + n2);
-        let h = parse_header(&buf[n1..], 1 << 20).unwrap();
-        assert_eq!((h.position, h.batch_len, h.batch_index), (11, 2, 1));
-        let b = checked_body(&buf[n1..], &h).unwrap();
-        let a = validate_body(b, &h).unwrap();
-        assert_eq!(&a.data[..], b"second payload");
+        let h = parse_header(&buf[n1..], 1 << 20, V2).unwrap();
+        assert_eq!((h.data_len, h.batch_len, h.batch_index), (14, 2, 1));
+        let envelope = checked_body(&buf[n1..], &h).unwrap();
+        let a = validate_body(envelope, &h).unwrap();
+        assert_eq!(a.position.to_native(), 11);
+        assert_eq!(checked_payload(&buf[n1..], &h).unwrap(), Some(&b"second payload"[..]));
+        assert!(a.data.is_empty(), "format 2 keeps the payload out of the archive");
         assert_eq!(&*a.aggregate_id, "acct-1");
         assert_eq!(a.correlation_id.as_ref().copied(), Some([9; 16]));
     }
@@ -350,18 +482,44 @@ mod tests {
         let mut buf = rkyv::util::AlignedVec::<16>::new();
         let n = encode_frame(&mut buf, &body(1, b"payload"), 1, 0).unwrap();
         let clean = buf[..n].to_vec();
+        let h0 = parse_header(&clean, 1 << 20, V2).unwrap();
+        let body_end = FRAME_HEADER_BYTES + h0.body_len as usize;
+        let payload = body_end - h0.data_len as usize..body_end;
         for bit in 0..n * 8 {
             let mut b = clean.clone();
             b[bit / 8] ^= 1 << (bit % 8);
-            let ok = parse_header(&b, 1 << 20)
+            let whole = parse_header(&b, 1 << 20, V2)
                 .and_then(|h| checked_body(&b, &h).map(|body| (h, body)))
                 .and_then(|(h, body)| validate_body(body, &h).map(|_| ()));
+            let envelope = parse_header(&b, 1 << 20, V2).and_then(|h| checked_envelope(&b, &h).map(|_| ()));
             // Flips in the zero padding after the body are harmless and not covered.
-            let body_len = parse_header(&clean, 1 << 20).unwrap().body_len as usize;
-            if bit / 8 >= FRAME_HEADER_BYTES + body_len {
+            if bit / 8 >= body_end {
                 continue;
             }
-            assert!(ok.is_err(), "flip of bit {bit} went unnoticed");
+            assert!(whole.is_err(), "flip of bit {bit} went unnoticed");
+            // The envelope check alone misses exactly the payload's flips.
+            assert_eq!(envelope.is_ok(), payload.contains(&(bit / 8)), "envelope check and flip of bit {bit}");
+        }
+    }
+
+    #[test]
+    fn a_payload_length_that_moves_the_envelope_is_refused() {
+        let mut buf = rkyv::util::AlignedVec::<16>::new();
+        let n = encode_frame(&mut buf, &body(1, b"payload"), 1, 0).unwrap();
+        for data_len in [0u32, 3, 8, 15] {
+            let mut b = buf[..n].to_vec();
+            // Another payload length with both checksums fixed: the checksums
+            // pass, the envelope's archive must not.
+            b[DATA_LEN_AT..DATA_CRC_AT].copy_from_slice(&data_len.to_le_bytes());
+            let h = parse_header(&b, 1 << 20, V2).unwrap();
+            let end = FRAME_HEADER_BYTES + h.body_len as usize;
+            let crc = crc32fast::hash(&b[end - data_len as usize..end]);
+            b[DATA_CRC_AT..BATCH_LEN_AT].copy_from_slice(&crc.to_le_bytes());
+            let crc = frame_crc(&b[..FRAME_HEADER_BYTES], &b[FRAME_HEADER_BYTES..end - data_len as usize]);
+            b[CRC_AT..WRITE_SLOT_AT].copy_from_slice(&crc.to_le_bytes());
+            let h = parse_header(&b, 1 << 20, V2).unwrap();
+            let envelope = checked_body(&b, &h).unwrap();
+            assert!(validate_body(envelope, &h).is_err(), "payload length {data_len} accepted");
         }
     }
 }

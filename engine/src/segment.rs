@@ -7,7 +7,8 @@
 //! ```text
 //! offset size field
 //!      0    8 magic          b"FACTLOG\x1a"
-//!      8    4 format_version FORMAT_VERSION
+//!      8    4 format_version FORMAT_VERSION (2) when written; 1 is read too
+//!                            (it names the frame format, `record::FrameFormat`)
 //!     12    4 header_bytes   64
 //!     16    8 first_position global position of the segment's first frame
 //!     24    8 segment_bytes  file size
@@ -24,15 +25,17 @@ use std::sync::OnceLock;
 use memmap2::Mmap;
 
 use crate::error::{Error, Result};
-use crate::event::EventRef;
+use crate::event::{Envelope, EventRef};
 use crate::fault::Faults;
 use crate::le::{fixed_u32 as le_u32, fixed_u64 as le_u64};
-use crate::record::{self, FrameError, FrameHeader};
+use crate::record::{self, FrameError, FrameFormat, FrameHeader};
 
 /// Segment magic number.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"FACTLOG\x1a";
-/// The on-disk format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The on-disk format version this build writes. It also reads segments of
+/// format version 1 (see `record::FrameFormat`); a store's older segments
+/// keep their format, and new segments get this one.
+pub const FORMAT_VERSION: u32 = 2;
 /// Bytes of the segment header; the first frame starts here.
 pub const HEADER_BYTES: u64 = 64;
 /// Global positions are below this (2^62). A segment header whose first
@@ -86,6 +89,8 @@ pub struct SegmentHeader {
     pub segment_bytes: u64,
     /// Creation time, unix nanos.
     pub created_at: i64,
+    /// The format of its frames (its format version).
+    pub format: FrameFormat,
 }
 
 impl SegmentHeader {
@@ -93,7 +98,7 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; HEADER_BYTES as usize] {
         let mut h = [0u8; HEADER_BYTES as usize];
         h[MAGIC_AT..VERSION_AT].copy_from_slice(&SEGMENT_MAGIC);
-        h[VERSION_AT..HEADER_BYTES_AT].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+        h[VERSION_AT..HEADER_BYTES_AT].copy_from_slice(&self.format.version().to_le_bytes());
         h[HEADER_BYTES_AT..FIRST_POSITION_AT].copy_from_slice(&(HEADER_BYTES as u32).to_le_bytes());
         h[FIRST_POSITION_AT..SEGMENT_BYTES_AT].copy_from_slice(&self.first_position.to_le_bytes());
         h[SEGMENT_BYTES_AT..CREATED_AT_AT].copy_from_slice(&self.segment_bytes.to_le_bytes());
@@ -113,13 +118,13 @@ impl SegmentHeader {
             return Err(Error::corrupt(path, 0, "bad segment magic (not a factlog segment)"));
         }
         let version = le_u32(h, VERSION_AT);
-        if version != FORMAT_VERSION {
+        let Some(format) = FrameFormat::from_version(version) else {
             return Err(Error::UnsupportedFormat {
                 path: path.to_path_buf(),
                 found: version,
                 supported: FORMAT_VERSION,
             });
-        }
+        };
         if crc32fast::hash(&h[..CRC_AT]) != le_u32(h, CRC_AT) {
             return Err(Error::corrupt(path, 0, "segment header checksum mismatch"));
         }
@@ -141,7 +146,7 @@ impl SegmentHeader {
                 format!("segment size {segment_bytes} out of range"),
             ));
         }
-        Ok(SegmentHeader { first_position, segment_bytes, created_at: le_u64(h, CREATED_AT_AT) as i64 })
+        Ok(SegmentHeader { first_position, segment_bytes, created_at: le_u64(h, CREATED_AT_AT) as i64, format })
     }
 }
 
@@ -165,7 +170,12 @@ pub fn install(dir: &Path, first_position: u64, segment_bytes: u64, faults: &Fau
     if !ready {
         create_zeroed(&prepared, segment_bytes, faults)?;
     }
-    let header = SegmentHeader { first_position, segment_bytes, created_at: crate::event::now_nanos() };
+    let header = SegmentHeader {
+        first_position,
+        segment_bytes,
+        created_at: crate::event::now_nanos(),
+        format: FrameFormat::CURRENT,
+    };
     let f =
         OpenOptions::new().write(true).open(&prepared).map_err(|e| Error::io("open prepared segment", &prepared, e))?;
     f.write_all_at(&header.encode(), 0).map_err(|e| Error::io("write segment header", &prepared, e))?;
@@ -233,6 +243,8 @@ pub struct Segment {
     pub path: PathBuf,
     /// Global position of its first frame.
     pub first_position: u64,
+    /// The format of its frames.
+    pub format: FrameFormat,
     map: Mmap,
     /// For a sealed segment loaded from an index checkpoint (never scanned in
     /// this process): what the checkpoint says, and the once-only validation result.
@@ -284,6 +296,7 @@ impl Segment {
         Ok(Segment {
             path,
             first_position: header.first_position,
+            format: header.format,
             map,
             lazy_check: lazy.map(|expect| (expect, OnceLock::new())),
         })
@@ -342,15 +355,16 @@ impl Segment {
             .ok()
             .and_then(|o| self.map.get(o..))
             .ok_or_else(|| FrameError::Invalid("offset past end of segment".into()))?;
-        let header = match record::parse_header(bytes, self.max_body()) {
+        let header = match record::parse_header(bytes, self.max_body(), self.format) {
             Ok(h) => h,
             Err(FrameError::Empty) => return Ok(None),
             Err(e) => return Err(e),
         };
-        if header.position != position {
-            return Err(FrameError::Invalid(format!("frame claims position {}, expected {position}", header.position)));
+        if let Some(claimed) = header.claimed_position.filter(|c| *c != position) {
+            return Err(FrameError::Invalid(format!("frame claims position {claimed}, expected {position}")));
         }
-        let body = record::checked_body(bytes, &header)?;
+        let body = record::checked_envelope(bytes, &header)?;
+        let payload = record::checked_payload(bytes, &header)?;
         let archived = match check {
             Check::Full => record::validate_body(body, &header)?,
             // SAFETY: `Check::Trusted` is only used after `ensure_checked` (sealed
@@ -358,13 +372,18 @@ impl Segment {
             // the published watermark were validated by the recovery scan, by
             // a read-only store's follower (module `follow`, full checks) or
             // written by this process's writer; `checked_body` verified the
-            // checksum just now, so these are the validated bytes
+            // checksums just now, so these are the validated bytes
             // (`view::trusted_body`'s contract).
             #[allow(unsafe_code)]
             Check::Trusted => unsafe { crate::view::trusted_body(body)? },
         };
-        debug_assert_eq!(archived.position.to_native(), position, "a checked frame claims its position");
-        Ok(Some((header, EventRef { body: archived })))
+        if archived.position.to_native() != position {
+            return Err(FrameError::Invalid(format!(
+                "frame claims position {}, expected {position}",
+                archived.position.to_native()
+            )));
+        }
+        Ok(Some((header, Envelope::new(archived).payload_checked(payload))))
     }
 
     /// The hot path of a trusted read: the event at `offset` claiming
@@ -373,31 +392,60 @@ impl Segment {
     /// in registers.
     #[inline(always)]
     fn trusted_frame(&self, offset: u64, position: u64) -> Option<(EventRef<'_>, usize)> {
+        let (envelope, header) = self.trusted_envelope(offset, position)?;
+        let event = self.payload_checked(offset, envelope, &header)?;
+        Some((event, header.frame_len()))
+    }
+
+    /// The event of `envelope` (found at `offset` with `header`) once its
+    /// payload's checksum holds.
+    #[inline(always)]
+    fn payload_checked<'s>(
+        &'s self,
+        offset: u64,
+        envelope: Envelope<'s>,
+        header: &FrameHeader,
+    ) -> Option<EventRef<'s>> {
         let bytes = self.map.get(usize::try_from(offset).ok()?..)?;
-        let header = record::parse_header(bytes, self.max_body()).ok()?;
-        if header.position != position {
+        let payload = record::checked_payload(bytes, header).ok()?;
+        Some(envelope.payload_checked(payload))
+    }
+
+    /// [`Segment::trusted_frame`] without the payload's checksum (format 2):
+    /// the event at `offset` claiming `position`, whose envelope checksum
+    /// holds, and its header. Its payload must not be handed out before
+    /// [`record::checked_payload`] passes: only its envelope may be looked at.
+    #[inline(always)]
+    fn trusted_envelope(&self, offset: u64, position: u64) -> Option<(Envelope<'_>, FrameHeader)> {
+        let bytes = self.map.get(usize::try_from(offset).ok()?..)?;
+        let header = record::parse_header(bytes, self.max_body(), self.format).ok()?;
+        if header.claimed_position.is_some_and(|c| c != position) {
             return None;
         }
-        let body = record::checked_body(bytes, &header).ok()?;
-        // SAFETY: `trusted_frame` is only reached through `Check::Trusted`,
+        let body = record::checked_envelope(bytes, &header).ok()?;
+        // SAFETY: `trusted_envelope` is only reached through `Check::Trusted`,
         // which is used after `ensure_checked` (sealed segments loaded from a
         // checkpoint) or on segments whose frames up to the published
         // watermark were validated by the recovery scan, by a read-only
         // store's follower (full checks), or written by this process's
-        // writer; the checksum was verified again just now
-        // (`checked_body`), so the bytes are the ones validated. See
-        // `view::trusted_body`'s contract.
+        // writer; the envelope checksum was verified again just now
+        // (`checked_envelope`), and it covers all of the archive's bytes
+        // (format 1: the whole body; format 2: the envelope, which is the
+        // whole archive; its payload lies outside it, checked separately
+        // before it is handed out). See `view::trusted_body`'s contract.
         #[allow(unsafe_code)]
         let archived = unsafe { crate::view::trusted_body(body) }.ok()?;
-        debug_assert_eq!(archived.position.to_native(), position, "a checked frame claims its position");
-        Some((EventRef { body: archived }, header.frame_len()))
+        if archived.position.to_native() != position {
+            return None;
+        }
+        Some((Envelope::new(archived), header))
     }
 
     /// Where the frame at `offset` ends (`offset` itself if no frame header
     /// parses there): what stats and a consumer's lag count as log bytes.
     pub fn frame_end(&self, offset: u64) -> u64 {
         let at = self.bytes().get(usize::try_from(offset).unwrap_or(usize::MAX)..).unwrap_or_default();
-        offset + record::parse_header(at, at.len()).map_or(0, |h| h.frame_len() as u64)
+        offset + record::parse_header(at, at.len(), self.format).map_or(0, |h| h.frame_len() as u64)
     }
 
     /// The event at `offset`, which must claim `position`. Verifies the checksum
@@ -510,6 +558,24 @@ impl<'s> FrameCursor<'s> {
         debug_assert_eq!(self.check, Check::Trusted, "the fast path is for trusted walks");
         let (event, len) = self.seg.trusted_frame(self.offset, self.position)?;
         self.offset += len as u64;
+        self.position += 1;
+        Some(event)
+    }
+
+    /// The next event of a [`Check::Trusted`] walk that passes `keep`, on
+    /// its fast path: `Some(None)` when `keep` refused the envelope (the
+    /// frame's envelope checksum was verified, its payload never read),
+    /// `None` when there is no valid frame here (then
+    /// [`FrameCursor::next_frame`] says whether that is the end or what is wrong).
+    #[inline]
+    pub fn next_trusted_kept(&mut self, keep: impl Fn(&Envelope<'s>) -> bool) -> Option<Option<EventRef<'s>>> {
+        debug_assert_eq!(self.check, Check::Trusted, "the fast path is for trusted walks");
+        let (envelope, header) = self.seg.trusted_envelope(self.offset, self.position)?;
+        let event = match keep(&envelope) {
+            true => Some(self.seg.payload_checked(self.offset, envelope, &header)?),
+            false => None,
+        };
+        self.offset += header.frame_len() as u64;
         self.position += 1;
         Some(event)
     }

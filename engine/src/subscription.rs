@@ -333,19 +333,24 @@ impl<'b> Iterator for BatchEvents<'b> {
     fn next(&mut self) -> Option<Self::Item> {
         while *self.left > 0 {
             let (event, next) = match &mut self.walk {
-                Walk::All(it) => match it.next()? {
-                    Ok(e) => (e, e.position() + 1),
+                Walk::All(it) if self.match_all => match it.next()? {
+                    Ok(e) => (Some(e), e.position() + 1),
+                    Err(e) => return Some(Err(self.stop(e))),
+                },
+                // The filter runs on envelopes: a skipped event's payload is never read.
+                Walk::All(it) => match it.next_filtered(self.filter)? {
+                    Ok(found) => (found, it.next_position().unwrap_or(self.next)),
                     Err(e) => return Some(Err(self.stop(e))),
                 },
                 Walk::Aggregate(it) => match it.next()? {
                     Ok(e) if e.position() >= self.end => return None,
-                    Ok(e) => (e, e.version() + 1),
+                    Ok(e) => (Some(e).filter(|e| self.match_all || self.filter.matches(e)), e.version() + 1),
                     Err(e) => return Some(Err(self.stop(e))),
                 },
             };
             *self.left -= 1;
             self.next = next;
-            if self.match_all || self.filter.matches(&event) {
+            if let Some(event) = event {
                 return Some(Ok(event));
             }
         }

@@ -27,7 +27,7 @@ use crate::event::{now_nanos, AppendResult, ExpectedVersion, NewEvent};
 use crate::fault::Faults;
 use crate::index::{CheckpointEntry, IndexState};
 use crate::options::{Durability, Options};
-use crate::record::{self, RecordBody};
+use crate::record::{self, FrameFormat, RecordBody};
 use crate::segment::{self, Check, Segment, HEADER_BYTES, POSITION_LIMIT};
 use crate::shared::Shared;
 use crate::watermark::WatermarkFile;
@@ -570,7 +570,8 @@ impl Writer {
     }
 
     /// Encodes a request's frames at the end of the group's buffer; if they
-    /// do not fit in the active segment, writes what precedes them, rolls,
+    /// do not fit in the active segment (or it has an older frame format),
+    /// writes what precedes them, rolls,
     /// and encodes them at the start of the new segment. Returns the file
     /// offset the frame offsets are relative to, and the offsets.
     fn place(
@@ -586,7 +587,10 @@ impl Writer {
                 group.fatal = Some(e.duplicate());
             }
         })?;
-        if group.buf_at + self.buf.len() as u64 <= self.active.seg.len() {
+        // A segment of an older format (a store written by an older build)
+        // takes no new frames: the first append rolls to a current one.
+        let current = self.active.seg.format == FrameFormat::CURRENT;
+        if current && group.buf_at + self.buf.len() as u64 <= self.active.seg.len() {
             return Ok((group.buf_at + mark as u64, offsets));
         }
         let needed = (self.buf.len() - mark) as u64;

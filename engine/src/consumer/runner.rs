@@ -434,10 +434,10 @@ trait Envelope {
 
 impl Envelope for EventRef<'_> {
     fn position(&self) -> u64 {
-        EventRef::position(self)
+        crate::event::Envelope::position(self)
     }
     fn aggregate_id(&self) -> &str {
-        EventRef::aggregate_id(self)
+        crate::event::Envelope::aggregate_id(self)
     }
 }
 

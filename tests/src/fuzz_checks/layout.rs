@@ -42,21 +42,36 @@ pub(super) fn put64(b: &mut [u8], at: usize, v: u64) {
     b[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
-/// The checksum an event frame at the start of `f` must carry for a body of
-/// `body_len` bytes: header bytes 0..24 and 28..32 (not the checksum
-/// itself), then the body.
-pub(super) fn record_crc(f: &[u8], body_len: usize) -> u32 {
-    let end = FRAME_HEADER_BYTES + body_len;
-    crc32(&[&f[..24], &f[28..FRAME_HEADER_BYTES], &f[FRAME_HEADER_BYTES..end]])
+/// The payload length an event frame at the start of `f` declares, cut to
+/// fit a body of `body_len` bytes (frame format 2: bytes 8..12).
+fn data_len_of(f: &[u8], body_len: usize) -> usize {
+    (le32(f, 8) as usize).min(body_len)
 }
 
-/// Recomputes the checksum of the event frame at the start of `f` for the
-/// body length its header declares. Does nothing if header or body do not
-/// fit in `f`.
+/// The (envelope) checksum an event frame at the start of `f` must carry for
+/// a body of `body_len` bytes: header bytes 0..24 and 28..32 (not the
+/// checksum itself), then the body without its trailing payload (frame format 2).
+pub(super) fn record_crc(f: &[u8], body_len: usize) -> u32 {
+    let envelope_end = FRAME_HEADER_BYTES + body_len - data_len_of(f, body_len);
+    crc32(&[&f[..24], &f[28..FRAME_HEADER_BYTES], &f[FRAME_HEADER_BYTES..envelope_end]])
+}
+
+/// The payload checksum an event frame at the start of `f` must carry: of
+/// the body's last `data_len` bytes (frame format 2).
+pub(super) fn payload_crc(f: &[u8], body_len: usize) -> u32 {
+    let end = FRAME_HEADER_BYTES + body_len;
+    crc32(&[&f[end - data_len_of(f, body_len)..end]])
+}
+
+/// Recomputes both checksums of the event frame at the start of `f` for the
+/// body and payload lengths its header declares. Does nothing if header or
+/// body do not fit in `f`.
 pub(super) fn fix_record_crc(f: &mut [u8]) {
     if f.len() >= FRAME_HEADER_BYTES {
         let body_len = le32(f, 4) as usize;
         if FRAME_HEADER_BYTES + body_len <= f.len() {
+            let data_crc = payload_crc(f, body_len);
+            put32(f, 12, data_crc);
             let crc = record_crc(f, body_len);
             put32(f, 24, crc);
         }
@@ -102,15 +117,18 @@ pub(super) fn segment_header(first_position: u64, segment_bytes: u64) -> [u8; SE
     h
 }
 
-/// The chain of frames of a segment file, from its header to the first
-/// place that is not a frame: (offset, length, position) each.
+/// The chain of frames of a segment file (of the current format), from its
+/// header to the first place that is not a frame header: (offset, length,
+/// position) each. Frame `k` of a chain has the segment's first position
+/// plus `k` (what its checksummed body claims when it is sound).
 pub(super) fn frames_of(bytes: &[u8]) -> Vec<(usize, usize, u64)> {
     let mut out = Vec::new();
     let mut off = SEG_HEADER;
+    let first = if bytes.len() >= SEG_HEADER { le64(bytes, 16) } else { 0 };
     while off < bytes.len() {
-        match record::parse_header(&bytes[off..], bytes.len()) {
+        match record::parse_header(&bytes[off..], bytes.len(), record::FrameFormat::CURRENT) {
             Ok(h) => {
-                out.push((off, h.frame_len(), h.position));
+                out.push((off, h.frame_len(), first + out.len() as u64));
                 off += h.frame_len();
             }
             Err(_) => break,

@@ -4,11 +4,13 @@
 //! the same values, and that a valid frame is served by a store built
 //! around it. It builds stores only in scratch directories.
 
-use factlog::record::{self, ArchivedRecordBody, FrameError, FrameHeader, RecordBody, FRAME_HEADER_BYTES, FRAME_MAGIC};
+use factlog::record::{
+    self, ArchivedRecordBody, FrameError, FrameFormat, FrameHeader, RecordBody, FRAME_HEADER_BYTES, FRAME_MAGIC,
+};
 use factlog::{Direction, Error, ExpectedVersion, NewEvent, RecordedEvent, Store};
 use rkyv::util::AlignedVec;
 
-use super::layout::{fix_record_crc, le32, le64, put32, record_crc, segment_header, SEG_HEADER};
+use super::layout::{fix_record_crc, le32, payload_crc, put32, record_crc, segment_header, SEG_HEADER};
 use super::scratch::{fuzz_options, scratch_dir, verbose, MARKER_TEXT, MAX_EVENT_BYTES, SEGMENT_BYTES};
 
 /// The decoded contents of a record body, owned.
@@ -50,7 +52,8 @@ fn bytes_of(b: &[u8]) -> &[u8] {
 }
 
 impl Body {
-    fn from_archived(a: &ArchivedRecordBody<'_>) -> Body {
+    /// The body of an archived envelope and its frame's payload.
+    fn from_archived(a: &ArchivedRecordBody<'_>, payload: &[u8]) -> Body {
         Body {
             position: a.position.to_native(),
             version: a.version.to_native(),
@@ -63,7 +66,7 @@ impl Body {
             aggregate_id: str_of(&a.aggregate_id).to_string(),
             event_type: str_of(&a.event_type).to_string(),
             metadata: bytes_of(&a.metadata).to_vec(),
-            data: bytes_of(&a.data).to_vec(),
+            data: payload.to_vec(),
         }
     }
 
@@ -123,7 +126,8 @@ pub fn record_decode(data: &[u8]) {
     }
 }
 
-/// Rewrites `data` into a frame that passes `parse_header` and `checked_body`.
+/// Rewrites `data` into a frame that passes `parse_header` and `checked_body`
+/// (both checksums fixed).
 pub fn fix_frame(data: &[u8]) -> Option<Vec<u8>> {
     if data.len() <= FRAME_HEADER_BYTES {
         return None;
@@ -136,6 +140,8 @@ pub fn fix_frame(data: &[u8]) -> Option<Vec<u8>> {
         body_len = avail;
     }
     put32(&mut f, 4, body_len);
+    let data_len = le32(&f, 8) % body_len;
+    put32(&mut f, 8, data_len);
     f.resize(FRAME_HEADER_BYTES + record::pad_len(body_len as usize), 0);
     let mut batch_len = le32(&f, 16);
     if batch_len == 0 {
@@ -161,8 +167,8 @@ fn check_frame_bytes(raw: &[u8], must_pass_crc: bool) -> Option<Body> {
     for max_body in [buf.len(), MAX_EVENT_BYTES as usize] {
         let whole = max_body == buf.len();
         let Some(h) = check_header(buf, max_body, must_pass_crc && whole) else { continue };
-        let Some(body) = check_checksum(buf, &h, must_pass_crc) else { continue };
-        let Some(decoded) = check_validated(body, &h) else { continue };
+        let Some(envelope) = check_checksum(buf, &h, must_pass_crc) else { continue };
+        let Some(decoded) = check_validated(buf, envelope, &h) else { continue };
         if whole {
             result = Some(decoded);
         }
@@ -175,7 +181,7 @@ fn check_frame_bytes(raw: &[u8], must_pass_crc: bool) -> Option<Body> {
 /// exactly what its bytes say.
 fn check_header(buf: &[u8], max_body: usize, must_parse: bool) -> Option<FrameHeader> {
     let prefix_zero = buf[..buf.len().min(FRAME_HEADER_BYTES)].iter().all(|b| *b == 0);
-    let h = match record::parse_header(buf, max_body) {
+    let h = match record::parse_header(buf, max_body, FrameFormat::CURRENT) {
         Err(FrameError::Empty) => {
             assert!(prefix_zero, "parse_header said Empty for a non-zero header");
             return None;
@@ -189,11 +195,13 @@ fn check_header(buf: &[u8], max_body: usize, must_parse: bool) -> Option<FrameHe
     };
     assert!(buf.len() >= FRAME_HEADER_BYTES && le32(buf, 0) == FRAME_MAGIC, "header accepted without magic");
     assert_eq!(
-        (h.body_len, h.position, h.batch_len, h.batch_index, h.crc, h.write_slot),
-        (le32(buf, 4), le64(buf, 8), le32(buf, 16), le32(buf, 20), le32(buf, 24), le32(buf, 28)),
+        (h.body_len, h.data_len, h.data_crc, h.batch_len, h.batch_index, h.crc, h.write_slot),
+        (le32(buf, 4), le32(buf, 8), le32(buf, 12), le32(buf, 16), le32(buf, 20), le32(buf, 24), le32(buf, 28)),
         "parsed header differs from its bytes"
     );
+    assert_eq!((h.format, h.claimed_position), (FrameFormat::V2, None), "format 2 claims positions in the body");
     assert!(h.body_len > 0 && h.body_len as usize <= max_body, "body length {} accepted", h.body_len);
+    assert!(h.data_len < h.body_len, "payload of {} bytes accepted in a body of {}", h.data_len, h.body_len);
     assert!(h.batch_index < h.batch_len, "batch slot {}/{} accepted", h.batch_index, h.batch_len);
     assert_eq!(h.frame_len(), FRAME_HEADER_BYTES + (h.body_len as usize).div_ceil(16) * 16);
     assert!(h.frame_len() <= buf.len(), "frame of {} bytes accepted in {} bytes", h.frame_len(), buf.len());
@@ -202,35 +210,45 @@ fn check_header(buf: &[u8], max_body: usize, must_parse: bool) -> Option<FrameHe
     Some(h)
 }
 
-/// `checked_body` accepts the body exactly when the stored checksum is the
-/// CRC32 of the frame's fields, and returns the body's own bytes.
+/// `checked_envelope` accepts the frame exactly when the stored checksum is
+/// the CRC32 of the frame's fields but the payload, `checked_body` exactly
+/// when the payload's checksum matches too, and both return the envelope's
+/// own bytes (the body without its trailing payload).
 fn check_checksum<'a>(buf: &'a [u8], h: &FrameHeader, must_pass_crc: bool) -> Option<&'a [u8]> {
-    let end = FRAME_HEADER_BYTES + h.body_len as usize;
+    let end = FRAME_HEADER_BYTES + (h.body_len - h.data_len) as usize;
     let computed = record_crc(buf, h.body_len as usize);
+    let computed_payload = payload_crc(buf, h.body_len as usize);
     assert_eq!(
         record::frame_crc(&buf[..FRAME_HEADER_BYTES], &buf[FRAME_HEADER_BYTES..end]),
         computed,
         "frame_crc is not crc32 of its fields"
     );
+    let envelope_ok = record::checked_envelope(buf, h).is_ok();
+    assert_eq!(envelope_ok, computed == h.crc, "checked_envelope disagrees with the envelope checksum");
     let body = match record::checked_body(buf, h) {
         Ok(body) => body,
         Err(e) => {
-            assert_ne!(computed, h.crc, "checked_body refused a matching checksum: {e:?}");
+            assert!(
+                computed != h.crc || computed_payload != h.data_crc,
+                "checked_body refused matching checksums: {e:?}"
+            );
             assert!(!must_pass_crc, "fixed-up checksum refused");
             return None;
         }
     };
-    assert_eq!(computed, h.crc, "checked_body accepted a wrong checksum");
-    assert!(std::ptr::eq(body, &buf[FRAME_HEADER_BYTES..end]), "checked_body returned other bytes than the body");
+    assert_eq!((computed, computed_payload), (h.crc, h.data_crc), "checked_body accepted a wrong checksum");
+    assert!(std::ptr::eq(body, &buf[FRAME_HEADER_BYTES..end]), "checked_body returned other bytes than the envelope");
     Some(body)
 }
 
-/// A body that `validate_body` accepts agrees with its header, has names in
-/// range, and survives a re-encoding round trip.
-fn check_validated(body: &[u8], h: &FrameHeader) -> Option<Body> {
-    let archived = record::validate_body(body, h).ok()?;
-    let decoded = Body::from_archived(archived);
-    assert_eq!(decoded.position, h.position, "validated body claims another position than its header");
+/// An envelope that `validate_body` accepts agrees with its header, has
+/// names in range and an empty archived payload, and survives a re-encoding
+/// round trip with the frame's payload.
+fn check_validated(frame: &[u8], envelope: &[u8], h: &FrameHeader) -> Option<Body> {
+    let archived = record::validate_body(envelope, h).ok()?;
+    assert!(archived.data.is_empty(), "a format 2 envelope archives a payload");
+    let payload = record::checked_payload(frame, h).expect("checked").expect("format 2 has a separate payload");
+    let decoded = Body::from_archived(archived, payload);
     assert!(
         (1..=factlog::NAME_BYTES_MAX).contains(&decoded.aggregate_id.len())
             && (1..=factlog::NAME_BYTES_MAX).contains(&decoded.event_type.len()),
@@ -255,12 +273,13 @@ fn round_trip(body: &Body, batch_len: u32, batch_index: u32) {
         assert_eq!(out[32..n1], out[n1 + 32..], "encoding is not deterministic");
         for (at, slot) in [(0usize, 0u64), (n1, n1 as u64)] {
             let frame = &out[at..];
-            let h = record::parse_header(frame, frame.len()).expect("re-encoded header refused");
-            assert_eq!((h.position, h.batch_len, h.batch_index), (body.position, batch_len, batch_index));
+            let h = record::parse_header(frame, frame.len(), FrameFormat::CURRENT).expect("re-encoded header refused");
+            assert_eq!((h.data_len as usize, h.batch_len, h.batch_index), (body.data.len(), batch_len, batch_index));
             assert_eq!((h.offset_in_write(), h.written_synced()), (slot, synced), "write slot");
             let b = record::checked_body(frame, &h).expect("re-encoded checksum refused");
             let a = record::validate_body(b, &h).expect("re-encoded body refused");
-            assert_eq!(&Body::from_archived(a), body, "re-encoded frame decodes to other values");
+            let payload = record::checked_payload(frame, &h).expect("checked").expect("format 2");
+            assert_eq!(&Body::from_archived(a, payload), body, "re-encoded frame decodes to other values");
         }
     }
 }
@@ -311,7 +330,7 @@ fn store_with_frame(frame: &[u8], body: &Body) {
 /// A whole segment file holding `frame` (batch slot 1/0, checksum fixed) as
 /// its only frame, or `None` if the frame does not fit.
 fn segment_with_frame(frame: &[u8], first_position: u64) -> Option<Vec<u8>> {
-    let frame_len = record::parse_header(frame, frame.len()).expect("validated").frame_len();
+    let frame_len = record::parse_header(frame, frame.len(), FrameFormat::CURRENT).expect("validated").frame_len();
     if (SEG_HEADER + frame_len) as u64 > SEGMENT_BYTES {
         return None;
     }

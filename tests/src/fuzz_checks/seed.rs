@@ -9,7 +9,7 @@ use factlog::{ExpectedVersion, NewEvent, Store};
 use rkyv::util::AlignedVec;
 
 use super::base::base;
-use super::layout::{fix_record_crc, fix_snap_crc, frames_of, le32, put32, put64, snap_frames_of};
+use super::layout::{fix_record_crc, fix_snap_crc, frames_of, le32, put32, snap_frames_of};
 use super::ops::op;
 use super::record_decode::{encode_body, Body};
 use super::scratch::{fuzz_options, read_tree, scratch_dir};
@@ -89,11 +89,13 @@ fn damaged_frames(frame: &[u8]) -> Seeds {
     let mut garbage = frame.to_vec();
     garbage.extend_from_slice(b"trailing garbage after the frame");
     out.push(("trailing-garbage", garbage));
-    // Body claiming another position than its header (checksum fixed).
+    // A header claiming a longer payload than the body's (checksums fixed):
+    // the layout rule must refuse it.
     let mut other = frame.to_vec();
-    put64(&mut other, 8, 99);
+    let longer = le32(&other, 8) + 3;
+    put32(&mut other, 8, longer);
     fix_record_crc(&mut other);
-    out.push(("position-mismatch", other));
+    out.push(("payload-length-mismatch", other));
     let mut bad_len = frame.to_vec();
     put32(&mut bad_len, 4, 0xffff_fff0);
     out.push(("huge-body-length", bad_len));
@@ -357,14 +359,14 @@ fn lying_frame(position: u64) -> Vec<u8> {
         data: vec![0xaa; 5],
     };
     let mut frame = encode_body(&body, 1, 0);
-    let body_len = le32(&frame, 4) as usize;
-    // The root struct sits at the end of the archive; its four boxes
-    // (aggregate id, type, metadata, data: i32 offset + u32 length each)
-    // are its last 32 bytes.
-    let boxes = FRAME_HEADER_BYTES + body_len - 32;
+    let (body_len, data_len) = (le32(&frame, 4) as usize, le32(&frame, 8) as usize);
+    // The root struct sits at the end of the archive (the envelope, which the
+    // payload follows); its four boxes (aggregate id, type, metadata, data:
+    // i32 offset + u32 length each, the data archived empty) are its last 32 bytes.
+    let boxes = FRAME_HEADER_BYTES + body_len - data_len - 32;
     assert_eq!(
         (le32(&frame, boxes + 4), le32(&frame, boxes + 12), le32(&frame, boxes + 20), le32(&frame, boxes + 28)),
-        (7, 1, 0, 5),
+        (7, 1, 0, 0),
         "unexpected archive layout"
     );
     put32(&mut frame, boxes, 0x4000_0000);

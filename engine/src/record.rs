@@ -7,14 +7,15 @@
 //! Format 2 (segments of format version 2):
 //! ```text
 //! offset  size  field
-//!      0     4  magic        FRAME_MAGIC (never 0, so zeroed space is not a frame)
-//!      4     4  body_len     bytes of body that follow the header
-//!      8     4  data_len     bytes of payload at the end of the body
-//!     12     4  data_crc     crc32 of the payload
-//!     16     4  batch_len    events in the append this frame belongs to
-//!     20     4  batch_index  index of this frame inside that append
-//!     24     4  crc32        the envelope checksum: crc32 of bytes 0..24 ++
-//!                            bytes 28..32 ++ the envelope
+//!      0     4  crc32        the envelope checksum: crc32 of bytes 4..32+e (the
+//!                            rest of the header and the envelope, contiguous,
+//!                            so one pass of the fast CRC covers them)
+//!      4     4  magic        FRAME_MAGIC (never 0, so zeroed space is not a frame)
+//!      8     4  body_len     bytes of body that follow the header
+//!     12     4  data_len     bytes of payload at the end of the body
+//!     16     4  data_crc     crc32 of the payload
+//!     20     4  batch_len    events in the append this frame belongs to
+//!     24     4  batch_index  index of this frame inside that append
 //!     28     4  write_slot   bit 31: written by a `Sync`-mode writer; bits 0..31:
 //!                            this frame's offset from the start of the `pwrite`
 //!                            that wrote it, in units of 16 bytes
@@ -28,10 +29,11 @@
 //! own checksum is verified before an event is handed out. The envelope's
 //! position is the frame's claim (covered by the envelope checksum).
 //!
-//! Format 1 (segments of format version 1, read only): bytes 8..16 hold the
-//! claimed position instead of `data_len` and `data_crc`, the body is the
-//! archive alone, with the payload inside it as its `data`, and the one
-//! checksum covers the header (without itself) and the whole body.
+//! Format 1 (segments of format version 1, read only): magic (0), body_len
+//! (4), the claimed position (8, 8 bytes), batch_len (16), batch_index (20),
+//! the one crc32 (24: of bytes 0..24 ++ 28..32 ++ the body) and write_slot
+//! (28); the body is the archive alone, with the payload inside it as its
+//! `data`.
 //!
 //! Both checksums cover what the frame claims to be (its position and batch
 //! slot), so a stale or misplaced frame fails. This module never hands out
@@ -51,21 +53,27 @@ pub const FRAME_ALIGN: usize = 16;
 /// Longest aggregate id or event type name, in bytes.
 pub const NAME_BYTES_MAX: usize = 255;
 
-// Header field offsets, each derived from the one before (see the module doc).
-const MAGIC_AT: usize = 0;
+// Format 2's header field offsets, each derived from the one before (module doc).
+const CRC_AT: usize = 0;
+const MAGIC_AT: usize = CRC_AT + 4;
 const BODY_LEN_AT: usize = MAGIC_AT + 4;
-/// Format 2: payload length; format 1: the claimed position starts here.
 const DATA_LEN_AT: usize = BODY_LEN_AT + 4;
 const DATA_CRC_AT: usize = DATA_LEN_AT + 4;
 const BATCH_LEN_AT: usize = DATA_CRC_AT + 4;
 const BATCH_INDEX_AT: usize = BATCH_LEN_AT + 4;
-const CRC_AT: usize = BATCH_INDEX_AT + 4;
-const WRITE_SLOT_AT: usize = CRC_AT + 4;
-/// Format 1's claimed position, where format 2 has `data_len` and `data_crc`.
-const V1_POSITION_AT: usize = DATA_LEN_AT;
-
+const WRITE_SLOT_AT: usize = BATCH_INDEX_AT + 4;
 const _: () = assert!(WRITE_SLOT_AT + 4 == FRAME_HEADER_BYTES);
-const _: () = assert!(V1_POSITION_AT + 8 == BATCH_LEN_AT);
+
+// Format 1's header field offsets (module doc).
+const V1_MAGIC_AT: usize = 0;
+const V1_BODY_LEN_AT: usize = V1_MAGIC_AT + 4;
+const V1_POSITION_AT: usize = V1_BODY_LEN_AT + 4;
+const V1_BATCH_LEN_AT: usize = V1_POSITION_AT + 8;
+const V1_BATCH_INDEX_AT: usize = V1_BATCH_LEN_AT + 4;
+const V1_CRC_AT: usize = V1_BATCH_INDEX_AT + 4;
+const V1_WRITE_SLOT_AT: usize = V1_CRC_AT + 4;
+const _: () = assert!(V1_WRITE_SLOT_AT + 4 == FRAME_HEADER_BYTES);
+
 const _: () = assert!(FRAME_HEADER_BYTES.is_multiple_of(FRAME_ALIGN));
 
 /// The layout of the frames in a segment, named by its header's format version.
@@ -87,6 +95,14 @@ impl FrameFormat {
             1 => Some(FrameFormat::V1),
             2 => Some(FrameFormat::V2),
             _ => None,
+        }
+    }
+
+    /// Offset of the frame magic in a header of this format.
+    pub fn magic_at(self) -> usize {
+        match self {
+            FrameFormat::V1 => V1_MAGIC_AT,
+            FrameFormat::V2 => MAGIC_AT,
         }
     }
 
@@ -195,9 +211,17 @@ pub enum FrameError {
     Invalid(String),
 }
 
+/// Whether `bytes` starts with what could be a frame header of `format`
+/// (its magic in place): how a scan for frames past damage finds candidates.
+pub fn has_magic(bytes: &[u8], format: FrameFormat) -> bool {
+    let at = format.magic_at();
+    bytes.get(at..at + 4).is_some_and(|m| m == FRAME_MAGIC.to_le_bytes())
+}
+
 /// Parses the frame header at the start of `bytes` (which extends at most to
 /// the end of the segment) as `format`. Checks magic, lengths and that the
 /// body fits; does not check the checksums.
+#[inline(always)]
 pub fn parse_header(bytes: &[u8], max_body: usize, format: FrameFormat) -> Result<FrameHeader, FrameError> {
     let Some(h) = bytes.get(..FRAME_HEADER_BYTES).and_then(|h| <&[u8; FRAME_HEADER_BYTES]>::try_from(h).ok()) else {
         if bytes.iter().all(|b| *b == 0) {
@@ -205,27 +229,36 @@ pub fn parse_header(bytes: &[u8], max_body: usize, format: FrameFormat) -> Resul
         }
         return Err(FrameError::Invalid("truncated frame header".into()));
     };
-    let magic = le_u32(h, MAGIC_AT);
+    let magic = le_u32(h, format.magic_at());
     if magic != FRAME_MAGIC {
         if h.iter().all(|b| *b == 0) {
             return Err(FrameError::Empty);
         }
         return Err(FrameError::Invalid(format!("bad frame magic {magic:#010x}")));
     }
-    let (claimed_position, data_len, data_crc) = match format {
-        FrameFormat::V1 => (Some(le_u64(h, V1_POSITION_AT)), 0, 0),
-        FrameFormat::V2 => (None, le_u32(h, DATA_LEN_AT), le_u32(h, DATA_CRC_AT)),
-    };
-    let header = FrameHeader {
-        format,
-        body_len: le_u32(h, BODY_LEN_AT),
-        claimed_position,
-        data_len,
-        data_crc,
-        batch_len: le_u32(h, BATCH_LEN_AT),
-        batch_index: le_u32(h, BATCH_INDEX_AT),
-        crc: le_u32(h, CRC_AT),
-        write_slot: le_u32(h, WRITE_SLOT_AT),
+    let header = match format {
+        FrameFormat::V1 => FrameHeader {
+            format,
+            body_len: le_u32(h, V1_BODY_LEN_AT),
+            claimed_position: Some(le_u64(h, V1_POSITION_AT)),
+            data_len: 0,
+            data_crc: 0,
+            batch_len: le_u32(h, V1_BATCH_LEN_AT),
+            batch_index: le_u32(h, V1_BATCH_INDEX_AT),
+            crc: le_u32(h, V1_CRC_AT),
+            write_slot: le_u32(h, V1_WRITE_SLOT_AT),
+        },
+        FrameFormat::V2 => FrameHeader {
+            format,
+            body_len: le_u32(h, BODY_LEN_AT),
+            claimed_position: None,
+            data_len: le_u32(h, DATA_LEN_AT),
+            data_crc: le_u32(h, DATA_CRC_AT),
+            batch_len: le_u32(h, BATCH_LEN_AT),
+            batch_index: le_u32(h, BATCH_INDEX_AT),
+            crc: le_u32(h, CRC_AT),
+            write_slot: le_u32(h, WRITE_SLOT_AT),
+        },
     };
     if header.body_len == 0 || header.body_len as usize > max_body {
         return Err(FrameError::Invalid(format!("body length {} out of range", header.body_len)));
@@ -245,27 +278,34 @@ pub fn parse_header(bytes: &[u8], max_body: usize, format: FrameFormat) -> Resul
     Ok(header)
 }
 
-/// The header's checksum: the header without its checksum field, then
-/// `covered` (format 1: the whole body; format 2: the envelope).
-pub fn frame_crc(header: &[u8], covered: &[u8]) -> u32 {
-    let mut h = crc32fast::Hasher::new();
-    h.update(&header[..CRC_AT]);
-    h.update(&header[CRC_AT + 4..FRAME_HEADER_BYTES]);
-    h.update(covered);
-    h.finalize()
+/// The header's checksum of the frame at the start of `frame`, whose
+/// envelope ends at `envelope_end` (from the frame's start): format 2, one
+/// contiguous pass over bytes 4..envelope_end; format 1, header bytes 0..24
+/// and 28..32, then the body.
+#[inline(always)]
+pub fn frame_crc(frame: &[u8], envelope_end: usize, format: FrameFormat) -> u32 {
+    match format {
+        FrameFormat::V2 => crc32fast::hash(&frame[MAGIC_AT..envelope_end]),
+        FrameFormat::V1 => {
+            let mut h = crc32fast::Hasher::new();
+            h.update(&frame[..V1_CRC_AT]);
+            h.update(&frame[V1_WRITE_SLOT_AT..envelope_end]);
+            h.finalize()
+        }
+    }
 }
 
 /// Verifies the header's checksum of the frame whose header was parsed from
 /// `bytes` and returns the envelope: the archive of [`RecordBody`], the whole
 /// body for format 1 (whose checksum covers the payload too), the body
 /// without its trailing payload for format 2 (see [`checked_payload`]).
-#[inline]
+#[inline(always)]
 pub fn checked_envelope<'a>(bytes: &'a [u8], header: &FrameHeader) -> Result<&'a [u8], FrameError> {
     let end = FRAME_HEADER_BYTES + (header.body_len - header.data_len) as usize;
-    let (Some(prefix), Some(envelope)) = (bytes.get(..FRAME_HEADER_BYTES), bytes.get(FRAME_HEADER_BYTES..end)) else {
+    let Some(envelope) = bytes.get(FRAME_HEADER_BYTES..end) else {
         return Err(FrameError::Invalid("frame shorter than its header says".into()));
     };
-    let crc = frame_crc(prefix, envelope);
+    let crc = frame_crc(bytes, end, header.format);
     if crc != header.crc {
         return Err(FrameError::Invalid(format!(
             "checksum mismatch (stored {:#010x}, computed {crc:#010x})",
@@ -278,7 +318,7 @@ pub fn checked_envelope<'a>(bytes: &'a [u8], header: &FrameHeader) -> Result<&'a
 /// Verifies the payload checksum of a format 2 frame parsed from `bytes`
 /// and returns the payload. `Ok(None)` for format 1, whose payload is inside
 /// the envelope's archive and covered by its one checksum.
-#[inline]
+#[inline(always)]
 pub fn checked_payload<'a>(bytes: &'a [u8], header: &FrameHeader) -> Result<Option<&'a [u8]>, FrameError> {
     if header.format == FrameFormat::V1 {
         return Ok(None);
@@ -421,11 +461,11 @@ pub fn encode_frame_slot(
         h[DATA_LEN_AT..DATA_CRC_AT].copy_from_slice(&data_len32.to_le_bytes());
         h[DATA_CRC_AT..BATCH_LEN_AT].copy_from_slice(&crc32fast::hash(body.data).to_le_bytes());
         h[BATCH_LEN_AT..BATCH_INDEX_AT].copy_from_slice(&batch_len.to_le_bytes());
-        h[BATCH_INDEX_AT..CRC_AT].copy_from_slice(&batch_index.to_le_bytes());
+        h[BATCH_INDEX_AT..WRITE_SLOT_AT].copy_from_slice(&batch_index.to_le_bytes());
         h[WRITE_SLOT_AT..FRAME_HEADER_BYTES].copy_from_slice(&slot.to_le_bytes());
     }
-    let crc = frame_crc(&out[start..body_start], &out[body_start..envelope_end]);
-    out[start + CRC_AT..start + WRITE_SLOT_AT].copy_from_slice(&crc.to_le_bytes());
+    let crc = frame_crc(&out[start..], envelope_end - start, FrameFormat::CURRENT);
+    out[start + CRC_AT..start + CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
     *buf = out;
     // Assert on the writing side of the disk: what was encoded parses back as itself.
     debug_assert!(parse_header(&buf[start..], usize::MAX, FrameFormat::CURRENT).is_ok_and(|h| h.data_len
@@ -515,8 +555,8 @@ mod tests {
             let end = FRAME_HEADER_BYTES + h.body_len as usize;
             let crc = crc32fast::hash(&b[end - data_len as usize..end]);
             b[DATA_CRC_AT..BATCH_LEN_AT].copy_from_slice(&crc.to_le_bytes());
-            let crc = frame_crc(&b[..FRAME_HEADER_BYTES], &b[FRAME_HEADER_BYTES..end - data_len as usize]);
-            b[CRC_AT..WRITE_SLOT_AT].copy_from_slice(&crc.to_le_bytes());
+            let crc = frame_crc(&b, end - data_len as usize, V2);
+            b[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
             let h = parse_header(&b, 1 << 20, V2).unwrap();
             let envelope = checked_body(&b, &h).unwrap();
             assert!(validate_body(envelope, &h).is_err(), "payload length {data_len} accepted");

@@ -187,7 +187,7 @@ fn later_synced_write(seg: &Segment, from: u64) -> Option<u64> {
     let mut at = from as usize + record::FRAME_ALIGN;
     while at + record::FRAME_HEADER_BYTES <= bytes.len() {
         let here = &bytes[at..];
-        if here[..4] == record::FRAME_MAGIC.to_le_bytes() {
+        if record::has_magic(here, seg.format) {
             if let Ok(h) = record::parse_header(here, bytes.len(), seg.format) {
                 let write_start = (at as u64).checked_sub(h.offset_in_write());
                 if h.written_synced() && write_start.is_some_and(|s| s > from) && record::checked_body(here, &h).is_ok()
@@ -534,7 +534,7 @@ fn last_valid_position_after(seg: &Segment, from: u64) -> Option<u64> {
     let mut at = from as usize;
     while at + record::FRAME_HEADER_BYTES <= bytes.len() {
         let here = &bytes[at..];
-        if here[..4] == record::FRAME_MAGIC.to_le_bytes() {
+        if record::has_magic(here, seg.format) {
             if let Ok(h) = record::parse_header(here, bytes.len(), seg.format) {
                 if let Ok(body) = record::checked_body(here, &h).and_then(|b| record::validate_body(b, &h)) {
                     last = last.max(Some(body.position.to_native()));

@@ -119,7 +119,8 @@ fn a_filtered_catch_up_never_reads_a_skipped_payload() {
     let file = std::fs::OpenOptions::new().read(true).write(true).open(&path).unwrap();
     let mut header = [0u8; 32];
     file.read_exact_at(&mut header, offset).unwrap();
-    let body_len = u32::from_le_bytes(header[4..8].try_into().unwrap()) as u64;
+    // Frame format 2: body length at 8, payload (the body's last bytes) length at 12.
+    let body_len = u32::from_le_bytes(header[8..12].try_into().unwrap()) as u64;
     let last_payload_byte = offset + 32 + body_len - 1;
     let mut b = [0u8; 1];
     file.read_exact_at(&mut b, last_payload_byte).unwrap();

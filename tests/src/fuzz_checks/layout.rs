@@ -15,6 +15,24 @@ pub(super) const SNAP_FRAME_HEADER: usize = 32;
 /// Fixed part of a snapshot frame body, before the aggregate id.
 pub(super) const SNAP_BODY_FIXED: usize = 40;
 
+// Event frame header fields (frame format 2, `docs/FORMAT.md`).
+/// The envelope checksum (of bytes 4..end of the envelope).
+pub(super) const FRAME_CRC_AT: usize = 0;
+/// The frame magic.
+pub(super) const FRAME_MAGIC_AT: usize = 4;
+/// The body length.
+pub(super) const BODY_LEN_AT: usize = 8;
+/// The payload length (the body's last bytes).
+pub(super) const DATA_LEN_AT: usize = 12;
+/// The payload checksum.
+pub(super) const DATA_CRC_AT: usize = 16;
+/// The batch length.
+pub(super) const BATCH_LEN_AT: usize = 20;
+/// The batch index.
+pub(super) const BATCH_INDEX_AT: usize = 24;
+/// The write slot.
+pub(super) const WRITE_SLOT_AT: usize = 28;
+
 /// CRC32 (IEEE) of the concatenation of `parts`, for fixing up checksums.
 pub fn crc32(parts: &[&[u8]]) -> u32 {
     let mut h = crc32fast::Hasher::new();
@@ -43,21 +61,21 @@ pub(super) fn put64(b: &mut [u8], at: usize, v: u64) {
 }
 
 /// The payload length an event frame at the start of `f` declares, cut to
-/// fit a body of `body_len` bytes (frame format 2: bytes 8..12).
+/// fit a body of `body_len` bytes.
 fn data_len_of(f: &[u8], body_len: usize) -> usize {
-    (le32(f, 8) as usize).min(body_len)
+    (le32(f, DATA_LEN_AT) as usize).min(body_len)
 }
 
 /// The (envelope) checksum an event frame at the start of `f` must carry for
-/// a body of `body_len` bytes: header bytes 0..24 and 28..32 (not the
-/// checksum itself), then the body without its trailing payload (frame format 2).
+/// a body of `body_len` bytes: of header bytes 4..32 and the body without
+/// its trailing payload, in one piece.
 pub(super) fn record_crc(f: &[u8], body_len: usize) -> u32 {
     let envelope_end = FRAME_HEADER_BYTES + body_len - data_len_of(f, body_len);
-    crc32(&[&f[..24], &f[28..FRAME_HEADER_BYTES], &f[FRAME_HEADER_BYTES..envelope_end]])
+    crc32(&[&f[FRAME_MAGIC_AT..envelope_end]])
 }
 
 /// The payload checksum an event frame at the start of `f` must carry: of
-/// the body's last `data_len` bytes (frame format 2).
+/// the body's last `data_len` bytes.
 pub(super) fn payload_crc(f: &[u8], body_len: usize) -> u32 {
     let end = FRAME_HEADER_BYTES + body_len;
     crc32(&[&f[end - data_len_of(f, body_len)..end]])
@@ -68,12 +86,12 @@ pub(super) fn payload_crc(f: &[u8], body_len: usize) -> u32 {
 /// body do not fit in `f`.
 pub(super) fn fix_record_crc(f: &mut [u8]) {
     if f.len() >= FRAME_HEADER_BYTES {
-        let body_len = le32(f, 4) as usize;
+        let body_len = le32(f, BODY_LEN_AT) as usize;
         if FRAME_HEADER_BYTES + body_len <= f.len() {
             let data_crc = payload_crc(f, body_len);
-            put32(f, 12, data_crc);
+            put32(f, DATA_CRC_AT, data_crc);
             let crc = record_crc(f, body_len);
-            put32(f, 24, crc);
+            put32(f, FRAME_CRC_AT, crc);
         }
     }
 }

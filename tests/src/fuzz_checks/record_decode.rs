@@ -10,7 +10,10 @@ use factlog::record::{
 use factlog::{Direction, Error, ExpectedVersion, NewEvent, RecordedEvent, Store};
 use rkyv::util::AlignedVec;
 
-use super::layout::{fix_record_crc, le32, payload_crc, put32, record_crc, segment_header, SEG_HEADER};
+use super::layout::{
+    fix_record_crc, le32, payload_crc, put32, record_crc, segment_header, BATCH_INDEX_AT, BATCH_LEN_AT, BODY_LEN_AT,
+    DATA_CRC_AT, DATA_LEN_AT, FRAME_CRC_AT, FRAME_MAGIC_AT, SEG_HEADER, WRITE_SLOT_AT,
+};
 use super::scratch::{fuzz_options, scratch_dir, verbose, MARKER_TEXT, MAX_EVENT_BYTES, SEGMENT_BYTES};
 
 /// The decoded contents of a record body, owned.
@@ -133,23 +136,23 @@ pub fn fix_frame(data: &[u8]) -> Option<Vec<u8>> {
         return None;
     }
     let mut f = data.to_vec();
-    put32(&mut f, 0, FRAME_MAGIC);
+    put32(&mut f, FRAME_MAGIC_AT, FRAME_MAGIC);
     let avail = (f.len() - FRAME_HEADER_BYTES) as u32;
-    let mut body_len = le32(&f, 4);
+    let mut body_len = le32(&f, BODY_LEN_AT);
     if body_len == 0 || body_len > avail {
         body_len = avail;
     }
-    put32(&mut f, 4, body_len);
-    let data_len = le32(&f, 8) % body_len;
-    put32(&mut f, 8, data_len);
+    put32(&mut f, BODY_LEN_AT, body_len);
+    let data_len = le32(&f, DATA_LEN_AT) % body_len;
+    put32(&mut f, DATA_LEN_AT, data_len);
     f.resize(FRAME_HEADER_BYTES + record::pad_len(body_len as usize), 0);
-    let mut batch_len = le32(&f, 16);
+    let mut batch_len = le32(&f, BATCH_LEN_AT);
     if batch_len == 0 {
         batch_len = 1;
     }
-    let batch_index = le32(&f, 20) % batch_len;
-    put32(&mut f, 16, batch_len);
-    put32(&mut f, 20, batch_index);
+    let batch_index = le32(&f, BATCH_INDEX_AT) % batch_len;
+    put32(&mut f, BATCH_LEN_AT, batch_len);
+    put32(&mut f, BATCH_INDEX_AT, batch_index);
     fix_record_crc(&mut f);
     Some(f)
 }
@@ -193,10 +196,22 @@ fn check_header(buf: &[u8], max_body: usize, must_parse: bool) -> Option<FrameHe
         }
         Ok(h) => h,
     };
-    assert!(buf.len() >= FRAME_HEADER_BYTES && le32(buf, 0) == FRAME_MAGIC, "header accepted without magic");
+    assert!(
+        buf.len() >= FRAME_HEADER_BYTES && le32(buf, FRAME_MAGIC_AT) == FRAME_MAGIC,
+        "header accepted without magic"
+    );
+    let field = |at| le32(buf, at);
     assert_eq!(
         (h.body_len, h.data_len, h.data_crc, h.batch_len, h.batch_index, h.crc, h.write_slot),
-        (le32(buf, 4), le32(buf, 8), le32(buf, 12), le32(buf, 16), le32(buf, 20), le32(buf, 24), le32(buf, 28)),
+        (
+            field(BODY_LEN_AT),
+            field(DATA_LEN_AT),
+            field(DATA_CRC_AT),
+            field(BATCH_LEN_AT),
+            field(BATCH_INDEX_AT),
+            field(FRAME_CRC_AT),
+            field(WRITE_SLOT_AT)
+        ),
         "parsed header differs from its bytes"
     );
     assert_eq!((h.format, h.claimed_position), (FrameFormat::V2, None), "format 2 claims positions in the body");
@@ -218,11 +233,7 @@ fn check_checksum<'a>(buf: &'a [u8], h: &FrameHeader, must_pass_crc: bool) -> Op
     let end = FRAME_HEADER_BYTES + (h.body_len - h.data_len) as usize;
     let computed = record_crc(buf, h.body_len as usize);
     let computed_payload = payload_crc(buf, h.body_len as usize);
-    assert_eq!(
-        record::frame_crc(&buf[..FRAME_HEADER_BYTES], &buf[FRAME_HEADER_BYTES..end]),
-        computed,
-        "frame_crc is not crc32 of its fields"
-    );
+    assert_eq!(record::frame_crc(buf, end, FrameFormat::CURRENT), computed, "frame_crc is not crc32 of its fields");
     let envelope_ok = record::checked_envelope(buf, h).is_ok();
     assert_eq!(envelope_ok, computed == h.crc, "checked_envelope disagrees with the envelope checksum");
     let body = match record::checked_body(buf, h) {
@@ -269,7 +280,9 @@ fn round_trip(body: &Body, batch_len: u32, batch_index: u32) {
         let n2 = record::encode_frame_slot(&mut out, &body.as_record(), batch_len, batch_index, synced)
             .expect("re-encoding a validated body failed");
         assert_eq!((n1, n1 + n2, n1 % 16), (n2, out.len(), 0), "frame lengths");
-        assert_eq!(out[..24], out[n1..n1 + 24], "encoding is not deterministic");
+        // Everything but the checksum and the write slot (which differ) is the same.
+        let same = FRAME_MAGIC_AT..WRITE_SLOT_AT;
+        assert_eq!(out[same.clone()], out[n1 + same.start..n1 + same.end], "encoding is not deterministic");
         assert_eq!(out[32..n1], out[n1 + 32..], "encoding is not deterministic");
         for (at, slot) in [(0usize, 0u64), (n1, n1 as u64)] {
             let frame = &out[at..];
@@ -338,8 +351,8 @@ fn segment_with_frame(frame: &[u8], first_position: u64) -> Option<Vec<u8>> {
     seg[..SEG_HEADER].copy_from_slice(&segment_header(first_position, SEGMENT_BYTES));
     let f = &mut seg[SEG_HEADER..SEG_HEADER + frame_len];
     f.copy_from_slice(&frame[..frame_len]);
-    put32(f, 16, 1);
-    put32(f, 20, 0);
+    put32(f, BATCH_LEN_AT, 1);
+    put32(f, BATCH_INDEX_AT, 0);
     fix_record_crc(f);
     Some(seg)
 }

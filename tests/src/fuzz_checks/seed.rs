@@ -9,7 +9,7 @@ use factlog::{ExpectedVersion, NewEvent, Store};
 use rkyv::util::AlignedVec;
 
 use super::base::base;
-use super::layout::{fix_record_crc, fix_snap_crc, frames_of, le32, put32, snap_frames_of};
+use super::layout::{fix_record_crc, fix_snap_crc, frames_of, le32, put32, snap_frames_of, BODY_LEN_AT, DATA_LEN_AT};
 use super::ops::op;
 use super::record_decode::{encode_body, Body};
 use super::scratch::{fuzz_options, read_tree, scratch_dir};
@@ -83,7 +83,7 @@ fn damaged_frames(frame: &[u8]) -> Seeds {
     out.push(("body-bit-flip", flipped));
     let mut flipped = frame.to_vec();
     flipped[9] ^= 1;
-    out.push(("position-bit-flip", flipped));
+    out.push(("header-bit-flip", flipped));
     out.push(("truncated", frame[..frame.len() - 20].to_vec()));
     out.push(("header-only", frame[..32].to_vec()));
     let mut garbage = frame.to_vec();
@@ -92,12 +92,12 @@ fn damaged_frames(frame: &[u8]) -> Seeds {
     // A header claiming a longer payload than the body's (checksums fixed):
     // the layout rule must refuse it.
     let mut other = frame.to_vec();
-    let longer = le32(&other, 8) + 3;
-    put32(&mut other, 8, longer);
+    let longer = le32(&other, DATA_LEN_AT) + 3;
+    put32(&mut other, DATA_LEN_AT, longer);
     fix_record_crc(&mut other);
     out.push(("payload-length-mismatch", other));
     let mut bad_len = frame.to_vec();
-    put32(&mut bad_len, 4, 0xffff_fff0);
+    put32(&mut bad_len, BODY_LEN_AT, 0xffff_fff0);
     out.push(("huge-body-length", bad_len));
     out.push(("zeros-32", vec![0; 32]));
     out.push(("zeros-7", vec![0; 7]));
@@ -311,7 +311,8 @@ pub fn finding_f3_input() -> Vec<u8> {
 pub fn finding_f6_input() -> Vec<u8> {
     let b = base();
     let active = &b.files[b.active].1;
-    let padding = |&(off, len, _): &(usize, usize, u64)| len - FRAME_HEADER_BYTES - le32(active, off + 4) as usize;
+    let padding =
+        |&(off, len, _): &(usize, usize, u64)| len - FRAME_HEADER_BYTES - le32(active, off + BODY_LEN_AT) as usize;
     let k = (0..b.active_frames.len())
         .rev()
         .find(|k| padding(&b.active_frames[*k]) >= 2 && b.batch_ends.contains(&(b.active_frames[*k].2 + 1)))
@@ -359,7 +360,7 @@ fn lying_frame(position: u64) -> Vec<u8> {
         data: vec![0xaa; 5],
     };
     let mut frame = encode_body(&body, 1, 0);
-    let (body_len, data_len) = (le32(&frame, 4) as usize, le32(&frame, 8) as usize);
+    let (body_len, data_len) = (le32(&frame, BODY_LEN_AT) as usize, le32(&frame, DATA_LEN_AT) as usize);
     // The root struct sits at the end of the archive (the envelope, which the
     // payload follows); its four boxes (aggregate id, type, metadata, data:
     // i32 offset + u32 length each, the data archived empty) are its last 32 bytes.

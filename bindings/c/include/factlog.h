@@ -424,8 +424,9 @@ factlog_status factlog_open(const char *path,
 // the handle (NULL: does nothing). The handle is invalid afterwards, even
 // when this fails; no other call may use it meanwhile. Iterators and
 // subscriptions still open stay valid: iterators keep reading what they
-// saw, subscriptions report `FACTLOG_CLOSED`. The directory's lock is
-// released when the last of them is freed.
+// saw, subscriptions report `FACTLOG_CLOSED`. A read-write store's lock is
+// released here (the store can be opened again at once); a read-only
+// store's when the last of its iterators and subscriptions is freed.
 //
 // # Safety
 // Pointer arguments follow the rules at the top of factlog.h.

@@ -10,6 +10,7 @@
 //! (each pointer NULL or valid for the call; handles live, from this
 //! library, not freed). That is each function's `# Safety` contract.
 
+use std::mem::MaybeUninit;
 use std::os::raw::c_char;
 use std::ptr;
 use std::time::Duration;
@@ -68,8 +69,9 @@ pub unsafe extern "C" fn factlog_open(
 /// the handle (NULL: does nothing). The handle is invalid afterwards, even
 /// when this fails; no other call may use it meanwhile. Iterators and
 /// subscriptions still open stay valid: iterators keep reading what they
-/// saw, subscriptions report `FACTLOG_CLOSED`. The directory's lock is
-/// released when the last of them is freed.
+/// saw, subscriptions report `FACTLOG_CLOSED`. A read-write store's lock is
+/// released here (the store can be opened again at once); a read-only
+/// store's when the last of its iterators and subscriptions is freed.
 ///
 /// # Safety
 /// Pointer arguments follow the rules at the top of factlog.h.
@@ -121,9 +123,7 @@ pub unsafe extern "C" fn factlog_append(
         });
         let batch = each.collect::<Result<Vec<_>, Failure>>()?;
         let written = handle.store.append(id, expected, batch)?;
-        if let Some(result) = result {
-            result.write(convert::append_result(&written));
-        }
+        write_if_asked(result, convert::append_result(&written));
         Ok(FACTLOG_OK)
     })
 }
@@ -193,13 +193,7 @@ pub unsafe extern "C" fn factlog_iter_next(iter: *mut factlog_iter, event: *mut 
         // SAFETY: each pointer is NULL or valid for the call, the iterator not in use
         // elsewhere (contract); the helpers check NULL.
         let (it, slot) = unsafe { (handle_mut(iter, "iter")?, out(event, "event")?) };
-        match it.next_view()? {
-            Some(view) => {
-                slot.write(view);
-                Ok(FACTLOG_OK)
-            }
-            None => Ok(FACTLOG_END),
-        }
+        Ok(deliver(it.next_view()?, slot, FACTLOG_END))
     })
 }
 
@@ -245,9 +239,7 @@ pub unsafe extern "C" fn factlog_save_snapshot(
             )
         };
         let saved = handle.store.save_snapshot(id, version, SchemaVersion(schema_version), state)?;
-        if let Some(info) = info {
-            info.write(convert::snapshot_info(&saved));
-        }
+        write_if_asked(info, convert::snapshot_info(&saved));
         Ok(FACTLOG_OK)
     })
 }
@@ -455,13 +447,7 @@ pub unsafe extern "C" fn factlog_subscription_next(
         // SAFETY: each pointer is NULL or valid for the call, the subscription not in use
         // elsewhere (contract); the helpers check NULL.
         let (sub, slot) = unsafe { (handle_mut(subscription, "subscription")?, out(event, "event")?) };
-        match sub.next_view(Duration::from_millis(timeout_ms))? {
-            Some(view) => {
-                slot.write(view);
-                Ok(FACTLOG_OK)
-            }
-            None => Ok(FACTLOG_TIMEOUT),
-        }
+        Ok(deliver(sub.next_view(Duration::from_millis(timeout_ms))?, slot, FACTLOG_TIMEOUT))
     })
 }
 
@@ -533,4 +519,27 @@ pub unsafe extern "C" fn factlog_event_id_new(id: *mut u8) -> factlog_status {
 #[no_mangle]
 pub extern "C" fn factlog_now_nanos() -> i64 {
     factlog::now_nanos()
+}
+
+/// Writes an optional out-parameter the caller passed (not NULL).
+fn write_if_asked<T>(slot: Option<&mut MaybeUninit<T>>, value: T) {
+    if let Some(slot) = slot {
+        slot.write(value);
+    }
+}
+
+/// An event for `*slot` and `FACTLOG_OK`, or `none` (`FACTLOG_END`,
+/// `FACTLOG_TIMEOUT`) when there is none; the slot is then left as it was.
+fn deliver(
+    view: Option<factlog_event_view>,
+    slot: &mut MaybeUninit<factlog_event_view>,
+    none: factlog_status,
+) -> factlog_status {
+    match view {
+        Some(view) => {
+            slot.write(view);
+            FACTLOG_OK
+        }
+        None => none,
+    }
 }

@@ -118,3 +118,13 @@ impl factlog_subscription {
         Ok(self.current.as_ref().map(recorded_view))
     }
 }
+
+/// What the header promises about threads, checked by the compiler: a store
+/// handle may be shared, iterators and subscriptions may move between threads.
+const _: () = {
+    const fn shareable<T: Send + Sync>() {}
+    const fn movable<T: Send>() {}
+    shareable::<factlog_store>();
+    movable::<factlog_iter>();
+    movable::<factlog_subscription>();
+};

@@ -490,6 +490,10 @@ static void test_subscriptions(factlog_store *store, factlog_subscription **live
 
 static void test_read_only_and_after_close(const char *dir, factlog_subscription *live, factlog_iter *kept) {
     factlog_options o = small_options();
+    /* The close released the writer's lock, though an iterator and a subscription live on. */
+    factlog_store *rw = NULL;
+    EXPECT(factlog_open(dir, &o, &rw), FACTLOG_OK, NULL);
+    EXPECT(factlog_close(rw), FACTLOG_OK, NULL);
     o.read_only = true;
     factlog_store *ro = NULL;
     EXPECT(factlog_open(dir, &o, &ro), FACTLOG_OK, NULL);

@@ -263,11 +263,11 @@ typedef struct factlog_event_view {
   bool has_correlation_id;
   // The correlation id.
   uint8_t correlation_id[FACTLOG_ID_BYTES];
-  // Metadata bytes.
+  // Metadata bytes (NULL when `metadata_len` is 0).
   const uint8_t *metadata;
   // Bytes at `metadata`.
   size_t metadata_len;
-  // Payload bytes.
+  // Payload bytes (NULL when `data_len` is 0).
   const uint8_t *data;
   // Bytes at `data`.
   size_t data_len;
@@ -295,7 +295,7 @@ typedef struct factlog_loaded {
   uint32_t snapshot_schema_version;
   // When the snapshot was saved, unix nanoseconds.
   int64_t snapshot_taken_at;
-  // The state bytes, decompressed.
+  // The state bytes, decompressed (NULL when `state_len` is 0).
   const uint8_t *state;
   // Bytes at `state`.
   size_t state_len;

@@ -128,6 +128,16 @@ fn id_parts(id: Option<EventId>) -> (bool, [u8; FACTLOG_ID_BYTES]) {
     id.map_or((false, [0; FACTLOG_ID_BYTES]), |id| (true, id.0))
 }
 
+/// Where a view's bytes start: NULL when there are none, so that C never
+/// sees the dangling address Rust gives an empty slice.
+fn bytes_ptr(bytes: &[u8]) -> *const u8 {
+    if bytes.is_empty() {
+        std::ptr::null()
+    } else {
+        bytes.as_ptr()
+    }
+}
+
 /// A view of an event in a memory map: pointers into the map, no copy.
 pub(crate) fn ref_view(e: &EventRef<'_>) -> factlog_event_view {
     let (has_causation_id, causation_id) = id_parts(e.causation_id());
@@ -147,9 +157,9 @@ pub(crate) fn ref_view(e: &EventRef<'_>) -> factlog_event_view {
         causation_id,
         has_correlation_id,
         correlation_id,
-        metadata: e.metadata().as_ptr(),
+        metadata: bytes_ptr(e.metadata()),
         metadata_len: e.metadata().len(),
-        data: e.data().as_ptr(),
+        data: bytes_ptr(e.data()),
         data_len: e.data().len(),
     }
 }
@@ -175,9 +185,9 @@ pub(crate) fn recorded_view(e: &RecordedEvent) -> factlog_event_view {
         causation_id,
         has_correlation_id,
         correlation_id,
-        metadata: e.metadata.as_ptr(),
+        metadata: bytes_ptr(&e.metadata),
         metadata_len: e.metadata.len(),
-        data: e.data.as_ptr(),
+        data: bytes_ptr(&e.data),
         data_len: e.data.len(),
     }
 }
@@ -208,7 +218,7 @@ pub(crate) fn loaded(l: &Loaded) -> factlog_loaded {
         snapshot_version: snapshot.map_or(0, |s| s.version),
         snapshot_schema_version: snapshot.map_or(0, |s| s.schema_version),
         snapshot_taken_at: snapshot.map_or(0, |s| s.taken_at),
-        state: state.as_ptr(),
+        state: bytes_ptr(state),
         state_len: state.len(),
         has_version: l.version().is_some(),
         version: l.version().unwrap_or(0),

@@ -187,11 +187,11 @@ pub struct factlog_event_view {
     pub has_correlation_id: bool,
     /// The correlation id.
     pub correlation_id: [u8; FACTLOG_ID_BYTES],
-    /// Metadata bytes.
+    /// Metadata bytes (NULL when `metadata_len` is 0).
     pub metadata: *const u8,
     /// Bytes at `metadata`.
     pub metadata_len: usize,
-    /// Payload bytes.
+    /// Payload bytes (NULL when `data_len` is 0).
     pub data: *const u8,
     /// Bytes at `data`.
     pub data_len: usize,
@@ -223,7 +223,7 @@ pub struct factlog_loaded {
     pub snapshot_schema_version: u32,
     /// When the snapshot was saved, unix nanoseconds.
     pub snapshot_taken_at: i64,
-    /// The state bytes, decompressed.
+    /// The state bytes, decompressed (NULL when `state_len` is 0).
     pub state: *const u8,
     /// Bytes at `state`.
     pub state_len: usize,

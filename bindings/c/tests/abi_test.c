@@ -234,7 +234,8 @@ static void test_reads(factlog_store *store) {
     EXPECT(factlog_iter_next(it, &v), FACTLOG_OK, NULL);
     CHECK(v.version == 0 && v.position == 0 && view_is(&v, "AccountOpened", "{\"owner\":\"ada\"}"));
     CHECK(v.aggregate_id_len == 6 && memcmp(v.aggregate_id, "acct-1", 6) == 0);
-    CHECK(!v.has_causation_id && !v.has_correlation_id && v.metadata_len == 0 && v.recorded_at > 0);
+    CHECK(!v.has_causation_id && !v.has_correlation_id && v.metadata_len == 0 && v.metadata == NULL);
+    CHECK(v.recorded_at > 0);
     EXPECT(factlog_iter_next(it, &v), FACTLOG_OK, NULL);
     CHECK(v.version == 1 && v.position == 1 && view_is(&v, "FundsDeposited", "{\"amount\":100}"));
     CHECK(v.has_causation_id && memcmp(v.causation_id, cause, sizeof cause) == 0);
@@ -281,6 +282,7 @@ static void test_reads(factlog_store *store) {
         n++;
     }
     CHECK(st == FACTLOG_END && n == 4);
+    CHECK(v.position == 3 && v.data_len == 0 && v.data == NULL); /* the last one: an empty payload */
     factlog_iter_free(it);
     EXPECT(factlog_read_all(store, 2, &it), FACTLOG_OK, NULL);
     EXPECT(factlog_iter_next(it, &v), FACTLOG_OK, NULL);
@@ -324,7 +326,7 @@ static void test_snapshots(factlog_store *store) {
 
     /* As of version 1: no snapshot that old, events 0..=1. */
     EXPECT(factlog_load_as_of(store, "acct-1", FACTLOG_AS_OF_VERSION, 1, &l, &events), FACTLOG_OK, NULL);
-    CHECK(!l.has_snapshot && l.state_len == 0 && l.has_version && l.version == 1);
+    CHECK(!l.has_snapshot && l.state_len == 0 && l.state == NULL && l.has_version && l.version == 1);
     int count = 0;
     while (factlog_iter_next(events, &v) == FACTLOG_OK) count++;
     CHECK(count == 2);
@@ -451,6 +453,7 @@ static void test_subscriptions(factlog_store *store, factlog_subscription **live
     pthread_create(&t, NULL, append_later, &d);
     EXPECT(factlog_subscription_next(sub, 60000, &v), FACTLOG_OK, NULL);
     CHECK(v.position == 105 && v.aggregate_id_len == 6 && memcmp(v.aggregate_id, "acct-9", 6) == 0);
+    CHECK(v.metadata_len == 0 && v.metadata == NULL && v.data_len == 12);
     pthread_join(t, NULL);
     EXPECT(factlog_subscription_position(sub, NULL), FACTLOG_NULL_POINTER, "position is NULL");
     EXPECT(factlog_subscription_position(NULL, &position), FACTLOG_NULL_POINTER, "subscription is NULL");

@@ -1,6 +1,6 @@
 //! The C ABI from C: compiles `tests/abi_test.c` with `cc` against the
-//! static library cargo built for this test run (`libfactlog_c.a`, next to
-//! the test binary's `deps/` directory), runs it under valgrind (no leaks,
+//! static library cargo built for this test run (`libfactlog_c.a`, beside
+//! the test binary in `deps/`), runs it under valgrind (no leaks,
 //! no invalid access), checks that `factlog.h` compiles as C++, and builds
 //! and runs the README's C example. With `CI=true` a missing `cc`, `g++` or
 //! valgrind fails the test (`bindings/c/ci.sh` installs them); elsewhere
@@ -33,12 +33,12 @@ fn have(tool: &str) -> bool {
     found
 }
 
-/// `libfactlog_c.a` of this build: cargo puts it in the profile directory,
-/// the parent of the `deps/` directory holding this test binary.
+/// `libfactlog_c.a` of this build. `cargo test` writes it into `deps/`,
+/// beside this test binary (only `cargo build` copies it up to the profile
+/// directory, where it may be stale).
 fn static_lib() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
-    let lib = profile_dir.join("libfactlog_c.a");
+    let lib = exe.with_file_name("libfactlog_c.a");
     assert!(lib.is_file(), "{} is missing: cargo builds it with this crate (crate-type staticlib)", lib.display());
     lib
 }

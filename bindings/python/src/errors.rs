@@ -290,3 +290,109 @@ impl<T> IntoPyResult<T> for Result<T, factlog::Error> {
         self.map_err(|e| to_py(py, e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use factlog::{Error as E, EventId, ExpectedVersion, LockHolder};
+    use pyo3::types::PyModule;
+
+    use super::*;
+    use crate::expected::PyExpectedVersion;
+
+    /// Every engine variant, with the class and attributes it must raise with.
+    fn cases() -> Vec<(E, &'static str, &'static [&'static str])> {
+        let path = PathBuf::from("/store/00000000000000000000.seg");
+        vec![
+            (
+                E::WrongExpectedVersion { aggregate_id: "a".into(), expected: ExpectedVersion::Exact(3), actual: None },
+                "WrongExpectedVersion",
+                &["aggregate_id", "expected", "actual"],
+            ),
+            (
+                E::DuplicateEventId {
+                    event_id: EventId([7; 16]),
+                    aggregate_id: "a".into(),
+                    existing_aggregate: "b".into(),
+                    existing_position: 9,
+                },
+                "DuplicateEventId",
+                &["event_id", "aggregate_id", "existing_aggregate", "existing_position"],
+            ),
+            (E::InvalidInput("bad".into()), "InvalidInput", &[]),
+            (
+                E::EventTooLarge { aggregate_id: "a".into(), index: 1, size: 10, max: 5 },
+                "EventTooLarge",
+                &["aggregate_id", "index", "size", "max"],
+            ),
+            (
+                E::SnapshotAhead { aggregate_id: "a".into(), version: 4, actual: Some(2) },
+                "SnapshotAhead",
+                &["aggregate_id", "version", "actual"],
+            ),
+            (E::InvalidOptions("opt".into()), "InvalidOptions", &[]),
+            (
+                E::Corrupt { path: path.clone(), offset: 64, reason: "flip".into() },
+                "Corrupt",
+                &["path", "offset", "reason"],
+            ),
+            (
+                E::UnsupportedFormat { path: path.clone(), found: 9, supported: 1 },
+                "UnsupportedFormat",
+                &["path", "offset", "reason", "found", "supported"],
+            ),
+            (E::NotAStore { path: path.clone(), reason: "r".into() }, "NotAStore", &["path", "reason"]),
+            (E::Locked { path: path.clone(), holder: LockHolder::Process(7) }, "Locked", &["path", "holder"]),
+            (E::NoSpace { path: path.clone() }, "NoSpace", &["path"]),
+            (
+                E::Io { op: "write frames", path: path.clone(), source: std::io::Error::from_raw_os_error(5) },
+                "IoError",
+                &["op", "path", "errno"],
+            ),
+            (E::Poisoned { cause: "c".into() }, "Poisoned", &["cause"]),
+            (E::ReadOnly { path: path.clone() }, "ReadOnly", &["path"]),
+            (E::Closed, "Closed", &[]),
+            (E::UnknownConsumer { name: "c".into(), dir: path.clone() }, "UnknownConsumer", &["name", "path"]),
+            (
+                E::ConsumerLocked { name: "c".into(), path, holder: LockHolder::ThisProcess },
+                "ConsumerLocked",
+                &["name", "path", "holder"],
+            ),
+            (E::PastEnd { position: 9, end: 3 }, "PastEnd", &["position", "end"]),
+            (E::NotParked { consumer: "c".into(), position: 4 }, "NotParked", &["consumer", "position"]),
+        ]
+    }
+
+    /// Also the proof that this crate links and runs against libpython under `cargo test`.
+    #[test]
+    fn every_engine_error_raises_its_own_class_with_its_fields() {
+        Python::initialize();
+        Python::attach(|py| {
+            let m = PyModule::new(py, "factlog").unwrap();
+            register(&m).unwrap();
+            let base = py.get_type::<Error>();
+            for (e, class, attrs) in cases() {
+                let message = e.to_string();
+                let err = to_py(py, e);
+                let value = err.value(py);
+                let ty = value.get_type();
+                assert_eq!(ty.name().unwrap().to_string(), class, "{message}");
+                assert!(ty.is_subclass(&base).unwrap(), "{class} is a factlog.Error");
+                assert_eq!(value.str().unwrap().to_string(), message);
+                for attr in attrs {
+                    assert!(value.hasattr(*attr).unwrap(), "{class}.{attr}");
+                }
+            }
+            let wrong = E::WrongExpectedVersion {
+                aggregate_id: "a".into(),
+                expected: ExpectedVersion::NoStream,
+                actual: Some(4),
+            };
+            let value = to_py(py, wrong).into_value(py).into_bound(py);
+            assert_eq!(value.getattr("actual").unwrap().extract::<u64>().unwrap(), 4);
+            let expected = value.getattr("expected").unwrap().extract::<PyExpectedVersion>().unwrap();
+            assert_eq!(expected, PyExpectedVersion::NoStream);
+        });
+    }
+}

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use factlog::{AsOf, ConsumerOptions, Durability, Filter, Options, SchemaVersion, StartFrom};
+use factlog::{AsOf, ConsumerOptions, Durability, Filter, Options, ResetTo, SchemaVersion, StartFrom};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
@@ -430,5 +430,27 @@ impl PyStore {
     fn consumers(&self, py: Python<'_>) -> PyResult<Vec<PyConsumerInfo>> {
         let list = self.call(py, |s| s.consumers())?;
         Ok(list.into_iter().map(Into::into).collect())
+    }
+
+    /// Moves a consumer that nobody has open to `position` (it and every
+    /// later event are handed out again), to the end (`to_end=True`), or
+    /// to the start (neither given); returns its new next position. Raises
+    /// `UnknownConsumer`, `PastEnd`, `ConsumerLocked`.
+    #[pyo3(signature = (name, *, position=None, to_end=false))]
+    fn reset_consumer(&self, py: Python<'_>, name: String, position: Option<u64>, to_end: bool) -> PyResult<u64> {
+        let to = match (position, to_end) {
+            (Some(p), false) => ResetTo::Position(p),
+            (None, true) => ResetTo::End,
+            (None, false) => ResetTo::Start,
+            (Some(_), true) => return Err(PyTypeError::new_err("reset_consumer takes position or to_end, not both")),
+        };
+        self.call(py, move |s| s.reset_consumer(&name, to))
+    }
+
+    /// Deletes a consumer that nobody has open: its checkpoint and
+    /// dead-letter list (the events stay in the log). Raises
+    /// `UnknownConsumer`, `ConsumerLocked`.
+    fn delete_consumer(&self, py: Python<'_>, name: String) -> PyResult<()> {
+        self.call(py, move |s| s.delete_consumer(&name))
     }
 }

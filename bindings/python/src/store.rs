@@ -405,8 +405,11 @@ impl PyStore {
     /// `_`, `-`, `.`), creating it at `from_position` (or the end, with
     /// `from_end=True`) if it does not exist; an existing one resumes after
     /// its checkpoint. The filter keywords are those of `subscribe`. With
+    /// `auto_commit` (the default), asking for more events commits those
+    /// handed out before once `commit_every_events` of them (default 1,000)
+    /// or `commit_every` seconds (default 1) have gone by; with
     /// `auto_commit=False` only `Consumer.commit` moves the checkpoint.
-    #[pyo3(signature = (name, *, from_position=0, from_end=false, event_types=None, aggregate_prefixes=None, auto_commit=true))]
+    #[pyo3(signature = (name, *, from_position=0, from_end=false, event_types=None, aggregate_prefixes=None, auto_commit=true, commit_every_events=1000, commit_every=1.0))]
     #[allow(clippy::too_many_arguments)]
     fn consumer(
         &self,
@@ -417,11 +420,18 @@ impl PyStore {
         event_types: Option<Vec<String>>,
         aggregate_prefixes: Option<Vec<String>>,
         auto_commit: bool,
+        commit_every_events: u64,
+        commit_every: f64,
     ) -> PyResult<PyConsumer> {
+        if !(commit_every.is_finite() && commit_every >= 0.0) {
+            return Err(PyValueError::new_err(format!("commit_every {commit_every} is not a number of seconds")));
+        }
         let options = ConsumerOptions::default()
             .start(start_from(from_position, from_end))
             .filter(filter(event_types, aggregate_prefixes))
-            .auto_commit(auto_commit);
+            .auto_commit(auto_commit)
+            .commit_every_events(commit_every_events)
+            .commit_every(Duration::from_secs_f64(commit_every));
         let consumer = self.call(py, move |s| s.consumer(&name, options))?;
         Ok(PyConsumer::new(Arc::clone(&self.handle), consumer))
     }

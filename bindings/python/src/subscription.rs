@@ -129,8 +129,10 @@ impl PySubscription {
 /// A durable consumer from `Store.consumer(name)`: a subscription that
 /// resumes after its last committed checkpoint, in this or a later process.
 /// Delivery is at least once: with `auto_commit` (the default) the events
-/// handed out are committed as the consumer goes on, and a crash makes it
-/// hand out again at most the events since the last commit. One handle per
+/// handed out are committed as the consumer asks for more (every
+/// `commit_every_events` events or `commit_every` seconds), and a crash, or
+/// a `close()` before the next commit, makes it hand out again the events
+/// since the last commit; `commit()` commits at once. One handle per
 /// consumer at a time (`factlog.ConsumerLocked` otherwise); `close()` (or the
 /// end of a `with` block, or closing the store) releases it.
 #[pyclass(module = "factlog", name = "Consumer")]

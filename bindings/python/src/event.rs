@@ -9,7 +9,9 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView, PyString, PyType};
 
-use factlog::{Bytes, EventId, NewEvent, RecordedEvent};
+use std::sync::Arc;
+
+use factlog::{Bytes, EventId, EventRef, NewEvent};
 
 static UUID_CLASS: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static JSON_DUMPS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
@@ -244,22 +246,110 @@ fn event_item(item: &Bound<'_, PyAny>) -> PyResult<NewEvent> {
     }
 }
 
+/// How many distinct event types a [`Copier`] shares before it stops adding
+/// (a log rarely has more; past that, each copy allocates its type name).
+const SHARED_TYPES_MAX: usize = 64;
+
+/// Makes [`PyRecordedEvent`]s out of the engine's zero-copy events, without
+/// the GIL: the strings that repeat from event to event (the aggregate id
+/// of a replay, the few event type names of a log) are shared, and an
+/// event's metadata and data are one allocation, so a copy costs one
+/// `malloc` rather than four. Replay speed is mostly allocation.
+#[derive(Default)]
+pub struct Copier {
+    aggregate: Option<Arc<str>>,
+    types: Vec<Arc<str>>,
+}
+
+impl Copier {
+    fn aggregate(&mut self, id: &str) -> Arc<str> {
+        match &self.aggregate {
+            Some(a) if &**a == id => Arc::clone(a),
+            _ => {
+                let a: Arc<str> = Arc::from(id);
+                self.aggregate = Some(Arc::clone(&a));
+                a
+            }
+        }
+    }
+
+    fn event_type(&mut self, name: &str) -> Arc<str> {
+        if let Some(t) = self.types.iter().find(|t| &***t == name) {
+            return Arc::clone(t);
+        }
+        let t: Arc<str> = Arc::from(name);
+        if self.types.len() < SHARED_TYPES_MAX {
+            self.types.push(Arc::clone(&t));
+        }
+        t
+    }
+
+    /// An owned copy of `e`.
+    pub fn copy(&mut self, e: &EventRef<'_>) -> PyRecordedEvent {
+        let (metadata, data) = (e.metadata(), e.data());
+        let mut payload = Vec::with_capacity(metadata.len() + data.len());
+        payload.extend_from_slice(metadata);
+        payload.extend_from_slice(data);
+        PyRecordedEvent {
+            event_id: e.event_id(),
+            aggregate_id: self.aggregate(e.aggregate_id()),
+            version: e.version(),
+            position: e.position(),
+            event_type: self.event_type(e.event_type()),
+            event_version: e.event_version(),
+            occurred_at: e.occurred_at(),
+            recorded_at: e.recorded_at(),
+            causation_id: e.causation_id(),
+            correlation_id: e.correlation_id(),
+            payload: payload.into_boxed_slice(),
+            metadata_len: metadata.len(),
+        }
+    }
+}
+
 /// A stored event, as reads, subscriptions and consumers return it. The
 /// fields are those of the `factlog read` JSON lines: `event_id`,
 /// `aggregate_id`, `version`, `position`, `event_type`, `event_version`,
 /// `occurred_at`, `recorded_at` (unix nanoseconds), `causation_id`,
 /// `correlation_id` (`uuid.UUID` or None), `metadata` and `data` (bytes;
 /// `json()` and `metadata_json()` decode them). Immutable; compares equal
-/// to another copy of the same stored event.
+/// to another copy of the same stored event. A field becomes a Python
+/// object only when it is read.
 #[pyclass(module = "factlog", name = "RecordedEvent", frozen, eq)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PyRecordedEvent {
-    event: RecordedEvent,
+    event_id: EventId,
+    aggregate_id: Arc<str>,
+    version: u64,
+    position: u64,
+    event_type: Arc<str>,
+    event_version: u32,
+    occurred_at: i64,
+    recorded_at: i64,
+    causation_id: Option<EventId>,
+    correlation_id: Option<EventId>,
+    /// The metadata bytes, then the data bytes.
+    payload: Box<[u8]>,
+    metadata_len: usize,
 }
 
-impl From<RecordedEvent> for PyRecordedEvent {
-    fn from(event: RecordedEvent) -> Self {
-        PyRecordedEvent { event }
+impl PyRecordedEvent {
+    /// Its global position.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Its version within its aggregate.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    fn metadata_bytes(&self) -> &[u8] {
+        self.payload.get(..self.metadata_len).unwrap_or_default()
+    }
+
+    fn data_bytes(&self) -> &[u8] {
+        self.payload.get(self.metadata_len..).unwrap_or_default()
     }
 }
 
@@ -268,97 +358,97 @@ impl PyRecordedEvent {
     /// The event's unique id.
     #[getter]
     fn event_id<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        uuid_object(py, self.event.event_id)
+        uuid_object(py, self.event_id)
     }
 
     /// The aggregate it belongs to.
     #[getter]
     fn aggregate_id(&self) -> &str {
-        &self.event.aggregate_id
+        &self.aggregate_id
     }
 
     /// Its version within the aggregate (dense, from 0).
-    #[getter]
-    fn version(&self) -> u64 {
-        self.event.version
+    #[getter(version)]
+    fn version_py(&self) -> u64 {
+        self.version
     }
 
     /// Its global position in the log (dense, from 0, never renumbered).
-    #[getter]
-    fn position(&self) -> u64 {
-        self.event.position
+    #[getter(position)]
+    fn position_py(&self) -> u64 {
+        self.position
     }
 
     /// The event type name.
     #[getter]
     fn event_type(&self) -> &str {
-        &self.event.event_type
+        &self.event_type
     }
 
     /// The schema version of `data`.
     #[getter]
     fn event_version(&self) -> u32 {
-        self.event.event_version
+        self.event_version
     }
 
     /// When it happened (the appender's clock), unix nanoseconds.
     #[getter]
     fn occurred_at(&self) -> i64 {
-        self.event.occurred_at
+        self.occurred_at
     }
 
     /// When the engine wrote it, unix nanoseconds (never decreases along the log).
     #[getter]
     fn recorded_at(&self) -> i64 {
-        self.event.recorded_at
+        self.recorded_at
     }
 
     /// The causing event or command, or None.
     #[getter]
     fn causation_id<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        opt_uuid_object(py, self.event.causation_id)
+        opt_uuid_object(py, self.causation_id)
     }
 
     /// The correlation id, or None.
     #[getter]
     fn correlation_id<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        opt_uuid_object(py, self.event.correlation_id)
+        opt_uuid_object(py, self.correlation_id)
     }
 
     /// The metadata bytes (empty when there is none).
     #[getter]
     fn metadata<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.event.metadata)
+        PyBytes::new(py, self.metadata_bytes())
     }
 
     /// The payload bytes.
     #[getter]
     fn data<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.event.data)
+        PyBytes::new(py, self.data_bytes())
     }
 
     /// `data` decoded with `json.loads` (raises `json.JSONDecodeError` when it is not JSON).
     fn json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        json_loads(py, &self.event.data)
+        json_loads(py, self.data_bytes())
     }
 
     /// `metadata` decoded with `json.loads`, or None when there is no metadata.
     fn metadata_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        if self.event.metadata.is_empty() {
+        if self.metadata_len == 0 {
             return Ok(py.None().into_bound(py));
         }
-        json_loads(py, &self.event.metadata)
+        json_loads(py, self.metadata_bytes())
     }
 
     fn __repr__(&self) -> String {
         format!(
             "factlog.RecordedEvent(aggregate_id={:?}, version={}, position={}, event_type={:?}, event_id='{}', data=<{} bytes>)",
-            self.event.aggregate_id,
-            self.event.version,
-            self.event.position,
-            self.event.event_type,
-            self.event.event_id,
-            self.event.data.len()
+            self.aggregate_id,
+            self.version,
+            self.position,
+            self.event_type,
+            self.event_id,
+            self.data_bytes().len()
         )
     }
 }

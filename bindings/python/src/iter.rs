@@ -9,11 +9,11 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use factlog::{Direction, Reader, RecordedEvent};
+use factlog::{Direction, Reader};
 use pyo3::prelude::*;
 
 use crate::errors::IntoPyResult;
-use crate::event::PyRecordedEvent;
+use crate::event::{Copier, PyRecordedEvent};
 use crate::handle::Handle;
 
 /// Events copied out of the maps per trip without the GIL: large enough to
@@ -69,7 +69,12 @@ impl Walk {
     /// Copies the next chunk of events into `buf` and moves on. An error
     /// after some events were copied is left for the next call (which then
     /// meets it first), so no event before it is lost.
-    fn fill(&mut self, reader: &Reader, buf: &mut VecDeque<RecordedEvent>) -> factlog::Result<()> {
+    fn fill(
+        &mut self,
+        reader: &Reader,
+        copier: &mut Copier,
+        buf: &mut VecDeque<PyRecordedEvent>,
+    ) -> factlog::Result<()> {
         match self {
             Walk::All { next } => {
                 let start = *next;
@@ -77,7 +82,7 @@ impl Walk {
                     match event {
                         Ok(e) => {
                             *next = e.position() + 1;
-                            buf.push_back(e.to_recorded());
+                            buf.push_back(copier.copy(&e));
                         }
                         Err(e) if buf.is_empty() => return Err(e),
                         Err(_) => return Ok(()),
@@ -94,7 +99,7 @@ impl Walk {
                     match event {
                         Ok(e) => {
                             *next = e.version() + 1;
-                            buf.push_back(e.to_recorded());
+                            buf.push_back(copier.copy(&e));
                         }
                         Err(e) if buf.is_empty() => return Err(e),
                         Err(_) => return Ok(()),
@@ -110,7 +115,7 @@ impl Walk {
                 let lo = next.saturating_sub(CHUNK_EVENTS - 1);
                 let mut chunk = Vec::new();
                 for event in reader.read_aggregate_until(id, lo, *next, Direction::Forward) {
-                    chunk.push(event?.to_recorded());
+                    chunk.push(copier.copy(&event?));
                 }
                 buf.extend(chunk.into_iter().rev());
                 match lo.checked_sub(1) {
@@ -132,13 +137,14 @@ pub struct PyEventIterator {
     handle: Arc<Handle>,
     reader: Arc<Reader>,
     walk: Walk,
-    buf: VecDeque<RecordedEvent>,
+    copier: Copier,
+    buf: VecDeque<PyRecordedEvent>,
 }
 
 impl PyEventIterator {
     /// An iterator of `walk` over `reader`.
     pub fn new(handle: Arc<Handle>, reader: Arc<Reader>, walk: Walk) -> PyEventIterator {
-        PyEventIterator { handle, reader, walk, buf: VecDeque::new() }
+        PyEventIterator { handle, reader, walk, copier: Copier::default(), buf: VecDeque::new() }
     }
 }
 
@@ -154,9 +160,9 @@ impl PyEventIterator {
             if matches!(self.walk, Walk::Done) {
                 return Ok(None);
             }
-            let (reader, walk, buf) = (&self.reader, &mut self.walk, &mut self.buf);
-            py.detach(|| walk.fill(reader, buf)).py_err(py)?;
+            let (reader, walk, copier, buf) = (&self.reader, &mut self.walk, &mut self.copier, &mut self.buf);
+            py.detach(|| walk.fill(reader, copier, buf)).py_err(py)?;
         }
-        Ok(self.buf.pop_front().map(PyRecordedEvent::from))
+        Ok(self.buf.pop_front())
     }
 }

@@ -10,12 +10,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use factlog::RecordedEvent;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::errors::{closed, IntoPyResult};
-use crate::event::PyRecordedEvent;
+use crate::event::{Copier, PyRecordedEvent};
 use crate::handle::{lock, ConsumerSlot, Handle};
 use crate::iter::CHUNK_EVENTS;
 
@@ -45,14 +44,14 @@ fn slice(deadline: Option<Instant>) -> Duration {
 fn wait_for_events(
     py: Python<'_>,
     handle: &Handle,
-    buf: &mut VecDeque<RecordedEvent>,
+    buf: &mut VecDeque<PyRecordedEvent>,
     deadline: Option<Instant>,
-    mut fetch: impl FnMut(&mut VecDeque<RecordedEvent>, Duration) -> factlog::Result<()> + Send,
+    mut fetch: impl FnMut(&mut VecDeque<PyRecordedEvent>, Duration) -> factlog::Result<()> + Send,
 ) -> PyResult<Option<PyRecordedEvent>> {
     loop {
         handle.check_open()?;
         if let Some(e) = buf.pop_front() {
-            return Ok(Some(e.into()));
+            return Ok(Some(e));
         }
         let wait = slice(deadline);
         match py.detach(|| fetch(buf, wait)) {
@@ -77,20 +76,24 @@ pub struct PySubscription {
     sub: factlog::Subscription,
     /// Whether it follows one aggregate: its cursor is then a version.
     aggregate: bool,
-    buf: VecDeque<RecordedEvent>,
+    copier: Copier,
+    buf: VecDeque<PyRecordedEvent>,
 }
 
 impl PySubscription {
     /// A Python subscription over the engine's (`aggregate`: made by
     /// `subscribe_aggregate`, so its cursor counts versions).
     pub fn new(handle: Arc<Handle>, sub: factlog::Subscription, aggregate: bool) -> PySubscription {
-        PySubscription { handle, sub, aggregate, buf: VecDeque::new() }
+        PySubscription { handle, sub, aggregate, copier: Copier::default(), buf: VecDeque::new() }
     }
 
     fn next_event(&mut self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<Option<PyRecordedEvent>> {
-        let (handle, sub, buf) = (&self.handle, &mut self.sub, &mut self.buf);
+        let (handle, sub, copier, buf) = (&self.handle, &mut self.sub, &mut self.copier, &mut self.buf);
         wait_for_events(py, handle, buf, deadline, |buf, wait| {
-            buf.extend(sub.next_batch(CHUNK_EVENTS as usize, wait)?);
+            let mut batch = sub.batch(CHUNK_EVENTS as usize, wait)?;
+            for event in batch.events() {
+                buf.push_back(copier.copy(&event?));
+            }
             Ok(())
         })
     }
@@ -119,8 +122,8 @@ impl PySubscription {
     #[getter]
     fn position(&self) -> u64 {
         match self.buf.front() {
-            Some(e) if self.aggregate => e.version,
-            Some(e) => e.position,
+            Some(e) if self.aggregate => e.version(),
+            Some(e) => e.position(),
             None => self.sub.position(),
         }
     }
@@ -140,7 +143,8 @@ pub struct PyConsumer {
     handle: Arc<Handle>,
     slot: Arc<ConsumerSlot>,
     name: String,
-    buf: VecDeque<RecordedEvent>,
+    copier: Copier,
+    buf: VecDeque<PyRecordedEvent>,
 }
 
 impl PyConsumer {
@@ -150,11 +154,11 @@ impl PyConsumer {
         let name = consumer.name().to_string();
         let slot = Arc::new(ConsumerSlot::new(Some(consumer)));
         handle.register_consumer(&slot);
-        PyConsumer { handle, slot, name, buf: VecDeque::new() }
+        PyConsumer { handle, slot, name, copier: Copier::default(), buf: VecDeque::new() }
     }
 
     fn next_event(&mut self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<Option<PyRecordedEvent>> {
-        let (handle, slot, buf) = (&self.handle, &self.slot, &mut self.buf);
+        let (handle, slot, copier, buf) = (&self.handle, &self.slot, &mut self.copier, &mut self.buf);
         wait_for_events(py, handle, buf, deadline, |buf, wait| {
             let mut guard = lock(slot);
             let consumer = guard.as_mut().ok_or(factlog::Error::Closed)?;
@@ -162,7 +166,7 @@ impl PyConsumer {
             // batch before; the buffer is empty here, so Python was handed them all.
             let mut batch = consumer.poll(CHUNK_EVENTS as usize, wait)?;
             for event in batch.events() {
-                buf.push_back(event?.to_recorded());
+                buf.push_back(copier.copy(&event?));
             }
             Ok(())
         })
@@ -264,7 +268,7 @@ impl PyConsumer {
 impl PyConsumer {
     fn next_position(&self, py: Python<'_>) -> PyResult<u64> {
         match self.buf.front() {
-            Some(e) => Ok(e.position),
+            Some(e) => Ok(e.position()),
             None => self.with_consumer(py, |c| Ok(c.position())),
         }
     }

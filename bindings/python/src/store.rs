@@ -43,48 +43,20 @@ pub struct PyStore {
     read_only: bool,
 }
 
-/// The engine options from the constructor's keywords.
-#[allow(clippy::too_many_arguments)]
-fn options(
-    durability: &str,
-    flush_interval_ms: Option<u64>,
-    segment_bytes: Option<u64>,
-    max_event_bytes: Option<u32>,
-    snapshot_every: Option<u64>,
-    snapshots_keep: Option<usize>,
-    lock_wait: f64,
-    repair: bool,
-) -> PyResult<Options> {
-    let mut o = Options::default().repair(repair);
-    o = match (durability, flush_interval_ms) {
-        ("sync", None) => o.durability(Durability::Sync),
-        ("sync", Some(_)) => {
-            return Err(PyValueError::new_err("flush_interval_ms goes with durability=\"buffered\" only"))
-        }
-        ("buffered", ms) => {
-            o.durability(Durability::Buffered { flush_interval_ms: ms.unwrap_or(BUFFERED_FLUSH_MS_DEFAULT) })
-        }
-        (other, _) => {
-            return Err(PyValueError::new_err(format!("durability {other:?}: expected \"sync\" or \"buffered\"")))
-        }
-    };
-    if let Some(b) = segment_bytes {
-        let first = b.min(o.first_segment_bytes);
-        o = o.segment_bytes(b).first_segment_bytes(first);
+/// The engine's durability from the constructor's `durability` and `flush_interval_ms`.
+fn durability_option(durability: &str, flush_interval_ms: Option<u64>) -> PyResult<Durability> {
+    match (durability, flush_interval_ms) {
+        ("sync", None) => Ok(Durability::Sync),
+        ("sync", Some(_)) => Err(PyValueError::new_err("flush_interval_ms goes with durability=\"buffered\" only")),
+        ("buffered", ms) => Ok(Durability::Buffered { flush_interval_ms: ms.unwrap_or(BUFFERED_FLUSH_MS_DEFAULT) }),
+        (other, _) => Err(PyValueError::new_err(format!("durability {other:?}: expected \"sync\" or \"buffered\""))),
     }
-    if let Some(b) = max_event_bytes {
-        o = o.max_event_bytes(b);
-    }
-    if let Some(n) = snapshot_every {
-        o = o.snapshot_every(n);
-    }
-    if let Some(n) = snapshots_keep {
-        o = o.snapshots_keep(n);
-    }
-    if !(lock_wait.is_finite() && lock_wait >= 0.0) {
-        return Err(PyValueError::new_err(format!("lock_wait {lock_wait} is not a number of seconds (0 or more)")));
-    }
-    Ok(o.lock_wait(Duration::from_secs_f64(lock_wait)))
+}
+
+/// A keyword given in seconds, as a duration (0 or more).
+pub fn seconds(name: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| PyValueError::new_err(format!("{name} {value} is not a number of seconds (0 or more)")))
 }
 
 /// The engine filter of `event_types` and `aggregate_prefixes` keywords.
@@ -144,16 +116,23 @@ impl PyStore {
         lock_wait: f64,
         repair: bool,
     ) -> PyResult<PyStore> {
-        let o = options(
-            durability,
-            flush_interval_ms,
-            segment_bytes,
-            max_event_bytes,
-            snapshot_every,
-            snapshots_keep,
-            lock_wait,
-            repair,
-        )?;
+        let mut o = Options::default()
+            .durability(durability_option(durability, flush_interval_ms)?)
+            .lock_wait(seconds("lock_wait", lock_wait)?)
+            .repair(repair);
+        if let Some(b) = segment_bytes {
+            let first = b.min(o.first_segment_bytes);
+            o = o.segment_bytes(b).first_segment_bytes(first);
+        }
+        if let Some(b) = max_event_bytes {
+            o = o.max_event_bytes(b);
+        }
+        if let Some(n) = snapshot_every {
+            o = o.snapshot_every(n);
+        }
+        if let Some(n) = snapshots_keep {
+            o = o.snapshots_keep(n);
+        }
         let dir = path.clone();
         let store = py
             .detach(
@@ -423,15 +402,12 @@ impl PyStore {
         commit_every_events: u64,
         commit_every: f64,
     ) -> PyResult<PyConsumer> {
-        if !(commit_every.is_finite() && commit_every >= 0.0) {
-            return Err(PyValueError::new_err(format!("commit_every {commit_every} is not a number of seconds")));
-        }
         let options = ConsumerOptions::default()
             .start(start_from(from_position, from_end))
             .filter(filter(event_types, aggregate_prefixes))
             .auto_commit(auto_commit)
             .commit_every_events(commit_every_events)
-            .commit_every(Duration::from_secs_f64(commit_every));
+            .commit_every(seconds("commit_every", commit_every)?);
         let consumer = self.call(py, move |s| s.consumer(&name, options))?;
         Ok(PyConsumer::new(Arc::clone(&self.handle), consumer))
     }

@@ -10,13 +10,13 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::errors::{closed, IntoPyResult};
 use crate::event::{Copier, PyRecordedEvent};
 use crate::handle::{lock, ConsumerSlot, Handle};
 use crate::iter::CHUNK_EVENTS;
+use crate::store::seconds;
 
 /// The longest a wait goes without the GIL before looking at signals and the closed flag.
 const WAIT_SLICE: Duration = Duration::from_millis(100);
@@ -25,8 +25,7 @@ const WAIT_SLICE: Duration = Duration::from_millis(100);
 pub fn deadline(timeout: Option<f64>) -> PyResult<Option<Instant>> {
     match timeout {
         None => Ok(None),
-        Some(t) if t.is_finite() && t >= 0.0 => Ok(Instant::now().checked_add(Duration::from_secs_f64(t))),
-        Some(t) => Err(PyValueError::new_err(format!("timeout {t} is not a number of seconds (0 or more)"))),
+        Some(t) => Ok(Instant::now().checked_add(seconds("timeout", t)?)),
     }
 }
 

@@ -11,6 +11,15 @@ import uuid
 from types import TracebackType
 from typing import Any, Iterable, Iterator, List, Optional, Type, Union, final
 
+__all__ = [
+    "__version__", "Store", "Event", "RecordedEvent", "AppendResult", "ExpectedVersion", "EventIterator",
+    "Snapshot", "SnapshotInfo", "Loaded", "Subscription", "Consumer", "Stats", "VerifyReport", "Problem",
+    "ConsumerInfo", "ANY", "NO_STREAM", "STREAM_EXISTS", "Error", "WrongExpectedVersion", "DuplicateEventId",
+    "InvalidInput", "EventTooLarge", "SnapshotAhead", "InvalidOptions", "PastEnd", "NotParked", "Corrupt",
+    "UnsupportedFormat", "NotAStore", "Locked", "ConsumerLocked", "NoSpace", "IoError", "Poisoned",
+    "ReadOnly", "Closed", "UnknownConsumer",
+]
+
 __version__: str
 
 _Payload = Union[bytes, bytearray, memoryview, Any]
@@ -49,8 +58,8 @@ class Event:
     now when omitted.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         type: str,
         data: _Payload,
         event_id: Optional[_Id] = None,
@@ -59,7 +68,7 @@ class Event:
         correlation_id: Optional[_Id] = None,
         event_version: int = 1,
         occurred_at: Optional[int] = None,
-    ) -> None: ...
+    ) -> "Event": ...
     @property
     def event_type(self) -> str:
         """The event type name (1 to 255 bytes of UTF-8)."""
@@ -364,8 +373,8 @@ class Store:
     between threads (a second open raises ``Locked``).
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         path: Union[str, "os.PathLike[str]"],
         durability: str = "sync",
         *,
@@ -377,7 +386,7 @@ class Store:
         snapshots_keep: Optional[int] = None,
         lock_wait: float = 0.0,
         repair: bool = False,
-    ) -> None: ...
+    ) -> "Store": ...
     @property
     def path(self) -> pathlib.Path:
         """The store's directory, as given."""

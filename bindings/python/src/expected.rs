@@ -33,6 +33,17 @@ impl PyExpectedVersion {
     }
 }
 
+/// The `expected_version` argument of an append, read with [`expected_from_py`].
+pub struct Expected(pub factlog::ExpectedVersion);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Expected {
+    type Error = PyErr;
+
+    fn extract(obj: Borrowed<'a, 'py, PyAny>) -> PyResult<Expected> {
+        expected_from_py(&obj).map(Expected)
+    }
+}
+
 /// Reads an `expected_version` argument: one of the constants, or an exact
 /// version (an int of 0 or more; a bool is refused, as it is most likely a mistake).
 pub fn expected_from_py(obj: &Bound<'_, PyAny>) -> PyResult<factlog::ExpectedVersion> {

@@ -15,7 +15,7 @@ use pyo3::types::PyTuple;
 
 use crate::errors::IntoPyResult;
 use crate::event::{events_from_py, payload_from_py, PyAppendResult};
-use crate::expected::expected_from_py;
+use crate::expected::Expected;
 use crate::handle::Handle;
 use crate::iter::{PyEventIterator, Walk};
 use crate::report::{PyConsumerInfo, PyStats, PyVerifyReport};
@@ -204,18 +204,15 @@ impl PyStore {
     /// exactly this place returns the first result with `deduplicated=True`.
     /// Raises `WrongExpectedVersion`, `DuplicateEventId`, `InvalidInput`,
     /// `EventTooLarge`, `ReadOnly`, `NoSpace`, `Poisoned`, `Closed`.
-    #[pyo3(signature = (aggregate_id, events, expected_version=None))]
+    #[pyo3(signature = (aggregate_id, events, expected_version=Expected(factlog::ExpectedVersion::Any)))]
     fn append(
         &self,
         py: Python<'_>,
         aggregate_id: String,
         events: &Bound<'_, PyAny>,
-        expected_version: Option<&Bound<'_, PyAny>>,
+        expected_version: Expected,
     ) -> PyResult<PyAppendResult> {
-        let expected = match expected_version {
-            Some(e) if !e.is_none() => expected_from_py(e)?,
-            _ => factlog::ExpectedVersion::Any,
-        };
+        let expected = expected_version.0;
         let events = events_from_py(events)?;
         self.call(py, move |s| s.append(&aggregate_id, expected, events)).map(Into::into)
     }

@@ -17,8 +17,7 @@ start=$SECONDS
 venv=$(mktemp -d "${TMPDIR:-/tmp}/factlog-py-venv.XXXXXX")
 trap 'rm -rf "$venv"' EXIT
 "$python" -m venv "$venv"
-"$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet ./bindings/python pytest
+PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install --quiet ./bindings/python pytest
 echo "python bindings: venv and wheel built in $((SECONDS - start)) s"
 
 cargo build --release --quiet -p factlog-cli

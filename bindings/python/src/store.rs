@@ -249,8 +249,9 @@ impl PyStore {
     }
 
     /// The aggregate's current version, or None when it has no events.
-    fn aggregate_version(&self, aggregate_id: String) -> PyResult<Option<u64>> {
-        Ok(self.handle.store()?.aggregate_version(&aggregate_id))
+    fn aggregate_version(&self, py: Python<'_>, aggregate_id: String) -> PyResult<Option<u64>> {
+        // Without the GIL: the index lock may be held by the writer publishing a commit.
+        self.call(py, move |s| Ok(s.aggregate_version(&aggregate_id)))
     }
 
     /// Position of the last visible event, or None for an empty store.

@@ -132,9 +132,16 @@ impl Shared {
         self.durable_signal.notify();
     }
 
-    /// Wakes the subscribers that follow `visible_end` (those that take
-    /// unflushed events in `Buffered` mode) after the writer advanced it.
-    pub(crate) fn publish_visible(&self) {
+    /// Advances `durable_end` to `end` without waking anyone: the writer
+    /// wakes subscribers itself ([`Shared::wake_subscribers`]), coalescing
+    /// wake-ups while appends keep coming.
+    pub(crate) fn advance_durable(&self, end: u64) {
+        self.durable_end.store(end, Ordering::SeqCst);
+    }
+
+    /// Wakes the subscribers waiting for `durable_end` or `visible_end` to
+    /// move (the writer calls it after moving them).
+    pub(crate) fn wake_subscribers(&self) {
         self.durable_signal.notify();
     }
 

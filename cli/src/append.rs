@@ -22,7 +22,10 @@ use crate::{jsonl, open, output, AppendArgs, DataArg};
 
 /// Runs `factlog append`.
 pub fn run(args: AppendArgs, wait: Duration) -> CliResult {
-    let (aggregate, events) = gather(&args)?;
+    let (aggregate, events) = match gather(&args)? {
+        Gathered::One(aggregate, events) => (aggregate, events),
+        Gathered::Many(parts) => return run_many(&args, parts, wait),
+    };
     let event_ids: Vec<EventId> = events.iter().map(|e| e.event_id).collect();
     let store = open::open_for_append(&args.dir, args.create, wait)?;
     let result = store.append(&aggregate, args.expected_version, events)?;
@@ -32,8 +35,41 @@ pub fn run(args: AppendArgs, wait: Duration) -> CliResult {
     store.close().map_err(|e| CliError::new(format!("closing the store after the append: {e}")))
 }
 
-/// The aggregate and the events to append, all input read and checked.
-fn gather(args: &AppendArgs) -> CliResult<(String, Vec<NewEvent>)> {
+/// `factlog append --jsonl` with lines naming several aggregates: one
+/// `append_many`, printed as one line (or JSON object) per aggregate.
+fn run_many(args: &AppendArgs, parts: Vec<jsonl::Part>, wait: Duration) -> CliResult {
+    if args.aggregate.is_some() || args.expected_version != factlog::ExpectedVersion::Any {
+        return Err(CliError::new(
+            "the JSON lines name several aggregates: leave out --aggregate and --expected-version, and give each \
+             aggregate's expected_version on its lines",
+        ));
+    }
+    let ids: Vec<Vec<EventId>> = parts.iter().map(|p| p.events.iter().map(|e| e.event_id).collect()).collect();
+    let names: Vec<String> = parts.iter().map(|p| p.aggregate_id.clone()).collect();
+    let store = open::open_for_append(&args.dir, args.create, wait)?;
+    let results = store.append_many(parts.into_iter().map(|p| (p.aggregate_id, p.expected, p.events)))?;
+    let mut text = String::new();
+    for ((name, ids), r) in names.iter().zip(&ids).zip(&results) {
+        let landed = Landed::new(r, ids.len());
+        if args.json {
+            text.push_str(&render_json(name, ids, &landed));
+        } else {
+            text.push_str(&format!("{name}: {}", render_text(&landed)));
+        }
+    }
+    output::print(&text)?;
+    store.close().map_err(|e| CliError::new(format!("closing the store after the append: {e}")))
+}
+
+/// What `factlog append` appends: one aggregate's events, or (JSON lines
+/// naming several aggregates) one batch per aggregate.
+enum Gathered {
+    One(String, Vec<NewEvent>),
+    Many(Vec<jsonl::Part>),
+}
+
+/// The events to append, all input read and checked.
+fn gather(args: &AppendArgs) -> CliResult<Gathered> {
     if let Some(path) = &args.jsonl {
         let batch = if path == Path::new("-") {
             jsonl::read_batch(io::stdin().lock(), "standard input")?
@@ -41,7 +77,11 @@ fn gather(args: &AppendArgs) -> CliResult<(String, Vec<NewEvent>)> {
             let file = File::open(path).map_err(|e| CliError::new(format!("opening {}: {e}", path.display())))?;
             jsonl::read_batch(BufReader::new(file), &path.display().to_string())?
         };
-        let aggregate = match (&args.aggregate, batch.aggregate_id) {
+        let (aggregate_id, events) = match batch {
+            jsonl::Batch::One { aggregate_id, events } => (aggregate_id, events),
+            jsonl::Batch::Many(parts) => return Ok(Gathered::Many(parts)),
+        };
+        let aggregate = match (&args.aggregate, aggregate_id) {
             (Some(arg), Some(lines)) if *arg != lines => {
                 return Err(CliError::new(format!(
                     "the JSON lines are for aggregate {lines:?}, not --aggregate {arg:?}: a batch goes to one aggregate"
@@ -53,7 +93,7 @@ fn gather(args: &AppendArgs) -> CliResult<(String, Vec<NewEvent>)> {
                 return Err(CliError::new("no aggregate: pass --aggregate, or give aggregate_id on the JSON lines"))
             }
         };
-        return Ok((aggregate, batch.events));
+        return Ok(Gathered::One(aggregate, events));
     }
     let (Some(aggregate), Some(event_type)) = (&args.aggregate, &args.event_type) else {
         return Err(CliError::new("--aggregate and --type are required without --jsonl"));
@@ -77,7 +117,7 @@ fn gather(args: &AppendArgs) -> CliResult<(String, Vec<NewEvent>)> {
         metadata: args.metadata.as_ref().map(|m| Bytes::from(m.clone().into_bytes())).unwrap_or_default(),
         data,
     };
-    Ok((aggregate.clone(), vec![event]))
+    Ok(Gathered::One(aggregate.clone(), vec![event]))
 }
 
 /// Reads a payload of at most the store's event size limit from `input`

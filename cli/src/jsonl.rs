@@ -1,5 +1,6 @@
 //! The JSON-lines input of `factlog append --jsonl`: one event per line,
-//! every line of the input one atomic batch. This module owns the line
+//! every line of the input one atomic batch (over several aggregates, when
+//! the lines name several: `Store::append_many`). This module owns the line
 //! format (what each key means, which are required, which are accepted and
 //! ignored so that `factlog read` output can be appended again), its limits,
 //! and turning lines into [`NewEvent`]s. It reads, it never writes.
@@ -9,7 +10,7 @@ use std::io::{BufRead, Read};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use bytes::Bytes;
-use factlog::{now_nanos, EventId, NewEvent};
+use factlog::{now_nanos, EventId, ExpectedVersion, NewEvent};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -27,8 +28,10 @@ pub const INPUT_BYTES_MAX: u64 = 256 << 20;
 
 /// The line format, for `factlog append --help`.
 pub const HELP: &str = "JSON lines (--jsonl FILE, or - for standard input): one JSON object per line, blank lines
-skipped. All the lines are appended as one atomic batch to one aggregate, with --expected-version
-checked once for the batch. Keys of a line:
+skipped. All the lines are appended as one atomic batch: to one aggregate, with --expected-version
+checked once for the batch; or, when the lines' aggregate_id keys name several aggregates, to each of
+them (every line must then name its aggregate), all or nothing, each aggregate with the
+expected_version its lines give. Keys of a line:
   type             the event type (required; `event_type` is accepted too)
   data             the payload, any JSON value, stored as its JSON text
   data_base64      or the payload as standard base64, for bytes that are not JSON
@@ -39,20 +42,42 @@ checked once for the batch. Keys of a line:
                    absent or null: now
   causation_id, correlation_id   UUIDs, or null
   metadata         JSON metadata; `metadata_base64` for bytes that are not JSON; absent or null: none
-  aggregate_id     optional; when present it must be the batch's aggregate (--aggregate, which may
-                   then be left out)
+  aggregate_id     optional with one aggregate: when present it must be the batch's aggregate
+                   (--aggregate, which may then be left out); required on every line with several
+  expected_version with several aggregates: the aggregate's expected version (a number, \"any\",
+                   \"no-stream\" or \"exists\"; default \"any\"), the same on each of its lines that gives it
   version, position, recorded_at   accepted and ignored: the store assigns them
 Any other key is an error. So the lines `factlog read` prints append again as they are.
 Limits: 10,000 events per batch, 8 MiB per line, 256 MiB of input, and the store's 4 MiB per event.";
 
-/// The events of a JSONL input and the aggregate its lines name, if any.
+/// The events of a JSONL input.
 #[derive(Debug)]
-pub struct Batch {
-    /// The `aggregate_id` every line that has one agrees on.
-    pub aggregate_id: Option<String>,
-    /// The events, in input order.
+pub enum Batch {
+    /// One aggregate's batch.
+    One {
+        /// The `aggregate_id` every line that has one agrees on.
+        aggregate_id: Option<String>,
+        /// The events, in input order.
+        events: Vec<NewEvent>,
+    },
+    /// Several aggregates' batches, appended together: each aggregate's
+    /// events in input order, the aggregates in order of first appearance.
+    Many(Vec<Part>),
+}
+
+/// One aggregate's events in a [`Batch::Many`].
+#[derive(Debug)]
+pub struct Part {
+    /// The aggregate.
+    pub aggregate_id: String,
+    /// The expected version its lines give (`Any` when none does).
+    pub expected: ExpectedVersion,
+    /// Its events, in input order.
     pub events: Vec<NewEvent>,
 }
+
+/// One parsed line: its aggregate, expected version and event.
+type Parsed = (Option<String>, Option<ExpectedVersion>, NewEvent);
 
 /// One line as written; see [`HELP`].
 #[derive(Deserialize)]
@@ -80,6 +105,8 @@ struct Line {
     metadata_base64: Option<String>,
     #[serde(default)]
     aggregate_id: Option<String>,
+    #[serde(default)]
+    expected_version: Option<Value>,
     #[serde(default, rename = "version")]
     _version: Option<IgnoredAny>,
     #[serde(default, rename = "position")]
@@ -98,7 +125,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::
 /// enforcing the limits above. Fails on the first bad line, naming it.
 pub fn read_batch(input: impl BufRead, source: &str) -> CliResult<Batch> {
     let mut input = input.take(INPUT_BYTES_MAX + 1);
-    let mut batch = Batch { aggregate_id: None, events: Vec::new() };
+    let mut lines: Vec<(usize, Parsed)> = Vec::new();
     let mut line = Vec::new();
     for number in 1.. {
         line.clear();
@@ -119,31 +146,72 @@ pub fn read_batch(input: impl BufRead, source: &str) -> CliResult<Batch> {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if batch.events.len() == EVENTS_MAX {
+        if lines.len() == EVENTS_MAX {
             return Err(at(format!("more than {EVENTS_MAX} events in one batch")));
         }
-        let (aggregate_id, event) = parse_line(&line).map_err(at)?;
-        if let Some(id) = aggregate_id {
-            match &batch.aggregate_id {
-                Some(first) if *first != id => {
-                    return Err(at(format!(
-                        "aggregate_id {id:?} differs from {first:?} of the lines before: a batch goes to one aggregate"
-                    )))
-                }
-                Some(_) => {}
-                None => batch.aggregate_id = Some(id),
-            }
-        }
-        batch.events.push(event);
+        lines.push((number, parse_line(&line).map_err(at)?));
     }
-    if batch.events.is_empty() {
+    if lines.is_empty() {
         return Err(CliError::new(format!("{source} has no events")));
     }
-    Ok(batch)
+    let mut named: Vec<&str> = Vec::new();
+    for (_, (id, _, _)) in &lines {
+        if let Some(id) = id.as_deref().filter(|id| !named.contains(id)) {
+            named.push(id);
+        }
+    }
+    if named.len() <= 1 {
+        let aggregate_id = named.first().map(|s| s.to_string());
+        let mut expected = None;
+        for (number, (_, x, _)) in &lines {
+            agree(&mut expected, *x).map_err(|m| CliError::new(format!("{source} line {number}: {m}")))?;
+        }
+        if expected.is_some() {
+            return Err(CliError::new(format!(
+                "{source}: expected_version on the lines is for batches over several aggregates; \
+                 give --expected-version for one"
+            )));
+        }
+        return Ok(Batch::One { aggregate_id, events: lines.into_iter().map(|(_, (_, _, e))| e).collect() });
+    }
+    let mut parts: Vec<Part> = named
+        .iter()
+        .map(|id| Part { aggregate_id: id.to_string(), expected: ExpectedVersion::Any, events: Vec::new() })
+        .collect();
+    let mut expectations: Vec<Option<ExpectedVersion>> = vec![None; parts.len()];
+    for (number, (id, x, event)) in lines {
+        let at = |msg: String| CliError::new(format!("{source} line {number}: {msg}"));
+        let Some(id) = id else {
+            return Err(at(format!(
+                "no aggregate_id, but the lines name {} aggregates: with several, every line names its own",
+                parts.len()
+            )));
+        };
+        let k = parts.iter().position(|p| p.aggregate_id == id).unwrap_or_default();
+        agree(&mut expectations[k], x).map_err(at)?;
+        parts[k].events.push(event);
+    }
+    for (part, x) in parts.iter_mut().zip(expectations) {
+        part.expected = x.unwrap_or(ExpectedVersion::Any);
+    }
+    Ok(Batch::Many(parts))
 }
 
-/// One line into its aggregate id (if it names one) and its event.
-fn parse_line(text: &[u8]) -> Result<(Option<String>, NewEvent), String> {
+/// Records a line's expected version, which must agree with the earlier ones.
+fn agree(have: &mut Option<ExpectedVersion>, line: Option<ExpectedVersion>) -> Result<(), String> {
+    match (*have, line) {
+        (Some(a), Some(b)) if a != b => Err(format!("expected_version {b} differs from {a} on an earlier line")),
+        (None, Some(b)) => {
+            *have = Some(b);
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// One line into its aggregate id and expected version (if it names them)
+/// and its event.
+fn parse_line(text: &[u8]) -> Result<Parsed, String> {
     let line: Line = serde_json::from_slice(text).map_err(|e| format!("{e}"))?;
     let data = payload("data", line.data, line.data_base64)?
         .ok_or_else(|| "no payload: give `data` (JSON) or `data_base64`".to_string())?;
@@ -164,7 +232,20 @@ fn parse_line(text: &[u8]) -> Result<(Option<String>, NewEvent), String> {
         metadata,
         data,
     };
-    Ok((line.aggregate_id, event))
+    let expected = line.expected_version.map(|v| expected_version(&v)).transpose()?;
+    Ok((line.aggregate_id, expected, event))
+}
+
+/// `expected_version`: a number, "any", "no-stream" or "exists".
+fn expected_version(value: &Value) -> Result<ExpectedVersion, String> {
+    match value {
+        Value::Number(n) => n.as_u64().map(ExpectedVersion::Exact),
+        Value::String(s) if s == "any" => Some(ExpectedVersion::Any),
+        Value::String(s) if s == "no-stream" => Some(ExpectedVersion::NoStream),
+        Value::String(s) if s == "exists" => Some(ExpectedVersion::StreamExists),
+        _ => None,
+    }
+    .ok_or_else(|| format!("`expected_version` {value}: expected a number, \"any\", \"no-stream\" or \"exists\""))
 }
 
 /// The bytes of `key` or `key_base64` (at most one of them), if either is there.
@@ -201,8 +282,18 @@ fn timestamp(value: &Value) -> Result<i64, String> {
 mod tests {
     use super::*;
 
-    fn batch(text: &str) -> CliResult<Batch> {
-        read_batch(text.as_bytes(), "input")
+    /// One aggregate's batch: its aggregate and events.
+    #[derive(Debug)]
+    struct One {
+        aggregate_id: Option<String>,
+        events: Vec<NewEvent>,
+    }
+
+    fn batch(text: &str) -> CliResult<One> {
+        match read_batch(text.as_bytes(), "input")? {
+            Batch::One { aggregate_id, events } => Ok(One { aggregate_id, events }),
+            Batch::Many(parts) => Err(CliError::new(format!("{} aggregates", parts.len()))),
+        }
     }
 
     fn error(text: &str) -> String {
@@ -273,10 +364,41 @@ mod tests {
             assert!(err.starts_with("input line 2: "), "{line}: {err}");
             assert!(err.contains(needle), "{line}: {err}");
         }
-        let err = error(
-            "{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"a\"}\n{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"b\"}",
+        let err = error("{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"a\"}\n{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"b\"}\n{\"type\":\"T\",\"data\":0}");
+        assert!(err.contains("line 3: no aggregate_id, but the lines name 2 aggregates"), "{err}");
+        let err = error("{\"type\":\"T\",\"data\":0,\"expected_version\":3}");
+        assert!(err.contains("for batches over several aggregates"), "{err}");
+    }
+
+    #[test]
+    fn lines_naming_several_aggregates_are_one_batch_per_aggregate() {
+        let text = r#"{"type":"Withdrawn","data":1,"aggregate_id":"a","expected_version":4}
+{"type":"Deposited","data":1,"aggregate_id":"b","expected_version":"no-stream"}
+{"type":"Noted","data":2,"aggregate_id":"a"}
+"#;
+        let Batch::Many(parts) = read_batch(text.as_bytes(), "input").unwrap() else { panic!("one batch") };
+        let got: Vec<_> = parts
+            .iter()
+            .map(|p| {
+                (
+                    p.aggregate_id.as_str(),
+                    p.expected,
+                    p.events.iter().map(|e| e.event_type.as_str()).collect::<Vec<_>>(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("a", ExpectedVersion::Exact(4), vec!["Withdrawn", "Noted"]),
+                ("b", ExpectedVersion::NoStream, vec!["Deposited"])
+            ]
         );
-        assert!(err.contains("line 2: aggregate_id \"b\" differs from \"a\""), "{err}");
+        let clash = "{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"a\",\"expected_version\":1}\n{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"b\"}\n{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"a\",\"expected_version\":2}";
+        let err = read_batch(clash.as_bytes(), "input").unwrap_err().to_string();
+        assert!(err.contains("line 3: expected_version 2 differs from 1"), "{err}");
+        let bad = "{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"a\",\"expected_version\":\"soon\"}";
+        assert!(read_batch(bad.as_bytes(), "input").unwrap_err().to_string().contains("`expected_version`"));
     }
 
     #[test]

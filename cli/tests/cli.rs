@@ -1373,3 +1373,51 @@ fn snapshots_lists_aggregate_version_file_and_bytes() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("cannot be used with"), "{}", stderr(&out));
 }
+
+/// JSON lines naming several aggregates are one `append_many`: all of them
+/// or none, each aggregate with the expected version its lines give.
+#[test]
+fn append_jsonl_over_several_aggregates_is_all_or_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = sample_store(tmp.path());
+    let s = path(&source);
+    let before = ok(&["read", s, "--all"]);
+    let transfer = |from_version: &str| {
+        format!(
+            concat!(
+                r#"{{"type":"FundsWithdrawn","data":{{"amount":5}},"aggregate_id":"acct-1","expected_version":{}}}"#,
+                "\n",
+                r#"{{"type":"FundsDeposited","data":{{"amount":5}},"aggregate_id":"acct-new","expected_version":"no-stream"}}"#,
+                "\n",
+                r#"{{"type":"Noted","data":null,"aggregate_id":"acct-1"}}"#,
+                "\n"
+            ),
+            from_version
+        )
+    };
+    // A wrong expectation for acct-1: exit code 2 (conflict) and nothing of either aggregate written.
+    let jsonl = tmp.path().join("transfer.jsonl");
+    std::fs::write(&jsonl, transfer("99")).unwrap();
+    let out = factlog(&["append", s, "--jsonl", path(&jsonl)]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("acct-1"), "{}", stderr(&out));
+    assert_eq!(ok(&["read", s, "--all"]), before);
+    // The right one: both land, acct-1's two events together.
+    let v = json_lines(&before).iter().filter(|e| e["aggregate_id"] == "acct-1").count() - 1;
+    std::fs::write(&jsonl, transfer(&v.to_string())).unwrap();
+    let out = ok(&["append", s, "--jsonl", path(&jsonl)]);
+    let n = json_lines(&before).len();
+    assert_eq!(
+        out,
+        format!(
+            "acct-1: 2 events: versions {}-{} positions {n}-{}\nacct-new: version 0 position {}\n",
+            v + 1,
+            v + 2,
+            n + 1,
+            n + 2
+        )
+    );
+    // --aggregate or --expected-version with several aggregates is refused.
+    let out = factlog(&["append", s, "--jsonl", path(&jsonl), "--aggregate", "acct-1"]);
+    assert!(!out.status.success() && stderr(&out).contains("name several aggregates"), "{}", stderr(&out));
+}

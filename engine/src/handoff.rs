@@ -26,7 +26,7 @@ pub(crate) fn spin_waiters() -> usize {
 /// wake-up per append (tens of microseconds on a VM, a third of an
 /// `fdatasync`), so up to `spin_waiters()` appenders poll first, each with
 /// a spare core to poll on.
-pub(crate) fn wait_for_ack(rx: &Receiver<Result<AppendResult>>, spin: bool) -> Result<Result<AppendResult>> {
+pub(crate) fn wait_for_ack(rx: &Receiver<Result<Vec<AppendResult>>>, spin: bool) -> Result<Result<Vec<AppendResult>>> {
     if spin {
         let until = Instant::now() + Duration::from_micros(SPIN_FOR_ACK_US);
         while Instant::now() < until {

@@ -30,7 +30,7 @@ use crate::snapshot::{Snapshot, SnapshotConfig, SnapshotInfo, Snapshots};
 use crate::subscription::{StartFrom, Subscription};
 use crate::verify::{self, VerifyReport};
 use crate::watermark::{self, WatermarkFile};
-use crate::writer::{Active, AppendRequest, Command, Writer};
+use crate::writer::{Active, AppendPart, AppendRequest, Command, Writer};
 
 struct Inner {
     shared: Arc<Shared>,
@@ -282,13 +282,92 @@ impl Store {
     /// event ids are already stored at exactly this place returns the
     /// original result with `deduplicated: true` and writes nothing.
     pub fn append(&self, aggregate_id: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> Result<AppendResult> {
-        self.check_writable()?;
         self.check_append(aggregate_id, &events)?;
+        let part = AppendPart { aggregate_id: aggregate_id.to_string(), expected, events };
+        let mut results = self.send_append(vec![part])?;
+        results.pop().ok_or_else(|| Error::InvalidInput("the writer returned no result".into()))
+    }
+
+    /// Appends one batch to each of several aggregates as **one** atomic
+    /// batch: all of them or none, in one group commit and one
+    /// acknowledgement (multi-aggregate transactions, as process managers and
+    /// sagas need). Each batch has its own expected version; if any does not
+    /// match, nothing is written and the error is the
+    /// [`Error::WrongExpectedVersion`] naming that aggregate and its actual
+    /// version. The batches get consecutive positions in the order given.
+    /// Returns one [`AppendResult`] per batch, in order. A retry of the same
+    /// call (same event ids) returns the original results with
+    /// `deduplicated: true` and writes nothing.
+    ///
+    /// Each aggregate may appear once, every batch must be non-empty, and
+    /// all events together count against `Options::max_batch_events` and must
+    /// fit in one segment; otherwise [`Error::InvalidInput`].
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use factlog::{EventId, ExpectedVersion, NewEvent, Options, Store};
+    /// let store = Store::open(dir.path(), Options::default())?;
+    /// store.append("account-1", ExpectedVersion::NoStream, vec![NewEvent::new(EventId::new_v7(), "AccountOpened", "{}")])?;
+    /// // A transfer: both sides or neither.
+    /// let results = store.append_many([
+    ///     ("account-1", ExpectedVersion::Exact(0), vec![NewEvent::new(EventId::new_v7(), "FundsWithdrawn", r#"{"amount":30}"#)]),
+    ///     ("account-2", ExpectedVersion::NoStream, vec![NewEvent::new(EventId::new_v7(), "FundsDeposited", r#"{"amount":30}"#)]),
+    /// ])?;
+    /// assert_eq!((results[0].last_version, results[1].last_version), (1, 0));
+    /// assert_eq!(results[1].first_position, results[0].last_position + 1);
+    /// # Ok::<(), factlog::Error>(())
+    /// ```
+    pub fn append_many<S: AsRef<str>>(
+        &self,
+        batches: impl IntoIterator<Item = (S, ExpectedVersion, Vec<NewEvent>)>,
+    ) -> Result<Vec<AppendResult>> {
+        let parts: Vec<AppendPart> = batches
+            .into_iter()
+            .map(|(id, expected, events)| AppendPart { aggregate_id: id.as_ref().to_string(), expected, events })
+            .collect();
+        if parts.is_empty() {
+            return Err(Error::InvalidInput("append_many with no batches".into()));
+        }
+        let mut seen = std::collections::HashSet::with_capacity(parts.len());
+        let mut ids = std::collections::HashMap::new();
+        let mut total = 0usize;
+        for part in &parts {
+            if !seen.insert(part.aggregate_id.as_str()) {
+                return Err(Error::InvalidInput(format!(
+                    "aggregate {:?} appears twice in one append_many: give it one batch",
+                    part.aggregate_id
+                )));
+            }
+            self.check_append(&part.aggregate_id, &part.events)?;
+            for ev in &part.events {
+                if let Some(other) = ids.insert(ev.event_id, part.aggregate_id.as_str()) {
+                    return Err(Error::InvalidInput(format!(
+                        "event id {} appears twice in one append_many (for aggregates {other:?} and {:?})",
+                        crate::error::fmt_id(&ev.event_id),
+                        part.aggregate_id
+                    )));
+                }
+            }
+            total += part.events.len();
+        }
+        if total > self.inner.options.max_batch_events {
+            return Err(Error::InvalidInput(format!(
+                "append_many of {total} events over {} aggregates is over the batch limit of {}",
+                parts.len(),
+                self.inner.options.max_batch_events
+            )));
+        }
+        self.send_append(parts)
+    }
+
+    /// Hands checked parts to the writer and waits for its reply.
+    fn send_append(&self, parts: Vec<AppendPart>) -> Result<Vec<AppendResult>> {
+        self.check_writable()?;
         if let Some(cause) = self.inner.shared.poison_cause() {
             return Err(Error::Poisoned { cause });
         }
         let (reply, rx) = crossbeam_channel::bounded(1);
-        let req = AppendRequest { aggregate_id: aggregate_id.to_string(), expected, events, reply };
+        let req = AppendRequest { parts, reply };
         let waiting = &self.inner.waiting;
         let spin = waiting.fetch_add(1, Ordering::AcqRel) < self.inner.spin_waiters;
         let sent = self.inner.tx.send(Command::Append(req)).map_err(|_| Error::Closed);

@@ -44,12 +44,28 @@ const SPIN_BEFORE_BLOCK_US: u64 = 30;
 /// throughput on 2 cores).
 const WAKE_COALESCE_MAX: Duration = Duration::from_millis(1);
 
-/// One append, as sent to the writer.
+/// One append, as sent to the writer: one batch per aggregate (one for
+/// [`crate::Store::append`], several for [`crate::Store::append_many`]),
+/// written as one atomic batch of frames, all or nothing.
 pub(crate) struct AppendRequest {
+    pub parts: Vec<AppendPart>,
+    /// One result per part, in order.
+    pub reply: Sender<Result<Vec<AppendResult>>>,
+}
+
+/// One aggregate's events in an [`AppendRequest`]. The parts of a request
+/// name different aggregates (the store checks).
+pub(crate) struct AppendPart {
     pub aggregate_id: String,
     pub expected: ExpectedVersion,
     pub events: Vec<NewEvent>,
-    pub reply: Sender<Result<AppendResult>>,
+}
+
+impl AppendRequest {
+    /// Events in all parts.
+    fn events(&self) -> usize {
+        self.parts.iter().map(|p| p.events.len()).sum()
+    }
 }
 
 /// What the writer thread can be asked to do.
@@ -69,7 +85,7 @@ pub(crate) struct Active {
 /// Index changes of a group, applied in order at publish time.
 enum Pending {
     Segment(Arc<Segment>),
-    Event { request: usize, version: u64, position: u64, offset: u32 },
+    Event { request: usize, part: usize, version: u64, position: u64, offset: u32 },
 }
 
 /// The state of one group commit while its requests are staged.
@@ -85,7 +101,7 @@ struct Group<'a> {
     /// Positions this group assigned: (first position, events, aggregate).
     spans: Vec<(u64, usize, &'a str)>,
     /// One reply per request.
-    outcomes: Vec<Result<AppendResult>>,
+    outcomes: Vec<Result<Vec<AppendResult>>>,
     /// A failed write or sync: nothing of the group is acknowledged.
     fatal: Option<Error>,
     /// A failed roll: the rest of the group is refused with it.
@@ -142,6 +158,32 @@ pub(crate) struct Writer {
 enum Verdict {
     New(Option<u64>),
     Retry(AppendResult),
+}
+
+impl Verdict {
+    /// The aggregate's current version, for a new batch.
+    fn current(&self) -> Option<u64> {
+        match self {
+            Verdict::New(current) => *current,
+            Verdict::Retry(r) => Some(r.last_version),
+        }
+    }
+
+    /// The original result, for a retry.
+    fn retry(self) -> Option<AppendResult> {
+        match self {
+            Verdict::Retry(r) => Some(r),
+            Verdict::New(_) => None,
+        }
+    }
+
+    /// Where the batch is stored, for a retry.
+    fn stored(&self) -> Option<&AppendResult> {
+        match self {
+            Verdict::Retry(r) => Some(r),
+            Verdict::New(_) => None,
+        }
+    }
 }
 
 impl Writer {
@@ -370,7 +412,7 @@ impl Writer {
 
     /// Checks idempotency and the expected version of one request against the
     /// index plus this group's earlier requests.
-    fn check(&self, req: &AppendRequest, idx: &IndexState, group: &Group<'_>) -> Result<Verdict> {
+    fn check(&self, req: &AppendPart, idx: &IndexState, group: &Group<'_>) -> Result<Verdict> {
         if let Some(retry) = self.retry_of(req, idx, group)? {
             return Ok(Verdict::Retry(retry));
         }
@@ -403,7 +445,7 @@ impl Writer {
     /// it: ids inside the window by the window, ids that already left it (a
     /// retry straddling the window's horizon) by reading the log at their
     /// place. Otherwise the id is a duplicate and the append is refused.
-    fn retry_of(&self, req: &AppendRequest, idx: &IndexState, group: &Group<'_>) -> Result<Option<AppendResult>> {
+    fn retry_of(&self, req: &AppendPart, idx: &IndexState, group: &Group<'_>) -> Result<Option<AppendResult>> {
         let Some((k, seen)) = req.events.iter().enumerate().find_map(|(i, e)| Some((i, self.dedupe.get(&e.event_id)?)))
         else {
             return Ok(None);
@@ -447,36 +489,41 @@ impl Writer {
         }))
     }
 
-    /// Encodes a request's frames at the end of `buf`; returns the offsets of
-    /// the frames within `buf`. On error `buf` is left as it was.
+    /// Encodes a request's frames at the end of `buf`, its parts one after
+    /// the other as one batch (part `k` starting at version
+    /// `first_versions[k]`); returns the offsets of the frames within `buf`.
+    /// On error `buf` is left as it was.
     fn encode(
         &mut self,
         req: &AppendRequest,
-        first_version: u64,
+        first_versions: &[u64],
         first_position: u64,
         recorded_at: i64,
     ) -> Result<Vec<u32>> {
         let mark = self.buf.len();
-        let n = req.events.len() as u32;
-        let mut offsets = Vec::with_capacity(req.events.len());
-        for (i, ev) in req.events.iter().enumerate() {
+        let n = req.events() as u32;
+        let mut offsets = Vec::with_capacity(n as usize);
+        let events = req.parts.iter().zip(first_versions).flat_map(|(part, first_version)| {
+            part.events.iter().enumerate().map(move |(i, ev)| (part, i, first_version + i as u64, ev))
+        });
+        for (k, (part, i, version, ev)) in events.enumerate() {
             let body = RecordBody {
-                position: first_position + i as u64,
-                version: first_version + i as u64,
+                position: first_position + k as u64,
+                version,
                 event_id: ev.event_id.0,
                 occurred_at: ev.occurred_at,
                 recorded_at,
                 event_version: ev.event_version,
                 causation_id: ev.causation_id.map(|c| c.0),
                 correlation_id: ev.correlation_id.map(|c| c.0),
-                aggregate_id: &req.aggregate_id,
+                aggregate_id: &part.aggregate_id,
                 event_type: &ev.event_type,
                 metadata: &ev.metadata,
                 data: &ev.data,
             };
             let at = self.buf.len();
             let synced = self.opts.durability == Durability::Sync;
-            let len = match record::encode_frame_slot(&mut self.buf, &body, n, i as u32, synced) {
+            let len = match record::encode_frame_slot(&mut self.buf, &body, n, k as u32, synced) {
                 Ok(len) => len,
                 Err(e) if self.buf.len() < mark => {
                     // The encoder lost the buffer: earlier frames of the group are gone.
@@ -493,7 +540,7 @@ impl Writer {
             if body_len > u64::from(self.opts.max_event_bytes) {
                 self.buf.resize(mark, 0);
                 return Err(Error::EventTooLarge {
-                    aggregate_id: req.aggregate_id.clone(),
+                    aggregate_id: part.aggregate_id.clone(),
                     index: i,
                     size: body_len,
                     max: u64::from(self.opts.max_event_bytes),
@@ -553,52 +600,77 @@ impl Writer {
 
     /// Checks one request and, if it is new, encodes its frames into the
     /// group's buffer (rolling to a new segment if it does not fit) and notes
-    /// its index entries and dedupe entries.
+    /// its index entries and dedupe entries. All of a request's parts are
+    /// checked before anything is staged: one failed expectation fails the
+    /// request, and a retry is recognised only if every part is one.
     fn stage<'g>(
         &mut self,
         group: &mut Group<'g>,
         idx: &IndexState,
         ri: usize,
         req: &'g AppendRequest,
-    ) -> Result<AppendResult> {
+    ) -> Result<Vec<AppendResult>> {
         if group.fatal.is_some() {
             return Err(Error::Poisoned { cause: "an earlier write of this group failed".into() });
         }
         if let Some(e) = &group.roll_error {
             return Err(e.duplicate());
         }
-        let current = match self.check(req, idx, group)? {
-            Verdict::New(current) => current,
-            Verdict::Retry(r) => return Ok(r),
-        };
-        let first_version = current.map_or(0, |v| v + 1);
+        let verdicts = req.parts.iter().map(|part| self.check(part, idx, group)).collect::<Result<Vec<_>>>()?;
+        let retries = verdicts.iter().filter(|v| matches!(v, Verdict::Retry(_))).count();
+        if retries == verdicts.len() {
+            return Ok(verdicts.into_iter().filter_map(|v| v.retry()).collect());
+        }
+        if retries > 0 {
+            // Part of an atomic append is stored and part is not: its ids were
+            // used by another append.
+            let stored = req.parts.iter().zip(&verdicts).find_map(|(p, v)| Some((p, v.stored()?)));
+            if let Some((part, stored)) = stored {
+                return Err(Error::DuplicateEventId {
+                    event_id: part.events[0].event_id,
+                    aggregate_id: part.aggregate_id.clone(),
+                    existing_aggregate: group.aggregate_at(idx, stored.first_position),
+                    existing_position: stored.first_position,
+                });
+            }
+        }
+        let first_versions: Vec<u64> = verdicts.iter().map(|v| v.current().map_or(0, |c| c + 1)).collect();
         let first_position = self.next_position;
-        if first_position.saturating_add(req.events.len() as u64) > POSITION_LIMIT {
+        let total = req.events() as u64;
+        if first_position.saturating_add(total) > POSITION_LIMIT {
             return Err(Error::InvalidInput(format!(
                 "the log's position space is exhausted (positions end below {POSITION_LIMIT})"
             )));
         }
-        let (start, offsets) = self.place(group, req, first_version, first_position)?;
-        let n = req.events.len() as u64;
-        let hash = aggregate_hash(&req.aggregate_id);
-        for (i, ev) in req.events.iter().enumerate() {
-            let (position, version) = (first_position + i as u64, first_version + i as u64);
-            let offset = (start + u64::from(offsets[i])) as u32;
-            group.pending.push(Pending::Event { request: ri, version, position, offset });
-            self.dedupe.insert(ev.event_id, Seen { position, version, aggregate_hash: hash });
+        let (start, offsets) = self.place(group, req, &first_versions, first_position)?;
+        let mut position = first_position;
+        let mut results = Vec::with_capacity(req.parts.len());
+        let mut offsets = offsets.into_iter();
+        for (pi, (part, first_version)) in req.parts.iter().zip(first_versions).enumerate() {
+            let n = part.events.len() as u64;
+            let hash = aggregate_hash(&part.aggregate_id);
+            let part_first = position;
+            for (i, (ev, offset)) in part.events.iter().zip(offsets.by_ref()).enumerate() {
+                let version = first_version + i as u64;
+                let offset = (start + u64::from(offset)) as u32;
+                group.pending.push(Pending::Event { request: ri, part: pi, version, position, offset });
+                self.dedupe.insert(ev.event_id, Seen { position, version, aggregate_hash: hash });
+                position += 1;
+            }
+            let last_version = first_version + n - 1;
+            group.overlay.insert(part.aggregate_id.clone(), Some(last_version));
+            group.spans.push((part_first, part.events.len(), &part.aggregate_id));
+            results.push(AppendResult {
+                first_version,
+                last_version,
+                first_position: part_first,
+                last_position: part_first + n - 1,
+                deduplicated: false,
+                snapshot_due: self.snapshot_due(&part.aggregate_id, last_version),
+            });
         }
-        self.next_position += n;
-        let last_version = first_version + n - 1;
-        group.overlay.insert(req.aggregate_id.clone(), Some(last_version));
-        group.spans.push((first_position, req.events.len(), &req.aggregate_id));
-        Ok(AppendResult {
-            first_version,
-            last_version,
-            first_position,
-            last_position: first_position + n - 1,
-            deduplicated: false,
-            snapshot_due: self.snapshot_due(&req.aggregate_id, last_version),
-        })
+        self.next_position = position;
+        Ok(results)
     }
 
     /// Whether the aggregate has gone `snapshot_every` events past its newest snapshot.
@@ -621,11 +693,11 @@ impl Writer {
         &mut self,
         group: &mut Group<'_>,
         req: &AppendRequest,
-        first_version: u64,
+        first_versions: &[u64],
         first_position: u64,
     ) -> Result<(u64, Vec<u32>)> {
         let mark = self.buf.len();
-        let offsets = self.encode(req, first_version, first_position, group.recorded_at).inspect_err(|e| {
+        let offsets = self.encode(req, first_versions, first_position, group.recorded_at).inspect_err(|e| {
             if matches!(e, Error::Poisoned { .. }) {
                 group.fatal = Some(e.duplicate());
             }
@@ -640,12 +712,13 @@ impl Writer {
         self.buf.resize(mark, 0);
         if HEADER_BYTES + needed > self.opts.segment_bytes {
             return Err(Error::InvalidInput(format!(
-                "batch for aggregate {:?} encodes to {needed} bytes, more than one segment holds",
-                req.aggregate_id
+                "batch for aggregate{} {} encodes to {needed} bytes, more than one segment holds",
+                if req.parts.len() > 1 { "s" } else { "" },
+                req.parts.iter().map(|p| format!("{:?}", p.aggregate_id)).collect::<Vec<_>>().join(", ")
             )));
         }
         self.roll_group(group, first_position, needed)?;
-        let offsets = self.encode(req, first_version, first_position, group.recorded_at).inspect_err(|e| {
+        let offsets = self.encode(req, first_versions, first_position, group.recorded_at).inspect_err(|e| {
             if matches!(e, Error::Poisoned { .. }) {
                 group.fatal = Some(e.duplicate());
             }
@@ -707,8 +780,8 @@ impl Writer {
                         new_segments = true;
                         idx.push_segment(seg, 0)
                     }
-                    Pending::Event { request, version, position, offset } => {
-                        idx.push(&appends[request].aggregate_id, version, position, offset)
+                    Pending::Event { request, part, version, position, offset } => {
+                        idx.push(&appends[request].parts[part].aggregate_id, version, position, offset)
                     }
                 };
                 if let Err(e) = applied {

@@ -127,6 +127,8 @@ struct Model {
     torn_ack_lines: u64,
     ack_checks: u64,
     unacknowledged_present: u64,
+    /// `append_many` pairs found whole (checked each cycle).
+    pairs_checked: u64,
     segments: usize,
     longest_open: Duration,
     /// Kills that left an interrupted index checkpoint (`*.tmp`) behind.
@@ -413,6 +415,26 @@ impl Run {
         }
         assert_eq!(probes, self.model.probes, "cycle {cycle}: probe events appended after earlier kills went missing");
 
+        // 0. The two batches of an `append_many` are both in the log, one right
+        // after the other, or neither is.
+        for (key, f) in &found {
+            let before = (key.batch > 0).then(|| BatchKey { batch: key.batch - 1, ..*key });
+            if key.pairs_with_next() {
+                let next = found.get(&key.next()).map(|n| n.first_position);
+                assert_eq!(
+                    next,
+                    Some(f.first_position + u64::from(f.count)),
+                    "cycle {cycle}: batch {key:?} of an append_many is in the log without its partner right after it"
+                );
+                self.model.pairs_checked += 1;
+            } else if let Some(first) = before.filter(|b| b.pairs_with_next()) {
+                assert!(
+                    found.contains_key(&first),
+                    "cycle {cycle}: batch {key:?} of an append_many is in the log without its partner"
+                );
+            }
+        }
+
         // 1. Every acknowledged batch of every cycle, where the child was told it is.
         let mut acked_now = 0u64;
         for ack in &self.model.acks {
@@ -532,7 +554,7 @@ impl Run {
         eprintln!(
             "crash[{name}] ({:?} durability, {WRITERS} writers, seed {}): {cycles} cycles in {:.1?} (children ran {:.1?} \
              after ready); {acked_batches} acknowledged batches ({acked_events} events) verified, {} ack checks in all; \
-             {} unacknowledged batches found whole; torn tails {} ({} frames dropped, {} bytes zeroed); {} torn ack \
+             {} unacknowledged batches found whole; {} append_many pair checks; torn tails {} ({} frames dropped, {} bytes zeroed); {} torn ack \
              lines; {} checkpoints rebuilt; {} kills left a checkpoint .tmp, {} a prepared segment; final log {} events in {} batches, {} segments; slowest reopen {:.1?}{}",
             self.mode,
             self.seed,
@@ -540,6 +562,7 @@ impl Run {
             delays,
             m.ack_checks,
             m.unacknowledged_present,
+            m.pairs_checked,
             m.torn_tails,
             m.torn_frames_dropped,
             m.torn_bytes_zeroed,

@@ -96,6 +96,18 @@ pub mod spec {
             self.writer == PROBE_WRITER
         }
 
+        /// The writer's next batch.
+        pub fn next(&self) -> BatchKey {
+            BatchKey { batch: self.batch + 1, ..*self }
+        }
+
+        /// Whether the writer appends this batch and the next one together
+        /// with one `Store::append_many` (every fourth batch, when the two go
+        /// to different aggregates): then both are in the log or neither.
+        pub fn pairs_with_next(&self) -> bool {
+            !self.is_probe() && self.batch % 4 == 2 && self.aggregate() != self.next().aggregate()
+        }
+
         /// The batch's random stream for `salt`: the test's only source of
         /// randomness, so child and checker derive the same batch.
         fn rng(&self, salt: u64) -> StdRng {
@@ -318,37 +330,52 @@ fn writer_loop(store: Store, acks: Arc<Mutex<AckFile>>, cycle: u32, writer: u32)
     let mut batch = 0u32;
     while started.elapsed() < LIFETIME {
         let key = BatchKey { cycle, writer, batch };
-        let aggregate = key.aggregate();
-        let k = (0..spec::AGGREGATES_PER_WRITER)
-            .find(|k| spec::writer_aggregate(writer, *k) == aggregate)
-            .ok_or_else(|| format!("{key:?}: aggregate {aggregate} is not one of writer {writer}'s"))?
-            as usize;
-        let expected = match versions[k] {
-            Some(v) => ExpectedVersion::Exact(v),
-            None => ExpectedVersion::NoStream,
-        };
-        let count = key.count();
-        let r = store.append(&aggregate, expected, key.events()).map_err(|e| format!("append {key:?}: {e}"))?;
-        let first_version = versions[k].map_or(0, |v| v + 1);
-        let n = u64::from(count);
-        if r.deduplicated
-            || r.first_version != first_version
-            || r.last_version != first_version + n - 1
-            || r.last_position != r.first_position + n - 1
-        {
-            return Err(format!("append {key:?} of {count} events at expected version {expected}: odd result {r:?}"));
+        let keys = if key.pairs_with_next() { vec![key, key.next()] } else { vec![key] };
+        let mut parts = Vec::with_capacity(keys.len());
+        for key in &keys {
+            let aggregate = key.aggregate();
+            let k = (0..spec::AGGREGATES_PER_WRITER)
+                .find(|k| spec::writer_aggregate(writer, *k) == aggregate)
+                .ok_or_else(|| format!("{key:?}: aggregate {aggregate} is not one of writer {writer}'s"))?
+                as usize;
+            let expected = match versions[k] {
+                Some(v) => ExpectedVersion::Exact(v),
+                None => ExpectedVersion::NoStream,
+            };
+            parts.push((*key, aggregate, k, expected));
         }
-        versions[k] = Some(r.last_version);
-        let ack = Ack {
-            key,
-            aggregate,
-            first_position: r.first_position,
-            last_position: r.last_position,
-            first_version: r.first_version,
-            count,
+        let results = if let [(key, aggregate, _, expected)] = &parts[..] {
+            vec![store.append(aggregate, *expected, key.events()).map_err(|e| format!("append {key:?}: {e}"))?]
+        } else {
+            store
+                .append_many(parts.iter().map(|(key, aggregate, _, expected)| (aggregate, *expected, key.events())))
+                .map_err(|e| format!("append_many {keys:?}: {e}"))?
         };
-        acks.lock().unwrap_or_else(|p| p.into_inner()).record(&ack)?;
-        batch += 1;
+        for ((key, aggregate, k, expected), r) in parts.into_iter().zip(results) {
+            let count = key.count();
+            let first_version = versions[k].map_or(0, |v| v + 1);
+            let n = u64::from(count);
+            if r.deduplicated
+                || r.first_version != first_version
+                || r.last_version != first_version + n - 1
+                || r.last_position != r.first_position + n - 1
+            {
+                return Err(format!(
+                    "append {key:?} of {count} events at expected version {expected}: odd result {r:?}"
+                ));
+            }
+            versions[k] = Some(r.last_version);
+            let ack = Ack {
+                key,
+                aggregate,
+                first_position: r.first_position,
+                last_position: r.last_position,
+                first_version: r.first_version,
+                count,
+            };
+            acks.lock().unwrap_or_else(|p| p.into_inner()).record(&ack)?;
+            batch += 1;
+        }
     }
     Err(format!("writer {writer} was not killed within {LIFETIME:?}"))
 }

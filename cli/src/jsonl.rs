@@ -30,8 +30,8 @@ pub const INPUT_BYTES_MAX: u64 = 256 << 20;
 pub const HELP: &str = "JSON lines (--jsonl FILE, or - for standard input): one JSON object per line, blank lines
 skipped. All the lines are appended as one atomic batch: to one aggregate, with --expected-version
 checked once for the batch; or, when the lines' aggregate_id keys name several aggregates, to each of
-them (every line must then name its aggregate), all or nothing, each aggregate with the
-expected_version its lines give. Keys of a line:
+them (every line must then name its aggregate, and each aggregate's lines must be together), all
+or nothing, each aggregate with the expected_version its lines give. Keys of a line:
   type             the event type (required; `event_type` is accepted too)
   data             the payload, any JSON value, stored as its JSON text
   data_base64      or the payload as standard base64, for bytes that are not JSON
@@ -179,6 +179,7 @@ pub fn read_batch(input: impl BufRead, source: &str) -> CliResult<Batch> {
         .map(|id| Part { aggregate_id: id.to_string(), expected: ExpectedVersion::Any, events: Vec::new() })
         .collect();
     let mut expectations: Vec<Option<ExpectedVersion>> = vec![None; parts.len()];
+    let mut previous: Option<usize> = None;
     for (number, (id, x, event)) in lines {
         let at = |msg: String| CliError::new(format!("{source} line {number}: {msg}"));
         let Some(id) = id else {
@@ -188,6 +189,14 @@ pub fn read_batch(input: impl BufRead, source: &str) -> CliResult<Batch> {
             )));
         };
         let k = parts.iter().position(|p| p.aggregate_id == id).unwrap_or_default();
+        if previous.is_some_and(|p| p != k) && !parts[k].events.is_empty() {
+            // Appending regroups the lines by aggregate: refuse input whose
+            // order that would change (the global order is the input's).
+            return Err(at(format!(
+                "aggregate_id {id:?} again after other aggregates' lines: each aggregate's lines must be together"
+            )));
+        }
+        previous = Some(k);
         agree(&mut expectations[k], x).map_err(at)?;
         parts[k].events.push(event);
     }
@@ -373,8 +382,8 @@ mod tests {
     #[test]
     fn lines_naming_several_aggregates_are_one_batch_per_aggregate() {
         let text = r#"{"type":"Withdrawn","data":1,"aggregate_id":"a","expected_version":4}
-{"type":"Deposited","data":1,"aggregate_id":"b","expected_version":"no-stream"}
 {"type":"Noted","data":2,"aggregate_id":"a"}
+{"type":"Deposited","data":1,"aggregate_id":"b","expected_version":"no-stream"}
 "#;
         let Batch::Many(parts) = read_batch(text.as_bytes(), "input").unwrap() else { panic!("one batch") };
         let got: Vec<_> = parts
@@ -394,9 +403,12 @@ mod tests {
                 ("b", ExpectedVersion::NoStream, vec!["Deposited"])
             ]
         );
-        let clash = "{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"a\",\"expected_version\":1}\n{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"b\"}\n{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"a\",\"expected_version\":2}";
+        let clash = "{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"a\",\"expected_version\":1}\n{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"a\",\"expected_version\":2}\n{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"b\"}";
         let err = read_batch(clash.as_bytes(), "input").unwrap_err().to_string();
-        assert!(err.contains("line 3: expected_version 2 differs from 1"), "{err}");
+        assert!(err.contains("line 2: expected_version 2 differs from 1"), "{err}");
+        let interleaved = "{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"a\"}\n{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"b\"}\n{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"a\"}";
+        let err = read_batch(interleaved.as_bytes(), "input").unwrap_err().to_string();
+        assert!(err.contains("line 3: aggregate_id \"a\" again after other aggregates"), "{err}");
         let bad = "{\"type\":\"T\",\"data\":0,\"aggregate_id\":\"a\",\"expected_version\":\"soon\"}";
         assert!(read_batch(bad.as_bytes(), "input").unwrap_err().to_string().contains("`expected_version`"));
     }

@@ -1387,9 +1387,9 @@ fn append_jsonl_over_several_aggregates_is_all_or_nothing() {
             concat!(
                 r#"{{"type":"FundsWithdrawn","data":{{"amount":5}},"aggregate_id":"acct-1","expected_version":{}}}"#,
                 "\n",
-                r#"{{"type":"FundsDeposited","data":{{"amount":5}},"aggregate_id":"acct-new","expected_version":"no-stream"}}"#,
-                "\n",
                 r#"{{"type":"Noted","data":null,"aggregate_id":"acct-1"}}"#,
+                "\n",
+                r#"{{"type":"FundsDeposited","data":{{"amount":5}},"aggregate_id":"acct-new","expected_version":"no-stream"}}"#,
                 "\n"
             ),
             from_version

@@ -9,7 +9,9 @@ use crate::event::Envelope;
 /// Which events a subscription or a filtered read delivers: every event that
 /// matches all the conditions set (an empty filter matches everything).
 /// Conditions look only at the envelope; a skipped event's payload is never
-/// read (only its envelope's checksum is verified: frame format 2).
+/// read (only its envelope's checksum is verified: frame format 2), except
+/// by the one full validation of a sealed segment loaded from its index
+/// checkpoint, which a first read of it runs once per process.
 #[derive(Clone, Default)]
 pub struct Filter {
     event_types: Vec<String>,

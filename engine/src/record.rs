@@ -432,6 +432,19 @@ pub fn encode_frame_slot(
     batch_index: u32,
     synced: bool,
 ) -> Result<usize, EncodeError> {
+    encode_frame_as(buf, body, batch_len, batch_index, synced, FrameFormat::CURRENT)
+}
+
+/// [`encode_frame_slot`] in `format`: the writer appends to a segment in the
+/// segment's own format (a store's older segments keep theirs).
+pub fn encode_frame_as(
+    buf: &mut rkyv::util::AlignedVec,
+    body: &RecordBody<'_>,
+    batch_len: u32,
+    batch_index: u32,
+    synced: bool,
+    format: FrameFormat,
+) -> Result<usize, EncodeError> {
     if !buf.len().is_multiple_of(FRAME_ALIGN) {
         return Err(EncodeError::Unaligned);
     }
@@ -441,35 +454,54 @@ pub fn encode_frame_slot(
     buf.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
     let body_start = buf.len();
     let taken = std::mem::take(buf);
-    let envelope = RecordBody { data: &[], ..*body };
-    let mut out = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&envelope, taken)
+    // Format 2 archives the envelope alone and puts the payload after it;
+    // format 1 archives the payload inside.
+    let (archived, payload) = match format {
+        FrameFormat::V2 => (RecordBody { data: &[], ..*body }, body.data),
+        FrameFormat::V1 => (RecordBody { ..*body }, &[][..]),
+    };
+    let mut out = rkyv::api::high::to_bytes_in::<_, rkyv::rancor::Error>(&archived, taken)
         .map_err(|e| EncodeError::Archive(e.to_string()))?;
     let envelope_end = out.len();
-    out.extend_from_slice(body.data);
+    out.extend_from_slice(payload);
     let body_len = out.len() - body_start;
     let padded = pad_len(body_len);
     out.resize(body_start + padded, 0);
-    let (Ok(body_len32), Ok(data_len32)) = (u32::try_from(body_len), u32::try_from(body.data.len())) else {
+    let (Ok(body_len32), Ok(data_len32)) = (u32::try_from(body_len), u32::try_from(payload.len())) else {
         out.resize(start, 0);
         *buf = out;
         return Err(EncodeError::TooLarge);
     };
-    {
+    let crc_at = {
         let h = &mut out[start..body_start];
-        h[MAGIC_AT..BODY_LEN_AT].copy_from_slice(&FRAME_MAGIC.to_le_bytes());
-        h[BODY_LEN_AT..DATA_LEN_AT].copy_from_slice(&body_len32.to_le_bytes());
-        h[DATA_LEN_AT..DATA_CRC_AT].copy_from_slice(&data_len32.to_le_bytes());
-        h[DATA_CRC_AT..BATCH_LEN_AT].copy_from_slice(&crc32fast::hash(body.data).to_le_bytes());
-        h[BATCH_LEN_AT..BATCH_INDEX_AT].copy_from_slice(&batch_len.to_le_bytes());
-        h[BATCH_INDEX_AT..WRITE_SLOT_AT].copy_from_slice(&batch_index.to_le_bytes());
-        h[WRITE_SLOT_AT..FRAME_HEADER_BYTES].copy_from_slice(&slot.to_le_bytes());
-    }
-    let crc = frame_crc(&out[start..], envelope_end - start, FrameFormat::CURRENT);
-    out[start + CRC_AT..start + CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        let mut put = |at: usize, bytes: &[u8]| h[at..at + bytes.len()].copy_from_slice(bytes);
+        match format {
+            FrameFormat::V2 => {
+                put(MAGIC_AT, &FRAME_MAGIC.to_le_bytes());
+                put(BODY_LEN_AT, &body_len32.to_le_bytes());
+                put(DATA_LEN_AT, &data_len32.to_le_bytes());
+                put(DATA_CRC_AT, &crc32fast::hash(payload).to_le_bytes());
+                put(BATCH_LEN_AT, &batch_len.to_le_bytes());
+                put(BATCH_INDEX_AT, &batch_index.to_le_bytes());
+                put(WRITE_SLOT_AT, &slot.to_le_bytes());
+                CRC_AT
+            }
+            FrameFormat::V1 => {
+                put(V1_MAGIC_AT, &FRAME_MAGIC.to_le_bytes());
+                put(V1_BODY_LEN_AT, &body_len32.to_le_bytes());
+                put(V1_POSITION_AT, &body.position.to_le_bytes());
+                put(V1_BATCH_LEN_AT, &batch_len.to_le_bytes());
+                put(V1_BATCH_INDEX_AT, &batch_index.to_le_bytes());
+                put(V1_WRITE_SLOT_AT, &slot.to_le_bytes());
+                V1_CRC_AT
+            }
+        }
+    };
+    let crc = frame_crc(&out[start..], envelope_end - start, format);
+    out[start + crc_at..start + crc_at + 4].copy_from_slice(&crc.to_le_bytes());
     *buf = out;
     // Assert on the writing side of the disk: what was encoded parses back as itself.
-    debug_assert!(parse_header(&buf[start..], usize::MAX, FrameFormat::CURRENT).is_ok_and(|h| h.data_len
-        == data_len32
+    debug_assert!(parse_header(&buf[start..], usize::MAX, format).is_ok_and(|h| h.data_len == data_len32
         && h.batch_len == batch_len
         && h.batch_index == batch_index
         && h.body_len == body_len32
@@ -540,6 +572,19 @@ mod tests {
             // The envelope check alone misses exactly the payload's flips.
             assert_eq!(envelope.is_ok(), payload.contains(&(bit / 8)), "envelope check and flip of bit {bit}");
         }
+    }
+
+    #[test]
+    fn format_1_frames_still_encode_and_decode() {
+        let mut buf = rkyv::util::AlignedVec::<16>::new();
+        let n = encode_frame_as(&mut buf, &body(5, b"old payload"), 1, 0, true, FrameFormat::V1).unwrap();
+        let h = parse_header(&buf[..n], 1 << 20, FrameFormat::V1).unwrap();
+        assert_eq!((h.claimed_position, h.data_len, h.written_synced()), (Some(5), 0, true));
+        let envelope = checked_body(&buf, &h).unwrap();
+        assert_eq!(checked_payload(&buf, &h).unwrap(), None, "format 1 keeps the payload in the archive");
+        assert_eq!(&validate_body(envelope, &h).unwrap().data[..], b"old payload");
+        // Read as format 2 it is no frame.
+        assert!(parse_header(&buf[..n], 1 << 20, V2).is_err());
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::event::{now_nanos, AppendResult, ExpectedVersion, NewEvent};
 use crate::fault::Faults;
 use crate::index::{CheckpointEntry, IndexState};
 use crate::options::{Durability, Options};
-use crate::record::{self, FrameFormat, RecordBody};
+use crate::record::{self, RecordBody};
 use crate::segment::{self, Check, Segment, HEADER_BYTES, POSITION_LIMIT};
 use crate::shared::Shared;
 use crate::watermark::WatermarkFile;
@@ -489,6 +489,48 @@ impl Writer {
         }))
     }
 
+    /// For a request some of whose parts are retries (their ids in the dedupe
+    /// window) and the others not: whether every part is stored where this
+    /// request put it, the others read back from the log (their ids left the
+    /// window). Then the results of the retry, else `None`.
+    fn retry_in_log(&self, req: &AppendRequest, verdicts: &[Verdict], idx: &IndexState) -> Option<Vec<AppendResult>> {
+        let (r, stored) = verdicts.iter().enumerate().find_map(|(i, v)| Some((i, v.stored()?)))?;
+        let before: u64 = req.parts[..r].iter().map(|p| p.events.len() as u64).sum();
+        let mut position = stored.first_position.checked_sub(before)?;
+        let mut results = Vec::with_capacity(req.parts.len());
+        for (part, verdict) in req.parts.iter().zip(verdicts) {
+            let n = part.events.len() as u64;
+            let result = match verdict.stored() {
+                Some(s) if s.first_position == position => *s,
+                Some(_) => return None,
+                None => {
+                    let first = idx.event_at(position)?.ok()?;
+                    let first_version = first.version();
+                    for (i, ev) in part.events.iter().enumerate() {
+                        let e = idx.event_at(position + i as u64)?.ok()?;
+                        let in_place = e.event_id() == ev.event_id
+                            && e.aggregate_id() == part.aggregate_id
+                            && e.version() == first_version + i as u64;
+                        if !in_place {
+                            return None;
+                        }
+                    }
+                    AppendResult {
+                        first_version,
+                        last_version: first_version + n - 1,
+                        first_position: position,
+                        last_position: position + n - 1,
+                        deduplicated: true,
+                        snapshot_due: false,
+                    }
+                }
+            };
+            results.push(result);
+            position += n;
+        }
+        Some(results)
+    }
+
     /// Encodes a request's frames at the end of `buf`, its parts one after
     /// the other as one batch (part `k` starting at version
     /// `first_versions[k]`); returns the offsets of the frames within `buf`.
@@ -523,7 +565,8 @@ impl Writer {
             };
             let at = self.buf.len();
             let synced = self.opts.durability == Durability::Sync;
-            let len = match record::encode_frame_slot(&mut self.buf, &body, n, k as u32, synced) {
+            let format = self.active.seg.format;
+            let len = match record::encode_frame_as(&mut self.buf, &body, n, k as u32, synced, format) {
                 Ok(len) => len,
                 Err(e) if self.buf.len() < mark => {
                     // The encoder lost the buffer: earlier frames of the group are gone.
@@ -622,6 +665,11 @@ impl Writer {
             return Ok(verdicts.into_iter().filter_map(|v| v.retry()).collect());
         }
         if retries > 0 {
+            // A retry whose other parts' ids all left the dedupe window: the
+            // log itself says whether they are stored where this request put them.
+            if let Some(results) = self.retry_in_log(req, &verdicts, idx) {
+                return Ok(results);
+            }
             // Part of an atomic append is stored and part is not: its ids were
             // used by another append.
             let stored = req.parts.iter().zip(&verdicts).find_map(|(p, v)| Some((p, v.stored()?)));
@@ -685,8 +733,7 @@ impl Writer {
     }
 
     /// Encodes a request's frames at the end of the group's buffer; if they
-    /// do not fit in the active segment (or it has an older frame format),
-    /// writes what precedes them, rolls,
+    /// do not fit in the active segment, writes what precedes them, rolls,
     /// and encodes them at the start of the new segment. Returns the file
     /// offset the frame offsets are relative to, and the offsets.
     fn place(
@@ -702,10 +749,7 @@ impl Writer {
                 group.fatal = Some(e.duplicate());
             }
         })?;
-        // A segment of an older format (a store written by an older build)
-        // takes no new frames: the first append rolls to a current one.
-        let current = self.active.seg.format == FrameFormat::CURRENT;
-        if current && group.buf_at + self.buf.len() as u64 <= self.active.seg.len() {
+        if group.buf_at + self.buf.len() as u64 <= self.active.seg.len() {
             return Ok((group.buf_at + mark as u64, offsets));
         }
         let needed = (self.buf.len() - mark) as u64;
@@ -796,14 +840,17 @@ impl Writer {
                 self.shared.publish_segments(&idx);
             }
             self.shared.visible_end.store(self.next_position, Ordering::SeqCst);
-            if self.opts.durability == Durability::Sync {
+            // In `Buffered` mode everything written is durable too when
+            // nothing is left unsynced: a roll synced it, and the roll that
+            // was to take the rest of the group failed.
+            if self.opts.durability == Durability::Sync || !self.unsynced {
                 self.shared.advance_durable(self.next_position);
             }
             // Subscribers are woken when the writer next looks for work
             // (`next_command`); `Buffered` mode's visible end moved too.
             self.wake_pending = true;
         }
-        if self.opts.durability == Durability::Sync {
+        if self.opts.durability == Durability::Sync || !self.unsynced {
             // After the index lock: readers in this process need not wait for the pwrite.
             self.publish_watermark();
         }

@@ -239,3 +239,22 @@ fn cutting_a_multi_aggregate_batch_at_every_byte_leaves_all_or_nothing() {
     }
     assert!(cuts > 500, "only {cuts} cuts tried");
 }
+
+/// A retry of an `append_many` one of whose batches' ids all left the dedupe
+/// window while another's have not is still recognised: the log is read for
+/// the first, as for one aggregate's batch that straddles the window.
+#[test]
+fn a_retry_straddling_the_dedupe_window_is_still_a_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options().dedupe_window_events(2)).unwrap();
+    let a: Vec<NewEvent> = (0..3).map(|n| event(1, n)).collect();
+    let b: Vec<NewEvent> = (0..2).map(|n| event(2, n)).collect();
+    let first = store
+        .append_many([("A", ExpectedVersion::NoStream, a.clone()), ("B", ExpectedVersion::NoStream, b.clone())])
+        .unwrap();
+    let again = store.append_many([("A", ExpectedVersion::Any, a), ("B", ExpectedVersion::Any, b)]).unwrap();
+    assert!(again.iter().all(|r| r.deduplicated), "{again:?}");
+    let span = |r: &factlog::AppendResult| (r.first_position, r.last_position, r.first_version, r.last_version);
+    assert_eq!(again.iter().map(span).collect::<Vec<_>>(), first.iter().map(span).collect::<Vec<_>>());
+    assert_eq!(store.last_position(), Some(4));
+}

@@ -1,7 +1,8 @@
 //! A store written by a format 1 build (`tests/fixtures/format-v1`, made by
 //! the last format 1 build with the generator described in that folder's
 //! README) opens, reads, filters, verifies and takes appends with this
-//! build: its old segments keep format 1, new segments get format 2.
+//! build: its old segments keep format 1 (the active one takes appends in
+//! format 1 until it is full), new segments get format 2.
 
 use std::path::Path;
 
@@ -112,7 +113,7 @@ fn a_format_1_store_reads_verifies_and_filters_with_this_build() {
 }
 
 #[test]
-fn appends_to_a_format_1_store_go_to_a_new_format_2_segment() {
+fn appends_fill_a_format_1_segment_in_format_1_and_new_segments_get_format_2() {
     let dir = fixture_copy();
     let before = segment_files(dir.path());
     let store = Store::open(dir.path(), options()).unwrap();
@@ -127,6 +128,15 @@ fn appends_to_a_format_1_store_go_to_a_new_format_2_segment() {
     // A retry of a format 1 event is still recognised.
     let again = store.append("acct-0", ExpectedVersion::Any, vec![expected(0)]).unwrap();
     assert!(again.deduplicated && again.first_position == 0, "{again:?}");
+    assert_eq!(segment_files(dir.path()), before, "the format 1 active segment takes the small appends");
+    // Enough to fill it: the roll makes a format 2 segment.
+    for _ in 0..40 {
+        let events = (k..k + 5)
+            .map(|i| NewEvent::new(EventId::new_v4(), "FundsWithdrawn", "x".repeat(200 + i as usize % 7)))
+            .collect();
+        store.append("acct-new", ExpectedVersion::Any, events).unwrap();
+        k += 5;
+    }
     store.close().unwrap();
     let after = segment_files(dir.path());
     assert_eq!(after.len(), before.len() + 1, "one new segment");
@@ -141,7 +151,7 @@ fn appends_to_a_format_1_store_go_to_a_new_format_2_segment() {
         assert_is(e, e.position);
     }
     let new: Vec<_> = all[EVENTS as usize..].iter().map(|e| (e.aggregate_id.as_str(), e.version)).collect();
-    assert_eq!(new, (0..6).map(|v| ("acct-new", v)).collect::<Vec<_>>());
+    assert_eq!(new, (0..k - EVENTS).map(|v| ("acct-new", v)).collect::<Vec<_>>());
     // A subscription with a filter walks both formats.
     let mut sub = store.subscribe(factlog::StartFrom::Start, Filter::all().aggregate_prefixes(["acct-new", "acct-3"]));
     let mut seen = Vec::new();
@@ -154,4 +164,39 @@ fn appends_to_a_format_1_store_go_to_a_new_format_2_segment() {
     let report = store.verify(&mut |_, _| {}).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     store.close().unwrap();
+}
+
+/// An empty format 1 segment at the end (a format 1 store never appended to,
+/// or one killed right after a roll) takes the next appends in format 1: no
+/// second segment with its first position is ever made.
+#[test]
+fn an_empty_format_1_segment_at_the_end_takes_appends_and_followers_keep_up() {
+    let dir = fixture_copy();
+    let mut seg = vec![0u8; SEGMENT_BYTES_MIN as usize];
+    seg[0..8].copy_from_slice(b"FACTLOG\x1a");
+    seg[8..12].copy_from_slice(&1u32.to_le_bytes());
+    seg[12..16].copy_from_slice(&64u32.to_le_bytes());
+    seg[16..24].copy_from_slice(&EVENTS.to_le_bytes());
+    seg[24..32].copy_from_slice(&SEGMENT_BYTES_MIN.to_le_bytes());
+    let crc = crc32fast::hash(&seg[..60]);
+    seg[60..64].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(dir.path().join(format!("{EVENTS:020}.seg")), &seg).unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    let follower = Store::open_read_only(dir.path(), options()).unwrap();
+    for n in 0..3u64 {
+        let r = store
+            .append("acct-new", ExpectedVersion::Any, vec![NewEvent::new(EventId::new_v4(), "Noted", format!("{n}"))])
+            .unwrap();
+        assert_eq!(r.first_position, EVENTS + n);
+    }
+    let all = store.read_all_owned(0, usize::MAX).unwrap();
+    assert_eq!(all.len() as u64, EVENTS + 3);
+    assert_eq!(store.stats().segments, 4);
+    follower.refresh().unwrap();
+    assert_eq!(follower.read_all_owned(0, usize::MAX).unwrap(), all);
+    store.close().unwrap();
+    assert!(segment_files(dir.path()).iter().all(|s| segment_version(s) == 1));
+    let store = Store::open(dir.path(), options()).unwrap();
+    assert_eq!(store.read_all_owned(0, usize::MAX).unwrap(), all);
+    assert!(store.verify(&mut |_, _| {}).unwrap().problems.is_empty());
 }

@@ -111,6 +111,13 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16])]
     pub w8_subscribers: Vec<usize>,
 
+    /// Threads that spin for the whole run, to measure with cores kept busy
+    /// (an application shares its machine with its own work); 0 for none.
+    /// Reported in the JSON's params and in the table's header. The physical
+    /// limits are measured before the threads start.
+    #[arg(long, default_value_t = 0)]
+    pub cpu_load: usize,
+
     /// Seconds spent measuring the physical fsync rate.
     #[arg(long, default_value_t = 2.0)]
     pub fsync_secs: f64,
@@ -183,6 +190,7 @@ impl Args {
             w8_rate: self.w8_rate,
             w8_duration: Duration::from_secs_f64(self.w8_secs),
             w8_subscribers: self.w8_subscribers.clone(),
+            cpu_load: self.cpu_load,
             progress: Progress::detect(self.quiet),
         }
     }

@@ -32,6 +32,44 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--cpu-load`: threads that spin until dropped, so that every workload
+/// runs with that many cores kept busy, as in an application that shares
+/// its machine with its own work.
+struct CpuLoad {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl CpuLoad {
+    fn start(n: usize) -> CpuLoad {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..n)
+            .filter_map(|i| {
+                let stop = std::sync::Arc::clone(&stop);
+                std::thread::Builder::new()
+                    .name(format!("cpu-load-{i}"))
+                    .spawn(move || {
+                        let mut x = 0u64;
+                        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                        }
+                    })
+                    .ok()
+            })
+            .collect();
+        CpuLoad { stop, threads }
+    }
+}
+
+impl Drop for CpuLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
 /// Runs everything; `Ok(false)` when some engine failed (its error is in the report).
 fn run(args: &Args) -> Result<bool> {
     let started = Instant::now();
@@ -70,6 +108,7 @@ fn run(args: &Args) -> Result<bool> {
         Some(measured)
     };
 
+    let load = CpuLoad::start(args.cpu_load);
     let mut rows = Vec::new();
     let mut errors = Vec::new();
     for &kind in &engines {
@@ -78,6 +117,7 @@ fn run(args: &Args) -> Result<bool> {
             errors.push(EngineFailure { engine: kind, error: format!("{e:#}") });
         }
     }
+    drop(load);
 
     let report = Report {
         machine: &machine,

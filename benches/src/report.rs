@@ -298,6 +298,9 @@ impl Report<'_> {
     pub fn to_table(&self) -> String {
         let mut out: Vec<String> = Vec::new();
         out.extend(wrap_parts(&format!("machine: {}", self.machine.one_line())));
+        if self.params.cpu_load > 0 {
+            out.push(format!("cpu load: {} spinning thread(s) for the whole run (--cpu-load)", self.params.cpu_load));
+        }
         match self.physical {
             Some(p) => out.extend(wrap_parts(&p.one_line())),
             None => out.push("physical limits: not measured".into()),
@@ -621,6 +624,7 @@ mod tests {
             w8_rate: 2000,
             w8_duration: Duration::from_secs(2),
             w8_subscribers: vec![1, 16],
+            cpu_load: 0,
             progress: Progress::new(Mode::Off),
         }
     }

@@ -138,6 +138,8 @@ pub struct Params {
     pub w8_duration: Duration,
     /// Subscriber counts W8 runs with.
     pub w8_subscribers: Vec<usize>,
+    /// Threads spinning for the whole run (`--cpu-load`).
+    pub cpu_load: usize,
     /// Where progress goes.
     #[serde(skip)]
     pub progress: Progress,

@@ -18,7 +18,8 @@
 //!   Fsyncing a *file* never makes its name durable.
 //! * At a cut, the durable image is what survives, plus, depending on the
 //!   [`CutMode`], some of the unsynced writes, torn at 512-byte sector
-//!   boundaries of the file.
+//!   boundaries of the file ([`CutMode::Bytes`]: at any byte). A torn write
+//!   never changes a byte it did not write.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -51,6 +52,10 @@ pub enum CutMode {
     /// of each write, and each truncate, independently with probability 1/2),
     /// and a random prefix of the unsynced directory changes. Seeded.
     Subset(u64),
+    /// As [`CutMode::Prefix`], but the first write not wholly kept keeps a
+    /// random prefix of its bytes, cut at any byte, not only at a sector
+    /// boundary: a disk that does not write a sector atomically. Seeded.
+    Bytes(u64),
 }
 
 /// Counters since the file system was created.
@@ -372,16 +377,28 @@ impl Disk {
         let n = pending.len();
         match mode {
             CutMode::Now => vec![Keep::None; n],
-            CutMode::Prefix(seed) => {
+            CutMode::Prefix(seed) | CutMode::Bytes(seed) => {
                 let mut rng = StdRng::seed_from_u64(seed);
                 let whole = rng.gen_range(0..=n);
                 let mut keep: Vec<Keep> = (0..n).map(|i| if i < whole { Keep::All } else { Keep::None }).collect();
                 if let (Some(Pending::Data { op: DataOp::Write { offset, data }, .. }), Some(slot)) =
                     (pending.get(whole), keep.get_mut(whole))
                 {
-                    let pieces = sector_pieces(*offset, data.len() as u64);
-                    let m = rng.gen_range(0..=pieces.len());
-                    *slot = Keep::from_pieces(pieces.into_iter().take(m).collect(), m, data.len() as u64);
+                    let len = data.len() as u64;
+                    let pieces: Vec<(u64, u64)> = if matches!(mode, CutMode::Bytes(_)) {
+                        let cut = rng.gen_range(0..=len);
+                        if cut == 0 {
+                            Vec::new()
+                        } else {
+                            vec![(0, cut)]
+                        }
+                    } else {
+                        let pieces = sector_pieces(*offset, len);
+                        let m = rng.gen_range(0..=pieces.len());
+                        pieces.into_iter().take(m).collect()
+                    };
+                    let m = pieces.len();
+                    *slot = Keep::from_pieces(pieces, m, len);
                 }
                 keep
             }
@@ -727,6 +744,28 @@ mod tests {
         assert_eq!(content(&mut d, "a").unwrap(), b"kept");
         assert!(content(&mut d, "b").is_none());
         assert_eq!(d.read(ino, fh, 0, 10).unwrap_err(), libc::EBADF, "old handles die with the power");
+    }
+
+    #[test]
+    fn a_bytes_cut_tears_inside_a_sector_and_only_the_bytes_written() {
+        let mut torn_inside = false;
+        for seed in 0..32 {
+            let mut d = Disk::new();
+            let root_fh = d.open(ROOT_INO, false).unwrap();
+            let (ino, fh) = file(&mut d, "a");
+            d.write(ino, fh, 0, &[1; 1024], false).unwrap();
+            d.fsync_file(ino, fh).unwrap();
+            d.fsync_dir(ROOT_INO, root_fh).unwrap();
+            d.write(ino, fh, 100, &[2; 36], false).unwrap();
+            d.cut(CutMode::Bytes(seed));
+            d.power_on();
+            let data = content(&mut d, "a").unwrap();
+            let twos = data.iter().filter(|b| **b == 2).count();
+            assert!(data[..100].iter().chain(&data[136..]).all(|b| *b == 1), "seed {seed}: outside the write");
+            assert!(data[100..100 + twos].iter().all(|b| *b == 2), "seed {seed}: a prefix of the write");
+            torn_inside |= twos > 0 && twos < 36;
+        }
+        assert!(torn_inside, "some seed tore the write inside its sector");
     }
 
     #[test]

@@ -325,3 +325,24 @@ fn control_file_cuts_and_powers_on_from_any_process() {
         assert_eq!(names, ["a"], "the control file is hidden");
     });
 }
+
+#[test]
+fn cut_and_kill_fires_an_armed_cut_in_a_child_and_powers_on() {
+    use factlog_powercut::{Outcome, Plan};
+    on_mount("plan", |m| {
+        let path = m.path().join("appended");
+        let script = format!("while :; do echo x >> '{}'; done", path.display());
+        let mut child =
+            std::process::Command::new("sh").args(["-c", &script]).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let outcome = m.cut_and_kill(Plan::Arm(5, CutMode::Now), &mut child).unwrap();
+        assert_eq!(outcome, Outcome::ArmedFired);
+        assert!(child.try_wait().unwrap().is_some(), "the child is reaped");
+        assert!(m.powered(), "power is back on");
+        assert_eq!(m.stats().armed_fired, 1);
+        assert!(!path.exists(), "nothing was synced, so the file's creation is undone");
+
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        assert_eq!(m.cut_and_kill(Plan::Cut(CutMode::Bytes(1)), &mut child).unwrap(), Outcome::Cut);
+        assert!(child.try_wait().unwrap().is_some());
+    });
+}

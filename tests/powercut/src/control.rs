@@ -11,7 +11,7 @@
 //! | `cut` or `cut now` | cut the power, keeping nothing unsynced |
 //! | `cut prefix SEED` | cut, keeping a random ordered prefix of the unsynced changes |
 //! | `cut subset SEED` | cut, keeping a random subset of the unsynced sectors |
-//! | `cut bytes SEED` | as `prefix`, but the first write not kept whole is torn at any byte |
+//! | `cut bytes SEED` | cut, keeping per file an ordered prefix of its unsynced writes, the next one torn at any byte |
 //! | `arm N [now \| prefix SEED \| subset SEED \| bytes SEED]` | cut at the Nth mutating call from now; that call fails with `EIO` |
 //! | `on` | power back on |
 //!

@@ -52,9 +52,12 @@ pub enum CutMode {
     /// of each write, and each truncate, independently with probability 1/2),
     /// and a random prefix of the unsynced directory changes. Seeded.
     Subset(u64),
-    /// As [`CutMode::Prefix`], but the first write not wholly kept keeps a
-    /// random prefix of its bytes, cut at any byte, not only at a sector
-    /// boundary: a disk that does not write a sector atomically. Seeded.
+    /// Keep, for each file, a random ordered prefix of its unsynced writes,
+    /// and of the first write not kept whole a random prefix of its bytes,
+    /// cut at any byte, not only at a sector boundary; and a random prefix of
+    /// the unsynced directory changes. A disk that writes each file in order
+    /// but does not write a sector atomically: every file with unsynced
+    /// writes may have one torn. Seeded.
     Bytes(u64),
 }
 
@@ -377,31 +380,20 @@ impl Disk {
         let n = pending.len();
         match mode {
             CutMode::Now => vec![Keep::None; n],
-            CutMode::Prefix(seed) | CutMode::Bytes(seed) => {
+            CutMode::Prefix(seed) => {
                 let mut rng = StdRng::seed_from_u64(seed);
                 let whole = rng.gen_range(0..=n);
                 let mut keep: Vec<Keep> = (0..n).map(|i| if i < whole { Keep::All } else { Keep::None }).collect();
                 if let (Some(Pending::Data { op: DataOp::Write { offset, data }, .. }), Some(slot)) =
                     (pending.get(whole), keep.get_mut(whole))
                 {
-                    let len = data.len() as u64;
-                    let pieces: Vec<(u64, u64)> = if matches!(mode, CutMode::Bytes(_)) {
-                        let cut = rng.gen_range(0..=len);
-                        if cut == 0 {
-                            Vec::new()
-                        } else {
-                            vec![(0, cut)]
-                        }
-                    } else {
-                        let pieces = sector_pieces(*offset, len);
-                        let m = rng.gen_range(0..=pieces.len());
-                        pieces.into_iter().take(m).collect()
-                    };
-                    let m = pieces.len();
-                    *slot = Keep::from_pieces(pieces, m, len);
+                    let pieces = sector_pieces(*offset, data.len() as u64);
+                    let m = rng.gen_range(0..=pieces.len());
+                    *slot = Keep::from_pieces(pieces.into_iter().take(m).collect(), m, data.len() as u64);
                 }
                 keep
             }
+            CutMode::Bytes(seed) => Self::keep_per_file_torn_anywhere(pending, seed),
             CutMode::Subset(seed) => {
                 let mut rng = StdRng::seed_from_u64(seed);
                 let entries = pending.iter().filter(|p| matches!(p, Pending::Entry(_))).count();
@@ -437,6 +429,52 @@ impl Disk {
                     .collect()
             }
         }
+    }
+
+    /// [`CutMode::Bytes`]: per file an ordered prefix of its changes, the
+    /// first write not kept whole cut at a random byte; a prefix of the
+    /// directory changes.
+    fn keep_per_file_torn_anywhere(pending: &[Pending], seed: u64) -> Vec<Keep> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut changes_per_file: HashMap<u64, usize> = HashMap::new();
+        for p in pending {
+            if let Pending::Data { ino, .. } = p {
+                *changes_per_file.entry(*ino).or_default() += 1;
+            }
+        }
+        let mut whole: HashMap<u64, usize> =
+            changes_per_file.iter().map(|(ino, n)| (*ino, rng.gen_range(0..=*n))).collect();
+        let entries = pending.iter().filter(|p| matches!(p, Pending::Entry(_))).count();
+        let mut entries_left = rng.gen_range(0..=entries);
+        let mut seen: HashMap<u64, usize> = HashMap::new();
+        pending
+            .iter()
+            .map(|p| match p {
+                Pending::Entry(_) if entries_left > 0 => {
+                    entries_left -= 1;
+                    Keep::All
+                }
+                Pending::Entry(_) => Keep::None,
+                Pending::Data { ino, op } => {
+                    let index = seen.entry(*ino).or_default();
+                    let whole = whole.entry(*ino).or_default();
+                    let keep = match (*index).cmp(whole) {
+                        std::cmp::Ordering::Less => Keep::All,
+                        std::cmp::Ordering::Equal => match op {
+                            DataOp::Write { data, .. } => {
+                                let len = data.len() as u64;
+                                let cut = rng.gen_range(0..=len);
+                                Keep::from_pieces(vec![(0, cut)], usize::from(cut > 0), len)
+                            }
+                            DataOp::SetLen(_) => Keep::None,
+                        },
+                        std::cmp::Ordering::Greater => Keep::None,
+                    };
+                    *index += 1;
+                    keep
+                }
+            })
+            .collect()
     }
 
     /// Turns the power back on: the current view becomes the durable image,

@@ -58,6 +58,16 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The same plan (at once, or armed at the same call) with another mode.
+    pub fn with_mode(self, mode: CutMode) -> Plan {
+        match self {
+            Plan::Cut(_) => Plan::Cut(mode),
+            Plan::Arm(nth, _) => Plan::Arm(nth, mode),
+        }
+    }
+}
+
 /// What [`PowerCutMount::cut_and_kill`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {

@@ -11,15 +11,18 @@
 //! * `read-only`: the same on a store opened read-only, beside a writer in
 //!   another process;
 //! * `rounds CYCLE` (the power-cut suite): opens the store read-write with
-//!   [`rounds_options`] and the consumer with [`rounds_options_consumer`], prints `ready`, then until it is killed or fails,
-//!   in rounds: appends 1..=4 batches of 1..=20 events (`appended END` once
-//!   they are all acknowledged: the log's end is at least END), runs the consumer until
-//!   it has caught up (`caught-up N`: N is its committed checkpoint, which
-//!   is durable once the run returns). The events' ids are unique per CYCLE.
+//!   [`rounds_options`] and the consumer with [`rounds_consumer_options`],
+//!   prints `ready`, then until it is killed or fails: one thread appends
+//!   batches of 1..=40 events every 2..=12 ms (`appended END` once a batch is
+//!   acknowledged: the log's end is at least END), in bursts the consumer
+//!   takes a while to handle, while another runs the consumer until caught up,
+//!   again and again (`caught-up N` after each run returns: N is its
+//!   committed checkpoint, which is durable by then). Event ids are unique
+//!   per CYCLE.
 //!
 //! The handled log must live on a disk that the test never cuts the power of.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -29,7 +32,7 @@ use rand::Rng;
 
 /// First word of the line a run writes before it handles anything.
 pub const START: &str = "start";
-/// First word of the line written after a round's appends were acknowledged.
+/// First word of the line written after a batch of appends was acknowledged.
 pub const APPENDED: &str = "appended";
 /// First word of the line written after a run until caught up returned.
 pub const CAUGHT_UP: &str = "caught-up";
@@ -52,7 +55,7 @@ pub fn options() -> ConsumerOptions {
 /// The consumer's options in `rounds` mode: commits every 3 events, synced
 /// at most every 20 ms, so that a power cut finds unsynced commits, and
 /// sometimes a torn one.
-pub fn rounds_options_consumer() -> ConsumerOptions {
+pub fn rounds_consumer_options() -> ConsumerOptions {
     options().commit_every_events(3).checkpoint_sync_interval(Duration::from_millis(20))
 }
 
@@ -65,6 +68,25 @@ pub fn rounds_options() -> Options {
 /// Give up if nobody killed us by then (the power-cut suite cuts within a second).
 const LIFETIME: Duration = Duration::from_secs(60);
 
+/// The handled log: one `write` per line.
+struct Log(Mutex<File>);
+
+impl Log {
+    fn note(&self, line: String) {
+        self.0.lock().expect("log lock").write_all(line.as_bytes()).expect("write handled log");
+    }
+
+    /// The handler: notes the position, waits `pause`, fails on a poisoned one.
+    fn handle(&self, position: u64, pause: Duration) -> Result<(), String> {
+        self.note(format!("{position}\n"));
+        std::thread::sleep(pause);
+        if poisoned(position) {
+            return Err(format!("poisoned {position}"));
+        }
+        Ok(())
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (dir, log, workers) = (&args[1], &args[2], args[3].parse::<usize>().expect("workers"));
@@ -75,26 +97,17 @@ fn main() {
         Some("rounds") => Store::open(dir, rounds_options()).expect("open store"),
         _ => Store::open(dir, Options::default()).expect("open store"),
     };
-    let consumer_options = if rounds.is_some() { rounds_options_consumer() } else { options() };
+    let consumer_options = if rounds.is_some() { rounds_consumer_options() } else { options() };
     let mut consumer = store.consumer("c", consumer_options).expect("open consumer");
-    let file = OpenOptions::new().create(true).append(true).open(log).expect("open handled log");
-    let file = Mutex::new(file);
-    let note = |line: String| file.lock().expect("log lock").write_all(line.as_bytes()).expect("write handled log");
-    note(format!("{START} {}\n", consumer.committed()));
-    let pause = Duration::from_micros(if rounds.is_some() { 100 } else { 200 });
-    let handle = |position: u64| -> Result<(), String> {
-        note(format!("{position}\n"));
-        std::thread::sleep(pause);
-        if poisoned(position) {
-            return Err(format!("poisoned {position}"));
-        }
-        Ok(())
-    };
+    let log = Log(Mutex::new(OpenOptions::new().create(true).append(true).open(log).expect("open handled log")));
+    log.note(format!("{START} {}\n", consumer.committed()));
+    let pause = Duration::from_micros(200);
+    let log = &log;
     let mut run_until_caught_up = || {
         let summary = if workers == 0 {
-            consumer.run_until_caught_up(|e: &EventRef<'_>| handle(e.position()))
+            consumer.run_until_caught_up(|e: &EventRef<'_>| log.handle(e.position(), pause))
         } else {
-            consumer.run_workers_until_caught_up(workers, |e: &RecordedEvent| handle(e.position))
+            consumer.run_workers_until_caught_up(workers, |e: &RecordedEvent| log.handle(e.position, pause))
         };
         summary.expect("run consumer");
         consumer.committed()
@@ -106,21 +119,35 @@ fn main() {
     };
     println!("ready");
     std::io::stdout().flush().expect("flush stdout");
+    std::thread::scope(|scope| {
+        scope.spawn(|| append_until_killed(&store, log, cycle));
+        let started = Instant::now();
+        let mut last = None;
+        while started.elapsed() < LIFETIME {
+            let committed = run_until_caught_up();
+            if last == Some(committed) {
+                // Nothing new: do not spin.
+                std::thread::sleep(Duration::from_millis(1));
+                continue;
+            }
+            log.note(format!("{CAUGHT_UP} {committed}\n"));
+            last = Some(committed);
+        }
+    });
+    panic!("consumer_child: not killed within {LIFETIME:?}");
+}
+
+/// `rounds` mode's appender: a batch of 1..=40 events every 2..=12 ms.
+fn append_until_killed(store: &Store, log: &Log, cycle: u64) {
     let mut rng = factlog_tests::random::rng(&[cycle, 0xC0_5E]);
     let started = Instant::now();
     let mut n = 0u64;
     while started.elapsed() < LIFETIME {
-        let mut end = 0;
-        for _ in 0..rng.gen_range(1..=4) {
-            let count = rng.gen_range(1..=20);
-            let events = (n..n + count).map(|i| factlog_tests::event(1000 + cycle, i)).collect();
-            let r = store.append(&format!("acct-{}", n % 15), ExpectedVersion::Any, events).expect("append");
-            end = r.last_position + 1;
-            n += count;
-        }
-        note(format!("{APPENDED} {end}\n"));
-        let committed = run_until_caught_up();
-        note(format!("{CAUGHT_UP} {committed}\n"));
+        let count = rng.gen_range(1..=40);
+        let events = (n..n + count).map(|i| factlog_tests::event(1000 + cycle, i)).collect();
+        let r = store.append(&format!("acct-{}", n % 15), ExpectedVersion::Any, events).expect("append");
+        log.note(format!("{APPENDED} {}\n", r.last_position + 1));
+        n += count;
+        std::thread::sleep(Duration::from_millis(rng.gen_range(2..=12)));
     }
-    panic!("consumer_child: not killed within {LIFETIME:?}");
 }

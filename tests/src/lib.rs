@@ -51,6 +51,13 @@ pub mod snapshot_crash {
         super::small_options().snapshot_file_bytes(4096).snapshots_keep(1)
     }
 
+    /// Every snapshot kept, so nothing is ever compacted: 16 KiB files that
+    /// roll without a compaction after them (whose directory fsync would
+    /// also make the new file's name durable).
+    pub fn options_keeping_all() -> Options {
+        super::small_options().snapshot_file_bytes(16 * 1024).snapshots_keep(1_000_000)
+    }
+
     /// Name of aggregate `n`.
     pub fn aggregate(n: u64) -> String {
         format!("acct-{n}")

@@ -63,6 +63,42 @@ fn a_consumer_resumes_after_its_checkpoint_and_sees_each_event_once() {
 }
 
 #[test]
+fn a_runner_commits_every_n_events_within_one_long_batch_not_only_between_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), small_options()).unwrap();
+    append(&store, 1, 300);
+    // 300 events come in one batch; the checkpoint must still move every 10.
+    let seen_at_250 = std::cell::Cell::new(None);
+    let options = ConsumerOptions::default().commit_every_events(10).commit_every(Duration::from_secs(3600));
+    let mut c = store.consumer("every-10", options).unwrap();
+    c.run_until_caught_up(|e: &EventRef<'_>| -> Result<(), String> {
+        if e.position() == 250 {
+            seen_at_250.set(Some(store.consumer_info("every-10").unwrap().next_position));
+        }
+        Ok(())
+    })
+    .unwrap();
+    let committed = seen_at_250.get().unwrap();
+    assert!((240..=250).contains(&committed), "handling position 250, the checkpoint was at {committed}");
+    assert_eq!(c.committed(), 300);
+
+    // With workers: 3,000 events, more than their queues hold.
+    append(&store, 2, 2700);
+    let seen_at_2500 = Mutex::new(None);
+    let options = ConsumerOptions::default().commit_every_events(10).commit_every(Duration::from_secs(3600));
+    let mut c = store.consumer("workers-every-10", options).unwrap();
+    c.run_workers_until_caught_up(2, |e: &factlog::RecordedEvent| -> Result<(), String> {
+        if e.position == 2500 {
+            *seen_at_2500.lock().unwrap() = Some(store.consumer_info("workers-every-10").unwrap().next_position);
+        }
+        Ok(())
+    })
+    .unwrap();
+    let committed = seen_at_2500.lock().unwrap().unwrap();
+    assert!(committed >= 1000, "handling position 2,500 with workers, the checkpoint was at {committed}");
+}
+
+#[test]
 fn explicit_commits_decide_where_a_restart_resumes_and_polls_auto_commit_what_they_handed_out() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), small_options()).unwrap();

@@ -35,6 +35,10 @@ pub use runner::{RetryPolicy, RunSummary};
 pub const CONSUMERS_DIR: &str = "consumers";
 /// The longest consumer name, in bytes.
 pub const CONSUMER_NAME_MAX: usize = 64;
+/// The runner checks [`ConsumerOptions::commit_every`] once per this many
+/// handled events (reading the clock per event would cost a fast handler a
+/// third of its rate).
+const COMMIT_CLOCK_EVENTS: u32 = 64;
 const CHECKPOINT_SUFFIX: &str = ".checkpoint";
 const PARKED_SUFFIX: &str = ".parked";
 const LOCK_SUFFIX: &str = ".lock";
@@ -55,7 +59,8 @@ pub struct ConsumerOptions {
     /// last commit (default 1,000).
     pub commit_every_events: u64,
     /// Commit automatically once this long has passed since the last commit
-    /// (default 1 s), and whenever the consumer has caught up.
+    /// (default 1 s), and whenever the consumer has caught up. The runner
+    /// reads the clock for it once every 64 handled events, and between batches.
     pub commit_every: Duration,
     /// Automatic commits are written at once but `fdatasync`ed at most this
     /// often (default 1 s), and always when the consumer catches up, stops or
@@ -241,6 +246,7 @@ impl Consumer {
             last_commit: now,
             last_sync: now,
             unsynced: false,
+            since_clock: 0,
         };
         Ok(Consumer {
             name: name.to_string(),
@@ -324,9 +330,24 @@ struct Committer {
     last_commit: Instant,
     last_sync: Instant,
     unsynced: bool,
+    /// Events handled since the clock was last read for `every`.
+    since_clock: u32,
 }
 
 impl Committer {
+    /// After the runner handled an event: commits `next` (one past it) if a
+    /// threshold is reached. Counts per event; reads the clock only every
+    /// [`COMMIT_CLOCK_EVENTS`] events.
+    fn after_event(&mut self, next: u64) -> Result<()> {
+        self.since_clock += 1;
+        let by_count = next.saturating_sub(self.checkpoint.current().next) >= self.every_events;
+        if by_count || self.since_clock >= COMMIT_CLOCK_EVENTS {
+            self.since_clock = 0;
+            return self.auto_commit(next, false);
+        }
+        Ok(())
+    }
+
     /// Commits `next` if auto-commit is on and a threshold is reached (or
     /// `flush`: the consumer caught up or stops), syncing per the options.
     fn auto_commit(&mut self, next: u64, flush: bool) -> Result<()> {

@@ -181,7 +181,7 @@ impl Consumer {
                 Err(Error::Closed) => return self.closed(summary),
                 Err(e) => return Err(e),
             };
-            let (parked, options, stop) = (&self.parked, &self.options, &self.stop);
+            let (parked, options, stop, committer) = (&self.parked, &self.options, &self.stop, &mut self.committer);
             let mut events = batch.events();
             let mut failure = None;
             while !stop.requested() {
@@ -201,6 +201,12 @@ impl Consumer {
                         failure = Some((e, Some(event.position())));
                         break;
                     }
+                }
+                // Every position up to this event is handled (or filtered out):
+                // a batch can be thousands of events, so commit within it too.
+                if let Err(e) = committer.after_event(event.position() + 1) {
+                    failure = Some((e, None));
+                    break;
                 }
             }
             drop(events);
@@ -309,6 +315,11 @@ impl Consumer {
                         if queues[w].send(event.to_recorded()).is_err() {
                             // That worker stopped on an error: it reports it below.
                             return Ok(());
+                        }
+                        // A batch can be thousands of events: commit within it too.
+                        drain(&done_rx, &mut in_flight, &mut summary, None)?;
+                        if let Some(&low) = in_flight.first() {
+                            committer.after_event(low)?;
                         }
                     }
                     drop(batch);

@@ -11,7 +11,8 @@
 //! | `cut` or `cut now` | cut the power, keeping nothing unsynced |
 //! | `cut prefix SEED` | cut, keeping a random ordered prefix of the unsynced changes |
 //! | `cut subset SEED` | cut, keeping a random subset of the unsynced sectors |
-//! | `arm N [now \| prefix SEED \| subset SEED]` | cut at the Nth mutating call from now; that call fails with `EIO` |
+//! | `cut bytes SEED` | cut, keeping per file an ordered prefix of its unsynced writes, the next one torn at any byte |
+//! | `arm N [now \| prefix SEED \| subset SEED \| bytes SEED]` | cut at the Nth mutating call from now; that call fails with `EIO` |
 //! | `on` | power back on |
 //!
 //! Reading the file gives `power on|off`, `armed yes|no`, `unsynced N` and the
@@ -35,6 +36,7 @@ fn mode(words: &[&str]) -> Option<CutMode> {
         [] | ["now"] => Some(CutMode::Now),
         ["prefix", seed] => seed.parse().ok().map(CutMode::Prefix),
         ["subset", seed] => seed.parse().ok().map(CutMode::Subset),
+        ["bytes", seed] => seed.parse().ok().map(CutMode::Bytes),
         _ => None,
     }
 }
@@ -92,6 +94,8 @@ mod tests {
         assert_eq!(parse("cut subset 9\n"), Some(Command::Cut(CutMode::Subset(9))));
         assert_eq!(parse("arm 3"), Some(Command::Arm(3, CutMode::Now)));
         assert_eq!(parse("arm 5 prefix 1"), Some(Command::Arm(5, CutMode::Prefix(1))));
+        assert_eq!(parse("cut bytes 4"), Some(Command::Cut(CutMode::Bytes(4))));
+        assert_eq!(parse("arm 2 bytes 8"), Some(Command::Arm(2, CutMode::Bytes(8))));
         assert_eq!(parse("on"), Some(Command::On));
         for bad in ["", "cut later", "arm 0", "arm x", "cut prefix", "on now", "cut subset -1"] {
             assert_eq!(parse(bad), None, "{bad:?}");

@@ -18,7 +18,8 @@
 //!   Fsyncing a *file* never makes its name durable.
 //! * At a cut, the durable image is what survives, plus, depending on the
 //!   [`CutMode`], some of the unsynced writes, torn at 512-byte sector
-//!   boundaries of the file.
+//!   boundaries of the file ([`CutMode::Bytes`]: at any byte). A torn write
+//!   never changes a byte it did not write.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -51,6 +52,13 @@ pub enum CutMode {
     /// of each write, and each truncate, independently with probability 1/2),
     /// and a random prefix of the unsynced directory changes. Seeded.
     Subset(u64),
+    /// Keep, for each file, a random ordered prefix of its unsynced writes,
+    /// and of the first write not kept whole a random prefix of its bytes,
+    /// cut at any byte, not only at a sector boundary; and a random prefix of
+    /// the unsynced directory changes. A disk that writes each file in order
+    /// but does not write a sector atomically: every file with unsynced
+    /// writes may have one torn. Seeded.
+    Bytes(u64),
 }
 
 /// Counters since the file system was created.
@@ -385,6 +393,7 @@ impl Disk {
                 }
                 keep
             }
+            CutMode::Bytes(seed) => Self::keep_per_file_torn_anywhere(pending, seed),
             CutMode::Subset(seed) => {
                 let mut rng = StdRng::seed_from_u64(seed);
                 let entries = pending.iter().filter(|p| matches!(p, Pending::Entry(_))).count();
@@ -420,6 +429,52 @@ impl Disk {
                     .collect()
             }
         }
+    }
+
+    /// [`CutMode::Bytes`]: per file an ordered prefix of its changes, the
+    /// first write not kept whole cut at a random byte; a prefix of the
+    /// directory changes.
+    fn keep_per_file_torn_anywhere(pending: &[Pending], seed: u64) -> Vec<Keep> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut changes_per_file: HashMap<u64, usize> = HashMap::new();
+        for p in pending {
+            if let Pending::Data { ino, .. } = p {
+                *changes_per_file.entry(*ino).or_default() += 1;
+            }
+        }
+        let mut whole: HashMap<u64, usize> =
+            changes_per_file.iter().map(|(ino, n)| (*ino, rng.gen_range(0..=*n))).collect();
+        let entries = pending.iter().filter(|p| matches!(p, Pending::Entry(_))).count();
+        let mut entries_left = rng.gen_range(0..=entries);
+        let mut seen: HashMap<u64, usize> = HashMap::new();
+        pending
+            .iter()
+            .map(|p| match p {
+                Pending::Entry(_) if entries_left > 0 => {
+                    entries_left -= 1;
+                    Keep::All
+                }
+                Pending::Entry(_) => Keep::None,
+                Pending::Data { ino, op } => {
+                    let index = seen.entry(*ino).or_default();
+                    let whole = whole.entry(*ino).or_default();
+                    let keep = match (*index).cmp(whole) {
+                        std::cmp::Ordering::Less => Keep::All,
+                        std::cmp::Ordering::Equal => match op {
+                            DataOp::Write { data, .. } => {
+                                let len = data.len() as u64;
+                                let cut = rng.gen_range(0..=len);
+                                Keep::from_pieces(vec![(0, cut)], usize::from(cut > 0), len)
+                            }
+                            DataOp::SetLen(_) => Keep::None,
+                        },
+                        std::cmp::Ordering::Greater => Keep::None,
+                    };
+                    *index += 1;
+                    keep
+                }
+            })
+            .collect()
     }
 
     /// Turns the power back on: the current view becomes the durable image,
@@ -727,6 +782,28 @@ mod tests {
         assert_eq!(content(&mut d, "a").unwrap(), b"kept");
         assert!(content(&mut d, "b").is_none());
         assert_eq!(d.read(ino, fh, 0, 10).unwrap_err(), libc::EBADF, "old handles die with the power");
+    }
+
+    #[test]
+    fn a_bytes_cut_tears_inside_a_sector_and_only_the_bytes_written() {
+        let mut torn_inside = false;
+        for seed in 0..32 {
+            let mut d = Disk::new();
+            let root_fh = d.open(ROOT_INO, false).unwrap();
+            let (ino, fh) = file(&mut d, "a");
+            d.write(ino, fh, 0, &[1; 1024], false).unwrap();
+            d.fsync_file(ino, fh).unwrap();
+            d.fsync_dir(ROOT_INO, root_fh).unwrap();
+            d.write(ino, fh, 100, &[2; 36], false).unwrap();
+            d.cut(CutMode::Bytes(seed));
+            d.power_on();
+            let data = content(&mut d, "a").unwrap();
+            let twos = data.iter().filter(|b| **b == 2).count();
+            assert!(data[..100].iter().chain(&data[136..]).all(|b| *b == 1), "seed {seed}: outside the write");
+            assert!(data[100..100 + twos].iter().all(|b| *b == 2), "seed {seed}: a prefix of the write");
+            torn_inside |= twos > 0 && twos < 36;
+        }
+        assert!(torn_inside, "some seed tore the write inside its sector");
     }
 
     #[test]

@@ -325,3 +325,62 @@ fn control_file_cuts_and_powers_on_from_any_process() {
         assert_eq!(names, ["a"], "the control file is hidden");
     });
 }
+
+#[test]
+fn cut_and_kill_fires_an_armed_cut_in_a_child_and_powers_on() {
+    use factlog_powercut::{Outcome, Plan};
+    on_mount("plan", |m| {
+        let path = m.path().join("appended");
+        let script = format!("while :; do echo x >> '{}'; done", path.display());
+        let mut child =
+            std::process::Command::new("sh").args(["-c", &script]).stderr(std::process::Stdio::null()).spawn().unwrap();
+        let outcome = m.cut_and_kill(Plan::Arm(5, CutMode::Now), &mut child).unwrap();
+        assert_eq!(outcome, Outcome::ArmedFired);
+        assert!(child.try_wait().unwrap().is_some(), "the child is reaped");
+        assert!(m.powered(), "power is back on");
+        assert_eq!(m.stats().armed_fired, 1);
+        assert!(!path.exists(), "nothing was synced, so the file's creation is undone");
+
+        let mut child = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+        assert_eq!(m.cut_and_kill(Plan::Cut(CutMode::Bytes(1)), &mut child).unwrap(), Outcome::Cut);
+        assert!(child.try_wait().unwrap().is_some());
+    });
+}
+
+#[test]
+fn bytes_cut_tears_at_most_one_write_per_file_at_any_byte() {
+    const SLOT: usize = 36;
+    on_mount("bytes", |m| {
+        let mut torn_inside_a_sector = 0;
+        for seed in 0..16 {
+            // Two files, each written as the consumer checkpoint is: small
+            // writes alternating between offsets 0 and 512, none synced.
+            let files: Vec<PathBuf> =
+                ["x", "y"].iter().map(|n| durable_file(m.path(), &format!("{n}{seed}"), &[0u8; 1024])).collect();
+            let handles: Vec<File> = files.iter().map(|p| OpenOptions::new().write(true).open(p).unwrap()).collect();
+            for round in 1..=6u8 {
+                for f in &handles {
+                    f.write_all_at(&[round; SLOT], u64::from(round % 2) * SECTOR_BYTES).unwrap();
+                }
+            }
+            m.cut(CutMode::Bytes(seed));
+            drop(handles);
+            m.power_on();
+            for path in &files {
+                let data = fs::read(path).unwrap();
+                let mut torn = 0;
+                for at in [0, SECTOR_BYTES as usize] {
+                    let slot = &data[at..at + SLOT];
+                    let written = slot.iter().take_while(|b| **b == slot[0]).count();
+                    assert!(slot[written..].iter().all(|b| *b == 0 || *b + 2 == slot[0]), "{seed}: {slot:?}");
+                    torn += usize::from(written < SLOT);
+                }
+                let outside = data[SLOT..SECTOR_BYTES as usize].iter().chain(&data[SECTOR_BYTES as usize + SLOT..]);
+                assert!(outside.into_iter().all(|b| *b == 0), "seed {seed}: a byte no write touched changed");
+                assert!(torn <= 1, "seed {seed}: both slots of {} torn: {data:?}", path.display());
+                torn_inside_a_sector += torn;
+            }
+        }
+        assert!(torn_inside_a_sector > 0, "some seed tore a 36-byte write");
+    });
+}

@@ -3,8 +3,11 @@
 //! kills land in the middle of saves, file rolls and compactions.
 //!
 //! ```text
-//! snapshot_crash_child <store-dir> <ack-log>
+//! snapshot_crash_child <store-dir> <ack-log> [keep-all]
 //! ```
+//!
+//! With `keep-all` the store keeps every snapshot (`snapshot_crash::options_keeping_all`).
+
 //!
 //! After each `save_snapshot` returns it appends `ack <aggregate> <version>`
 //! to the ack log and fsyncs it, then prints `ready` once (after the first).
@@ -21,10 +24,12 @@ use factlog_tests::snapshot_crash as spec;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (Some(dir), Some(ack_path)) = (args.get(1), args.get(2)) else {
-        eprintln!("usage: snapshot_crash_child <store-dir> <ack-log>");
+        eprintln!("usage: snapshot_crash_child <store-dir> <ack-log> [keep-all]");
         std::process::exit(2);
     };
-    let store = Store::open(dir, spec::options()).expect("open store");
+    let options =
+        if args.get(3).is_some_and(|a| a == "keep-all") { spec::options_keeping_all() } else { spec::options() };
+    let store = Store::open(dir, options).expect("open store");
     let mut acks = std::fs::OpenOptions::new().create(true).append(true).open(ack_path).expect("open ack log");
     let mut announced = false;
     let mut round = 0u64;

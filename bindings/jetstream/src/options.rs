@@ -166,15 +166,14 @@ impl RelayOptions {
     /// Checks what the broker would refuse later, or the relay could not keep.
     pub(crate) fn validate(&self) -> Result<()> {
         let bad = |what: String| Err(Error::InvalidOptions(what));
-        let name_ok = |s: &str| !s.is_empty() && !s.bytes().any(|b| b.is_ascii_whitespace() || b"./*>".contains(&b));
-        if !name_ok(&self.stream) {
-            return bad(format!(
-                "stream name {:?} must be non-empty, without spaces, '.', '*', '>' or '/'",
-                self.stream
-            ));
+        // What JetStream refuses in a stream name, and in a subject token.
+        let plain = |s: &str, extra: &[u8]| {
+            !s.is_empty() && !s.bytes().any(|b| b.is_ascii_whitespace() || b"*>".contains(&b) || extra.contains(&b))
+        };
+        if !plain(&self.stream, b"./\\") {
+            return bad(format!("stream name {:?} must be non-empty, without spaces, '.', '*', '>', '/' or '\\'", self.stream));
         }
-        let prefix_ok = self.subject_prefix.split('.').all(|t| name_ok(t) || (t.contains('/') && !t.is_empty()));
-        if !prefix_ok {
+        if !self.subject_prefix.split('.').all(|token| plain(token, b"")) {
             return bad(format!(
                 "subject prefix {:?} must be dot-separated non-empty tokens without spaces, '*' or '>'",
                 self.subject_prefix

@@ -171,7 +171,10 @@ impl RelayOptions {
             !s.is_empty() && !s.bytes().any(|b| b.is_ascii_whitespace() || b"*>".contains(&b) || extra.contains(&b))
         };
         if !plain(&self.stream, b"./\\") {
-            return bad(format!("stream name {:?} must be non-empty, without spaces, '.', '*', '>', '/' or '\\'", self.stream));
+            return bad(format!(
+                "stream name {:?} must be non-empty, without spaces, '.', '*', '>', '/' or '\\'",
+                self.stream
+            ));
         }
         if !self.subject_prefix.split('.').all(|token| plain(token, b"")) {
             return bad(format!(

@@ -1,6 +1,8 @@
 //! Every event of a store reaches the stream once, in order, with every
 //! envelope field; a JetStream consumer rebuilds what a local replay sees.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: panicking is how it fails
+
 mod common;
 
 use std::collections::BTreeMap;

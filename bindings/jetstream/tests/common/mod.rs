@@ -133,3 +133,38 @@ pub fn assert_exactly_once(store: &Store, shipped: &[Shipped], end: u64) {
         assert_eq!(&s.event, l, "message at sequence {}", s.sequence);
     }
 }
+
+/// Waits until `done` holds, checking every 20 ms; fails the test with
+/// `what` (and what `state` says) after `seconds`. A generous bound, never a
+/// timing assertion: a slow machine only waits longer.
+pub fn wait_until(seconds: u64, what: &str, mut state: impl FnMut() -> String, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "waited {seconds} s for {what}; now: {}", state());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Appends to `store` from a thread until the returned flag is set: batches
+/// of 1 to 4 events over 9 aggregates, a millisecond apart. Returns the
+/// flag and the thread, which returns how many events it appended.
+pub fn keep_appending(
+    store: &Store,
+    first: u64,
+) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, std::thread::JoinHandle<u64>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let (store, flag) = (store.clone(), stop.clone());
+    let writer = std::thread::spawn(move || {
+        let mut n = first;
+        while !flag.load(Ordering::SeqCst) {
+            let size = 1 + n % 4;
+            let batch = (n..n + size).map(full_event).collect();
+            store.append(&format!("acct-{}", n % 9), ExpectedVersion::Any, batch).unwrap();
+            n += size;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        n - first
+    });
+    (stop, writer)
+}

@@ -403,7 +403,10 @@ impl<'r> Pipeline<'r> {
             }
             let room = self.options().max_in_flight.saturating_sub(self.in_flight.len());
             let byte_room = self.options().max_in_flight_bytes.saturating_sub(self.in_flight_bytes);
-            if room == 0 || byte_room == 0 {
+            // Read again only once a good batch fits: a full pipeline that read
+            // one event per acknowledgement would make every batch one event.
+            let low_water = self.options().batch_events.min(self.options().max_in_flight / 2).max(1);
+            if room < low_water || byte_room < self.options().max_in_flight_bytes / 2 {
                 self.settle_oldest()?;
                 continue;
             }
@@ -430,7 +433,6 @@ impl<'r> Pipeline<'r> {
                 continue;
             }
             self.publish(outgoing)?;
-            self.settle_ready()?;
             if self.in_flight.is_empty() {
                 self.acked_next = self.acked_next.max(consumer.position());
             }
@@ -489,24 +491,29 @@ impl<'r> Pipeline<'r> {
         }
     }
 
-    /// Publishes without waiting for acknowledgements.
+    /// Publishes without waiting for acknowledgements, then settles those
+    /// that have already arrived.
     fn publish(&mut self, outgoing: Vec<Outgoing>) -> Result<(), Failure> {
         let mut sequence = self.next_sequence - outgoing.len() as u64;
-        let js = self.js;
-        let sent = self.relay.runtime.block_on(async {
-            let mut sent = Vec::with_capacity(outgoing.len());
+        let relay = self.relay;
+        relay.runtime.block_on(async {
             for m in outgoing {
-                let ack =
-                    js.send_publish(m.subject, m.message).await.map_err(|e| self.failed(m.position, m.bytes, e))?;
-                sent.push(InFlight { ack: ack.into_future(), position: m.position, sequence, bytes: m.bytes });
+                let ack = self
+                    .js
+                    .send_publish(m.subject, m.message)
+                    .await
+                    .map_err(|e| self.failed(m.position, m.bytes, e))?;
+                self.in_flight_bytes += m.bytes;
+                self.in_flight.push_back(InFlight {
+                    ack: ack.into_future(),
+                    position: m.position,
+                    sequence,
+                    bytes: m.bytes,
+                });
                 sequence += 1;
             }
-            Ok::<_, Failure>(sent)
+            self.settle_ready().await
         })?;
-        for f in sent {
-            self.in_flight_bytes += f.bytes;
-            self.in_flight.push_back(f);
-        }
         let n = self.in_flight.len();
         self.relay.status.update(|s| {
             s.in_flight = n;
@@ -515,24 +522,28 @@ impl<'r> Pipeline<'r> {
         Ok(())
     }
 
-    /// Settles the acknowledgements that have arrived, oldest first, without waiting.
-    fn settle_ready(&mut self) -> Result<(), Failure> {
+    /// Waits for the oldest acknowledgement, then settles every one that
+    /// has arrived after it, without waiting more: one trip into the runtime
+    /// for a burst of acknowledgements, not one each.
+    fn settle_oldest(&mut self) -> Result<(), Failure> {
+        let relay = self.relay;
+        relay.runtime.block_on(async {
+            if let Some(front) = self.in_flight.front_mut() {
+                let result = front.ack.as_mut().await;
+                self.settle(result)?;
+            }
+            self.settle_ready().await
+        })
+    }
+
+    /// Settles the acknowledgements that have arrived, oldest first, without
+    /// waiting (in the runtime's context).
+    async fn settle_ready(&mut self) -> Result<(), Failure> {
         while let Some(front) = self.in_flight.front_mut() {
-            let ready =
-                self.relay.runtime.block_on(std::future::poll_fn(|cx| Poll::Ready(front.ack.as_mut().poll(cx))));
-            match ready {
+            match std::future::poll_fn(|cx| Poll::Ready(front.ack.as_mut().poll(cx))).await {
                 Poll::Ready(result) => self.settle(result)?,
                 Poll::Pending => break,
             }
-        }
-        Ok(())
-    }
-
-    /// Waits for the oldest acknowledgement and settles it.
-    fn settle_oldest(&mut self) -> Result<(), Failure> {
-        if let Some(front) = self.in_flight.front_mut() {
-            let result = self.relay.runtime.block_on(front.ack.as_mut());
-            self.settle(result)?;
         }
         Ok(())
     }

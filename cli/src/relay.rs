@@ -7,22 +7,15 @@
 
 use std::time::Duration;
 
-use factlog::Filter;
 use factlog_relay::{Relay, RelayOptions};
 
 use crate::error::{CliError, CliResult};
-use crate::{open, RelayArgs};
+use crate::{open, tail, RelayArgs};
 
 /// Runs `factlog relay`.
 pub fn run(args: &RelayArgs, wait: Duration) -> CliResult {
     let store = open::open_existing(&args.dir, wait)?;
-    let mut filter = Filter::all();
-    if !args.event_types.is_empty() {
-        filter = filter.event_types(args.event_types.iter().cloned());
-    }
-    if !args.aggregate_prefixes.is_empty() {
-        filter = filter.aggregate_prefixes(args.aggregate_prefixes.iter().cloned());
-    }
+    let filter = tail::filter(&args.event_types, &args.aggregate_prefixes);
     let mut options = RelayOptions::new(&args.nats, &args.stream).filter(filter);
     if let Some(prefix) = &args.subject_prefix {
         options = options.subject_prefix(prefix);

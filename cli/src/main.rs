@@ -2,13 +2,13 @@
 //! (one from arguments, a file or stdin, or a JSONL batch), read events as
 //! JSON lines, tail (and follow) the log, show a store's counters and sizes, list its aggregates and
 //! snapshots, verify a store's files, dump its records for debugging, and
-//! repair a damaged store, and list, reset and delete durable consumers and
-//! their parked events.
+//! repair a damaged store, list, reset and delete durable consumers and
+//! their parked events, and relay the log to NATS JetStream.
 //!
 //! This file owns the command-line syntax (the clap definitions and the
 //! parsers of argument values) and the process exit code; each command lives
 //! in its own module (`append`, `read`, `tail`, `stats`, `aggregates`, `snapshots`,
-//! `verify`, `dump`, `repair`, `consumers` for `consumers` and `parked`), the JSONL input format in `jsonl`, event
+//! `verify`, `dump`, `repair`, `consumers` for `consumers` and `parked`, `relay`), the JSONL input format in `jsonl`, event
 //! rendering in `json`, store opening (the lock wait, and the rule for when
 //! `append` may create a store) in `open`, stdout handling in `output`,
 //! errors and exit codes in `error`. Every command but `append` and `repair`
@@ -36,6 +36,7 @@ mod jsonl;
 mod open;
 mod output;
 mod read;
+mod relay;
 mod repair;
 mod snapshots;
 mod stats;
@@ -133,6 +134,13 @@ pub enum Command {
     /// List a consumer's parked (dead-letter) events, mark them for replay by
     /// the consumer's next run, or discard them. Events stay in the log.
     Parked(ParkedArgs),
+    /// Ship the log to a NATS JetStream stream, exactly once into the
+    /// broker, until interrupted (see README, "Beyond one machine").
+    ///
+    /// Runs beside the application (the store is opened read-only) as the
+    /// durable consumer `relay-<STREAM>`; resumes after the stream's last
+    /// message; waits for the broker when it is down. Prints its lag on stderr.
+    Relay(RelayArgs),
 }
 
 /// Where `append` takes the payload of its one event from.
@@ -402,6 +410,34 @@ pub struct DumpArgs {
     pub json: bool,
 }
 
+/// Arguments of `factlog relay`.
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// Store directory (must exist).
+    pub dir: PathBuf,
+    /// The NATS server, e.g. nats://127.0.0.1:4222.
+    #[arg(long, value_name = "URL")]
+    pub nats: String,
+    /// The JetStream stream: created if missing, its configuration checked if not.
+    #[arg(long, value_name = "NAME")]
+    pub stream: String,
+    /// Subjects are P.<aggregate id> [default: the stream name].
+    #[arg(long, value_name = "P")]
+    pub subject_prefix: Option<String>,
+    /// Only events of this type (repeat for several).
+    #[arg(long = "type", value_name = "T")]
+    pub event_types: Vec<String>,
+    /// Only events whose aggregate id starts with this (repeat for several).
+    #[arg(long = "aggregate-prefix", value_name = "X")]
+    pub aggregate_prefixes: Vec<String>,
+    /// The store consumer that keeps the relay's checkpoint [default: relay-<STREAM>].
+    #[arg(long, value_name = "NAME")]
+    pub consumer: Option<String>,
+    /// Seconds between status lines on stderr.
+    #[arg(long, value_name = "SECONDS", default_value = "10")]
+    pub report_every: u64,
+}
+
 /// Arguments of `factlog repair`.
 #[derive(Debug, Args)]
 pub struct RepairArgs {
@@ -427,6 +463,7 @@ impl Command {
             Command::Repair(a) => &a.dir,
             Command::Consumers(a) => &a.dir,
             Command::Parked(a) => &a.dir,
+            Command::Relay(a) => &a.dir,
         }
     }
 }
@@ -498,6 +535,7 @@ fn run(cli: Cli) -> CliResult {
         Command::Repair(args) => repair::run(&args, wait),
         Command::Consumers(args) => consumers::run_consumers(&args, wait),
         Command::Parked(args) => consumers::run_parked(&args, wait),
+        Command::Relay(args) => relay::run(&args, wait),
     };
     result.map_err(|e| if e.is_corruption() && !repairing { e.with_hint(repair::hint(&dir)) } else { e })
 }

@@ -25,14 +25,7 @@ const FOLLOW_WAIT: Duration = Duration::from_secs(1);
 /// Runs `factlog tail`.
 pub fn run(args: &TailArgs, wait: Duration) -> CliResult {
     let store = open::open_existing(&args.dir, wait)?;
-    let mut filter = Filter::all();
-    if !args.event_types.is_empty() {
-        filter = filter.event_types(args.event_types.iter().cloned());
-    }
-    if !args.aggregate_prefixes.is_empty() {
-        filter = filter.aggregate_prefixes(args.aggregate_prefixes.iter().cloned());
-    }
-    let mut sub = store.subscribe(args.from, filter);
+    let mut sub = store.subscribe(args.from, filter(&args.event_types, &args.aggregate_prefixes));
     let mut out = output::stdout();
     loop {
         let timeout = if args.follow { FOLLOW_WAIT } else { Duration::ZERO };
@@ -57,6 +50,18 @@ pub fn run(args: &TailArgs, wait: Duration) -> CliResult {
             return output::finish(Err(e));
         }
     }
+}
+
+/// The filter of `--type T`... and `--aggregate-prefix X`... (all events when neither is given).
+pub fn filter(event_types: &[String], aggregate_prefixes: &[String]) -> Filter {
+    let mut filter = Filter::all();
+    if !event_types.is_empty() {
+        filter = filter.event_types(event_types.iter().cloned());
+    }
+    if !aggregate_prefixes.is_empty() {
+        filter = filter.aggregate_prefixes(aggregate_prefixes.iter().cloned());
+    }
+    filter
 }
 
 /// Parses `--from`: `start`, `end` or a position.

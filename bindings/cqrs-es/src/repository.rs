@@ -514,3 +514,60 @@ impl PersistedEventRepository for FactlogEventRepository {
         Ok(self.stream(A::TYPE, None)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(sequence: usize, amount: i64) -> SerializedEvent {
+        let payload = json!({ "amount": amount });
+        SerializedEvent::new("a".into(), sequence, "T".into(), "E".into(), "1".into(), payload, json!({}))
+    }
+
+    fn commit(repo: &FactlogEventRepository, events: &[SerializedEvent]) -> Result<(), Error> {
+        let prepared = repo.prepare("T", events, None)?.expect("events");
+        block_on(repo.commit(prepared))
+    }
+
+    fn first_id(repo: &FactlogEventRepository, events: &[SerializedEvent]) -> EventId {
+        repo.prepare("T", events, None).unwrap().unwrap().events[0].event_id
+    }
+
+    #[test]
+    fn a_retry_of_an_uncertain_commit_is_deduplicated_and_nothing_else_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = FactlogEventRepository::open(dir.path()).unwrap();
+        let c = [event(1, 1), event(2, 2)];
+        commit(&repo, &c).unwrap();
+        // The same commit again, from a caller that was told it succeeded: a conflict.
+        assert!(commit(&repo, &c).unwrap_err().is_conflict());
+        // Its outcome lost (an I/O error, a dropped future): the retry succeeds, writing nothing.
+        repo.shared.uncertain().insert(first_id(&repo, &c));
+        commit(&repo, &c).unwrap();
+        assert_eq!(repo.store().stats().events, 2);
+        assert!(!repo.shared.uncertain().contains(&first_id(&repo, &c)));
+        // An uncertain commit whose sequence another commit took: a conflict.
+        let (d, e) = ([event(3, 3)], [event(3, 4)]);
+        repo.shared.uncertain().insert(first_id(&repo, &d));
+        commit(&repo, &e).unwrap();
+        assert!(commit(&repo, &d).unwrap_err().is_conflict());
+        // An uncertain commit that never reached the log: written now.
+        let f = [event(4, 5)];
+        repo.shared.uncertain().insert(first_id(&repo, &f));
+        commit(&repo, &f).unwrap();
+        assert_eq!(repo.store().stats().events, 4);
+    }
+
+    #[test]
+    fn the_uncertain_record_is_bounded() {
+        let mut u = Uncertain::default();
+        for i in 0..UNCERTAIN_COMMITS_MAX as u128 + 10 {
+            u.insert(EventId(i.to_le_bytes()));
+        }
+        assert_eq!((u.ids.len(), u.order.len()), (UNCERTAIN_COMMITS_MAX, UNCERTAIN_COMMITS_MAX));
+        assert!(!u.contains(&EventId(0u128.to_le_bytes())));
+        u.remove(&EventId(20u128.to_le_bytes()));
+        assert_eq!(u.order.len(), UNCERTAIN_COMMITS_MAX - 1);
+    }
+}

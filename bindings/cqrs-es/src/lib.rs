@@ -70,6 +70,12 @@
 //! size (then the last multiple of it). The two differ only when one command's
 //! events cross a multiple of the size, and then only the second is right.
 //!
+//! cqrs-es 0.5 itself applies a commit's events to the aggregate twice
+//! before it hands over the snapshot (once in the event sink, once in
+//! `PersistedEventStore::commit`), on every backend: with a snapshot or
+//! aggregate store, give events the state they leave (`FundsDeposited {
+//! amount, balance }`) so that applying one twice changes nothing.
+//!
 //! ## Retries
 //!
 //! Event ids are derived from the event, so the same commit always has the

@@ -28,6 +28,9 @@ pub const DEFAULT_STREAM_CHANNEL_SIZE: usize = 200;
 /// that a retry of one is told apart from another caller's identical commit.
 pub const UNCERTAIN_COMMITS_MAX: usize = 4096;
 
+/// Events a read reserves room for before it starts (more are read all the same).
+const PREALLOCATE_EVENTS_MAX: usize = 1 << 16;
+
 /// The schema version this crate gives its snapshot copies in the snapshot
 /// store (their bytes are `{"n":<current_snapshot>,"state":<aggregate>}`).
 pub const SNAPSHOT_COPY_SCHEMA: SchemaVersion = SchemaVersion(1);
@@ -137,8 +140,13 @@ impl FactlogEventRepository {
     ) -> Result<Vec<SerializedEvent>, Error> {
         let key = key::encode(aggregate_type, aggregate_id)?;
         let reader = self.shared.store.reader();
-        let events = reader.read_aggregate(&key, from_version, Direction::Forward);
-        events.map(|e| envelope::to_serialized(&e?, aggregate_type, aggregate_id)).collect()
+        // Sized up front: growing a vector of 10,000 events by doubling copies it 14 times.
+        let count = self.shared.store.aggregate_version(&key).map_or(0, |v| (v + 1).saturating_sub(from_version));
+        let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(PREALLOCATE_EVENTS_MAX));
+        for event in reader.read_aggregate(&key, from_version, Direction::Forward) {
+            out.push(envelope::to_serialized(&event?, aggregate_type, aggregate_id)?);
+        }
+        Ok(out)
     }
 
     fn snapshot(&self, aggregate_type: &str, aggregate_id: &str) -> Result<Option<SerializedSnapshot>, Error> {

@@ -31,7 +31,9 @@ type Job = Box<dyn FnOnce() + Send>;
 pub struct Workers {
     tx: Sender<Job>,
     rx: Receiver<Job>,
-    /// Threads waiting for a job.
+    /// Threads free for a job not yet claimed by a caller (a semaphore: a
+    /// caller claims one before it queues its job, a thread adds one each
+    /// time it finishes a job).
     idle: Arc<AtomicUsize>,
     started: AtomicUsize,
 }
@@ -51,7 +53,10 @@ impl Workers {
         job: impl FnOnce() -> T + Send + 'static,
         on_unreceived: impl FnOnce(T) + Send + 'static,
     ) -> Result<oneshot::Receiver<T>, Error> {
-        if self.idle.load(Ordering::Acquire) == 0 {
+        // IMPORTANT: claimed, not just looked at: callers that all saw one
+        // idle thread would otherwise queue behind it, one append at a time.
+        let claimed = self.idle.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok();
+        if !claimed {
             self.start_thread()?;
         }
         let (reply, rx) = oneshot::channel();
@@ -74,13 +79,12 @@ impl Workers {
             return Ok(());
         }
         let (rx, idle) = (self.rx.clone(), Arc::clone(&self.idle));
-        let spawned = thread::Builder::new().name("factlog-cqrs".into()).spawn(move || loop {
-            idle.fetch_add(1, Ordering::AcqRel);
-            let job = rx.recv();
-            idle.fetch_sub(1, Ordering::AcqRel);
-            match job {
-                Ok(job) => job(),
-                Err(_) => return,
+        // A new thread takes a queued job first, so it counts itself free only
+        // after its first job.
+        let spawned = thread::Builder::new().name("factlog-cqrs".into()).spawn(move || {
+            while let Ok(job) = rx.recv() {
+                job();
+                idle.fetch_add(1, Ordering::AcqRel);
             }
         });
         match spawned {
@@ -144,5 +148,29 @@ mod tests {
         drop(rx);
         go_tx.send(()).unwrap();
         assert_eq!(seen_rx.recv().unwrap(), 8);
+    }
+
+    #[test]
+    fn jobs_submitted_together_run_together() {
+        // Each job waits for all the others: they finish only if each got a
+        // thread of its own, as concurrent appends must to share a group commit.
+        let workers = Workers::new();
+        for round in 0..3 {
+            let barrier = Arc::new(std::sync::Barrier::new(8));
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            let receivers: Vec<_> = (0..8)
+                .map(|_| {
+                    let (barrier, done_tx) = (Arc::clone(&barrier), done_tx.clone());
+                    workers.run(move || done_tx.send(barrier.wait().is_leader()).is_ok(), |_| {}).unwrap()
+                })
+                .collect();
+            for _ in 0..8 {
+                done_rx.recv_timeout(std::time::Duration::from_secs(10)).expect("a job waited for a thread");
+            }
+            for rx in receivers {
+                assert!(block_on(rx).unwrap(), "round {round}");
+            }
+        }
+        assert!(workers.started.load(Ordering::Acquire) <= 8 + 1);
     }
 }

@@ -84,7 +84,13 @@
 //! commit through the same repository is deduplicated by the engine and
 //! succeeds. Any other commit that finds its ids already stored is a second
 //! caller that made the same commit, and gets a conflict: two identical
-//! deposits from two clients are two deposits, never one.
+//! deposits from two clients are two deposits, never one. (The one case the
+//! ids cannot tell apart: while a commit's outcome is uncertain, another
+//! caller's byte-identical commit at the same sequence is taken for its
+//! retry. Put a request id in the cqrs-es metadata to rule it out.) The
+//! record holds at most [`UNCERTAIN_COMMITS_MAX`] commits and lives in
+//! memory: a retry after a restart finds the first attempt stored and gets a
+//! conflict, which is safe.
 //!
 //! ## Streaming, threads, limits
 //!

@@ -88,3 +88,49 @@ pub fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     v.sort();
     v
 }
+
+/// One damaged copy of a store, made by [`for_each_cut`].
+pub struct Cut {
+    /// The copy's directory (removed when the `Cut` is dropped).
+    pub dir: tempfile::TempDir,
+    /// The byte offset of the cut in the last segment.
+    pub at: u64,
+    /// Whether the file was truncated there (else zeroed from there to `end`).
+    pub truncated: bool,
+    /// Whether the cut changed no byte (it fell in zero padding).
+    pub intact: bool,
+}
+
+/// For every byte `at` in `start..end` of the last segment of the (closed)
+/// store in `pristine`, and for both ways a crash can leave it (the file
+/// truncated at `at`, or zeros from `at` to `end`), hands `check` a copy of
+/// the store cut there. Returns the number of cuts made.
+pub fn for_each_cut(pristine: &std::path::Path, start: u64, end: u64, mut check: impl FnMut(Cut)) -> usize {
+    let seg = segment_files(pristine).pop().expect("a segment");
+    let pristine_bytes = std::fs::read(&seg).unwrap();
+    let seg_name = seg.file_name().expect("a file name").to_owned();
+    let mut cuts = 0;
+    for at in start..end {
+        for truncated in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            for e in std::fs::read_dir(pristine).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_file() {
+                    std::fs::copy(&p, dir.path().join(p.file_name().expect("a file name"))).unwrap();
+                }
+            }
+            let path = dir.path().join(&seg_name);
+            if truncated {
+                std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(at).unwrap();
+            } else {
+                let mut bytes = std::fs::read(&path).unwrap();
+                bytes[at as usize..end as usize].fill(0);
+                std::fs::write(&path, &bytes).unwrap();
+            }
+            let intact = pristine_bytes[at as usize..end as usize].iter().all(|b| *b == 0);
+            check(Cut { dir, at, truncated, intact });
+            cuts += 1;
+        }
+    }
+    cuts
+}

@@ -4,20 +4,10 @@
 //! cut at every byte of the batch leaves all of it or none. Uses its own
 //! temporary stores only.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use factlog::{Error, EventId, ExpectedVersion, NewEvent, Store};
 use factlog_tests::{event, small_options};
-
-fn copy_store(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
-        }
-    }
-}
 
 #[test]
 fn batches_get_consecutive_positions_and_their_own_versions() {
@@ -207,36 +197,19 @@ fn cutting_a_multi_aggregate_batch_at_every_byte_leaves_all_or_nothing() {
     let end = store.stats().log_bytes;
     let full = store.read_all_owned(0, 100).unwrap();
     store.close().unwrap();
-    let seg = factlog_tests::segment_files(pristine.path()).pop().unwrap();
-    let pristine_bytes = std::fs::read(&seg).unwrap();
-    let seg_name = seg.file_name().unwrap().to_owned();
-    let mut cuts = 0;
-    for cut in start..end {
-        for truncate in [false, true] {
-            let dir = tempfile::tempdir().unwrap();
-            copy_store(pristine.path(), dir.path());
-            let path = dir.path().join(&seg_name);
-            if truncate {
-                std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
-            } else {
-                let mut bytes = std::fs::read(&path).unwrap();
-                bytes[cut as usize..end as usize].fill(0);
-                std::fs::write(&path, &bytes).unwrap();
-            }
-            let store = Store::open(dir.path(), small_options()).unwrap();
-            let got = store.read_all_owned(0, 100).unwrap();
-            let intact = pristine_bytes[cut as usize..end as usize].iter().all(|b| *b == 0);
-            let expect = if intact { &full[..] } else { &full[..2] };
-            assert_eq!(got, expect, "cut at {cut} (truncate={truncate}) left part of the batch");
-            let versions = (store.aggregate_version("a"), store.aggregate_version("c"));
-            assert_eq!(versions, if intact { (Some(2), Some(1)) } else { (Some(0), None) }, "cut at {cut}");
-            // The store goes on right after what survived.
-            let r = store.append("d", ExpectedVersion::NoStream, vec![event(4, 0)]).unwrap();
-            assert_eq!(r.first_position, expect.len() as u64);
-            store.close().unwrap();
-            cuts += 1;
-        }
-    }
+    let cuts = factlog_tests::for_each_cut(pristine.path(), start, end, |cut| {
+        let store = Store::open(cut.dir.path(), small_options()).unwrap();
+        let got = store.read_all_owned(0, 100).unwrap();
+        let expect = if cut.intact { &full[..] } else { &full[..2] };
+        let at = (cut.at, cut.truncated);
+        assert_eq!(got, expect, "cut at {at:?} (offset, truncated) left part of the batch");
+        let versions = (store.aggregate_version("a"), store.aggregate_version("c"));
+        assert_eq!(versions, if cut.intact { (Some(2), Some(1)) } else { (Some(0), None) }, "cut at {at:?}");
+        // The store goes on right after what survived.
+        let r = store.append("d", ExpectedVersion::NoStream, vec![event(4, 0)]).unwrap();
+        assert_eq!(r.first_position, expect.len() as u64);
+        store.close().unwrap();
+    });
     assert!(cuts > 500, "only {cuts} cuts tried");
 }
 

@@ -18,15 +18,6 @@ fn files(dir: &Path, ext: &str) -> Vec<PathBuf> {
     v
 }
 
-fn copy_store(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_file() {
-            std::fs::copy(&p, to.join(p.file_name().unwrap())).unwrap();
-        }
-    }
-}
-
 #[test]
 fn cutting_the_last_batch_at_every_byte_never_shows_a_partial_batch() {
     let pristine = tempfile::tempdir().unwrap();
@@ -40,43 +31,26 @@ fn cutting_the_last_batch_at_every_byte_never_shows_a_partial_batch() {
     let end = store.stats().log_bytes;
     let full = store.read_all_owned(0, 100).unwrap();
     store.close().unwrap();
-    let seg = files(pristine.path(), "seg").pop().unwrap();
-    let pristine_bytes = std::fs::read(&seg).unwrap();
-    let seg_name = seg.file_name().unwrap().to_owned();
-    let mut cuts = 0;
-    for cut in start..end {
-        for truncate in [false, true] {
-            let dir = tempfile::tempdir().unwrap();
-            copy_store(pristine.path(), dir.path());
-            let path = dir.path().join(&seg_name);
-            if truncate {
-                std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
-            } else {
-                let mut bytes = std::fs::read(&path).unwrap();
-                bytes[cut as usize..end as usize].fill(0);
-                std::fs::write(&path, &bytes).unwrap();
-            }
-            let store = Store::open(dir.path(), small_options()).unwrap();
-            let got = store.read_all_owned(0, 100).unwrap();
-            // A cut inside the zero padding after the last body changes no byte: the batch is whole.
-            let intact = pristine_bytes[cut as usize..end as usize].iter().all(|b| *b == 0);
-            let expect = if intact { &full[..] } else { &full[..4] };
-            assert_eq!(got, expect, "cut at {cut} (truncate={truncate}) left a partial or lost batch");
-            let report = store.recovery_report();
-            if !intact && (cut > start || truncate) {
-                assert!(report.torn_tail.is_some(), "cut at {cut}: no torn tail reported: {report:?}");
-                assert_eq!(store.aggregate_version("b"), None);
-            }
-            // The store keeps working and the new batch lands right after what survived.
-            let r = store.append("c", ExpectedVersion::NoStream, vec![event(3, 0)]).unwrap();
-            assert_eq!(r.first_position, expect.len() as u64);
-            store.close().unwrap();
-            let store = Store::open(dir.path(), small_options()).unwrap();
-            assert_eq!(store.read_all_owned(0, 100).unwrap().len(), expect.len() + 1, "cut at {cut}");
-            assert!(store.recovery_report().torn_tail.is_none(), "cut at {cut}: tail not cleaned");
-            cuts += 1;
+    let cuts = factlog_tests::for_each_cut(pristine.path(), start, end, |c| {
+        let (cut, truncate) = (c.at, c.truncated);
+        let store = Store::open(c.dir.path(), small_options()).unwrap();
+        let got = store.read_all_owned(0, 100).unwrap();
+        // A cut inside the zero padding after the last body changes no byte: the batch is whole.
+        let expect = if c.intact { &full[..] } else { &full[..4] };
+        assert_eq!(got, expect, "cut at {cut} (truncate={truncate}) left a partial or lost batch");
+        let report = store.recovery_report();
+        if !c.intact && (cut > start || truncate) {
+            assert!(report.torn_tail.is_some(), "cut at {cut}: no torn tail reported: {report:?}");
+            assert_eq!(store.aggregate_version("b"), None);
         }
-    }
+        // The store keeps working and the new batch lands right after what survived.
+        let r = store.append("c", ExpectedVersion::NoStream, vec![event(3, 0)]).unwrap();
+        assert_eq!(r.first_position, expect.len() as u64);
+        store.close().unwrap();
+        let store = Store::open(c.dir.path(), small_options()).unwrap();
+        assert_eq!(store.read_all_owned(0, 100).unwrap().len(), expect.len() + 1, "cut at {cut}");
+        assert!(store.recovery_report().torn_tail.is_none(), "cut at {cut}: tail not cleaned");
+    });
     assert!(cuts > 500, "only {cuts} cuts tried");
 }
 

@@ -388,35 +388,21 @@ impl Segment {
 
     /// The hot path of a trusted read: the event at `offset` claiming
     /// `position` and its frame length, or `None` if anything is wrong (the
-    /// caller then asks [`Segment::frame_at`] what). Small enough to return
-    /// in registers.
+    /// caller then asks [`Segment::frame_at`] what).
     #[inline(always)]
     fn trusted_frame(&self, offset: u64, position: u64) -> Option<(EventRef<'_>, usize)> {
-        let (envelope, header) = self.trusted_envelope(offset, position)?;
-        let event = self.payload_checked(offset, envelope, &header)?;
-        Some((event, header.frame_len()))
-    }
-
-    /// The event of `envelope` (found at `offset` with `header`) once its
-    /// payload's checksum holds.
-    #[inline(always)]
-    fn payload_checked<'s>(
-        &'s self,
-        offset: u64,
-        envelope: Envelope<'s>,
-        header: &FrameHeader,
-    ) -> Option<EventRef<'s>> {
-        let bytes = self.map.get(usize::try_from(offset).ok()?..)?;
-        let payload = record::checked_payload(bytes, header).ok()?;
-        Some(envelope.payload_checked(payload))
+        let frame = self.trusted_envelope(offset, position)?;
+        let len = frame.header.frame_len();
+        Some((frame.payload_checked()?, len))
     }
 
     /// [`Segment::trusted_frame`] without the payload's checksum (format 2):
-    /// the event at `offset` claiming `position`, whose envelope checksum
-    /// holds, and its header. Its payload must not be handed out before
-    /// [`record::checked_payload`] passes: only its envelope may be looked at.
+    /// the frame at `offset` claiming `position`, whose envelope checksum
+    /// holds. Its payload is handed out only by
+    /// [`TrustedFrame::payload_checked`]: until then only its envelope may be
+    /// looked at.
     #[inline(always)]
-    fn trusted_envelope(&self, offset: u64, position: u64) -> Option<(Envelope<'_>, FrameHeader)> {
+    fn trusted_envelope(&self, offset: u64, position: u64) -> Option<TrustedFrame<'_>> {
         let bytes = self.map.get(usize::try_from(offset).ok()?..)?;
         let header = record::parse_header(bytes, self.max_body(), self.format).ok()?;
         if header.claimed_position.is_some_and(|c| c != position) {
@@ -438,7 +424,7 @@ impl Segment {
         if archived.position.to_native() != position {
             return None;
         }
-        Some((Envelope::new(archived), header))
+        Some(TrustedFrame { envelope: Envelope::new(archived), header, bytes })
     }
 
     /// Where the frame at `offset` ends (`offset` itself if no frame header
@@ -479,6 +465,23 @@ impl Segment {
             self.ensure_checked()?;
         }
         Ok(FrameCursor::new(self, offset, position, check))
+    }
+}
+
+/// A frame whose envelope checksum held ([`Segment::trusted_envelope`]):
+/// its envelope, its header and its bytes (from its start to the segment's end).
+struct TrustedFrame<'s> {
+    envelope: Envelope<'s>,
+    header: FrameHeader,
+    bytes: &'s [u8],
+}
+
+impl<'s> TrustedFrame<'s> {
+    /// The event, once its payload's checksum holds.
+    #[inline(always)]
+    fn payload_checked(&self) -> Option<EventRef<'s>> {
+        let payload = record::checked_payload(self.bytes, &self.header).ok()?;
+        Some(self.envelope.payload_checked(payload))
     }
 }
 
@@ -570,12 +573,12 @@ impl<'s> FrameCursor<'s> {
     #[inline]
     pub fn next_trusted_kept(&mut self, keep: impl Fn(&Envelope<'s>) -> bool) -> Option<Option<EventRef<'s>>> {
         debug_assert_eq!(self.check, Check::Trusted, "the fast path is for trusted walks");
-        let (envelope, header) = self.seg.trusted_envelope(self.offset, self.position)?;
-        let event = match keep(&envelope) {
-            true => Some(self.seg.payload_checked(self.offset, envelope, &header)?),
+        let frame = self.seg.trusted_envelope(self.offset, self.position)?;
+        let event = match keep(&frame.envelope) {
+            true => Some(frame.payload_checked()?),
             false => None,
         };
-        self.offset += header.frame_len() as u64;
+        self.offset += frame.header.frame_len() as u64;
         self.position += 1;
         Some(event)
     }

@@ -141,8 +141,8 @@ fn appends_fill_a_format_1_segment_in_format_1_and_new_segments_get_format_2() {
     let after = segment_files(dir.path());
     assert_eq!(after.len(), before.len() + 1, "one new segment");
     assert!(before.iter().all(|s| segment_version(s) == 1), "old segments keep their format");
-    assert_eq!(segment_version(after.last().unwrap()), FORMAT_VERSION);
-    assert_eq!(FORMAT_VERSION, 2);
+    assert_eq!(segment_version(after.last().unwrap()), 2, "the new segment is format 2");
+    assert_eq!(FORMAT_VERSION, 2, "this build writes format 2");
 
     let store = Store::open(dir.path(), options()).unwrap();
     let all = store.read_all_owned(0, usize::MAX).unwrap();

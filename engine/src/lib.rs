@@ -53,6 +53,7 @@ mod shared;
 #[doc(hidden)]
 pub mod snapshot;
 mod store;
+mod streams;
 mod subscription;
 mod verify;
 #[allow(unsafe_code)]
@@ -82,6 +83,7 @@ pub use segment::{FORMAT_VERSION, POSITION_LIMIT, SEGMENT_BYTES_MAX, SEGMENT_BYT
 pub use snapshot::dictionary::{DictionaryInfo, DICT_BYTES_MAX, DICT_BYTES_MIN};
 pub use snapshot::{Snapshot, SnapshotEntry, SnapshotInfo, SnapshotRecovery};
 pub use store::{Stats, Store};
+pub use streams::{DeleteMode, StreamMeta, StreamState, STREAMS_NAME};
 pub use subscription::{Batch, BatchEvents, StartFrom, Subscription};
 pub use verify::{Problem, VerifyReport};
 pub use watermark::WATERMARK_NAME;

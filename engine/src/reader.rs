@@ -13,6 +13,7 @@ use crate::filter::Filter;
 use crate::segment::{Check, FrameCursor, Segment, HEADER_BYTES};
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
+use crate::streams::Visibility;
 
 /// A consistent snapshot for zero-copy reads: sees exactly the events that
 /// were visible when it was created. Holds the segment maps alive; events
@@ -21,13 +22,34 @@ pub struct Reader {
     shared: Arc<Shared>,
     segments: Arc<Vec<Arc<Segment>>>,
     visible_end: u64,
+    /// What the aggregates' lifecycle rules hide (`None`: no rule exists).
+    vis: Option<Visibility>,
 }
 
 impl Reader {
     /// A reader of everything visible now.
     pub(crate) fn new(shared: &Arc<Shared>) -> Reader {
         let visible_end = shared.visible_end.load(std::sync::atomic::Ordering::Acquire);
-        Reader { shared: Arc::clone(shared), segments: shared.segments(), visible_end }
+        let rules = shared.streams();
+        let vis = (!rules.is_empty()).then(|| Visibility::new(rules, Some(&shared.index()), visible_end));
+        Reader { shared: Arc::clone(shared), segments: shared.segments(), visible_end, vis }
+    }
+
+    /// Whether the aggregates' lifecycle rules hide anything from this reader.
+    pub(crate) fn hides_any(&self) -> bool {
+        self.vis.as_ref().is_some_and(|v| !v.is_empty())
+    }
+
+    /// Whether this reader hides the event with this envelope.
+    #[inline]
+    fn hidden(&self, e: &crate::event::Envelope<'_>) -> bool {
+        self.vis.as_ref().is_some_and(|v| v.hides(e.aggregate_id(), e.version(), e.recorded_at()))
+    }
+
+    /// Whether a soft delete (or a hard one) hides the aggregate's events up
+    /// to `version`: its snapshots at or below it are not used.
+    pub(crate) fn deleted_through(&self, aggregate_id: &str, version: u64) -> bool {
+        self.vis.as_ref().is_some_and(|v| v.deleted_through(aggregate_id, version))
     }
 
     /// The segment maps this reader holds, in log order.
@@ -106,15 +128,17 @@ impl Reader {
         until_version: u64,
         direction: Direction,
     ) -> AggregateEvents<'r> {
+        let first = self.vis.as_ref().map_or(0, |v| v.first_version(aggregate_id));
         let idx = self.shared.index();
         let mut places = Vec::new();
         if let Some(positions) = idx.positions(aggregate_id) {
             let visible = positions.partition_point(|p| *p < self.visible_end) as u64;
             let n = visible.min(until_version.saturating_add(1));
             let versions: Box<dyn Iterator<Item = u64>> = match direction {
-                Direction::Forward => Box::new(from_version.min(n)..n),
-                Direction::Backward if n == 0 => Box::new(0..0),
-                Direction::Backward => Box::new((0..=from_version.min(n - 1)).rev()),
+                _ if first >= n => Box::new(0..0),
+                Direction::Forward => Box::new(from_version.max(first).min(n)..n),
+                Direction::Backward if from_version < first => Box::new(0..0),
+                Direction::Backward => Box::new((first..=from_version.min(n - 1)).rev()),
             };
             places.reserve(versions.size_hint().0.min(1 << 20));
             for v in versions {
@@ -173,13 +197,18 @@ impl Reader {
 
     /// The event at a global position this reader sees.
     pub fn event_at_position(&self, position: u64) -> Result<EventRef<'_>> {
+        if position >= self.visible_end {
+            return Err(Error::InvalidInput(format!(
+                "position {position} is not in the log (end {})",
+                self.visible_end
+            )));
+        }
         let mut it = self.read_all(position);
-        it.end = (position + 1).min(self.visible_end);
+        it.end = position + 1;
         match it.next() {
-            Some(r) => r,
-            None => {
-                Err(Error::InvalidInput(format!("position {position} is not in the log (end {})", self.visible_end)))
-            }
+            Some(Ok(e)) if e.position() == position => Ok(e),
+            Some(Err(e)) => Err(e),
+            _ => Err(Error::EventRemoved { position }),
         }
     }
 
@@ -203,6 +232,9 @@ impl Reader {
             .filter_map(|(id, positions)| {
                 let events = positions.partition_point(|p| *p < self.visible_end) as u64;
                 let last_position = *positions.get(usize::try_from(events.checked_sub(1)?).ok()?)?;
+                if self.vis.as_ref().is_some_and(|v| v.first_version(id) >= events) {
+                    return None;
+                }
                 Some(AggregateInfo { aggregate_id: id.to_string(), version: events - 1, last_position })
             })
             .collect();
@@ -365,6 +397,18 @@ impl<'r> AllEvents<'r> {
         self.slow_step(None)?.transpose()
     }
 
+    /// [`AllEvents::step`] past the events the lifecycle rules hide.
+    #[cold]
+    fn step_visible(&mut self) -> Option<Result<EventRef<'r>>> {
+        loop {
+            match self.next_filtered(&Filter::all())? {
+                Ok(Some(e)) => return Some(Ok(e)),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
     /// The next event of the walk that passes `filter`: `Ok(None)` for one it
     /// skipped, whose payload it never read.
     #[inline]
@@ -373,6 +417,7 @@ impl<'r> AllEvents<'r> {
             self.frames = None;
             return Some(Err(e));
         }
+        let reader = self.reader;
         let frames = match self.advance()? {
             Ok(frames) => frames,
             Err(e) => {
@@ -380,7 +425,7 @@ impl<'r> AllEvents<'r> {
                 return Some(Err(e));
             }
         };
-        if let Some(found) = frames.next_trusted_kept(|e| filter.matches(e)) {
+        if let Some(found) = frames.next_trusted_kept(|e| !reader.hidden(e) && filter.matches(e)) {
             return Some(Ok(found));
         }
         let r = self.slow_step(Some(filter));
@@ -402,7 +447,9 @@ impl<'r> AllEvents<'r> {
         let frames = self.frames.as_mut()?;
         let offset = frames.offset();
         match frames.next_frame() {
-            Ok(Some(f)) => Some(Ok(Some(f.event).filter(|e| filter.is_none_or(|filter| filter.matches(e))))),
+            Ok(Some(f)) => Some(Ok(
+                Some(f.event).filter(|e| !self.reader.hidden(e) && filter.is_none_or(|filter| filter.matches(e)))
+            )),
             Ok(None) => Some(Err(self.corrupt(offset, "log ends before the visible watermark".into()))),
             Err(e) => Some(Err(self.corrupt(offset, e.to_string()))),
         }
@@ -423,6 +470,9 @@ impl<'r> Iterator for AllEvents<'r> {
         if let Some(e) = self.error.take() {
             self.frames = None;
             return Some(Err(e));
+        }
+        if self.reader.vis.is_some() {
+            return self.step_visible();
         }
         let r = self.step();
         if matches!(r, Some(Err(_))) {
@@ -462,9 +512,16 @@ pub struct AggregateEvents<'r> {
 impl<'r> Iterator for AggregateEvents<'r> {
     type Item = Result<EventRef<'r>>;
     fn next(&mut self) -> Option<Self::Item> {
-        let (seg, offset, position) = self.places.next()?;
-        let seg = self.reader.segments.get(seg as usize)?;
-        Some(seg.event_at(offset, position).map(|(e, _)| e))
+        loop {
+            let (seg, offset, position) = self.places.next()?;
+            let seg = self.reader.segments.get(seg as usize)?;
+            let r = seg.event_at(offset, position).map(|(e, _)| e);
+            // `max_age` hides a prefix of the versions, found event by event.
+            if matches!(&r, Ok(e) if self.reader.hidden(e)) {
+                continue;
+            }
+            return Some(r);
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::index::IndexState;
 use crate::segment::Segment;
 use crate::snapshot::Snapshots;
+use crate::streams::Rules;
 
 /// State shared by the writer thread and every reader.
 pub(crate) struct Shared {
@@ -40,6 +41,9 @@ pub(crate) struct Shared {
     pub fsyncs: AtomicU64,
     pub groups: AtomicU64,
     pub snapshots: Snapshots,
+    /// Every aggregate's lifecycle rules (module `streams`), replaced whole
+    /// by the writer thread on a change.
+    streams: RwLock<Arc<Rules>>,
     /// Set for a read-only store: moves the view as a writer in another
     /// process publishes (module `follow`). The writer thread never uses it.
     pub follower: OnceLock<Box<dyn Follow>>,
@@ -60,7 +64,7 @@ pub(crate) const FOLLOW_POLL: Duration = Duration::from_millis(1);
 
 impl Shared {
     /// Shared state over a recovered index, every watermark at its end.
-    pub(crate) fn new(dir: PathBuf, index: IndexState, snapshots: Snapshots) -> Shared {
+    pub(crate) fn new(dir: PathBuf, index: IndexState, snapshots: Snapshots, streams: Rules) -> Shared {
         let end = index.next_position();
         let shared = Shared {
             dir,
@@ -75,6 +79,7 @@ impl Shared {
             fsyncs: AtomicU64::new(0),
             groups: AtomicU64::new(0),
             snapshots,
+            streams: RwLock::new(Arc::new(streams)),
             follower: OnceLock::new(),
         };
         shared.publish_segments(&shared.index());
@@ -117,6 +122,16 @@ impl Shared {
     pub(crate) fn publish_segments(&self, index: &IndexState) {
         let list: Vec<Arc<Segment>> = index.segments().cloned().collect();
         *self.segment_list.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(list);
+    }
+
+    /// The lifecycle rules as they are now.
+    pub(crate) fn streams(&self) -> Arc<Rules> {
+        Arc::clone(&self.streams.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the lifecycle rules (the writer thread, after writing them).
+    pub(crate) fn set_streams(&self, rules: Rules) {
+        *self.streams.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
     }
 
     /// The segment maps in log order, as of the last roll.

@@ -27,6 +27,7 @@ use crate::segment::HEADER_BYTES;
 use crate::shared::Shared;
 use crate::snapshot::dictionary::{Dictionaries, DictionaryInfo};
 use crate::snapshot::{Snapshot, SnapshotConfig, SnapshotInfo, Snapshots};
+use crate::streams::{DeleteMode, StreamChange, StreamMeta, StreamState};
 use crate::subscription::{StartFrom, Subscription};
 use crate::verify::{self, VerifyReport};
 use crate::watermark::{self, WatermarkFile};
@@ -164,7 +165,8 @@ impl Store {
             None => 0,
         };
         let active_seg = index.segments().last().cloned();
-        let shared = Arc::new(Shared::new(dir.to_path_buf(), index, snapshots));
+        let streams = crate::streams::Rules::load(dir)?;
+        let shared = Arc::new(Shared::new(dir.to_path_buf(), index, snapshots, streams));
         let (tx, rx) = crossbeam_channel::bounded(options.max_pending_appends);
         let handle = if let Some(follower) = follower {
             // Never fails: the store was made just now.
@@ -645,6 +647,59 @@ impl Store {
         self.inner.shared.snapshots.compact()
     }
 
+    /// Sets an aggregate's retention rules (replacing the ones it had):
+    /// reads hide what they exclude at once, and a scavenge reclaims the
+    /// space. Durable when it returns; ordered after every append
+    /// acknowledged before the call. A soft delete's cut is kept.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use factlog::{EventId, ExpectedVersion, NewEvent, Options, Store, StreamMeta};
+    /// let store = Store::open(dir.path(), Options::default())?;
+    /// for v in 0..5u64 {
+    ///     let ev = NewEvent::new(EventId::new_v7(), "TemperatureRead", format!("{v}"));
+    ///     store.append("sensor-1", ExpectedVersion::Any, vec![ev])?;
+    /// }
+    /// store.set_stream_meta("sensor-1", StreamMeta { max_count: Some(2), ..StreamMeta::default() })?;
+    /// let kept = store.read_aggregate_owned("sensor-1", 0, factlog::Direction::Forward, 10)?;
+    /// assert_eq!(kept.iter().map(|e| e.version).collect::<Vec<_>>(), [3, 4]);
+    /// # Ok::<(), factlog::Error>(())
+    /// ```
+    pub fn set_stream_meta(&self, aggregate_id: &str, meta: StreamMeta) -> Result<StreamState> {
+        self.change_stream(aggregate_id, StreamChange::SetMeta(meta))
+    }
+
+    /// Deletes an aggregate: its events disappear from every read at once
+    /// (the scavenge reclaims their space, and drops its snapshots).
+    /// [`DeleteMode::Soft`]: a later append starts it again, its versions
+    /// continuing after the deleted ones (an append with
+    /// `ExpectedVersion::NoStream` is accepted as a restart).
+    /// [`DeleteMode::Hard`]: any later append fails with
+    /// [`Error::AggregateDeleted`]. An aggregate without events gives
+    /// [`Error::UnknownAggregate`].
+    pub fn delete_aggregate(&self, aggregate_id: &str, mode: DeleteMode) -> Result<StreamState> {
+        self.change_stream(aggregate_id, StreamChange::Delete(mode))
+    }
+
+    /// Erases an aggregate, for privacy law: a hard delete whose bytes
+    /// (data, metadata, ids) leave every file of the store when the next
+    /// scavenge completes. Until then its events are hidden from every read.
+    pub fn erase(&self, aggregate_id: &str) -> Result<StreamState> {
+        self.change_stream(aggregate_id, StreamChange::Erase)
+    }
+
+    /// The aggregate's lifecycle state (its rules and deletion), `None` if it has none.
+    pub fn stream_state(&self, aggregate_id: &str) -> Option<StreamState> {
+        self.inner.shared.streams().get(aggregate_id).copied()
+    }
+
+    fn change_stream(&self, aggregate_id: &str, change: StreamChange) -> Result<StreamState> {
+        self.check_writable()?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.inner.tx.send(Command::Streams(aggregate_id.to_string(), change, tx)).map_err(|_| Error::Closed)?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
     /// Everything needed to rehydrate an aggregate: its newest snapshot and a
     /// zero-copy iterator over the events after it.
     pub fn load(&self, aggregate_id: &str) -> Result<Loaded> {
@@ -673,6 +728,8 @@ impl Store {
             Some(v) => self.snapshot_at_or_before(aggregate_id, v)?,
             None => None,
         };
+        // A deleted aggregate's snapshots fold deleted events: never used.
+        let snapshot = snapshot.filter(|s| !reader.deleted_through(aggregate_id, s.version));
         let from_version = snapshot.as_ref().map_or(0, |s| s.version + 1);
         Ok(Loaded::new(snapshot, reader, aggregate_id, from_version, until_version))
     }

@@ -290,7 +290,8 @@ impl Batch<'_> {
         };
         BatchEvents {
             walk,
-            match_all: self.filter.is_all(),
+            // Events the lifecycle rules hide are skipped like filtered ones.
+            match_all: self.filter.is_all() && !self.reader.hides_any(),
             filter: self.filter,
             cursor: self.next,
             place: self.place,

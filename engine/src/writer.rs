@@ -30,6 +30,7 @@ use crate::options::{Durability, Options};
 use crate::record::{self, RecordBody};
 use crate::segment::{self, Check, Segment, HEADER_BYTES, POSITION_LIMIT};
 use crate::shared::Shared;
+use crate::streams::{Rules, StreamChange, StreamState};
 use crate::watermark::WatermarkFile;
 
 /// How long the idle writer polls its queue before blocking, in microseconds.
@@ -77,6 +78,8 @@ impl AppendRequest {
 pub(crate) enum Command {
     Append(AppendRequest),
     Sync(Sender<Result<()>>),
+    /// A change of one aggregate's lifecycle rules, ordered with the appends.
+    Streams(String, StreamChange, Sender<Result<StreamState>>),
     Shutdown(Sender<Result<()>>),
 }
 
@@ -111,11 +114,14 @@ struct Group<'a> {
     fatal: Option<Error>,
     /// A failed roll: the rest of the group is refused with it.
     roll_error: Option<Error>,
+    /// The lifecycle rules (deleted aggregates refuse appends).
+    rules: Arc<Rules>,
 }
 
 impl<'a> Group<'a> {
-    fn new(recorded_at: i64, buf_at: u64) -> Group<'a> {
+    fn new(recorded_at: i64, buf_at: u64, rules: Arc<Rules>) -> Group<'a> {
         Group {
+            rules,
             recorded_at,
             buf_at,
             overlay: HashMap::new(),
@@ -231,10 +237,12 @@ impl Writer {
             };
             let mut appends = Vec::new();
             let mut syncs = Vec::new();
+            let mut changes = Vec::new();
             let mut shutdown = None;
             let mut push = |c: Command, appends: &mut Vec<AppendRequest>| match c {
                 Command::Append(r) => appends.push(r),
                 Command::Sync(tx) => syncs.push(tx),
+                Command::Streams(id, change, tx) => changes.push((id, change, tx)),
                 Command::Shutdown(tx) => shutdown = Some(tx),
             };
             push(first, &mut appends);
@@ -246,6 +254,9 @@ impl Writer {
             }
             if !appends.is_empty() {
                 self.commit_group(appends);
+            }
+            for (id, change, tx) in changes {
+                let _ = tx.send(self.change_streams(&id, &change));
             }
             if !syncs.is_empty() || self.flush_due() {
                 let r = self.sync_now();
@@ -306,6 +317,25 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => return None,
             }
         }
+    }
+
+    /// Applies a lifecycle change after the appends before it: the rules are
+    /// written (crash-safely) before they are published and acknowledged.
+    fn change_streams(&mut self, aggregate_id: &str, change: &StreamChange) -> Result<StreamState> {
+        if let Some(cause) = self.shared.poison_cause() {
+            return Err(Error::Poisoned { cause });
+        }
+        // IMPORTANT: a delete's cut must cover what readers can see, so what
+        // this process made visible but not yet durable is synced first (a
+        // crash must not bring back an event the cut was computed without).
+        self.sync_now()?;
+        let rules = self.shared.streams();
+        let current = rules.current_version(aggregate_id, self.shared.index().version_below(aggregate_id, u64::MAX));
+        let rules = rules.changed(aggregate_id, current, change)?;
+        rules.store(&self.shared.dir)?;
+        let state = rules.get(aggregate_id).copied().unwrap_or_default();
+        self.shared.set_streams(rules);
+        Ok(state)
     }
 
     /// Wakes the subscribers if a watermark moved since they were last woken.
@@ -431,11 +461,18 @@ impl Writer {
                 )));
             }
         }
+        if let Some(e) = group.rules.refusal(&req.aggregate_id) {
+            return Err(e);
+        }
         let current = match group.overlay.get(&req.aggregate_id) {
             Some(v) => *v,
-            None => idx.version_below(&req.aggregate_id, u64::MAX),
+            None => group.rules.current_version(&req.aggregate_id, idx.version_below(&req.aggregate_id, u64::MAX)),
         };
-        if !req.expected.matches(current) {
+        // A soft-deleted aggregate with no event since may be started again
+        // as a new one; its versions continue after the deleted ones.
+        let restarts =
+            req.expected == ExpectedVersion::NoStream && group.rules.soft_deleted_empty(&req.aggregate_id, current);
+        if !restarts && !req.expected.matches(current) {
             return Err(Error::WrongExpectedVersion {
                 aggregate_id: req.aggregate_id.clone(),
                 expected: req.expected,
@@ -613,7 +650,7 @@ impl Writer {
         let recorded_at = now_nanos().max(self.last_recorded_at);
         self.last_recorded_at = recorded_at;
         self.buf.clear();
-        let mut group = Group::new(recorded_at, self.active.write_offset);
+        let mut group = Group::new(recorded_at, self.active.write_offset, self.shared.streams());
         let shared = Arc::clone(&self.shared);
         let idx = shared.index();
         for (ri, req) in appends.iter().enumerate() {

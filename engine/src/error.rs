@@ -198,6 +198,15 @@ pub enum Error {
         /// Where the log now starts.
         first_retained: u64,
     },
+    /// Loading the aggregate would fold from a version retention removed:
+    /// its events before `first_version` are gone and no snapshot covers them.
+    #[error("aggregate {aggregate_id:?} starts at version {first_version} in the log (retention removed the versions before it) and no snapshot covers them")]
+    AggregateTruncated {
+        /// The aggregate.
+        aggregate_id: String,
+        /// Its first version still in the log.
+        first_version: u64,
+    },
     /// The event at this position was removed (its aggregate deleted,
     /// truncated or expired), or hidden by the aggregate's rules.
     #[error("the event at position {position} was removed or is hidden by its aggregate's retention rules")]
@@ -271,6 +280,9 @@ impl Error {
                 Error::BelowRetainedStart { position: *position, first_retained: *first_retained }
             }
             Error::EventRemoved { position } => Error::EventRemoved { position: *position },
+            Error::AggregateTruncated { aggregate_id, first_version } => {
+                Error::AggregateTruncated { aggregate_id: aggregate_id.clone(), first_version: *first_version }
+            }
         }
     }
 }

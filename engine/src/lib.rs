@@ -48,6 +48,7 @@ mod reader;
 #[doc(hidden)]
 pub mod record;
 mod recovery;
+mod scavenge;
 mod segment;
 mod shared;
 #[doc(hidden)]
@@ -75,10 +76,11 @@ pub use event::{
 pub use fault::Faults;
 pub use filter::Filter;
 pub use id::ParseEventIdError;
-pub use options::{Durability, Options};
+pub use options::{Durability, Options, Retention};
 pub use reader::{AggregateEvents, AggregateInfo, AllEvents, FilteredEvents, Loaded, Reader};
 pub use record::NAME_BYTES_MAX;
 pub use recovery::{RecoveryReport, Repair, TornTail};
+pub use scavenge::ScavengeReport;
 pub use segment::{FORMAT_VERSION, POSITION_LIMIT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 pub use snapshot::dictionary::{DictionaryInfo, DICT_BYTES_MAX, DICT_BYTES_MIN};
 pub use snapshot::{Snapshot, SnapshotEntry, SnapshotInfo, SnapshotRecovery};

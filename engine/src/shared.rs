@@ -40,6 +40,17 @@ pub(crate) struct Shared {
     pub closed: AtomicBool,
     pub fsyncs: AtomicU64,
     pub groups: AtomicU64,
+    /// Times retention removed segments.
+    pub retention_runs: AtomicU64,
+    /// Held while a segment file is replaced (scavenge) or removed
+    /// (retention), so that neither undoes the other. The writer thread only
+    /// ever tries it, never waits.
+    pub swap_lock: Mutex<()>,
+    /// Held for a whole scavenge: one at a time.
+    pub scavenge_lock: Mutex<()>,
+    /// `Retention::clamp_reads_below_start`: reads below the first retained
+    /// position start there instead of failing.
+    pub clamp_below_start: AtomicBool,
     pub snapshots: Snapshots,
     /// Every aggregate's lifecycle rules (module `streams`), replaced whole
     /// by the writer thread on a change.
@@ -78,6 +89,10 @@ impl Shared {
             closed: AtomicBool::new(false),
             fsyncs: AtomicU64::new(0),
             groups: AtomicU64::new(0),
+            retention_runs: AtomicU64::new(0),
+            swap_lock: Mutex::new(()),
+            scavenge_lock: Mutex::new(()),
+            clamp_below_start: AtomicBool::new(false),
             snapshots,
             streams: RwLock::new(Arc::new(streams)),
             follower: OnceLock::new(),

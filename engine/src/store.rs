@@ -848,8 +848,7 @@ impl crate::scavenge::WriterLink for Store {
     }
 
     fn forget_snapshots(&self, aggregate_ids: &std::collections::HashSet<String>) -> Result<usize> {
-        // TODO(merge snapforget): self.inner.shared.snapshots.forget(aggregate_ids)
-        let _ = aggregate_ids;
-        Ok(0)
+        let report = self.inner.shared.snapshots.forget(aggregate_ids)?;
+        Ok(report.records_removed as usize)
     }
 }

@@ -147,12 +147,20 @@ pub struct IndexState {
     /// log starts after position 0, or a sparse segment came): only then
     /// may an aggregate's first indexed version be above 0.
     gaps: bool,
+    /// A read-only store's index following a live writer: it may hold an
+    /// aggregate's early events from before a scavenge removed later ones.
+    following: bool,
 }
 
 impl IndexState {
     /// An empty index of a log that starts at `first_position`.
     pub fn starting_at(first_position: u64) -> IndexState {
         IndexState { next_position: first_position, ..IndexState::default() }
+    }
+
+    /// Marks this index as a read-only store's, following a live writer.
+    pub fn set_following(&mut self) {
+        self.following = true;
     }
 
     /// One past the last indexed position.
@@ -241,6 +249,8 @@ impl IndexState {
     /// Starts indexing a new segment (it must start at the next position).
     /// The previous segment is sealed: its offsets never grow again.
     pub fn push_segment(&mut self, seg: Arc<Segment>, expected_events: usize) -> Result<(), IndexError> {
+        // A sparse predecessor ends at its end position, whatever its last frame.
+        self.seal_sparse()?;
         if seg.first_position != self.next_position && !self.segments.is_empty() {
             return Err(IndexError::PositionNotNext { position: seg.first_position, next: self.next_position });
         }
@@ -282,7 +292,13 @@ impl IndexState {
         };
         let next = versions.base + versions.positions.len() as u64;
         if next != version {
-            return Err(IndexError::VersionNotNext { aggregate_id: aggregate_id.to_string(), version, next });
+            // Following a writer whose scavenge removed the versions between
+            // (hidden there by the aggregate's rules): the older ones go too.
+            if !(self.following && self.gaps && version > next) {
+                return Err(IndexError::VersionNotNext { aggregate_id: aggregate_id.to_string(), version, next });
+            }
+            versions.base = version;
+            versions.positions.clear();
         }
         versions.positions.push(position);
         slot.offsets.push(offset);
@@ -367,6 +383,25 @@ impl IndexState {
         self.seal_sparse()
     }
 
+    /// Whether removing these (aggregate, position) events (in position
+    /// order) leaves every aggregate's versions dense: each aggregate's
+    /// removed events must be the first it has left. Returns them grouped by
+    /// aggregate.
+    pub fn check_removal<'a>(&self, removed: &[(&'a str, u64)]) -> Result<HashMap<&'a str, Vec<u64>>, IndexError> {
+        let mut per_agg: HashMap<&str, Vec<u64>> = HashMap::new();
+        for (agg, position) in removed {
+            per_agg.entry(agg).or_default().push(*position);
+        }
+        for (agg, list) in &per_agg {
+            let prefix = self.aggregates.get(*agg).is_some_and(|v| v.positions.starts_with(list));
+            if !prefix {
+                let reason = format!("the events removed from aggregate {agg:?} are not its first ones");
+                return Err(IndexError::BadCheckpoint(reason));
+            }
+        }
+        Ok(per_agg)
+    }
+
     /// Replaces the sealed segment starting where `seg` does by `seg` (the
     /// scavenge's rewrite of it, sparse), whose frames are `kept` (position,
     /// frame offset, in order); `removed` are the (aggregate, position) of
@@ -394,16 +429,7 @@ impl IndexState {
             return Err(bad(format!("replacement ends at {:?}, the segment at {end}", seg.sparse_end)));
         }
         // Check every aggregate's removed events first: nothing changes on an error.
-        let mut per_agg: HashMap<&str, Vec<u64>> = HashMap::new();
-        for (agg, position) in removed {
-            per_agg.entry(agg).or_default().push(*position);
-        }
-        for (agg, list) in &per_agg {
-            let prefix = self.aggregates.get(*agg).is_some_and(|v| v.positions.starts_with(list));
-            if !prefix {
-                return Err(bad(format!("the events removed from aggregate {agg:?} are not its first ones")));
-            }
-        }
+        let per_agg = self.check_removal(removed)?;
         let first = seg.first_position;
         let frames_end = match kept.last() {
             Some((_, o)) => u32::try_from(seg.frame_end(u64::from(*o))).unwrap_or(u32::MAX),
@@ -468,12 +494,19 @@ pub struct Checkpoint {
 
 /// Writes the checkpoint of a sealed segment crash-safely (temp file, fsync,
 /// rename, fsync directory).
-pub fn write_checkpoint(dir: &Path, first_position: u64, entries: &[CheckpointEntry<'_>]) -> Result<PathBuf> {
+/// A sparse segment's checkpoint (`sparse`) is format 2 even when the
+/// positions that survived happen to be dense.
+pub fn write_checkpoint(
+    dir: &Path,
+    first_position: u64,
+    entries: &[CheckpointEntry<'_>],
+    sparse: bool,
+) -> Result<PathBuf> {
     let mut names: HashMap<&str, u32> = HashMap::new();
     let mut name_list: Vec<&str> = Vec::new();
     let mut body = Vec::with_capacity(entries.len() * 16 + 1024);
     let mut tail = Vec::with_capacity(entries.len() * 16);
-    let dense = entries.iter().enumerate().all(|(i, e)| e.position == first_position + i as u64);
+    let dense = !sparse && entries.iter().enumerate().all(|(i, e)| e.position == first_position + i as u64);
     for e in entries {
         let n = *names.entry(e.aggregate_id).or_insert_with(|| {
             name_list.push(e.aggregate_id);
@@ -583,7 +616,7 @@ mod tests {
                 offset: 64 + i as u32 * 48,
             })
             .collect();
-        let p = write_checkpoint(dir.path(), 100, &entries).unwrap();
+        let p = write_checkpoint(dir.path(), 100, &entries, false).unwrap();
         let back = read_checkpoint(&p, 100).unwrap();
         assert_eq!(back.names, names);
         let again: Vec<_> = back

@@ -32,7 +32,7 @@ impl Reader {
     pub(crate) fn new(shared: &Arc<Shared>) -> Reader {
         let visible_end = shared.visible_end.load(std::sync::atomic::Ordering::Acquire);
         let rules = shared.streams();
-        let vis = (!rules.is_empty()).then(|| Visibility::new(rules, Some(&shared.index()), visible_end));
+        let vis = (!rules.hides_nothing()).then(|| Visibility::new(rules, Some(&shared.index()), visible_end));
         Reader { shared: Arc::clone(shared), segments: shared.segments(), visible_end, vis }
     }
 
@@ -60,9 +60,15 @@ impl Reader {
     /// and `from_version` is below it: the events a fold from `from_version`
     /// would silently miss.
     pub(crate) fn removed_before(&self, aggregate_id: &str, from_version: u64) -> Option<u64> {
-        let base = self.shared.index().positions(aggregate_id)?.base();
+        let rules = self.shared.streams();
+        let indexed =
+            self.shared.index().positions(aggregate_id).filter(|v| !v.positions().is_empty()).map(|v| v.base());
+        // No event of it left: its version floor says how far its removed events went.
+        let base = indexed.or_else(|| rules.version_floor(aggregate_id))?;
         let hidden_to = self.vis.as_ref().map_or(0, |v| v.first_version(aggregate_id));
-        (from_version < base && hidden_to < base).then_some(base)
+        // `max_age` hides (and a scavenge removes) event by event: its own rule explains the gap.
+        let by_age = rules.get(aggregate_id).is_some_and(|s| s.meta.max_age.is_some());
+        (from_version < base && hidden_to < base && !by_age).then_some(base)
     }
 
     /// Whether the aggregates' lifecycle rules hide anything from this reader.
@@ -124,9 +130,16 @@ impl Reader {
             return it;
         }
         if position < self.visible_end {
-            let place = self.place_of(&self.shared.index(), position);
+            let idx = self.shared.index();
+            let place = self.place_of(&idx, position);
+            let index_first = idx.first_position();
+            drop(idx);
             let started = match place {
                 Some((seg, offset)) => it.start(seg, offset, position),
+                // Retention removed it after this reader was made.
+                None if position < index_first => {
+                    Err(Error::BelowRetainedStart { position, first_retained: index_first })
+                }
                 None => Err(Error::InvalidInput(format!("position {position} is not indexed"))),
             };
             if let Err(e) = started {
@@ -185,8 +198,20 @@ impl Reader {
         let first = self.vis.as_ref().map_or(0, |v| v.first_version(aggregate_id));
         let idx = self.shared.index();
         let mut places = Vec::new();
+        let mut error = None;
         if let Some(positions) = idx.positions(aggregate_id) {
-            let first = first.max(positions.base());
+            let base = positions.base();
+            // Versions retention removed (not hidden by the aggregate's own
+            // rules) that the read would start in: told, unless clamped.
+            let wanted = match direction {
+                Direction::Forward => from_version.max(first),
+                Direction::Backward => first,
+            };
+            let clamp = self.shared.clamp_below_start.load(std::sync::atomic::Ordering::Relaxed);
+            if wanted < base && !clamp && !self.vis.as_ref().is_some_and(|v| v.ages(aggregate_id)) {
+                error = Some(Error::AggregateTruncated { aggregate_id: aggregate_id.to_string(), first_version: base });
+            }
+            let first = first.max(base);
             let visible = positions.end_below(self.visible_end);
             let n = visible.min(until_version.saturating_add(1));
             let versions: Box<dyn Iterator<Item = u64>> = match direction {
@@ -204,7 +229,7 @@ impl Reader {
                 }
             }
         }
-        AggregateEvents { reader: self, places: places.into_iter() }
+        AggregateEvents { reader: self, places: places.into_iter(), error }
     }
 
     /// Events from `from_position` up to and including the point `as_of`, in
@@ -366,7 +391,7 @@ impl Loaded {
             Some(until) => {
                 self.reader.read_aggregate_until(&self.aggregate_id, self.from_version, until, Direction::Forward)
             }
-            None => AggregateEvents { reader: &self.reader, places: Vec::new().into_iter() },
+            None => AggregateEvents { reader: &self.reader, places: Vec::new().into_iter(), error: None },
         }
     }
 
@@ -592,11 +617,17 @@ impl<'r> Iterator for FilteredEvents<'r> {
 pub struct AggregateEvents<'r> {
     reader: &'r Reader,
     places: std::vec::IntoIter<(u32, u64, u64)>,
+    /// Reported first, then the walk ends.
+    error: Option<Error>,
 }
 
 impl<'r> Iterator for AggregateEvents<'r> {
     type Item = Result<EventRef<'r>>;
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(e) = self.error.take() {
+            self.places = Vec::new().into_iter();
+            return Some(Err(e));
+        }
         loop {
             let (seg, offset, position) = self.places.next()?;
             let seg = self.reader.segments.get(seg as usize)?;

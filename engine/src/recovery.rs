@@ -211,6 +211,30 @@ fn later_synced_write(seg: &Segment, from: u64) -> Option<u64> {
     None
 }
 
+/// The log starts where retention last said (`STREAMS`' log start, 0 when
+/// it never ran): segments wholly below it are what a retention killed part
+/// way had still to remove (removed now; skipped read-only), and a log that
+/// starts later is missing its head: corrupt, never taken for retention.
+fn complete_retention(dir: &Path, segs: &mut Vec<(u64, PathBuf)>, read_only: bool) -> Result<()> {
+    let start = crate::streams::Rules::load(dir)?.log_start();
+    let below = segs.windows(2).take_while(|w| w[1].0 <= start).count();
+    for (first, path) in segs.drain(..below) {
+        if !read_only {
+            let _ = std::fs::remove_file(dir.join(index::file_name(first)));
+            std::fs::remove_file(&path).map_err(|e| Error::io("remove segment below the log start", &path, e))?;
+            segment::sync_dir(dir)?;
+        }
+    }
+    match segs.first() {
+        Some((first, path)) if *first > start => Err(Error::corrupt(
+            path,
+            0,
+            format!("the log starts at position {first}, but retention kept it from {start}: the segments before it are missing"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Everything `Store::open` needs from recovery.
 pub(crate) struct Recovered {
     pub index: IndexState,
@@ -284,6 +308,7 @@ fn recover_up_to(dir: &Path, opts: &Options, read_only: bool, limit: Option<Limi
     if let Some(limit) = limit {
         segs.retain(|(first, _)| *first <= limit.segment_first);
     }
+    complete_retention(dir, &mut segs, read_only)?;
     if segs.is_empty() && !read_only {
         let faults = opts.faults.clone().unwrap_or_default();
         segs.push((0, segment::install(dir, 0, opts.next_segment_bytes(None, 0), &faults)?));
@@ -368,6 +393,7 @@ impl Recovery<'_> {
         let lazy = LazyExpect { end, digest: digest.finish() };
         let seg = Arc::new(Segment::open(path.to_path_buf(), Some(lazy))?);
         check_header(&seg, first)?;
+        check_sparse_end(&seg, Some(end))?;
         self.index.push_checkpoint(seg, &cp).map_err(|e| Error::corrupt(&idx_path, 0, e.to_string()))?;
         self.report.checkpoints_loaded += 1;
         Ok(true)
@@ -379,6 +405,7 @@ impl Recovery<'_> {
     fn recover_sealed(&mut self, path: &Path, first: u64, end: u64, later: &[(u64, PathBuf)]) -> Result<bool> {
         let seg = Arc::new(Segment::open(path.to_path_buf(), None)?);
         check_header(&seg, first)?;
+        check_sparse_end(&seg, Some(end))?;
         let scan = scan_segment(&seg, Some(end));
         self.report.events_scanned += scan.entries.len() as u64;
         let scanned_end = scan.end_position;
@@ -387,7 +414,8 @@ impl Recovery<'_> {
         drop(scan);
         if scanned_end == end && problem.is_none() {
             if !self.read_only {
-                if let Ok(p) = index::write_checkpoint(self.dir, first, &entry_refs(&entries)) {
+                if let Ok(p) = index::write_checkpoint(self.dir, first, &entry_refs(&entries), seg.sparse_end.is_some())
+                {
                     self.report.checkpoints_rebuilt.push(p);
                 }
             }
@@ -413,8 +441,19 @@ impl Recovery<'_> {
             removed_files: removed,
             reason,
         });
+        let sparse_end = seg.sparse_end;
         push_entries(&mut self.index, seg, &mut entries).map_err(|e| Error::corrupt(path, 0, e.to_string()))?;
         self.active_write_offset = end_offset;
+        if let Some(end) = sparse_end.filter(|_| !self.read_only) {
+            // A sparse segment is never appended to: the log goes on in a new
+            // one at its end position (the positions between the cut and it
+            // stay empty, counted as lost above).
+            let faults = self.opts.faults.clone().unwrap_or_default();
+            let new = segment::install(self.dir, end, self.opts.next_segment_bytes(None, 0), &faults)?;
+            let seg = Arc::new(Segment::open(new, None)?);
+            self.index.push_segment(seg, 0).map_err(|e| Error::corrupt(path, 0, e.to_string()))?;
+            self.active_write_offset = HEADER_BYTES;
+        }
         Ok(true)
     }
 
@@ -443,6 +482,7 @@ impl Recovery<'_> {
         let padded = if self.read_only { 0 } else { pad_short_active(path)? };
         let seg = Arc::new(Segment::open_with(path.to_path_buf(), None, self.read_only)?);
         check_header(&seg, first)?;
+        check_sparse_end(&seg, None)?;
         let scan = scan_segment(&seg, None);
         self.report.events_scanned += scan.entries.len() as u64;
         let scanned_end = first + scan.entries.len() as u64;
@@ -484,6 +524,7 @@ impl Recovery<'_> {
         }
         let seg = Arc::new(Segment::open(path.to_path_buf(), None)?);
         check_header(&seg, first)?;
+        check_sparse_end(&seg, None)?;
         let scan = scan_segment(&seg, Some(limit.end));
         self.report.events_scanned += scan.entries.len() as u64;
         let scanned_end = first + scan.entries.len() as u64;
@@ -604,6 +645,20 @@ fn pad_short_active(path: &Path) -> Result<u64> {
     crate::durable::zero_fill(&file, path, len, header.segment_bytes)?;
     file.sync_all().map_err(|e| Error::io("fsync padded segment", path, e))?;
     Ok(header.segment_bytes - len)
+}
+
+/// A sparse segment (one the scavenge rewrote) is sealed: it must end where
+/// the next segment starts, and is never the last one.
+fn check_sparse_end(seg: &Segment, next_first: Option<u64>) -> Result<()> {
+    match (seg.sparse_end, next_first) {
+        (None, _) => Ok(()),
+        (Some(end), Some(next)) if end == next => Ok(()),
+        (Some(end), next) => Err(Error::corrupt(
+            &seg.path,
+            40,
+            format!("sparse segment ends at position {end}, the next segment starts at {next:?}"),
+        )),
+    }
 }
 
 fn check_header(seg: &Segment, first: u64) -> Result<()> {

@@ -53,6 +53,12 @@ pub struct ScavengeReport {
     pub bytes_after: u64,
     /// Erasures completed: no file holds these aggregates' bytes any more.
     pub erasures_completed: usize,
+    /// Erasures not completed because a consumer in use lists the
+    /// aggregates in its dead-letter list (`consumers_in_use`): run the
+    /// scavenge again once it is closed.
+    pub erasures_pending: usize,
+    /// The consumers that kept an erasure pending.
+    pub consumers_in_use: Vec<String>,
     /// Aggregates whose snapshots were dropped.
     pub snapshots_dropped: usize,
     /// Wall time.
@@ -75,6 +81,9 @@ pub(crate) trait WriterLink {
     fn change(&self, aggregate_id: &str, change: StreamChange) -> Result<()>;
     /// Drops every snapshot of these aggregates; returns how many aggregates had some.
     fn forget_snapshots(&self, aggregate_ids: &HashSet<String>) -> Result<usize>;
+    /// Removes these aggregates from every consumer's dead-letter list;
+    /// returns the consumers in use, whose lists could not be rewritten.
+    fn scrub_parked(&self, aggregate_ids: &HashSet<String>) -> Result<Vec<String>>;
 }
 
 /// Runs one scavenge. `progress` gets (bytes read, bytes of sealed segments).
@@ -111,10 +120,12 @@ pub(crate) fn run(
         let (seg, end) = (&segs[k], segs[k + 1].first_position);
         report.segments_scanned += 1;
         // A sealed segment whose checkpoint could not be written (the writer
-        // waited for them above) is left to the next scavenge after a reopen
-        // rebuilt it: its rewrite must not race a late checkpoint write.
+        // waited for them above) ends this scavenge: its rewrite must not race
+        // a late checkpoint write, and the segments after it must not lose an
+        // aggregate's events while it keeps earlier ones (removals are a
+        // prefix of each aggregate's versions). A reopen rebuilds it.
         if !shared.dir.join(index::file_name(seg.first_position)).exists() {
-            continue;
+            break;
         }
         report.bytes_read += seg.len();
         rewrite(shared, &reader, seg, end, &mut report)?;
@@ -166,11 +177,22 @@ fn rewrite(shared: &Shared, reader: &Reader, seg: &Arc<Segment>, end: u64, repor
         return Err(e);
     }
     let swap = shared.swap_lock.lock().unwrap_or_else(|p| p.into_inner());
-    let still_there = shared.index().segments().any(|s| Arc::ptr_eq(s, seg));
-    if !still_there {
-        // Retention removed it meanwhile.
-        let _ = std::fs::remove_file(&tmp);
-        return Ok(());
+    let fits = {
+        let idx = shared.index();
+        // Retention may have removed it meanwhile.
+        let there = idx.segments().any(|s| Arc::ptr_eq(s, seg));
+        let fits = there.then(|| idx.check_removal(&removed).map(|_| ()));
+        fits
+    };
+    match fits {
+        Some(Ok(())) => {}
+        other => {
+            let _ = std::fs::remove_file(&tmp);
+            return match other {
+                Some(Err(e)) => Err(Error::corrupt(&seg.path, 0, format!("scavenge refused: {e}"))),
+                _ => Ok(()),
+            };
+        }
     }
     let dir = &shared.dir;
     let idx_path = dir.join(index::file_name(seg.first_position));
@@ -208,7 +230,7 @@ fn rewrite(shared: &Shared, reader: &Reader, seg: &Arc<Segment>, end: u64, repor
         })
         .collect();
     // A failure here is not fatal: recovery rebuilds a missing checkpoint.
-    let _ = index::write_checkpoint(dir, seg.first_position, &entries);
+    let _ = index::write_checkpoint(dir, seg.first_position, &entries, true);
     report.segments_rewritten += 1;
     report.events_removed += removed.len() as u64;
     report.bytes_before += seg.len();
@@ -338,10 +360,22 @@ fn complete(
         }
         if state.erased && left == 0 {
             erased.push(id.to_string());
+        } else if state.erased {
+            // Events of it the scavenge could not reach (a segment without its checkpoint).
+            report.erasures_pending += 1;
         }
     }
     if !forget.is_empty() {
         report.snapshots_dropped = link.forget_snapshots(&forget)?;
+    }
+    // Dead-letter records name the aggregate (and quote its handler's error).
+    let ids: HashSet<String> = erased.iter().cloned().collect();
+    let busy = if ids.is_empty() { Vec::new() } else { link.scrub_parked(&ids)? };
+    if !busy.is_empty() {
+        // Not complete: a consumer in use still lists them; the next scavenge finishes.
+        report.erasures_pending += erased.len();
+        report.consumers_in_use = busy;
+        return Ok(());
     }
     for id in erased {
         link.change(&id, StreamChange::ErasureDone)?;

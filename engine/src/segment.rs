@@ -170,7 +170,11 @@ impl SegmentHeader {
         let sparse_end = match (sparse, le_u64(h, END_POSITION_AT)) {
             (false, 0) => None,
             (false, _) => return Err(Error::corrupt(path, END_POSITION_AT as u64, "end position in a dense segment")),
-            (true, end) if end <= first_position || end > POSITION_LIMIT => {
+            // A sparse segment covers no more positions than a dense one of
+            // the largest size could hold (a frame takes at least 48 bytes).
+            (true, end)
+                if end <= first_position || end > POSITION_LIMIT || end - first_position > SEGMENT_BYTES_MAX / 48 =>
+            {
                 return Err(Error::corrupt(
                     path,
                     END_POSITION_AT as u64,

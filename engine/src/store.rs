@@ -436,7 +436,9 @@ impl Store {
     /// The aggregate's current (visible) version, `None` if it has no events.
     pub fn aggregate_version(&self, aggregate_id: &str) -> Option<u64> {
         let end = self.inner.shared.visible_end.load(Ordering::Acquire);
-        self.inner.shared.index().version_below(aggregate_id, end)
+        let current = self.inner.shared.index().version_below(aggregate_id, end);
+        // No event of it left in the log: the version its removed events reached.
+        self.inner.shared.streams().current_version(aggregate_id, current)
     }
 
     /// Position of the last visible event, `None` for an empty store.
@@ -845,6 +847,10 @@ impl crate::scavenge::WriterLink for Store {
 
     fn change(&self, aggregate_id: &str, change: StreamChange) -> Result<()> {
         self.change_stream(aggregate_id, change).map(|_| ())
+    }
+
+    fn scrub_parked(&self, aggregate_ids: &std::collections::HashSet<String>) -> Result<Vec<String>> {
+        crate::consumer::scrub_parked(self.dir(), aggregate_ids)
     }
 
     fn forget_snapshots(&self, aggregate_ids: &std::collections::HashSet<String>) -> Result<usize> {

@@ -20,7 +20,8 @@
 //!  8  4 format version (1)
 //! 12  4 entry count
 //! 16  4 tombstone count
-//! 20  .. entries: u8 id length (1..=255), id bytes, u8 flags, u64 max_count,
+//! 20  8 log start: the first position retention kept (0: none removed)
+//! 28  .. entries: u8 id length (1..=255), id bytes, u8 flags, u64 max_count,
 //!         u64 max_age (nanoseconds), u64 truncate_before, u64 version floor
 //! ..  .. tombstones: 16-byte id hashes of erased aggregates whose events are gone
 //! end-4 4 crc32 of every byte before it
@@ -44,7 +45,7 @@ pub const STREAMS_NAME: &str = "STREAMS";
 
 const MAGIC: [u8; 8] = *b"FLOGSTRM";
 const VERSION: u32 = 1;
-const HEADER_BYTES: usize = 20;
+const HEADER_BYTES: usize = 28;
 const ENTRY_FIXED_BYTES: usize = 1 + 8 + 8 + 8 + 8;
 
 const FLAG_MAX_COUNT: u8 = 1;
@@ -164,12 +165,34 @@ pub(crate) struct Rules {
     tombstones: HashSet<[u8; 16]>,
     /// Whether any rule depends on the aggregate's length or the clock.
     dynamic: bool,
+    /// The first position retention kept: recovery refuses a log that
+    /// starts later (its head is missing) and completes a retention that
+    /// crashed before removing every segment below it.
+    log_start: u64,
 }
 
 impl Rules {
-    /// Whether no aggregate has a rule.
-    pub fn is_empty(&self) -> bool {
-        self.streams.is_empty() && self.tombstones.is_empty()
+    /// The first position retention kept (0 until it removed anything).
+    pub fn log_start(&self) -> u64 {
+        self.log_start
+    }
+
+    /// The rules with the log's start moved to `start` (retention, before
+    /// it removes the segments below it).
+    pub fn with_log_start(&self, start: u64) -> Rules {
+        Rules { log_start: self.log_start.max(start), ..self.clone() }
+    }
+
+    /// Whether no aggregate has a rule that hides events (tombstones only
+    /// refuse appends).
+    pub fn hides_nothing(&self) -> bool {
+        self.streams.is_empty()
+    }
+
+    /// The version floor of the aggregate (the version its next event gets
+    /// when the log holds none of its events), if it has one.
+    pub fn version_floor(&self, aggregate_id: &str) -> Option<u64> {
+        self.streams.get(aggregate_id)?.version_floor
     }
 
     /// The aggregate's state, if it has any rule.
@@ -209,6 +232,21 @@ impl Rules {
         self.streams.get(aggregate_id)?.version_floor?.checked_sub(1)
     }
 
+    /// The rules with these version floors raised (aggregate, last version
+    /// the log will no longer hold): what retention records before it
+    /// removes every event of an aggregate. Hard-deleted aggregates need none.
+    pub fn with_floors(&self, floors: &[(&str, u64)]) -> Rules {
+        let mut next = self.clone();
+        for (id, last_version) in floors {
+            if self.refusal(id).is_some() {
+                continue;
+            }
+            let state = next.streams.entry((*id).into()).or_default();
+            state.version_floor = Some(state.version_floor.unwrap_or(0).max(last_version + 1));
+        }
+        next
+    }
+
     /// The rules after `change` to `aggregate_id`, whose last version is `current`.
     pub fn changed(&self, aggregate_id: &str, current: Option<u64>, change: &StreamChange) -> Result<Rules> {
         if aggregate_id.is_empty() || aggregate_id.len() > crate::record::NAME_BYTES_MAX {
@@ -219,7 +257,10 @@ impl Rules {
             )));
         }
         let by_scavenge = matches!(change, StreamChange::Floor { .. } | StreamChange::ErasureDone);
-        if let Some(e) = self.refusal(aggregate_id).filter(|_| !by_scavenge) {
+        // A hard-deleted aggregate may still be erased (privacy law comes later).
+        let erasing_deleted =
+            matches!(change, StreamChange::Erase) && self.streams.get(aggregate_id).is_some_and(|s| !s.erased);
+        if let Some(e) = self.refusal(aggregate_id).filter(|_| !by_scavenge && !erasing_deleted) {
             return Err(e);
         }
         let mut next = self.clone();
@@ -263,7 +304,7 @@ impl Rules {
                 state.erased = true;
                 state.deleted = Some(DeleteMode::Hard);
                 if let Some(current) = current {
-                    state.meta.truncate_before = Some(current + 1);
+                    state.meta.truncate_before = Some(state.meta.truncate_before.unwrap_or(0).max(current + 1));
                 }
             }
         }
@@ -281,6 +322,7 @@ impl Rules {
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(&(self.streams.len() as u32).to_le_bytes());
         out.extend_from_slice(&(self.tombstones.len() as u32).to_le_bytes());
+        out.extend_from_slice(&self.log_start.to_le_bytes());
         let mut ids: Vec<(&str, &StreamState)> = self.iter().collect();
         ids.sort_by_key(|(id, _)| *id);
         for (id, s) in ids {
@@ -322,7 +364,7 @@ impl Rules {
         }
         let count = |at| le_u32(body, at).unwrap_or_default() as usize;
         let (entries, tombstones) = (count(12), count(16));
-        let mut rules = Rules::default();
+        let mut rules = Rules { log_start: le_u64(body, 20).unwrap_or_default(), ..Rules::default() };
         let mut at = HEADER_BYTES;
         for _ in 0..entries {
             let len = *body.get(at).ok_or_else(|| bad(at, "stream metadata ends inside an entry"))? as usize;
@@ -458,6 +500,11 @@ impl Visibility {
         s.meta.max_count.is_some() && self.count_cuts.get(aggregate_id).is_some_and(|cut| version < *cut)
     }
 
+    /// Whether the aggregate has a `max_age` rule (which hides event by event).
+    pub fn ages(&self, aggregate_id: &str) -> bool {
+        self.rules.streams.get(aggregate_id).is_some_and(|s| s.meta.max_age.is_some())
+    }
+
     /// Whether a soft delete hides every event of the aggregate up to
     /// `version` (then its snapshots are not used).
     pub fn deleted_through(&self, aggregate_id: &str, version: u64) -> bool {
@@ -522,7 +569,10 @@ mod tests {
         assert!(v.deleted_through("b", 4) && !v.deleted_through("b", 5));
         let r = sample();
         assert!(r.soft_deleted_empty("b", Some(4)) && !r.soft_deleted_empty("b", Some(5)));
-        assert!(matches!(r.changed("c", Some(0), &StreamChange::Erase), Err(Error::AggregateDeleted { .. })));
+        // A hard-deleted aggregate can still be erased; an erased one not again.
+        let erased = r.changed("c", Some(0), &StreamChange::Erase).unwrap();
+        assert!(erased.get("c").unwrap().erased);
+        assert!(matches!(erased.changed("c", Some(0), &StreamChange::Erase), Err(Error::AggregateDeleted { .. })));
         assert!(matches!(
             r.changed("nope", None, &StreamChange::Delete(DeleteMode::Soft)),
             Err(Error::UnknownAggregate { .. })

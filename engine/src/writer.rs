@@ -415,8 +415,17 @@ impl Writer {
                 let over_size = r.max_bytes.is_some_and(|max| total > max);
                 // The segment's newest event decides its age (an empty one is old).
                 let too_old = r.max_age.is_some() && {
-                    match next_first.checked_sub(1).filter(|last| *last >= seg.first_position) {
-                        Some(last) => idx.event_at(last).and_then(|e| e.ok()).is_some_and(|e| e.recorded_at() < cutoff),
+                    // Its newest surviving event (a scavenge may have removed the last ones).
+                    let newest = (seg.first_position..next_first).rev().find_map(|p| match idx.event_at(p) {
+                        Some(Err(Error::EventRemoved { .. })) => None,
+                        Some(e) => Some(e.ok().map(|e| e.recorded_at())),
+                        None => Some(None),
+                    });
+                    match newest {
+                        Some(Some(at)) => at < cutoff,
+                        // Unreadable: never removed for its age.
+                        Some(None) => false,
+                        // Every event of it was removed: as old as can be.
                         None => true,
                     }
                 };
@@ -433,6 +442,23 @@ impl Writer {
         };
         // A scavenge swapping a segment file: leave retention to the next roll.
         let Ok(_swap) = self.shared.swap_lock.try_lock() else { return Ok(0) };
+        // Aggregates left without events keep their version count (durably,
+        // before their events go), so that their versions never restart.
+        let rules = self.shared.streams();
+        let floors: Vec<(String, u64)> = {
+            let idx = self.shared.index();
+            idx.aggregates()
+                .filter(|(_, v)| v.positions().last().is_some_and(|p| *p < cut))
+                .map(|(id, v)| (id.to_string(), v.base() + v.positions().len() as u64 - 1))
+                .filter(|(id, last)| rules.version_floor(id).is_none_or(|f| f <= *last))
+                .collect()
+        };
+        // IMPORTANT: the new start is durable before any segment goes, so
+        // that recovery can tell retention from a lost head segment.
+        let floors: Vec<(&str, u64)> = floors.iter().map(|(id, v)| (id.as_str(), *v)).collect();
+        let next = rules.with_floors(&floors).with_log_start(cut);
+        next.store(&self.shared.dir)?;
+        self.shared.set_streams(next);
         // The sealed segment's checkpoint may still be being written: not after its file is gone.
         if let Some(c) = self.checkpointer.take() {
             let _ = c.join();
@@ -452,8 +478,10 @@ impl Writer {
                 Err(e) => return Err(Error::io("remove index checkpoint (retention)", idx_path, e)),
             }
             std::fs::remove_file(&seg.path).map_err(|e| Error::io("remove segment (retention)", &seg.path, e))?;
+            // IMPORTANT: one at a time, oldest first: a power cut must never
+            // leave a later segment removed and an earlier one present (a hole).
+            segment::sync_dir(&dir)?;
         }
-        segment::sync_dir(&dir)?;
         self.shared.retention_runs.fetch_add(1, Ordering::Relaxed);
         Ok(removed.len())
     }
@@ -1098,5 +1126,5 @@ fn write_checkpoint_of(dir: &std::path::Path, seg: &Segment, end: u64) {
         let position = f.event.position();
         entries.push(CheckpointEntry { aggregate_id, version, position, offset: f.offset as u32 });
     }
-    let _ = crate::index::write_checkpoint(dir, seg.first_position, &entries);
+    let _ = crate::index::write_checkpoint(dir, seg.first_position, &entries, false);
 }

@@ -207,9 +207,19 @@ fn retention_removes_whole_segments_from_the_head_and_positions_never_change() {
     assert_eq!(events.iter().map(|e| e.position).collect::<Vec<_>>(), (first..1600).collect::<Vec<_>>());
     let mut sub = store.subscribe(StartFrom::Start, Filter::all());
     assert_eq!(sub.next_batch(10_000, Duration::from_millis(50)).unwrap().len() as u64, 1600 - first);
-    // An aggregate reads from its first retained version; versions go on.
-    let kept = versions(&store, "agg-1");
-    assert_eq!(kept.last(), Some(&399));
+    // An aggregate read from a removed version is told where it now starts;
+    // from there it reads whole, and its versions go on.
+    let base = match store.read_aggregate_owned("agg-1", 0, Direction::Forward, 1) {
+        Err(Error::AggregateTruncated { first_version, .. }) => first_version,
+        other => panic!("expected AggregateTruncated, got {other:?}"),
+    };
+    let kept: Vec<u64> = store
+        .read_aggregate_owned("agg-1", base, Direction::Forward, usize::MAX)
+        .unwrap()
+        .iter()
+        .map(|e| e.version)
+        .collect();
+    assert_eq!((kept[0], kept.last()), (base, Some(&399)));
     assert!(kept[0] > 0 && kept.windows(2).all(|w| w[1] == w[0] + 1));
     store.append("agg-1", ExpectedVersion::Exact(399), vec![event(1, 400)]).unwrap();
     // Without a snapshot covering the removed versions, a load is refused.
@@ -222,7 +232,8 @@ fn retention_removes_whole_segments_from_the_head_and_positions_never_change() {
 
     let store = Store::open(dir.path(), retained(3)).unwrap();
     assert_eq!(store.first_position(), Some(first));
-    assert_eq!(versions(&store, "agg-1").first(), Some(&kept[0]));
+    let again = store.read_aggregate_owned("agg-1", kept[0], Direction::Forward, 1).unwrap();
+    assert_eq!(again[0].version, kept[0]);
     store.append("agg-2", ExpectedVersion::Exact(399), vec![event(2, 400)]).unwrap();
     let clamped = Store::open_read_only(
         dir.path(),

@@ -44,16 +44,16 @@ fn main() {
             Err(Error::AggregateDeleted { .. }) => {}
             Err(e) => panic!("append to {agg}: {e}"),
         }
-        if round % 11 == 0 {
+        if round.is_multiple_of(11) {
             let victim = spec::aggregate((round / 11 + seed) % spec::AGGREGATES);
-            let mode = if round % 33 == 0 { DeleteMode::Hard } else { DeleteMode::Soft };
+            let mode = if round.is_multiple_of(33) { DeleteMode::Hard } else { DeleteMode::Soft };
             match store.delete_aggregate(&victim, mode) {
                 Ok(_) => ack(format!("delete {victim} {}\n", if mode == DeleteMode::Hard { "hard" } else { "soft" })),
                 Err(Error::AggregateDeleted { .. } | Error::UnknownAggregate { .. }) => {}
                 Err(e) => panic!("delete {victim}: {e}"),
             }
         }
-        if round % 17 == 0 {
+        if round.is_multiple_of(17) {
             // What was sealed when it started: the active segment is the newest file.
             let active_first = factlog_tests::segment_files(std::path::Path::new(dir))
                 .iter()

@@ -517,14 +517,14 @@ pub struct MetaArgs {
     #[arg(long, value_name = "ID")]
     pub aggregate: String,
     /// Keep only the newest N events (N ≥ 1; to drop them all, delete the aggregate).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), allow_hyphen_values = true)]
     pub max_count: Option<u64>,
     /// Keep only the events recorded less than this long ago: a number and
     /// a unit, d, h, m, s, ms, us or ns (30d, 12h, 15m, 90s, 500ms, 1h30m).
-    #[arg(long, value_name = "DURATION", value_parser = duration::parse)]
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse, allow_hyphen_values = true)]
     pub max_age: Option<Duration>,
     /// Hide every version below V.
-    #[arg(long, value_name = "V")]
+    #[arg(long, value_name = "V", allow_hyphen_values = true)]
     pub truncate_before: Option<u64>,
     /// Drop every rule before applying the ones given (a soft delete's cut
     /// stays: deleted events never come back).

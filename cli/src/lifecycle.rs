@@ -12,7 +12,8 @@
 //! `erase` cannot be undone, so it first shows what it erases (from a
 //! read-only open, so that the store stays free for its writer while the
 //! question waits) and asks for `yes` on standard input, as `repair` does;
-//! `--yes` skips the question.
+//! `--yes` skips the question. An aggregate already erased, or hard-deleted
+//! (the engine refuses every change to it), is an error before the question.
 
 use std::io;
 use std::path::Path;
@@ -90,6 +91,7 @@ pub fn run_erase(args: &EraseArgs, wait: Duration) -> CliResult {
         let store = open::open_existing(&args.dir, wait)?;
         view(&store, id)?
     };
+    refuse_erase(&before, &args.dir)?;
     if !args.yes {
         eprintln!(
             "erase aggregate {id:?} of {}: {} hidden at once, every later append to it refused forever, and \
@@ -118,6 +120,25 @@ pub fn run_erase(args: &EraseArgs, wait: Duration) -> CliResult {
         hidden(&before),
         args.dir.display()
     ))
+}
+
+/// Why the engine would refuse to erase the aggregate `before` shows, said
+/// before the question is asked.
+fn refuse_erase(before: &View, dir: &Path) -> CliResult {
+    let id = &before.aggregate_id;
+    if before.state.erased {
+        return Err(CliError::new(format!(
+            "aggregate {id:?} is already erased: `factlog scavenge {}` completes the erasure",
+            dir.display()
+        )));
+    }
+    if before.state.deleted == Some(DeleteMode::Hard) {
+        return Err(CliError::new(format!(
+            "aggregate {id:?} was hard-deleted, and the store refuses every change to a hard-deleted aggregate, \
+             erasure included (a scavenge removes its events, but its id stays in the stream metadata)"
+        )));
+    }
+    Ok(())
 }
 
 /// Runs `factlog meta`: prints the state, or changes the rules given and

@@ -5,7 +5,9 @@
 //! nothing changed), `erase` refused without confirmation (nothing changed)
 //! and then complete after a scavenge (no file holds the erased bytes), and
 //! the scavenge's report on a store where half the events are deleted (the
-//! exact count removed, about half the bytes reclaimed, positions kept).
+//! exact count removed, about half the bytes reclaimed, positions kept),
+//! and the lock: the commands that change a store wait for its writer, while
+//! `meta` without a setter reads beside it.
 //!
 //! Multi-segment stores are built through the `factlog` library, since the
 //! CLI has no segment-size option.
@@ -142,6 +144,7 @@ fn delete_hides_an_aggregate_soft_restarts_it_and_hard_refuses_it() {
     fails(&["append", d, "--aggregate", "acct-2", "--type", "T", "--data", "{}"], "is deleted");
     fails(&["meta", d, "--aggregate", "acct-2", "--max-count", "5"], "is deleted");
     fails(&["delete", d, "--aggregate", "acct-2"], "is deleted");
+    fails(&["erase", d, "--aggregate", "acct-2", "--yes"], "aggregate \"acct-2\" was hard-deleted");
     assert_eq!(read(&["read", d, "--all"]), vec![("acct-1".to_string(), 4, 5)]);
 
     // Bad input: no such aggregate, no such store, a missing --aggregate.
@@ -242,6 +245,8 @@ fn erase_needs_confirmation_and_a_scavenge_then_removes_every_byte() {
             .count()
     };
     assert!(holding("MARKER-acct-1") > 0);
+    // Erasing it again is refused before any question.
+    fails(&["erase", d, "--aggregate", "acct-1"], "aggregate \"acct-1\" is already erased: `factlog scavenge");
     // --yes skips the question.
     let state = json(&ok(&["erase", d, "--aggregate", "gone-before-it-came", "--yes", "--json"]));
     assert_eq!(state["erased"], true);
@@ -325,4 +330,27 @@ fn scavenge_reports_what_it_reclaimed_on_a_store_half_deleted() {
     assert!(out.contains(" MB/s of input\n"), "{out}");
     assert_eq!(out.lines().count(), 12, "{out}");
     fails(&["scavenge", path(&tmp.path().join("missing"))], "directory does not exist");
+}
+
+#[test]
+fn changes_wait_for_a_writer_and_meta_reads_beside_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = small_store(tmp.path());
+    let d = path(&dir);
+    let writer = Store::open(&dir, Options::default()).unwrap();
+    for args in [
+        &["--wait", "0", "delete", d, "--aggregate", "acct-1"][..],
+        &["--wait", "0", "erase", d, "--aggregate", "acct-1", "--yes"],
+        &["--wait", "0", "meta", d, "--aggregate", "acct-1", "--max-count", "1"],
+        &["--wait", "0", "scavenge", d],
+    ] {
+        let err = fails(args, &format!("store {d} is locked by process {}", std::process::id()));
+        assert!(err.contains("did not wait for it (--wait 0)"), "{err}");
+    }
+    // Without a setter, `meta` opens read-only and runs beside the writer.
+    assert!(ok(&["--wait", "0", "meta", d, "--aggregate", "acct-1"]).contains("visible versions  0 to 3 (4 events)"));
+    writer.close().unwrap();
+    assert!(
+        ok(&["--wait", "0", "meta", d, "--aggregate", "acct-1", "--max-count", "1"]).contains("max count         1\n")
+    );
 }

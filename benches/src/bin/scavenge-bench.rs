@@ -125,32 +125,49 @@ struct Run {
 /// The medians over the runs.
 #[derive(Debug, Clone, Serialize)]
 struct Summary {
+    /// Scavenge input MB/s.
     scavenge_mb_per_sec: f64,
+    /// Sequential write MB/s.
     seq_write_mb_per_sec: f64,
+    /// The median of the runs' ratios (not the ratio of the medians).
     ratio: f64,
+    /// Bytes the scavenge read.
     bytes_read: u64,
+    /// Bytes it reclaimed.
     bytes_reclaimed: u64,
+    /// Events it removed.
     events_removed: u64,
+    /// The goal, [`GOAL_RATIO`].
     goal_ratio: f64,
+    /// Whether `ratio` reaches it.
     goal_met: bool,
 }
 
 /// The JSON output.
 #[derive(Debug, Serialize)]
 struct Output<'a> {
+    /// The host.
     machine: &'a MachineInfo,
+    /// The command line's parameters.
     params: Params,
+    /// Every run.
     runs: &'a [Run],
+    /// Their medians.
     median: &'a Summary,
 }
 
 /// The parameters, for the JSON output.
 #[derive(Debug, Serialize)]
 struct Params {
+    /// `--events`.
     events: u64,
+    /// `--aggregates`.
     aggregates: u64,
+    /// `--payload-bytes`.
     payload_bytes: u64,
+    /// `--batch`.
     batch: u64,
+    /// `--runs`.
     runs: u64,
 }
 

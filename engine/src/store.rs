@@ -837,9 +837,9 @@ fn snapshot_config(options: &Options, read_only: bool) -> SnapshotConfig {
 }
 
 impl crate::scavenge::WriterLink for Store {
-    fn seal(&self) -> Result<()> {
+    fn seal(&self, roll: bool) -> Result<()> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.inner.tx.send(Command::Seal(tx)).map_err(|_| Error::Closed)?;
+        self.inner.tx.send(Command::Seal(roll, tx)).map_err(|_| Error::Closed)?;
         rx.recv().map_err(|_| Error::Closed)?
     }
 

@@ -71,7 +71,8 @@ pub fn run_delete(args: &DeleteArgs, wait: Duration) -> CliResult {
     let id = &args.aggregate;
     let next = match mode {
         DeleteMode::Soft => {
-            let restart = after.state.meta.truncate_before.unwrap_or(0);
+            // The version floor is what the next event gets once the log holds none of its events.
+            let restart = after.state.version_floor.or(after.state.meta.truncate_before).unwrap_or(0);
             format!("a new append starts it again at version {restart}")
         }
         DeleteMode::Hard => "every later append to it is refused, forever".to_string(),
@@ -250,7 +251,7 @@ fn view_json(v: &View) -> Value {
         "truncate_before": s.meta.truncate_before,
         "deleted": delete_mode(s.deleted),
         "erased": s.erased,
-        "versions_continue": s.versions_continue,
+        "version_floor": s.version_floor,
     })
 }
 
@@ -298,7 +299,7 @@ mod tests {
             json!({
                 "aggregate_id": "acct 1", "first_visible_version": null, "last_visible_version": null,
                 "visible_events": 0, "max_count": 6, "max_age": "1d", "max_age_ns": 86_400_000_000_000u64,
-                "truncate_before": null, "deleted": "soft", "erased": false, "versions_continue": false,
+                "truncate_before": null, "deleted": "soft", "erased": false, "version_floor": null,
             })
         );
     }

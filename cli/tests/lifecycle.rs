@@ -136,6 +136,7 @@ fn delete_hides_an_aggregate_soft_restarts_it_and_hard_refuses_it() {
     assert_eq!(out, "version 4 position 5\n");
     let state = json(&ok(&["meta", d, "--aggregate", "acct-1", "--json"]));
     assert_eq!(state["deleted"], "soft");
+    assert_eq!(state["version_floor"], 4, "{state}");
     assert_eq!((state["first_visible_version"].as_u64(), state["visible_events"].as_u64()), (Some(4), Some(1)));
 
     // Hard: a tombstone, every later append refused (exit 1, nothing written).

@@ -83,7 +83,12 @@ fn sigkill_during_scavenge_retention_and_deletes_loses_nothing_and_resurrects_no
         let mut last_version: HashMap<&str, u64> = HashMap::new();
         for a in &acked {
             if let Some(prev) = last_version.insert(&a.aggregate, a.first_version + 2) {
-                assert!(a.first_version > prev, "cycle {cycle}: {} restarted its versions at {}", a.aggregate, a.first_version);
+                assert!(
+                    a.first_version > prev,
+                    "cycle {cycle}: {} restarted its versions at {}",
+                    a.aggregate,
+                    a.first_version
+                );
             }
         }
         // Every acknowledged append is there, whole, unless hidden by a delete or retention.
@@ -102,15 +107,21 @@ fn sigkill_during_scavenge_retention_and_deletes_loses_nothing_and_resurrects_no
                         assert_eq!(e.version(), a.first_version + i);
                         assert_eq!(e.data(), &want.data[..]);
                     }
-                    Err(e) => assert!(hidden, "cycle {cycle}: acknowledged event {} of serial {} lost: {e}", i, a.serial),
+                    Err(e) => {
+                        assert!(hidden, "cycle {cycle}: acknowledged event {} of serial {} lost: {e}", i, a.serial)
+                    }
                 }
             }
         }
         // Batches are whole and versions dense among what is visible.
         for n in 0..spec::AGGREGATES {
-            let events = reader.read_aggregate(&spec::aggregate(n), 0, Direction::Forward).collect::<Result<Vec<_>, _>>();
+            let events =
+                reader.read_aggregate(&spec::aggregate(n), 0, Direction::Forward).collect::<Result<Vec<_>, _>>();
             let events = events.unwrap_or_else(|e| panic!("cycle {cycle}: read {}: {e}", spec::aggregate(n)));
-            assert!(events.windows(2).all(|w| w[1].version() == w[0].version() + 1), "cycle {cycle}: versions not dense");
+            assert!(
+                events.windows(2).all(|w| w[1].version() == w[0].version() + 1),
+                "cycle {cycle}: versions not dense"
+            );
             assert!(events.first().is_none_or(|e| e.event_id().0[8..12] == [0; 4]), "cycle {cycle}: a partial batch");
         }
         drop(reader);

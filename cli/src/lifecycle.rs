@@ -12,8 +12,8 @@
 //! `erase` cannot be undone, so it first shows what it erases (from a
 //! read-only open, so that the store stays free for its writer while the
 //! question waits) and asks for `yes` on standard input, as `repair` does;
-//! `--yes` skips the question. An aggregate already erased, or hard-deleted
-//! (the engine refuses every change to it), is an error before the question.
+//! `--yes` skips the question. An aggregate already erased is an error
+//! before the question (a hard-deleted one can still be erased).
 
 use std::io;
 use std::path::Path;
@@ -131,12 +131,6 @@ fn refuse_erase(before: &View, dir: &Path) -> CliResult {
         return Err(CliError::new(format!(
             "aggregate {id:?} is already erased: `factlog scavenge {}` completes the erasure",
             dir.display()
-        )));
-    }
-    if before.state.deleted == Some(DeleteMode::Hard) {
-        return Err(CliError::new(format!(
-            "aggregate {id:?} was hard-deleted, and the store refuses every change to a hard-deleted aggregate, \
-             erasure included (a scavenge removes its events, but its id stays in the stream metadata)"
         )));
     }
     Ok(())

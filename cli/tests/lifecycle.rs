@@ -145,8 +145,10 @@ fn delete_hides_an_aggregate_soft_restarts_it_and_hard_refuses_it() {
     fails(&["append", d, "--aggregate", "acct-2", "--type", "T", "--data", "{}"], "is deleted");
     fails(&["meta", d, "--aggregate", "acct-2", "--max-count", "5"], "is deleted");
     fails(&["delete", d, "--aggregate", "acct-2"], "is deleted");
-    fails(&["erase", d, "--aggregate", "acct-2", "--yes"], "aggregate \"acct-2\" was hard-deleted");
     assert_eq!(read(&["read", d, "--all"]), vec![("acct-1".to_string(), 4, 5)]);
+    // A hard-deleted aggregate can still be erased; an erased one not again.
+    ok(&["erase", d, "--aggregate", "acct-2", "--yes"]);
+    fails(&["erase", d, "--aggregate", "acct-2", "--yes"], "already erased");
 
     // Bad input: no such aggregate, no such store, a missing --aggregate.
     fails(&["delete", d, "--aggregate", "nobody"], "aggregate \"nobody\" has no events");

@@ -78,6 +78,10 @@ pub struct Options {
     /// it, retrying every few milliseconds, before failing with
     /// [`crate::Error::Locked`]. Default zero: fail at once.
     pub lock_wait: std::time::Duration,
+    /// Upcasters for the reads that ask for upcast events
+    /// ([`crate::Store::read_all_upcast`], [`crate::Store::upcasters`]).
+    /// Plain reads never upcast. Default: none.
+    pub upcasters: crate::upcast::Upcasters,
     /// Test hook: failures to inject into segment creation, writes and syncs.
     /// `None` (the default) in normal use; not part of the supported API.
     #[doc(hidden)]
@@ -103,6 +107,7 @@ impl Default for Options {
             snapshot_file_bytes: 16 * 1024 * 1024,
             max_snapshot_bytes: 64 * 1024 * 1024,
             lock_wait: std::time::Duration::ZERO,
+            upcasters: crate::upcast::Upcasters::default(),
             faults: None,
         }
     }
@@ -202,6 +207,12 @@ impl Options {
     /// Sets [`Options::lock_wait`].
     pub fn lock_wait(mut self, lock_wait: std::time::Duration) -> Options {
         self.lock_wait = lock_wait;
+        self
+    }
+
+    /// Sets [`Options::upcasters`].
+    pub fn upcasters(mut self, upcasters: crate::upcast::Upcasters) -> Options {
+        self.upcasters = upcasters;
         self
     }
 

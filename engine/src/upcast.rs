@@ -280,7 +280,8 @@ impl Upcasters {
     /// applies; owned and upcast through the whole chain when one does.
     #[inline]
     pub fn upcast<'a>(&self, event: EventRef<'a>) -> Result<Upcasted<'a>> {
-        if !self.applies(event.event_type(), event.event_version()) {
+        // Before the name is even looked at: with none registered, nothing more to do.
+        if self.registry.count == 0 || !self.applies(event.event_type(), event.event_version()) {
             return Ok(Upcasted::Borrowed(event));
         }
         self.run_chain(event.to_recorded()).map(|e| Upcasted::Owned(Box::new(e)))
@@ -492,9 +493,15 @@ where
         if self.done {
             return None;
         }
-        let r = self.events.next()?.and_then(|e| self.upcasters.upcast(e));
-        self.done = r.is_err();
-        Some(r)
+        let failed = match self.events.next()? {
+            Ok(event) => match self.upcasters.upcast(event) {
+                Ok(event) => return Some(Ok(event)),
+                Err(e) => e,
+            },
+            Err(e) => e,
+        };
+        self.done = true;
+        Some(Err(failed))
     }
 }
 

@@ -112,7 +112,7 @@ pub struct Args {
     pub w8_subscribers: Vec<usize>,
 
     /// factlog's W6 scan again through this many upcasters, none matching, timed in
-    /// alternation with the plain scan (best of 5 passes each); 0 skips that run.
+    /// alternation with the plain scan (best of 9 passes each); 0 skips that run.
     #[arg(long, default_value_t = 0)]
     pub w6_upcasters: usize,
 

@@ -756,7 +756,7 @@ mod tests {
         assert!(table.contains("W8 live delivery, 1 writer at 2,000 appends/s, sync, 16 subscribers"), "{table}");
         assert!(table.contains("W9 the same catch-up, type filter matching 1 in 100"), "{table}");
         assert!(table.contains("W10 durable consumer over the 10,000,000 W4 ev, checkpoint every 1,000"), "{table}");
-        assert!(table.contains("W6 the same scan, 8 upcasters registered, none matching, best of 5"), "{table}");
+        assert!(table.contains("W6 the same scan, 8 upcasters registered, none matching, best of 9"), "{table}");
         for metric in
             ["÷ W2 unsubscribed", "p99 µs ack→receipt", "receipts before ack %", "÷ W6 scan, same run", "÷ plain scan"]
         {

@@ -217,6 +217,46 @@ pub enum Error {
         /// The schema version the caller accepts.
         expected: SchemaVersion,
     },
+    /// The aggregate was hard-deleted or erased: appends to it, and changes
+    /// of its metadata, are refused forever. Nothing was written.
+    #[error("aggregate {aggregate_id:?} is deleted (hard delete or erasure): appends to it are refused")]
+    AggregateDeleted {
+        /// The aggregate.
+        aggregate_id: String,
+    },
+    /// The aggregate has no events, so there is nothing to delete.
+    #[error("aggregate {aggregate_id:?} has no events")]
+    UnknownAggregate {
+        /// The aggregate.
+        aggregate_id: String,
+    },
+    /// A read or subscription started below the first position the log still
+    /// holds: retention removed the segments before it. Nothing was read;
+    /// start again at `first_retained` (or set
+    /// `Retention::clamp_reads_below_start`).
+    #[error("position {position} is below the log's first retained position {first_retained} (retention removed the events before it)")]
+    BelowRetainedStart {
+        /// The position asked for.
+        position: u64,
+        /// Where the log now starts.
+        first_retained: u64,
+    },
+    /// Loading the aggregate would fold from a version retention removed:
+    /// its events before `first_version` are gone and no snapshot covers them.
+    #[error("aggregate {aggregate_id:?} starts at version {first_version} in the log (retention removed the versions before it) and no snapshot covers them")]
+    AggregateTruncated {
+        /// The aggregate.
+        aggregate_id: String,
+        /// Its first version still in the log.
+        first_version: u64,
+    },
+    /// The event at this position was removed (its aggregate deleted,
+    /// truncated or expired), or hidden by the aggregate's rules.
+    #[error("the event at position {position} was removed or is hidden by its aggregate's retention rules")]
+    EventRemoved {
+        /// The position asked for.
+        position: u64,
+    },
 }
 
 impl Error {
@@ -298,6 +338,15 @@ impl Error {
                 found: *found,
                 expected: *expected,
             },
+            Error::AggregateDeleted { aggregate_id } => Error::AggregateDeleted { aggregate_id: aggregate_id.clone() },
+            Error::UnknownAggregate { aggregate_id } => Error::UnknownAggregate { aggregate_id: aggregate_id.clone() },
+            Error::BelowRetainedStart { position, first_retained } => {
+                Error::BelowRetainedStart { position: *position, first_retained: *first_retained }
+            }
+            Error::EventRemoved { position } => Error::EventRemoved { position: *position },
+            Error::AggregateTruncated { aggregate_id, first_version } => {
+                Error::AggregateTruncated { aggregate_id: aggregate_id.clone(), first_version: *first_version }
+            }
         }
     }
 }

@@ -10,9 +10,11 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::event::{AsOf, Direction, EventRef};
 use crate::filter::Filter;
+use crate::index::IndexState;
 use crate::segment::{Check, FrameCursor, Segment, HEADER_BYTES};
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
+use crate::streams::Visibility;
 use crate::upcast::{UpcastEvents, Upcasters};
 
 /// A consistent snapshot for zero-copy reads: sees exactly the events that
@@ -22,13 +24,75 @@ pub struct Reader {
     shared: Arc<Shared>,
     segments: Arc<Vec<Arc<Segment>>>,
     visible_end: u64,
+    /// What the aggregates' lifecycle rules hide (`None`: no rule exists).
+    vis: Option<Visibility>,
 }
 
 impl Reader {
     /// A reader of everything visible now.
     pub(crate) fn new(shared: &Arc<Shared>) -> Reader {
         let visible_end = shared.visible_end.load(std::sync::atomic::Ordering::Acquire);
-        Reader { shared: Arc::clone(shared), segments: shared.segments(), visible_end }
+        let rules = shared.streams();
+        let vis = (!rules.is_empty()).then(|| Visibility::new(rules, Some(&shared.index()), visible_end));
+        Reader { shared: Arc::clone(shared), segments: shared.segments(), visible_end, vis }
+    }
+
+    /// Where this reader finds the frame of `position`: the index's place
+    /// mapped to this reader's segment slots (retention may have removed
+    /// segments before them since). `None` if this reader does not hold it.
+    fn place_of(&self, idx: &IndexState, position: u64) -> Option<(usize, u64)> {
+        let (i, offset) = idx.locate(position)?;
+        let seg = idx.segment(i)?;
+        if self.segments.get(i).is_some_and(|mine| Arc::ptr_eq(mine, seg)) {
+            return Some((i, offset));
+        }
+        let j = self.segments.partition_point(|s| s.first_position <= seg.first_position).checked_sub(1)?;
+        let mine = self.segments.get(j).filter(|mine| mine.first_position == seg.first_position)?;
+        if Arc::ptr_eq(mine, seg) {
+            return Some((j, offset));
+        }
+        // A scavenge rewrote the segment since this reader was made: the
+        // index's offsets are the new file's; walk this reader's copy.
+        mine.offset_of(position).map(|o| (j, o))
+    }
+
+    /// The aggregate's first version still in the log when retention removed
+    /// the ones before it and they are not hidden by its own rules anyway,
+    /// and `from_version` is below it: the events a fold from `from_version`
+    /// would silently miss.
+    pub(crate) fn removed_before(&self, aggregate_id: &str, from_version: u64) -> Option<u64> {
+        let base = self.shared.index().positions(aggregate_id)?.base();
+        let hidden_to = self.vis.as_ref().map_or(0, |v| v.first_version(aggregate_id));
+        (from_version < base && hidden_to < base).then_some(base)
+    }
+
+    /// Whether the aggregates' lifecycle rules hide anything from this reader.
+    pub(crate) fn hides_any(&self) -> bool {
+        self.vis.as_ref().is_some_and(|v| !v.is_empty())
+    }
+
+    /// The first version of the aggregate this reader's rules let through
+    /// (before `max_age`, which hides event by event).
+    pub(crate) fn first_visible_version(&self, aggregate_id: &str) -> u64 {
+        self.vis.as_ref().map_or(0, |v| v.first_version(aggregate_id))
+    }
+
+    /// Whether the lifecycle rules hide this event from this reader (what a
+    /// scavenge removes).
+    pub(crate) fn hides(&self, e: &crate::event::Envelope<'_>) -> bool {
+        self.hidden(e)
+    }
+
+    /// Whether this reader hides the event with this envelope.
+    #[inline]
+    fn hidden(&self, e: &crate::event::Envelope<'_>) -> bool {
+        self.vis.as_ref().is_some_and(|v| v.hides(e.aggregate_id(), e.version(), e.recorded_at()))
+    }
+
+    /// Whether a soft delete (or a hard one) hides the aggregate's events up
+    /// to `version`: its snapshots at or below it are not used.
+    pub(crate) fn deleted_through(&self, aggregate_id: &str, version: u64) -> bool {
+        self.vis.as_ref().is_some_and(|v| v.deleted_through(aggregate_id, version))
     }
 
     /// The segment maps this reader holds, in log order.
@@ -36,8 +100,9 @@ impl Reader {
         &self.segments
     }
 
-    /// Position of the first event the log holds.
-    pub(crate) fn first_position(&self) -> u64 {
+    /// Position of the first event the log holds (0 until retention removes
+    /// segments from its head).
+    pub fn first_position(&self) -> u64 {
         self.segments.first().map_or(0, |s| s.first_position)
     }
 
@@ -47,11 +112,20 @@ impl Reader {
     }
 
     /// Events from `from_position` on, in global order.
+    ///
+    /// From below the log's first retained position (retention removed the
+    /// events there) the walk yields [`Error::BelowRetainedStart`] and ends,
+    /// unless `Retention::clamp_reads_below_start` makes it start there.
     pub fn read_all(&self, from_position: u64) -> AllEvents<'_> {
-        let position = from_position.max(self.first_position());
+        let first = self.first_position();
+        let position = from_position.max(first);
         let mut it = AllEvents::new(self, self.visible_end);
+        if from_position < first && !self.shared.clamp_below_start.load(std::sync::atomic::Ordering::Relaxed) {
+            it.error = Some(Error::BelowRetainedStart { position: from_position, first_retained: first });
+            return it;
+        }
         if position < self.visible_end {
-            let place = self.shared.index().locate(position);
+            let place = self.place_of(&self.shared.index(), position);
             let started = match place {
                 Some((seg, offset)) => it.start(seg, offset, position),
                 None => Err(Error::InvalidInput(format!("position {position} is not indexed"))),
@@ -69,8 +143,10 @@ impl Reader {
     /// lock the writer publishes under. Falls back to [`Reader::read_all`]
     /// when the place does not fit this reader's segments.
     pub(crate) fn read_all_from(&self, place: Place) -> AllEvents<'_> {
-        let fits = self.segments.get(place.seg).is_some_and(|s| s.first_position <= place.position)
-            && place.position >= self.first_position();
+        // The same map (a scavenge may have rewritten the segment since, at other offsets).
+        let fits =
+            self.segments.get(place.seg).is_some_and(|s| s.id == place.seg_id && s.first_position <= place.position)
+                && place.position >= self.first_position();
         if !fits {
             return self.read_all(place.position);
         }
@@ -107,20 +183,23 @@ impl Reader {
         until_version: u64,
         direction: Direction,
     ) -> AggregateEvents<'r> {
+        let first = self.vis.as_ref().map_or(0, |v| v.first_version(aggregate_id));
         let idx = self.shared.index();
         let mut places = Vec::new();
         if let Some(positions) = idx.positions(aggregate_id) {
-            let visible = positions.partition_point(|p| *p < self.visible_end) as u64;
+            let first = first.max(positions.base());
+            let visible = positions.end_below(self.visible_end);
             let n = visible.min(until_version.saturating_add(1));
             let versions: Box<dyn Iterator<Item = u64>> = match direction {
-                Direction::Forward => Box::new(from_version.min(n)..n),
-                Direction::Backward if n == 0 => Box::new(0..0),
-                Direction::Backward => Box::new((0..=from_version.min(n - 1)).rev()),
+                _ if first >= n => Box::new(0..0),
+                Direction::Forward => Box::new(from_version.max(first).min(n)..n),
+                Direction::Backward if from_version < first => Box::new(0..0),
+                Direction::Backward => Box::new((first..=from_version.min(n - 1)).rev()),
             };
             places.reserve(versions.size_hint().0.min(1 << 20));
             for v in versions {
-                let position = positions[v as usize];
-                match idx.locate(position) {
+                let Some(position) = positions.position(v) else { break };
+                match self.place_of(&idx, position) {
                     Some((seg, offset)) => places.push((seg as u32, offset, position)),
                     None => break,
                 }
@@ -174,13 +253,18 @@ impl Reader {
 
     /// The event at a global position this reader sees.
     pub fn event_at_position(&self, position: u64) -> Result<EventRef<'_>> {
+        if position >= self.visible_end {
+            return Err(Error::InvalidInput(format!(
+                "position {position} is not in the log (end {})",
+                self.visible_end
+            )));
+        }
         let mut it = self.read_all(position);
-        it.end = (position + 1).min(self.visible_end);
+        it.end = position + 1;
         match it.next() {
-            Some(r) => r,
-            None => {
-                Err(Error::InvalidInput(format!("position {position} is not in the log (end {})", self.visible_end)))
-            }
+            Some(Ok(e)) if e.position() == position => Ok(e),
+            Some(Err(e)) => Err(e),
+            _ => Err(Error::EventRemoved { position }),
         }
     }
 
@@ -189,9 +273,8 @@ impl Reader {
     pub fn position_of_version(&self, aggregate_id: &str, version: u64) -> Option<u64> {
         let idx = self.shared.index();
         let positions = idx.positions(aggregate_id)?;
-        let visible = positions.partition_point(|p| *p < self.visible_end);
-        let v = usize::try_from(version).unwrap_or(usize::MAX).min(visible.checked_sub(1)?);
-        positions.get(v).copied()
+        let last = positions.end_below(self.visible_end).checked_sub(1)?;
+        positions.position(version.min(last))
     }
 
     /// The aggregates whose id starts with `prefix` that have events this
@@ -202,8 +285,11 @@ impl Reader {
             .aggregates()
             .filter(|(id, _)| id.starts_with(prefix))
             .filter_map(|(id, positions)| {
-                let events = positions.partition_point(|p| *p < self.visible_end) as u64;
-                let last_position = *positions.get(usize::try_from(events.checked_sub(1)?).ok()?)?;
+                let events = positions.end_below(self.visible_end);
+                let last_position = positions.position(events.checked_sub(1)?)?;
+                if self.vis.as_ref().is_some_and(|v| v.first_version(id) >= events) {
+                    return None;
+                }
                 Some(AggregateInfo { aggregate_id: id.to_string(), version: events - 1, last_position })
             })
             .collect();
@@ -244,7 +330,7 @@ impl Reader {
         let idx = self.shared.index();
         let positions = idx.positions(aggregate_id)?;
         let bound = position.saturating_add(1).min(self.visible_end);
-        (positions.partition_point(|p| *p < bound) as u64).checked_sub(1)
+        positions.end_below(bound).checked_sub(1)
     }
 }
 
@@ -315,6 +401,8 @@ pub struct AllEvents<'r> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Place {
     pub seg: usize,
+    /// The [`Segment::id`] of that segment's map.
+    pub seg_id: u64,
     pub offset: u64,
     pub position: u64,
 }
@@ -329,7 +417,8 @@ impl<'r> AllEvents<'r> {
     /// Where the walk stands now (`None` once it ended on an error).
     pub(crate) fn place(&self) -> Option<Place> {
         let frames = self.frames.as_ref()?;
-        Some(Place { seg: self.seg, offset: frames.offset(), position: frames.position() })
+        let seg_id = self.reader.segments.get(self.seg)?.id;
+        Some(Place { seg: self.seg, seg_id, offset: frames.offset(), position: frames.position() })
     }
 
     fn new(reader: &'r Reader, end: u64) -> AllEvents<'r> {
@@ -363,15 +452,33 @@ impl<'r> AllEvents<'r> {
     }
 
     fn step(&mut self) -> Option<Result<EventRef<'r>>> {
-        let frames = match self.advance()? {
-            Ok(frames) => frames,
-            Err(e) => return Some(Err(e)),
-        };
-        if let Some(event) = frames.next_trusted() {
-            return Some(Ok(event));
+        loop {
+            let frames = match self.advance()? {
+                Ok(frames) => frames,
+                Err(e) => return Some(Err(e)),
+            };
+            if let Some(event) = frames.next_trusted() {
+                return Some(Ok(event));
+            }
+            // Unfiltered, a step skips only the removed tail of a sparse segment.
+            match self.slow_step(None)? {
+                Ok(Some(event)) => return Some(Ok(event)),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
         }
-        // Unfiltered, a step never skips: `Ok(None)` does not occur.
-        self.slow_step(None)?.transpose()
+    }
+
+    /// [`AllEvents::step`] past the events the lifecycle rules hide.
+    #[cold]
+    fn step_visible(&mut self) -> Option<Result<EventRef<'r>>> {
+        loop {
+            match self.next_filtered(&Filter::all())? {
+                Ok(Some(e)) => return Some(Ok(e)),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 
     /// The next event of the walk that passes `filter`: `Ok(None)` for one it
@@ -382,6 +489,7 @@ impl<'r> AllEvents<'r> {
             self.frames = None;
             return Some(Err(e));
         }
+        let (reader, end) = (self.reader, self.end);
         let frames = match self.advance()? {
             Ok(frames) => frames,
             Err(e) => {
@@ -389,12 +497,22 @@ impl<'r> AllEvents<'r> {
                 return Some(Err(e));
             }
         };
-        if let Some(found) = frames.next_trusted_kept(|e| filter.matches(e)) {
+        if let Some(found) = frames.next_trusted_kept(|e| !reader.hidden(e) && filter.matches(e)) {
+            // A sparse segment's next frame may lie past the walk's end.
+            if found.is_some_and(|e| e.position() >= end) {
+                self.frames = None;
+                return None;
+            }
             return Some(Ok(found));
         }
         let r = self.slow_step(Some(filter));
-        if matches!(r, Some(Err(_))) {
-            self.frames = None;
+        match &r {
+            Some(Err(_)) => self.frames = None,
+            Some(Ok(Some(e))) if e.position() >= end => {
+                self.frames = None;
+                return None;
+            }
+            _ => {}
         }
         r
     }
@@ -411,7 +529,11 @@ impl<'r> AllEvents<'r> {
         let frames = self.frames.as_mut()?;
         let offset = frames.offset();
         match frames.next_frame() {
-            Ok(Some(f)) => Some(Ok(Some(f.event).filter(|e| filter.is_none_or(|filter| filter.matches(e))))),
+            Ok(Some(f)) => Some(Ok(
+                Some(f.event).filter(|e| !self.reader.hidden(e) && filter.is_none_or(|filter| filter.matches(e)))
+            )),
+            // A sparse segment's frames ended: the positions after them were removed.
+            Ok(None) if frames.position() >= self.next_first => Some(Ok(None)),
             Ok(None) => Some(Err(self.corrupt(offset, "log ends before the visible watermark".into()))),
             Err(e) => Some(Err(self.corrupt(offset, e.to_string()))),
         }
@@ -433,9 +555,18 @@ impl<'r> Iterator for AllEvents<'r> {
             self.frames = None;
             return Some(Err(e));
         }
+        if self.reader.vis.is_some() {
+            return self.step_visible();
+        }
         let r = self.step();
-        if matches!(r, Some(Err(_))) {
-            self.frames = None;
+        match &r {
+            Some(Err(_)) => self.frames = None,
+            // A sparse segment's next frame may lie past the walk's end.
+            Some(Ok(e)) if e.position() >= self.end => {
+                self.frames = None;
+                return None;
+            }
+            _ => {}
         }
         r
     }
@@ -471,9 +602,16 @@ pub struct AggregateEvents<'r> {
 impl<'r> Iterator for AggregateEvents<'r> {
     type Item = Result<EventRef<'r>>;
     fn next(&mut self) -> Option<Self::Item> {
-        let (seg, offset, position) = self.places.next()?;
-        let seg = self.reader.segments.get(seg as usize)?;
-        Some(seg.event_at(offset, position).map(|(e, _)| e))
+        loop {
+            let (seg, offset, position) = self.places.next()?;
+            let seg = self.reader.segments.get(seg as usize)?;
+            let r = seg.event_at(offset, position).map(|(e, _)| e);
+            // `max_age` hides a prefix of the versions, found event by event.
+            if matches!(&r, Ok(e) if self.reader.hidden(e)) {
+                continue;
+            }
+            return Some(r);
+        }
     }
 }
 

@@ -83,6 +83,9 @@ pub(crate) struct Scan<'a> {
     pub entries: Vec<CheckpointEntry<'a>>,
     /// Offset just after the last complete batch.
     pub end_offset: u64,
+    /// Position just after the last complete batch (a sparse segment's end
+    /// position when the scan reached its end).
+    pub end_position: u64,
     /// Why the scan stopped, if not at clean zeroed space or `stop_at`.
     pub problem: Option<(u64, String, u64)>,
 }
@@ -102,28 +105,35 @@ pub(crate) fn scan_from(seg: &Segment, offset: u64, position: u64, stop_at: Opti
     let mut entries = Vec::new();
     let mut batch: Vec<CheckpointEntry<'_>> = Vec::new();
     let mut committed = offset;
+    let mut committed_position = position;
     let problem = loop {
         if stop_at == Some(frames.position()) && batch.is_empty() {
             break None;
         }
         let frame = match frames.next_frame() {
             Ok(Some(f)) => f,
-            Ok(None) if batch.is_empty() => break None,
+            Ok(None) if batch.is_empty() => {
+                // A sparse segment's cursor moved on to its end position.
+                committed_position = frames.position();
+                break None;
+            }
             Ok(None) => break Some("batch ends early (zeroed space)".to_string()),
             Err(e) => break Some(e.to_string()),
         };
         batch.push(CheckpointEntry {
             aggregate_id: frame.event.aggregate_id(),
             version: frame.event.version(),
+            position: frame.event.position(),
             offset: frame.offset as u32,
         });
         if !frames.in_batch() {
             entries.append(&mut batch);
             committed = frames.offset();
+            committed_position = frames.position();
         }
     };
     let problem = problem.map(|r| (committed, r, batch.len() as u64));
-    Scan { entries, end_offset: committed, problem }
+    Scan { entries, end_offset: committed, end_position: committed_position, problem }
 }
 
 /// Zeroes every non-zero 4 KiB block of `seg` from `from` to its end, then
@@ -211,6 +221,7 @@ pub(crate) struct Recovered {
 
 pub(crate) fn list_segments(dir: &Path, read_only: bool) -> Result<Vec<(u64, PathBuf)>> {
     let mut segs = Vec::new();
+    let mut checkpoints = Vec::new();
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io("list store directory", dir, e))?;
     for entry in rd {
         let entry = entry.map_err(|e| Error::io("list store directory", dir, e))?;
@@ -218,12 +229,23 @@ pub(crate) fn list_segments(dir: &Path, read_only: bool) -> Result<Vec<(u64, Pat
         let Some(name) = name.to_str() else { continue };
         if let Some(first) = segment::parse_file_name(name) {
             segs.push((first, entry.path()));
+        } else if let Some(first) = name.strip_suffix(index::IDX_SUFFIX).and_then(|d| d.parse::<u64>().ok()) {
+            checkpoints.push((first, entry.path()));
         } else if name.ends_with(".tmp") && !read_only {
             // NOTE: a temp file is an interrupted checkpoint; it was never renamed into place.
             let _ = std::fs::remove_file(entry.path());
         }
     }
     segs.sort();
+    if !read_only {
+        // NOTE: retention removes a checkpoint before its segment, but a
+        // crash can still leave one whose segment is gone: never used, removed.
+        for (first, path) in checkpoints {
+            if segs.binary_search_by_key(&first, |(f, _)| *f).is_err() {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
     Ok(segs)
 }
 
@@ -333,7 +355,9 @@ impl Recovery<'_> {
     fn load_checkpointed(&mut self, path: &Path, first: u64, end: u64) -> Result<bool> {
         let idx_path = self.dir.join(index::file_name(first));
         let Ok(cp) = index::read_checkpoint(&idx_path, first) else { return Ok(false) };
-        if cp.entries.len() as u64 != end - first {
+        // A dense segment's checkpoint lists every position; a sparse one's
+        // (scavenged) fewer, each with its position, checked as it is indexed.
+        if cp.positions.is_none() && cp.entries.len() as u64 != end - first {
             return Ok(false);
         }
         let mut digest = IndexDigest::new();
@@ -357,7 +381,7 @@ impl Recovery<'_> {
         check_header(&seg, first)?;
         let scan = scan_segment(&seg, Some(end));
         self.report.events_scanned += scan.entries.len() as u64;
-        let scanned_end = first + scan.entries.len() as u64;
+        let scanned_end = scan.end_position;
         let mut entries = owned_entries(&scan.entries);
         let (end_offset, problem) = (scan.end_offset, scan.problem.clone());
         drop(scan);
@@ -546,12 +570,18 @@ fn last_valid_position_after(seg: &Segment, from: u64) -> Option<u64> {
     last
 }
 
-fn owned_entries(entries: &[CheckpointEntry<'_>]) -> Vec<(String, u64, u32)> {
-    entries.iter().map(|e| (e.aggregate_id.to_string(), e.version, e.offset)).collect()
+/// A scanned frame, owned: (aggregate, version, position, offset).
+type OwnedEntry = (String, u64, u64, u32);
+
+fn owned_entries(entries: &[CheckpointEntry<'_>]) -> Vec<OwnedEntry> {
+    entries.iter().map(|e| (e.aggregate_id.to_string(), e.version, e.position, e.offset)).collect()
 }
 
-fn entry_refs(entries: &[(String, u64, u32)]) -> Vec<CheckpointEntry<'_>> {
-    entries.iter().map(|(a, v, o)| CheckpointEntry { aggregate_id: a, version: *v, offset: *o }).collect()
+fn entry_refs(entries: &[OwnedEntry]) -> Vec<CheckpointEntry<'_>> {
+    entries
+        .iter()
+        .map(|(a, v, p, o)| CheckpointEntry { aggregate_id: a, version: *v, position: *p, offset: *o })
+        .collect()
 }
 
 /// The active segment file cut short (a copy tool, a truncating crash of a
@@ -590,14 +620,13 @@ fn check_header(seg: &Segment, first: u64) -> Result<()> {
 fn push_entries(
     index: &mut IndexState,
     seg: Arc<Segment>,
-    entries: &mut Vec<(String, u64, u32)>,
+    entries: &mut Vec<OwnedEntry>,
 ) -> std::result::Result<(), IndexError> {
-    let first = seg.first_position;
     index.push_segment(seg, entries.len())?;
-    for (i, (agg, version, offset)) in entries.drain(..).enumerate() {
-        index.push(&agg, version, first + i as u64, offset)?;
+    for (agg, version, position, offset) in entries.drain(..) {
+        index.push(&agg, version, position, offset)?;
     }
-    Ok(())
+    index.seal_sparse()
 }
 
 fn rebuild_dedupe(index: &IndexState, window: u64) -> Result<Dedupe> {
@@ -605,7 +634,12 @@ fn rebuild_dedupe(index: &IndexState, window: u64) -> Result<Dedupe> {
     let from = index.next_position().saturating_sub(window).max(index.first_position());
     for position in from..index.next_position() {
         let Some(ev) = index.event_at(position) else { break };
-        let ev = ev?;
+        let ev = match ev {
+            Ok(ev) => ev,
+            // A position a scavenge removed (a sparse segment).
+            Err(Error::EventRemoved { .. }) => continue,
+            Err(e) => return Err(e),
+        };
         dedupe.insert(
             ev.event_id(),
             Seen { position, version: ev.version(), aggregate_hash: aggregate_hash(ev.aggregate_id()) },

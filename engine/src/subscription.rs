@@ -72,7 +72,7 @@ impl std::fmt::Debug for Subscription {
 impl Subscription {
     pub(crate) fn all(shared: Arc<Shared>, from: StartFrom, filter: Filter) -> Subscription {
         let next = match from {
-            StartFrom::Start => 0,
+            StartFrom::Start => shared.segments().first().map_or(0, |s| s.first_position),
             StartFrom::Position(p) => p,
             StartFrom::End => shared.durable_end.load(std::sync::atomic::Ordering::SeqCst),
         };
@@ -271,7 +271,15 @@ impl Subscription {
         let end = watermark.min(reader.end_position());
         self.seen_end = end;
         if let Scope::All = self.scope {
-            self.next = self.next.max(reader.first_position());
+            let first = reader.first_position();
+            if self.next < first {
+                // Retention removed events this subscription has not seen: it is
+                // told, unless the store clamps such reads.
+                if !self.shared.clamp_below_start.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(Error::BelowRetainedStart { position: self.next, first_retained: first });
+                }
+                self.next = first;
+            }
         }
         Ok(Batch {
             reader,
@@ -320,7 +328,8 @@ impl Batch<'_> {
         };
         BatchEvents {
             walk,
-            match_all: self.filter.is_all(),
+            // Events the lifecycle rules hide are skipped like filtered ones.
+            match_all: self.filter.is_all() && !self.reader.hides_any(),
             filter: self.filter,
             cursor: self.next,
             place: self.place,

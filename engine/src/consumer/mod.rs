@@ -216,7 +216,8 @@ impl Consumer {
             CheckpointFile::open(&files.checkpoint)?
         } else {
             let next = match options.start {
-                StartFrom::Start => 0,
+                // The log's first retained position: nothing before it exists.
+                StartFrom::Start => store.reader().first_position(),
                 StartFrom::Position(p) => check_position(store, p)?,
                 StartFrom::End => durable_end(store)?,
             };
@@ -514,7 +515,7 @@ pub(crate) fn reset(store: &Store, name: &str, to: ResetTo) -> Result<u64> {
     let files = ConsumerFiles::existing(store.dir(), name)?;
     let _lock = files.lock()?;
     let next = match to {
-        ResetTo::Start => 0,
+        ResetTo::Start => store.reader().first_position(),
         ResetTo::End => durable_end(store)?,
         ResetTo::Position(p) => check_position(store, p)?,
         ResetTo::AsOf(as_of) => store.reader().position_of(as_of)?.map_or(0, |p| p + 1).min(durable_end(store)?),

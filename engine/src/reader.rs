@@ -236,10 +236,14 @@ impl Reader {
             ))),
             AsOf::RecordedAt(t) => {
                 // recorded_at is non-decreasing along the log: binary search.
+                // A removed or hidden position counts as the next event's.
                 let (mut lo, mut hi) = (first, last + 1);
                 while lo < hi {
                     let mid = lo + (hi - lo) / 2;
-                    let at = self.event_at_position(mid)?.recorded_at();
+                    let at = match self.read_all(mid).next() {
+                        Some(e) => e?.recorded_at(),
+                        None => i64::MAX,
+                    };
                     if at <= t {
                         lo = mid + 1;
                     } else {

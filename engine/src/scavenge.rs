@@ -68,8 +68,9 @@ impl ScavengeReport {
 
 /// What the scavenge needs from the store above it: the writer's commands.
 pub(crate) trait WriterLink {
-    /// Seals the active segment (module `writer`, `Command::Seal`).
-    fn seal(&self) -> Result<()>;
+    /// Seals the active segment (module `writer`, `Command::Seal`); with
+    /// `roll` false, only waits until every sealed segment's checkpoint is written.
+    fn seal(&self, roll: bool) -> Result<()>;
     /// Applies a lifecycle change through the writer thread.
     fn change(&self, aggregate_id: &str, change: StreamChange) -> Result<()>;
     /// Drops every snapshot of these aggregates; returns how many aggregates had some.
@@ -96,9 +97,11 @@ pub(crate) fn run(
             .any(|id| idx.positions(id).and_then(|v| v.positions().last().copied()).is_some_and(|p| p >= active_first));
         drop(idx);
         if in_active {
-            link.seal()?;
+            link.seal(true)?;
         }
     }
+    // Every sealed segment with its checkpoint: none is skipped for being young.
+    link.seal(false)?;
     let reader = Reader::new(shared);
     let segs: Vec<Arc<Segment>> = reader.segments().to_vec();
     let sealed = segs.len().saturating_sub(1);
@@ -107,8 +110,9 @@ pub(crate) fn run(
     for k in 0..sealed {
         let (seg, end) = (&segs[k], segs[k + 1].first_position);
         report.segments_scanned += 1;
-        // A segment sealed just now may still be getting its checkpoint
-        // (written by the writer's background thread): the next scavenge takes it.
+        // A sealed segment whose checkpoint could not be written (the writer
+        // waited for them above) is left to the next scavenge after a reopen
+        // rebuilt it: its rewrite must not race a late checkpoint write.
         if !shared.dir.join(index::file_name(seg.first_position)).exists() {
             continue;
         }
@@ -296,7 +300,7 @@ fn set_floors(shared: &Arc<Shared>, reader: &Reader, link: &dyn WriterLink, seal
             // `max_age` hides event by event: then the newest one decides.
             let all_hidden = reader.first_visible_version(id) >= next_version
                 || idx.event_at(last).and_then(|e| e.ok()).is_some_and(|e| reader.hides(&e));
-            let covered = state.versions_continue && state.meta.truncate_before.unwrap_or(0) >= next_version;
+            let covered = state.version_floor.is_some_and(|f| f >= next_version);
             if last < sealed_end && all_hidden && !covered {
                 floors.push((id.to_string(), next_version - 1));
             }

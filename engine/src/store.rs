@@ -905,9 +905,9 @@ fn snapshot_config(options: &Options, read_only: bool) -> SnapshotConfig {
 }
 
 impl crate::scavenge::WriterLink for Store {
-    fn seal(&self) -> Result<()> {
+    fn seal(&self, roll: bool) -> Result<()> {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        self.inner.tx.send(Command::Seal(tx)).map_err(|_| Error::Closed)?;
+        self.inner.tx.send(Command::Seal(roll, tx)).map_err(|_| Error::Closed)?;
         rx.recv().map_err(|_| Error::Closed)?
     }
 
@@ -916,8 +916,7 @@ impl crate::scavenge::WriterLink for Store {
     }
 
     fn forget_snapshots(&self, aggregate_ids: &std::collections::HashSet<String>) -> Result<usize> {
-        // TODO(merge snapforget): self.inner.shared.snapshots.forget(aggregate_ids)
-        let _ = aggregate_ids;
-        Ok(0)
+        let report = self.inner.shared.snapshots.forget(aggregate_ids)?;
+        Ok(report.records_removed as usize)
     }
 }

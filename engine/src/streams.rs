@@ -21,13 +21,14 @@
 //! 12  4 entry count
 //! 16  4 tombstone count
 //! 20  .. entries: u8 id length (1..=255), id bytes, u8 flags, u64 max_count,
-//!         u64 max_age (nanoseconds), u64 truncate_before
+//!         u64 max_age (nanoseconds), u64 truncate_before, u64 version floor
 //! ..  .. tombstones: 16-byte id hashes of erased aggregates whose events are gone
 //! end-4 4 crc32 of every byte before it
 //! ```
 //! Flags: 1 `max_count` set, 2 `max_age` set, 4 `truncate_before` set,
-//! 8 soft-deleted, 16 hard-deleted, 32 erased, 64 versions continue after
-//! `truncate_before` even when the log holds none of the aggregate's events.
+//! 8 soft-deleted, 16 hard-deleted, 32 erased, 64 version floor set (the
+//! version the aggregate's next event gets when the log holds none of its
+//! events any more).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -44,7 +45,7 @@ pub const STREAMS_NAME: &str = "STREAMS";
 const MAGIC: [u8; 8] = *b"FLOGSTRM";
 const VERSION: u32 = 1;
 const HEADER_BYTES: usize = 20;
-const ENTRY_FIXED_BYTES: usize = 1 + 8 + 8 + 8;
+const ENTRY_FIXED_BYTES: usize = 1 + 8 + 8 + 8 + 8;
 
 const FLAG_MAX_COUNT: u8 = 1;
 const FLAG_MAX_AGE: u8 = 2;
@@ -52,7 +53,7 @@ const FLAG_TRUNCATE: u8 = 4;
 const FLAG_SOFT: u8 = 8;
 const FLAG_HARD: u8 = 16;
 const FLAG_ERASED: u8 = 32;
-const FLAG_CONTINUE: u8 = 64;
+const FLAG_FLOOR: u8 = 64;
 const FLAGS_KNOWN: u8 = 127;
 
 /// Retention rules of one aggregate: what reads hide and the scavenge
@@ -91,10 +92,10 @@ pub struct StreamState {
     /// Whether it was erased ([`crate::Store::erase`]): hard-deleted, and
     /// its bytes leave every file at the next scavenge.
     pub erased: bool,
-    /// Whether its versions go on after `truncate_before` even when the log
-    /// holds none of its events (set by a soft delete, and by a scavenge
-    /// that removes all of them): versions never restart.
-    pub versions_continue: bool,
+    /// The version its next event gets when the log holds none of its
+    /// events any more (set by a soft delete, and by a scavenge before it
+    /// removes all of them): versions never restart.
+    pub version_floor: Option<u64>,
 }
 
 impl StreamState {
@@ -117,8 +118,8 @@ impl StreamState {
         if self.erased {
             f |= FLAG_ERASED;
         }
-        if self.versions_continue {
-            f |= FLAG_CONTINUE;
+        if self.version_floor.is_some() {
+            f |= FLAG_FLOOR;
         }
         f
     }
@@ -205,8 +206,7 @@ impl Rules {
         if current.is_some() {
             return current;
         }
-        let s = self.streams.get(aggregate_id).filter(|s| s.versions_continue)?;
-        s.meta.truncate_before.and_then(|tb| tb.checked_sub(1))
+        self.streams.get(aggregate_id)?.version_floor?.checked_sub(1)
     }
 
     /// The rules after `change` to `aggregate_id`, whose last version is `current`.
@@ -246,8 +246,8 @@ impl Rules {
                     return Err(Error::UnknownAggregate { aggregate_id: aggregate_id.to_string() });
                 };
                 state.deleted = Some(*mode);
-                state.versions_continue = true;
                 let cut = current + 1;
+                state.version_floor = Some(state.version_floor.unwrap_or(0).max(cut));
                 state.meta.truncate_before = Some(state.meta.truncate_before.unwrap_or(0).max(cut));
             }
             StreamChange::ErasureDone => {
@@ -257,9 +257,7 @@ impl Rules {
                 return Ok(next);
             }
             StreamChange::Floor { last_version } => {
-                let floor = last_version + 1;
-                state.meta.truncate_before = Some(state.meta.truncate_before.unwrap_or(0).max(floor));
-                state.versions_continue = true;
+                state.version_floor = Some(state.version_floor.unwrap_or(0).max(last_version + 1));
             }
             StreamChange::Erase => {
                 state.erased = true;
@@ -293,6 +291,7 @@ impl Rules {
             let age = s.meta.max_age.map_or(0, |a| u64::try_from(a.as_nanos()).unwrap_or(u64::MAX));
             out.extend_from_slice(&age.to_le_bytes());
             out.extend_from_slice(&s.meta.truncate_before.unwrap_or(0).to_le_bytes());
+            out.extend_from_slice(&s.version_floor.unwrap_or(0).to_le_bytes());
         }
         let mut tombs: Vec<&[u8; 16]> = self.tombstones.iter().collect();
         tombs.sort();
@@ -352,7 +351,7 @@ impl Rules {
                     _ => None,
                 },
                 erased: flags & FLAG_ERASED != 0,
-                versions_continue: flags & FLAG_CONTINUE != 0,
+                version_floor: opt(FLAG_FLOOR, le_u64(fixed, 25).unwrap_or_default()),
             };
             if rules.streams.insert(id.into(), state).is_some() {
                 return Err(bad(at, "aggregate listed twice"));

@@ -84,8 +84,9 @@ pub(crate) enum Command {
     Retention(Sender<Result<usize>>),
     /// Seal the active segment now (if it holds any frame) and start a new
     /// one, with its checkpoint written: the scavenge's way to reach erased
-    /// data in the active segment.
-    Seal(Sender<Result<()>>),
+    /// data in the active segment. With `false`, only wait until every
+    /// sealed segment's checkpoint is written.
+    Seal(bool, Sender<Result<()>>),
     Shutdown(Sender<Result<()>>),
 }
 
@@ -252,7 +253,7 @@ impl Writer {
                 Command::Sync(tx) => syncs.push(tx),
                 Command::Streams(id, change, tx) => changes.push((id, change, tx)),
                 Command::Retention(tx) => retentions.push(tx),
-                Command::Seal(tx) => seals.push(tx),
+                Command::Seal(roll, tx) => seals.push((roll, tx)),
                 Command::Shutdown(tx) => shutdown = Some(tx),
             };
             push(first, &mut appends);
@@ -268,11 +269,8 @@ impl Writer {
             for (id, change, tx) in changes {
                 let _ = tx.send(self.change_streams(&id, &change));
             }
-            if !seals.is_empty() {
-                let r = self.seal_active();
-                for tx in seals {
-                    let _ = tx.send(r.as_ref().map(|_| ()).map_err(Error::duplicate));
-                }
+            for (roll, tx) in seals {
+                let _ = tx.send(self.seal_active(roll));
             }
             if !retentions.is_empty() {
                 let r = self.apply_retention();
@@ -363,11 +361,14 @@ impl Writer {
     /// Seals the active segment if it holds a frame: syncs it, starts the
     /// next one, indexes and publishes it, and waits for the sealed one's
     /// checkpoint.
-    fn seal_active(&mut self) -> Result<()> {
+    fn seal_active(&mut self, roll: bool) -> Result<()> {
         if let Some(cause) = self.shared.poison_cause() {
             return Err(Error::Poisoned { cause });
         }
-        if self.active.write_offset == HEADER_BYTES {
+        if !roll || self.active.write_offset == HEADER_BYTES {
+            if let Some(c) = self.checkpointer.take() {
+                let _ = c.join();
+            }
             return Ok(());
         }
         let seg = self.roll(self.next_position, 0)?;

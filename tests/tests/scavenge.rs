@@ -149,12 +149,18 @@ fn after_a_scavenge_no_file_holds_an_erased_aggregates_bytes() {
             store.append(secret, ExpectedVersion::Any, vec![marked(round)]).unwrap();
         }
     }
-    // Some of it in the active segment too.
-    store.append(secret, ExpectedVersion::Any, vec![marked(9999)]).unwrap();
+    // Some of it in the active segment too, and in snapshots (and another
+    // aggregate's snapshot that must stay).
+    let last = store.append(secret, ExpectedVersion::Any, vec![marked(9999)]).unwrap().last_version;
+    store.save_snapshot(secret, last - 1, factlog::SchemaVersion(1), b"MARKER-DATA in an older state").unwrap();
+    store.save_snapshot(secret, last, factlog::SchemaVersion(1), b"state with MARKER-DATA inside").unwrap();
+    store.save_snapshot("agg-1", 10, factlog::SchemaVersion(1), b"kept state").unwrap();
     let others = all(&store).into_iter().filter(|e| e.1 != secret).collect::<Vec<_>>();
     store.erase(secret).unwrap();
     let report = store.scavenge(&mut |_, _| {}).unwrap();
     assert_eq!(report.erasures_completed, 1, "{report:?}");
+    assert!(report.snapshots_dropped >= 1, "{report:?}");
+    assert_eq!(&store.latest_snapshot("agg-1").unwrap().unwrap().data[..], b"kept state");
     for needle in [&b"MARKER-DATA"[..], b"MARKER-META", secret.as_bytes()] {
         for f in files(dir.path()) {
             assert!(!holds(&f, needle), "{} still holds {:?}", f.display(), String::from_utf8_lossy(needle));

@@ -112,7 +112,6 @@ pub struct SnapshotEntry {
 
 /// What [`Snapshots::forget`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[cfg_attr(not(test), allow(dead_code, reason = "the scavenge (issue 16) reads it: remove once it does"))]
 pub(crate) struct ForgetReport {
     /// Snapshot files rewritten (or removed, when nothing live was left).
     pub files_rewritten: usize,
@@ -344,7 +343,6 @@ impl Snapshots {
     /// every file naming it was replaced); a forgotten aggregate's snapshot
     /// may reappear only if this had not returned. See `docs/FORMAT.md`.
     // NOTE: names the report by its re-export, the path its callers use.
-    #[cfg_attr(not(test), allow(dead_code, reason = "the scavenge (issue 16) calls it: remove once it does"))]
     pub(crate) fn forget(&self, aggregate_ids: &HashSet<String>) -> Result<super::ForgetReport> {
         if self.cfg.read_only {
             return Err(Error::ReadOnly { path: self.dir.clone() });

@@ -23,7 +23,10 @@
 //! only `unsafe`, `directory`, `watermark`); state (`index`, `dedupe`,
 //! `shared`); actors (`writer`, `recovery`, `follow`, the snapshot store,
 //! `verify`); handles (`store`,
-//! `reader`, `filter`, `subscription`, `handoff`). `fault` holds the test hooks. The byte layout, the
+//! `reader`, `filter`, `subscription`, `handoff`). `upcast` (schema evolution
+//! on the read path: registered upcasters and the borrowed-or-owned event
+//! they hand out) sits beside `event`, under the handles that offer upcast
+//! reads; `load` holds what a caller asks of a load (the snapshot schema). `fault` holds the test hooks. The byte layout, the
 //! crash argument and the concurrency design are in `docs/FORMAT.md`.
 
 #![deny(unsafe_code)]
@@ -42,6 +45,7 @@ mod handoff;
 mod id;
 mod index;
 mod le;
+mod load;
 #[allow(unsafe_code)]
 mod mmap;
 mod reader;
@@ -56,6 +60,7 @@ pub mod snapshot;
 mod store;
 mod streams;
 mod subscription;
+mod upcast;
 mod verify;
 #[allow(unsafe_code)]
 mod view;
@@ -76,6 +81,7 @@ pub use event::{
 pub use fault::Faults;
 pub use filter::Filter;
 pub use id::ParseEventIdError;
+pub use load::{LoadOptions, StaleSnapshot};
 pub use options::{Durability, Options, Retention};
 pub use reader::{AggregateEvents, AggregateInfo, AllEvents, FilteredEvents, Loaded, Reader};
 pub use record::NAME_BYTES_MAX;
@@ -86,7 +92,8 @@ pub use snapshot::dictionary::{DictionaryInfo, DICT_BYTES_MAX, DICT_BYTES_MIN};
 pub use snapshot::{Snapshot, SnapshotEntry, SnapshotInfo, SnapshotRecovery};
 pub use store::{Stats, Store};
 pub use streams::{DeleteMode, StreamMeta, StreamState, STREAMS_NAME};
-pub use subscription::{Batch, BatchEvents, StartFrom, Subscription};
+pub use subscription::{Batch, BatchEvents, StartFrom, Subscription, UpcastBatchEvents};
+pub use upcast::{Upcast, UpcastError, UpcastEvents, Upcasted, Upcasters};
 pub use verify::{Problem, VerifyReport};
 pub use watermark::WATERMARK_NAME;
 

@@ -78,6 +78,10 @@ pub struct Options {
     /// it, retrying every few milliseconds, before failing with
     /// [`crate::Error::Locked`]. Default zero: fail at once.
     pub lock_wait: std::time::Duration,
+    /// Upcasters for the reads that ask for upcast events
+    /// ([`crate::Store::read_all_upcast`], [`crate::Store::upcasters`]).
+    /// Plain reads never upcast. Default: none.
+    pub upcasters: crate::upcast::Upcasters,
     /// Global retention, Kafka style: whole sealed segments are removed from
     /// the head of the log once the log is over a size or its events over an
     /// age. Checked whenever a segment is sealed, and by
@@ -125,6 +129,7 @@ impl Default for Options {
             snapshot_file_bytes: 16 * 1024 * 1024,
             max_snapshot_bytes: 64 * 1024 * 1024,
             lock_wait: std::time::Duration::ZERO,
+            upcasters: crate::upcast::Upcasters::default(),
             retention: None,
             faults: None,
         }
@@ -225,6 +230,12 @@ impl Options {
     /// Sets [`Options::lock_wait`].
     pub fn lock_wait(mut self, lock_wait: std::time::Duration) -> Options {
         self.lock_wait = lock_wait;
+        self
+    }
+
+    /// Sets [`Options::upcasters`].
+    pub fn upcasters(mut self, upcasters: crate::upcast::Upcasters) -> Options {
+        self.upcasters = upcasters;
         self
     }
 

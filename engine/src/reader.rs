@@ -15,6 +15,7 @@ use crate::segment::{Check, FrameCursor, Segment, HEADER_BYTES};
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 use crate::streams::Visibility;
+use crate::upcast::{UpcastEvents, Upcasters};
 
 /// A consistent snapshot for zero-copy reads: sees exactly the events that
 /// were visible when it was created. Holds the segment maps alive; events
@@ -398,6 +399,14 @@ impl Loaded {
     /// The aggregate's version at the point loaded (`None`: no events yet).
     pub fn version(&self) -> Option<u64> {
         self.until_version
+    }
+}
+
+impl Loaded {
+    /// [`Loaded::events`], each upcast by `upcasters` (the store's are
+    /// [`crate::Store::upcasters`]): zero-copy where none applies.
+    pub fn upcast_events<'l>(&'l self, upcasters: &'l Upcasters) -> UpcastEvents<'l, AggregateEvents<'l>> {
+        upcasters.events(self.events())
     }
 }
 

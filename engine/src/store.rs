@@ -19,6 +19,7 @@ use crate::event::{AppendResult, AsOf, Direction, ExpectedVersion, NewEvent, Rec
 use crate::filter::Filter;
 use crate::follow;
 use crate::handoff::{shutdown, spin_waiters, wait_for_ack};
+use crate::load::LoadOptions;
 use crate::options::{Durability, Options};
 use crate::reader::{Loaded, Reader};
 use crate::record;
@@ -29,6 +30,7 @@ use crate::snapshot::dictionary::{Dictionaries, DictionaryInfo};
 use crate::snapshot::{Snapshot, SnapshotConfig, SnapshotInfo, Snapshots};
 use crate::streams::{DeleteMode, StreamChange, StreamMeta, StreamState};
 use crate::subscription::{StartFrom, Subscription};
+use crate::upcast::Upcasters;
 use crate::verify::{self, VerifyReport};
 use crate::watermark::{self, WatermarkFile};
 use crate::writer::{Active, AppendPart, AppendRequest, Command, Writer};
@@ -433,6 +435,39 @@ impl Store {
         events.map(|e| e.map(|e| e.to_recorded())).collect()
     }
 
+    /// The upcasters given in [`Options::upcasters`], for upcasting reads
+    /// of your own ([`Upcasters::events`] over a [`Reader`] iterator,
+    /// [`Loaded::upcast_events`], [`Subscription::upcast`]).
+    pub fn upcasters(&self) -> &Upcasters {
+        &self.inner.options.upcasters
+    }
+
+    /// [`Store::read_all_owned`], with each event upcast by
+    /// [`Options::upcasters`]. Fails with [`Error::UpcastFailed`] on the
+    /// first event an upcaster fails on.
+    pub fn read_all_upcast(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let r = self.reader();
+        let upcasters = self.upcasters();
+        let events = upcasters.events(r.read_all(from_position).take(limit));
+        events.map(|e| e.map(|e| e.into_recorded())).collect()
+    }
+
+    /// [`Store::read_aggregate_owned`], with each event upcast by
+    /// [`Options::upcasters`]. Fails with [`Error::UpcastFailed`] on the
+    /// first event an upcaster fails on.
+    pub fn read_aggregate_upcast(
+        &self,
+        aggregate_id: &str,
+        from_version: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let r = self.reader();
+        let upcasters = self.upcasters();
+        let events = upcasters.events(r.read_aggregate(aggregate_id, from_version, direction).take(limit));
+        events.map(|e| e.map(|e| e.into_recorded())).collect()
+    }
+
     /// The aggregate's current (visible) version, `None` if it has no events.
     pub fn aggregate_version(&self, aggregate_id: &str) -> Option<u64> {
         let end = self.inner.shared.visible_end.load(Ordering::Acquire);
@@ -755,7 +790,38 @@ impl Store {
         }
     }
 
+    /// [`Store::load`] or, with [`LoadOptions::as_of`], [`Store::load_as_of`],
+    /// with a say over the snapshot: given
+    /// [`LoadOptions::snapshot_schema`], a snapshot whose schema version is
+    /// another is stale, and the load either fails with
+    /// [`Error::StaleSnapshot`] ([`crate::StaleSnapshot::Refuse`]) or leaves
+    /// it out and replays the aggregate's events from the first
+    /// ([`crate::StaleSnapshot::Skip`]). Upcast the events with
+    /// [`Loaded::upcast_events`].
+    pub fn load_with(&self, aggregate_id: &str, options: &LoadOptions) -> Result<Loaded> {
+        let reader = self.reader();
+        let until = match options.as_of {
+            None => reader.end_position().checked_sub(1),
+            Some(AsOf::Version(v)) => reader.position_of_version(aggregate_id, v),
+            Some(other) => reader.position_of(other)?,
+        };
+        match until {
+            Some(p) => self.load_until_with(reader, aggregate_id, p, options),
+            None => Ok(Loaded::new(None, reader, aggregate_id, 0, None)),
+        }
+    }
+
     fn load_until(&self, reader: Reader, aggregate_id: &str, until_position: u64) -> Result<Loaded> {
+        self.load_until_with(reader, aggregate_id, until_position, &LoadOptions::default())
+    }
+
+    fn load_until_with(
+        &self,
+        reader: Reader,
+        aggregate_id: &str,
+        until_position: u64,
+        options: &LoadOptions,
+    ) -> Result<Loaded> {
         let until_version = reader.version_at(aggregate_id, until_position);
         let snapshot = match until_version {
             Some(v) => self.snapshot_at_or_before(aggregate_id, v)?,
@@ -763,6 +829,8 @@ impl Store {
         };
         // A deleted aggregate's snapshots fold deleted events: never used.
         let snapshot = snapshot.filter(|s| !reader.deleted_through(aggregate_id, s.version));
+        // Then the caller's say on its schema version (refuse, or skip and replay).
+        let snapshot = options.accept(aggregate_id, snapshot)?;
         let from_version = snapshot.as_ref().map_or(0, |s| s.version + 1);
         if let Some(first_version) = reader.removed_before(aggregate_id, from_version) {
             return Err(Error::AggregateTruncated { aggregate_id: aggregate_id.to_string(), first_version });

@@ -69,7 +69,9 @@ impl Reader {
         let hidden_to = self.vis.as_ref().map_or(0, |v| v.first_version(aggregate_id));
         // `max_age` hides (and a scavenge removes) event by event: its own rule explains the gap.
         let by_age = rules.get(aggregate_id).is_some_and(|s| s.meta.max_age.is_some());
-        (from_version < base && hidden_to < base && !by_age).then_some(base)
+        // Only retention removes what a fold still needs (a scavenge removes what the rules hid).
+        let retained = rules.log_start() > 0 || self.shared.index().first_position() > 0;
+        (from_version < base && hidden_to < base && !by_age && retained).then_some(base)
     }
 
     /// Whether the aggregates' lifecycle rules hide anything from this reader.
@@ -209,7 +211,10 @@ impl Reader {
                 Direction::Backward => first,
             };
             let clamp = self.shared.clamp_below_start.load(std::sync::atomic::Ordering::Relaxed);
-            if wanted < base && !clamp && !self.vis.as_ref().is_some_and(|v| v.ages(aggregate_id)) {
+            // Only retention removes what a reader still wants (a scavenge
+            // removes what the aggregate's own rules hid or hide).
+            let retained = idx.first_position() > 0;
+            if wanted < base && retained && !clamp && !self.vis.as_ref().is_some_and(|v| v.ages(aggregate_id)) {
                 error = Some(Error::AggregateTruncated { aggregate_id: aggregate_id.to_string(), first_version: base });
             }
             let first = first.max(base);

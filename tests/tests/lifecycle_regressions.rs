@@ -71,45 +71,34 @@ fn load_after_scavenge_of_max_age_events() {
     assert!(versions.first().is_none_or(|v| *v >= 200), "{versions:?}");
 }
 
-/// A Floor recorded by the scavenge is dropped by a later set_stream_meta: versions restart after a reopen.
+/// The version floor a scavenge records survives a later `set_stream_meta`:
+/// versions go on after a reopen, whether or not an event of the aggregate
+/// was appended before it (then the log holds none of its events).
 #[test]
-fn floor_lost_by_set_stream_meta_versions_restart_after_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    {
+fn a_scavenges_version_floor_survives_a_metadata_change_and_a_reopen() {
+    for append_before_reopen in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path(), small_options()).unwrap();
+            fill_rounds(&store, &["x", "filler"], 300);
+            fill_rounds(&store, &["filler"], 300);
+            store.set_stream_meta("x", StreamMeta { truncate_before: Some(300), ..Default::default() }).unwrap();
+            let rep = store.scavenge(&mut |_, _| {}).unwrap();
+            assert!(rep.events_removed >= 300, "{rep:?}");
+            assert_eq!(store.stream_state("x").unwrap().meta.truncate_before, Some(300));
+            // The user changes the rules: keep at most 10.
+            store.set_stream_meta("x", StreamMeta { max_count: Some(10), ..Default::default() }).unwrap();
+            if append_before_reopen {
+                let r = store.append("x", ExpectedVersion::Any, vec![event(9, 1)]).unwrap();
+                assert_eq!(r.first_version, 300, "in-process versions go on");
+            }
+            store.close().unwrap();
+        }
         let store = Store::open(dir.path(), small_options()).unwrap();
-        fill_rounds(&store, &["x", "filler"], 300);
-        fill_rounds(&store, &["filler"], 300);
-        store.set_stream_meta("x", StreamMeta { truncate_before: Some(300), ..Default::default() }).unwrap();
-        let rep = store.scavenge(&mut |_, _| {}).unwrap();
-        assert!(rep.events_removed >= 300, "{rep:?}");
-        assert_eq!(store.stream_state("x").unwrap().meta.truncate_before, Some(300));
-        // The user changes the rules: keep at most 10.
-        store.set_stream_meta("x", StreamMeta { max_count: Some(10), ..Default::default() }).unwrap();
-        let r = store.append("x", ExpectedVersion::Any, vec![event(9, 1)]).unwrap();
-        assert_eq!(r.first_version, 300, "in-process versions go on");
-        store.close().unwrap();
+        let r = store.append("x", ExpectedVersion::Any, vec![event(9, 2)]).unwrap();
+        let want = if append_before_reopen { 301 } else { 300 };
+        assert_eq!(r.first_version, want, "versions go on after a reopen (appended before: {append_before_reopen})");
     }
-    let store = Store::open(dir.path(), small_options()).unwrap();
-    let r = store.append("x", ExpectedVersion::Any, vec![event(9, 2)]).unwrap();
-    assert_eq!(r.first_version, 301, "after a reopen");
-}
-
-/// Same as above but without the extra in-process append (nothing of x in the log at reopen).
-#[test]
-fn floor_lost_by_set_stream_meta_versions_restart_after_reopen_empty() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let store = Store::open(dir.path(), small_options()).unwrap();
-        fill_rounds(&store, &["x", "filler"], 300);
-        fill_rounds(&store, &["filler"], 300);
-        store.set_stream_meta("x", StreamMeta { truncate_before: Some(300), ..Default::default() }).unwrap();
-        store.scavenge(&mut |_, _| {}).unwrap();
-        store.set_stream_meta("x", StreamMeta { max_count: Some(10), ..Default::default() }).unwrap();
-        store.close().unwrap();
-    }
-    let store = Store::open(dir.path(), small_options()).unwrap();
-    let r = store.append("x", ExpectedVersion::Any, vec![event(9, 2)]).unwrap();
-    assert_eq!(r.first_version, 300, "versions restarted after reopen");
 }
 
 /// Retention removes all of an aggregate's events; after a reopen its versions restart at 0 and

@@ -98,12 +98,22 @@ pub trait BenchEngine: Send + Sync {
     }
 }
 
+/// One aggregate's part of [`Session::append_many`]: its id, the version it
+/// must be at (`None`: it must not exist yet) and its events.
+pub type ManyPart<'a> = (&'a str, Option<u64>, &'a [Ev]);
+
 /// A per-thread handle on an open store.
 pub trait Session: Send {
     /// Appends `events` to aggregate `agg` atomically, failing unless the
     /// aggregate's current last version is `expected` (`None`: it must not
     /// exist yet). Returns the aggregate's new last version.
     fn append(&mut self, agg: &str, expected: Option<u64>, events: &[Ev]) -> Result<u64>;
+    /// Appends one batch to each of several distinct aggregates as one
+    /// atomic unit (all or none), each with its own expected version as in
+    /// [`Session::append`]: factlog's `append_many`, one transaction in
+    /// SQLite, one write batch in fjall. Returns each aggregate's new last
+    /// version, in order.
+    fn append_many(&mut self, batches: &[ManyPart<'_>]) -> Result<Vec<u64>>;
     /// Reads aggregate `agg` in version order, handing each payload to `visit`;
     /// returns the number of events read.
     fn replay(&mut self, agg: &str, visit: &mut dyn FnMut(&[u8])) -> Result<u64>;

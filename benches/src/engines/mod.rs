@@ -140,6 +140,34 @@ pub fn open(kind: EngineKind, dir: &Path, durability: Durability) -> Result<Box<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::EventGen;
+
+    /// W2m's promise for every engine: `append_many` writes all its parts
+    /// or, when one expectation fails, none of them.
+    #[test]
+    fn append_many_is_all_or_nothing_on_every_engine() {
+        for kind in [EngineKind::Factlog, EngineKind::Sqlite, EngineKind::Fjall] {
+            let dir = tempfile::tempdir().unwrap();
+            let engine = open(kind, dir.path(), Durability::Buffered).unwrap();
+            let mut s = engine.session().unwrap();
+            let mut gen = EventGen::new(20, 1);
+            let (a, b, c, d) = (gen.events(2), gen.events(1), gen.events(1), gen.events(1));
+            let versions = s.append_many(&[("agg-a", None, &a), ("agg-b", None, &b)]).unwrap();
+            assert_eq!(versions, [1, 0], "{kind}");
+            // agg-b is at 0, not 5: nothing of this call may land, not even agg-c's part.
+            let err = s.append_many(&[("agg-c", None, &c), ("agg-b", Some(5), &d)]);
+            assert!(err.is_err(), "{kind}: a wrong expectation was accepted");
+            assert_eq!(s.scan(&mut |_| {}).unwrap(), 3, "{kind}: a failed append_many wrote something");
+            assert_eq!(s.replay("agg-c", &mut |_| {}).unwrap(), 0, "{kind}");
+            let versions = s.append_many(&[("agg-c", None, &c), ("agg-b", Some(0), &d)]).unwrap();
+            assert_eq!(versions, [0, 1], "{kind}");
+            let mut positions = Vec::new();
+            s.read_from(0, &mut |p, _| positions.push(p)).unwrap();
+            assert_eq!(positions, [0, 1, 2, 3, 4], "{kind}: one dense global order");
+            drop(s);
+            engine.close().unwrap();
+        }
+    }
 
     #[test]
     fn json_names_are_the_table_names() {

@@ -118,6 +118,11 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_values_t = [1usize, 16])]
     pub w8_subscribers: Vec<usize>,
 
+    /// factlog's W6 scan again through this many upcasters, none matching, timed in
+    /// alternation with the plain scan (best of 9 passes each); 0 skips that run.
+    #[arg(long, default_value_t = 0)]
+    pub w6_upcasters: usize,
+
     /// Threads that spin for the whole run, to measure with cores kept busy
     /// (an application shares its machine with its own work); 0 for none.
     /// Reported in the JSON's params and in the table's header. The physical
@@ -205,6 +210,7 @@ impl Args {
             w8_duration: Duration::from_secs_f64(self.w8_secs),
             w8_subscribers: self.w8_subscribers.clone(),
             cpu_load: self.cpu_load,
+            w6_upcasters: self.w6_upcasters,
             progress: Progress::detect(self.quiet),
         }
     }

@@ -104,6 +104,9 @@ pub fn run_engine(
         if let (true, Some(scan)) = (has(Workload::W6), scan) {
             push(rows, scan);
         }
+        if let (true, Some(factlog)) = (has(Workload::W6) && params.w6_upcasters > 0, engine.as_factlog()) {
+            push(rows, crate::upcast::scan_with_upcasters(factlog.store(), loaded, params.w6_upcasters, params)?);
+        }
         if let (true, Some(factlog)) = (has(Workload::W9), engine.as_factlog()) {
             let unfiltered = catchup::catch_up(factlog.store(), loaded, false, params)?;
             let mut filtered = catchup::catch_up(factlog.store(), loaded, true, params)?;

@@ -5,7 +5,7 @@
 //!
 //! Modules: [`event`] (the shared event shape), [`engines`] (one adapter per
 //! engine behind one trait), [`workloads`] (W1–W6, W2m), [`snapshots`] (W7),
-//! [`live`] (W8 and W2 with subscribers), [`catchup`] (W9, W10), [`physical`]
+//! [`live`] (W8 and W2 with subscribers), [`catchup`] (W9, W10), [`upcast`] (W6 with upcasters), [`physical`]
 //! (hardware limits), [`harness`] (running workloads per engine), [`report`]
 //! (table and JSON), [`progress`] (stderr), [`cli`], plus small helpers.
 //! Errors are [`anyhow::Error`]s carrying what was being done as context.
@@ -28,4 +28,5 @@ pub mod physical;
 pub mod progress;
 pub mod report;
 pub mod snapshots;
+pub mod upcast;
 pub mod workloads;

@@ -127,6 +127,11 @@ const SCAN: &[Metric] = &[
     ("GB/s logical ↑", Better::Higher, Source::Extra("gb_per_sec")),
     ("peak RSS MiB ↓", Better::Lower, Source::ExtraMib("peak_rss_bytes")),
 ];
+const SCAN_UPCAST: &[Metric] = &[
+    ("events/s ↑", Better::Higher, Source::EventsPerSec),
+    ("plain scan, same passes", Better::Info, Source::Extra("plain_events_per_sec")),
+    ("÷ plain scan ↑", Better::Higher, Source::Extra("ratio_to_plain")),
+];
 const FULL_LOAD: &[Metric] = &[
     ("p50 µs/load ↓", Better::Lower, Source::P50),
     ("p99 µs/load ↓", Better::Lower, Source::P99),
@@ -180,6 +185,7 @@ fn metrics(workload: Workload, variant: Variant) -> &'static [Metric] {
         Workload::W2m => APPENDS_MANY,
         Workload::W4 => BULK_LOAD,
         Workload::W5 => REPLAY,
+        Workload::W6 if variant.1 > 0 => SCAN_UPCAST,
         Workload::W6 => SCAN,
         Workload::W7 if variant.0 == 1 => SNAPSHOT_LOAD,
         Workload::W7 => FULL_LOAD,
@@ -258,6 +264,11 @@ impl Report<'_> {
             Workload::W3 => format!("W3 append {} ev, 1 writer, {dur}", p.batch),
             Workload::W4 => format!("W4 bulk load {} ev, buffered", fmt_int(p.events)),
             Workload::W5 => format!("W5 replay {}-ev aggregate", fmt_int((p.events / p.aggregates.max(1)).max(1))),
+            Workload::W6 if variant.1 > 0 => format!(
+                "W6 the same scan, {} upcasters registered, none matching, best of {} (factlog)",
+                variant.1,
+                crate::upcast::PASSES
+            ),
             Workload::W6 => format!("W6 full scan {} ev", fmt_int(p.events)),
             Workload::W7 if variant.0 == 1 => format!(
                 "W7 load {}-ev aggregate, snapshot + {} ev",
@@ -424,6 +435,7 @@ fn variant_of(r: &Row) -> Variant {
         Workload::W7 => (flag("snapshot"), 0),
         Workload::W8 => (subscribers, 0),
         Workload::W9 => (flag("filtered"), 0),
+        Workload::W6 => (1, r.extra.get("upcasters").and_then(serde_json::Value::as_u64).unwrap_or(0) as usize),
         _ => (1, 0),
     }
 }
@@ -444,6 +456,7 @@ pub fn progress_line(r: &Row) -> String {
         (Workload::W8, (s, _)) => format!(" ({})", subscribers(s)),
         (Workload::W9, (1, _)) => " (type filter)".to_owned(),
         (Workload::W9, _) => " (unfiltered)".to_owned(),
+        (Workload::W6, (_, n)) if n > 0 => format!(" ({n} upcasters, none matching)"),
         _ => String::new(),
     };
     let latency = r.latency.map_or(String::new(), |l| format!(", p50 {} µs", fmt_num(l.p50_us)));
@@ -646,6 +659,7 @@ mod tests {
             w8_duration: Duration::from_secs(2),
             w8_subscribers: vec![1, 16],
             cpu_load: 0,
+            w6_upcasters: 8,
             progress: Progress::new(Mode::Off),
         }
     }
@@ -663,6 +677,7 @@ mod tests {
                 (Workload::W4, 1, false),
                 (Workload::W5, 1, false),
                 (Workload::W6, 1, false),
+                (Workload::W6, 1, true),
                 (Workload::W7, 1, false),
                 (Workload::W7, 1, true),
                 (Workload::W8, 1, false),
@@ -672,7 +687,8 @@ mod tests {
                 (Workload::W10, 1, false),
             ] {
                 if engine != EngineKind::Factlog
-                    && (matches!(w, Workload::W9 | Workload::W10) || (w == Workload::W2 && snapshot))
+                    && (matches!(w, Workload::W9 | Workload::W10)
+                        || (matches!(w, Workload::W2 | Workload::W6) && snapshot))
                 {
                     continue;
                 }
@@ -690,7 +706,9 @@ mod tests {
                 for key in ["fsyncs_per_sec", "bytes_per_event", "gb_per_sec", "compression_ratio", "disk_mb_per_sec"] {
                     r.set(key, 123_456.789);
                 }
-                for key in ["ratio_to_w2", "ratio_to_w6", "ratio_to_unfiltered", "receipts_before_ack_share"] {
+                for key in
+                    ["ratio_to_w2", "ratio_to_w6", "ratio_to_unfiltered", "receipts_before_ack_share", "ratio_to_plain"]
+                {
                     r.set(key, 0.987_654);
                 }
                 for key in ["subscriber_catch_up_ms", "append_p50_us", "delivered_per_sec", "submit_to_receipt_p99_us"]
@@ -705,6 +723,10 @@ mod tests {
                 match (w, snapshot) {
                     (Workload::W2 | Workload::W8, true) => r.set_u64("subscribers", 16),
                     (Workload::W8, false) => r.set_u64("subscribers", 1),
+                    (Workload::W6, true) => {
+                        r.set_u64("upcasters", 8);
+                        r.set("plain_events_per_sec", 123_456_789.0);
+                    }
                     _ => {}
                 }
                 r.extra.insert("snapshot".into(), serde_json::Value::Bool(snapshot));
@@ -761,7 +783,10 @@ mod tests {
         assert!(table.contains("W8 live delivery, 1 writer at 2,000 appends/s, sync, 16 subscribers"), "{table}");
         assert!(table.contains("W9 the same catch-up, type filter matching 1 in 100"), "{table}");
         assert!(table.contains("W10 durable consumer over the 10,000,000 W4 ev, checkpoint every 1,000"), "{table}");
-        for metric in ["÷ W2 unsubscribed", "p99 µs ack→receipt", "receipts before ack %", "÷ W6 scan, same run"] {
+        assert!(table.contains("W6 the same scan, 8 upcasters registered, none matching, best of 9"), "{table}");
+        for metric in
+            ["÷ W2 unsubscribed", "p99 µs ack→receipt", "receipts before ack %", "÷ W6 scan, same run", "÷ plain scan"]
+        {
             assert!(table.contains(metric), "{metric}: {table}");
         }
     }

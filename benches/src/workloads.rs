@@ -150,6 +150,8 @@ pub struct Params {
     pub w8_subscribers: Vec<usize>,
     /// Threads spinning for the whole run (`--cpu-load`).
     pub cpu_load: usize,
+    /// Upcasters of factlog's extra W6 run (`--w6-upcasters`; 0: no such run).
+    pub w6_upcasters: usize,
     /// Where progress goes.
     #[serde(skip)]
     pub progress: Progress,

@@ -1,19 +1,24 @@
 //! `factlog`, the command-line tool of the factlog event store: append events
 //! (one from arguments, a file or stdin, or a JSONL batch), read events as
 //! JSON lines, tail (and follow) the log, show a store's counters and sizes, list its aggregates and
-//! snapshots, verify a store's files, dump its records for debugging, and
+//! snapshots, verify a store's files, dump its records for debugging,
 //! repair a damaged store, list, reset and delete durable consumers and
-//! their parked events, and relay the log to NATS JetStream.
+//! their parked events, relay the log to NATS JetStream, and manage the
+//! event lifecycle: delete or erase an aggregate, set its retention rules,
+//! and scavenge the space of what they hide.
 //!
 //! This file owns the command-line syntax (the clap definitions and the
 //! parsers of argument values) and the process exit code; each command lives
 //! in its own module (`append`, `read`, `tail`, `stats`, `aggregates`, `snapshots`,
-//! `verify`, `dump`, `repair`, `consumers` for `consumers` and `parked`, `relay`), the JSONL input format in `jsonl`, event
+//! `verify`, `dump`, `repair`, `consumers` for `consumers` and `parked`, `relay`,
+//! `lifecycle` for `delete`, `erase` and `meta`, `scavenge`), the JSONL input format in `jsonl`, event
 //! rendering in `json`, store opening (the lock wait, and the rule for when
 //! `append` may create a store) in `open`, stdout handling in `output`,
-//! errors and exit codes in `error`. Every command but `append` and `repair`
-//! opens the store read-only, never changes a byte of it, and runs beside a
-//! writer process. Every command waits up to `--wait` seconds for the store's
+//! durations in `duration`, the question before an irreversible change in
+//! `confirm`, errors and exit codes in `error`. Every command but `append`,
+//! `repair` and the lifecycle commands that change something (`delete`,
+//! `erase`, `meta` with a setter, `scavenge`) opens the store read-only,
+//! never changes a byte of it, and runs beside a writer process. Every command waits up to `--wait` seconds for the store's
 //! lock (a writer waits for a writer, a repair for everyone).
 //!
 //! Exit codes: 0 success, 1 error, 2 conflict (an append refused because the
@@ -28,16 +33,20 @@
 
 mod aggregates;
 mod append;
+mod confirm;
 mod consumers;
 mod dump;
+mod duration;
 mod error;
 mod json;
 mod jsonl;
+mod lifecycle;
 mod open;
 mod output;
 mod read;
 mod relay;
 mod repair;
+mod scavenge;
 mod snapshots;
 mod stats;
 mod tail;
@@ -61,10 +70,11 @@ use crate::error::{CliResult, EXIT_ERROR};
     version,
     about = "Append, read, inspect and repair factlog event stores",
     after_help = "Exit codes: 0 success, 1 error, 2 conflict (append refused), 3 verify found problems.\n\
-                  Every command but `append` and `repair` opens the store read-only: it changes nothing and runs \
-                  beside other readers and beside a process that has the store open for writing (it then sees \
-                  what that writer has made durable). `append` waits for another writer, `repair` for every \
-                  other opener, up to --wait seconds, so that they run one after another on one store."
+                  Every command but `append`, `repair`, `delete`, `erase`, `meta` with a setter and `scavenge` \
+                  opens the store read-only: it changes nothing and runs beside other readers and beside a \
+                  process that has the store open for writing (it then sees what that writer has made durable). \
+                  The commands that change the store wait for another writer (`repair` for every other opener), \
+                  up to --wait seconds, so that they run one after another on one store."
 )]
 pub struct Cli {
     /// The command to run.
@@ -141,6 +151,24 @@ pub enum Command {
     /// durable consumer `relay-<STREAM>`; resumes after the stream's last
     /// message; waits for the broker when it is down. Prints its lag on stderr.
     Relay(RelayArgs),
+    /// Delete an aggregate: its events disappear from reads at once (a
+    /// scavenge reclaims their space). Soft by default: a later append starts
+    /// it again, its versions going on after the deleted ones. --hard: every
+    /// later append to it is refused, forever.
+    Delete(DeleteArgs),
+    /// Erase an aggregate, for privacy law: a hard delete whose bytes (data,
+    /// metadata, id) leave every file of the store when the next scavenge
+    /// completes. Cannot be undone: asks for confirmation (or --yes).
+    Erase(EraseArgs),
+    /// Print an aggregate's lifecycle state (visible versions, retention
+    /// rules, deletion), or set its retention rules: --max-count,
+    /// --max-age, --truncate-before (rules not given keep their value;
+    /// --clear drops them all first). Reads respect a change at once.
+    Meta(MetaArgs),
+    /// Reclaim the space of deleted, truncated, expired and erased events,
+    /// with a progress bar, and report what was reclaimed.
+    #[command(after_help = scavenge::HELP)]
+    Scavenge(ScavengeArgs),
 }
 
 /// Where `append` takes the payload of its one event from.
@@ -448,6 +476,75 @@ pub struct RepairArgs {
     pub yes: bool,
 }
 
+/// Arguments of `factlog delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    /// Store directory (must be a factlog store).
+    pub dir: PathBuf,
+    /// The aggregate to delete (it must have events).
+    #[arg(long, value_name = "ID")]
+    pub aggregate: String,
+    /// A tombstone: refuse every later append to the aggregate, forever.
+    #[arg(long)]
+    pub hard: bool,
+    /// Print the aggregate's new state as a JSON object (the keys of `meta --json`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `factlog erase`.
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    /// Store directory (must be a factlog store).
+    pub dir: PathBuf,
+    /// The aggregate to erase.
+    #[arg(long, value_name = "ID")]
+    pub aggregate: String,
+    /// Erase without asking for confirmation on standard input.
+    #[arg(long)]
+    pub yes: bool,
+    /// Print the aggregate's new state as a JSON object (the keys of `meta --json`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `factlog meta`.
+#[derive(Debug, Args)]
+pub struct MetaArgs {
+    /// Store directory (must be a factlog store).
+    pub dir: PathBuf,
+    /// The aggregate.
+    #[arg(long, value_name = "ID")]
+    pub aggregate: String,
+    /// Keep only the newest N events (N ≥ 1; to drop them all, delete the aggregate).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), allow_hyphen_values = true)]
+    pub max_count: Option<u64>,
+    /// Keep only the events recorded less than this long ago: a number and
+    /// a unit, d, h, m, s, ms, us or ns (30d, 12h, 15m, 90s, 500ms, 1h30m).
+    #[arg(long, value_name = "DURATION", value_parser = duration::parse, allow_hyphen_values = true)]
+    pub max_age: Option<Duration>,
+    /// Hide every version below V.
+    #[arg(long, value_name = "V", allow_hyphen_values = true)]
+    pub truncate_before: Option<u64>,
+    /// Drop every rule before applying the ones given (a soft delete's cut
+    /// stays: deleted events never come back).
+    #[arg(long)]
+    pub clear: bool,
+    /// Print the aggregate's state as a JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `factlog scavenge`.
+#[derive(Debug, Args)]
+pub struct ScavengeArgs {
+    /// Store directory (must be a factlog store).
+    pub dir: PathBuf,
+    /// Print the report as a JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
 impl Command {
     /// The store directory the command works on.
     fn dir(&self) -> &Path {
@@ -464,6 +561,10 @@ impl Command {
             Command::Consumers(a) => &a.dir,
             Command::Parked(a) => &a.dir,
             Command::Relay(a) => &a.dir,
+            Command::Delete(a) => &a.dir,
+            Command::Erase(a) => &a.dir,
+            Command::Meta(a) => &a.dir,
+            Command::Scavenge(a) => &a.dir,
         }
     }
 }
@@ -536,6 +637,10 @@ fn run(cli: Cli) -> CliResult {
         Command::Consumers(args) => consumers::run_consumers(&args, wait),
         Command::Parked(args) => consumers::run_parked(&args, wait),
         Command::Relay(args) => relay::run(&args, wait),
+        Command::Delete(args) => lifecycle::run_delete(&args, wait),
+        Command::Erase(args) => lifecycle::run_erase(&args, wait),
+        Command::Meta(args) => lifecycle::run_meta(&args, wait),
+        Command::Scavenge(args) => scavenge::run(&args, wait),
     };
     result.map_err(|e| if e.is_corruption() && !repairing { e.with_hint(repair::hint(&dir)) } else { e })
 }

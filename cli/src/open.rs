@@ -2,7 +2,9 @@
 //! creates a store only where a mistyped path cannot land it by accident:
 //! in a directory that does not exist but whose parent does, in an empty
 //! directory, or anywhere with `--create` ([`open_for_append`]). `repair`
-//! opens for writing with the engine's repair option ([`open_for_repair`]).
+//! opens for writing with the engine's repair option ([`open_for_repair`]);
+//! the lifecycle commands (`delete`, `erase`, `meta` with a setter,
+//! `scavenge`) open an existing store for writing ([`open_for_change`]).
 //! The inspecting commands (`read`, `stats`, `verify`, `dump`, `aggregates`,
 //! `snapshots`, and `repair`'s dry run) open the store with
 //! [`Store::open_read_only`]: a shared lock, no writer, and not one byte of
@@ -105,6 +107,19 @@ pub fn open_for_repair(dir: &Path, wait: Duration) -> CliResult<Store> {
     }
 }
 
+/// Opens the existing store in `dir` for writing, to change it (`delete`,
+/// `erase`, `meta` with a setter, `scavenge`): never creates one. Waits up
+/// to `wait` for another writer; `what` says what to do once it is gone
+/// ("delete from it"), for the message when the wait runs out.
+pub fn open_for_change(dir: &Path, wait: Duration, what: &str) -> CliResult<Store> {
+    existing(dir)?;
+    match Store::open(dir, Options::default().lock_wait(wait)) {
+        Ok(store) => Ok(store),
+        Err(factlog::Error::Locked { holder, .. }) => Err(in_use(dir, holder, wait, what)),
+        Err(e) => Err(CliError::from(e)),
+    }
+}
+
 /// Opens the existing store in `dir` read-only, waiting up to `wait` for a
 /// repair to finish (or a writer to publish its watermark), and failing without touching the file system if
 /// `dir` is missing or is not a factlog store.
@@ -133,30 +148,28 @@ pub enum OpenError {
 /// Opens the existing store in `dir` read-only with `options` (its
 /// `lock_wait`, and `repair` for a dry run); see [`open_existing`].
 pub fn open_read_only(dir: &Path, options: Options) -> Result<Store, OpenError> {
-    if !dir.exists() {
-        return Err(OpenError::Cli(CliError::new(format!(
-            "no factlog store at {}: directory does not exist",
-            dir.display()
-        ))));
-    }
-    if !dir.is_dir() {
-        return Err(OpenError::Cli(CliError::new(format!(
-            "{} is not a factlog store: not a directory",
-            dir.display()
-        ))));
-    }
-    if !dir.join(MARKER_NAME).is_file() {
-        return Err(OpenError::Cli(CliError::new(format!(
-            "{} is not a factlog store: it has no {MARKER_NAME} file",
-            dir.display()
-        ))));
-    }
+    existing(dir).map_err(OpenError::Cli)?;
     let wait = options.lock_wait;
     match Store::open_read_only(dir, options) {
         Ok(store) => Ok(store),
         Err(factlog::Error::Locked { holder, .. }) => Err(OpenError::Cli(locked(dir, holder, wait))),
         Err(e) => Err(OpenError::Store(e)),
     }
+}
+
+/// Checks, without changing anything, that `dir` is a directory with a
+/// store marker: the error says which it is not.
+fn existing(dir: &Path) -> CliResult<()> {
+    if !dir.exists() {
+        return Err(CliError::new(format!("no factlog store at {}: directory does not exist", dir.display())));
+    }
+    if !dir.is_dir() {
+        return Err(CliError::new(format!("{} is not a factlog store: not a directory", dir.display())));
+    }
+    if !dir.join(MARKER_NAME).is_file() {
+        return Err(CliError::new(format!("{} is not a factlog store: it has no {MARKER_NAME} file", dir.display())));
+    }
+    Ok(())
 }
 
 /// The message for a store a reader cannot open yet, to a reader.

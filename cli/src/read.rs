@@ -42,7 +42,7 @@ pub fn run(args: &ReadArgs, wait: Duration) -> CliResult {
             };
             stream(reader.read_aggregate(aggregate, from, direction).take(limit), &mut out)
         }
-        None => stream(reader.read_all(args.from.unwrap_or(0)).take(limit), &mut out),
+        None => stream(reader.read_all(args.from.unwrap_or_else(|| reader.first_position())).take(limit), &mut out),
     };
     match streamed {
         Ok(()) => output::finish(out.flush()),

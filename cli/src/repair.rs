@@ -14,7 +14,7 @@
 //!
 //! Also the line every other command adds to a corruption error ([`hint`]).
 
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,10 +22,7 @@ use factlog::{Options, Problem, RecoveryReport, Repair, TornTail};
 
 use crate::error::{CliError, CliResult};
 use crate::open::{self, open_read_only, OpenError};
-use crate::{output, verify, RepairArgs};
-
-/// Longest confirmation answer read from stdin, bytes.
-const ANSWER_BYTES_MAX: u64 = 256;
+use crate::{confirm, output, verify, RepairArgs};
 
 /// Removed segment files listed by name in the preview; the rest are counted.
 const REMOVED_LISTED_MAX: usize = 20;
@@ -72,7 +69,7 @@ pub fn run(args: &RepairArgs, wait: Duration) -> CliResult {
         }
         return Err(CliError::new("repair cannot fix this: it only cuts the event log and rebuilds checkpoints"));
     }
-    if !args.yes && !confirm(&args.dir, plan.cut.is_some(), io::stdin().lock())? {
+    if !args.yes && !ask_to_repair(&args.dir, plan.cut.is_some(), io::stdin().lock())? {
         return Err(CliError::new("repair cancelled: nothing was changed"));
     }
     let store = open::open_for_repair(&args.dir, wait)?;
@@ -176,22 +173,11 @@ fn push_problems(s: &mut String, problems: &[Problem]) {
     }
 }
 
-/// Asks on stderr and reads the answer from `input`: only `yes` (or `y`)
-/// proceeds. `loses`: the repair loses events, and the question says so.
-fn confirm(dir: &Path, loses: bool, input: impl BufRead) -> CliResult<bool> {
+/// Asks on stderr and reads the answer from `input` ([`confirm::ask`]).
+/// `loses`: the repair loses events, and the question says so.
+fn ask_to_repair(dir: &Path, loses: bool, input: impl BufRead) -> CliResult<bool> {
     let warning = if loses { " What is listed above will be lost for good." } else { "" };
-    eprint!("Repair {}?{warning} Type yes to proceed: ", dir.display());
-    let _ = io::stderr().flush();
-    let mut answer = String::new();
-    input
-        .take(ANSWER_BYTES_MAX)
-        .read_line(&mut answer)
-        .map_err(|e| CliError::new(format!("reading the answer from standard input: {e}")))?;
-    let answer = answer.trim().to_ascii_lowercase();
-    if answer.is_empty() {
-        eprintln!();
-    }
-    Ok(answer == "yes" || answer == "y")
+    confirm::ask(&format!("Repair {}?{warning}", dir.display()), input)
 }
 
 /// What the engine reports it did, and whether that is what the dry run said.
@@ -259,13 +245,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_yes_confirms() {
+    fn the_repair_question_takes_only_yes() {
         let dir = Path::new("/s");
-        for (answer, want) in [("yes\n", true), ("Y\n", true), (" YES \n", true), ("no\n", false), ("", false)] {
-            assert_eq!(confirm(dir, true, answer.as_bytes()).unwrap(), want, "{answer:?}");
-        }
-        let long = format!("{}yes\n", " ".repeat(1000));
-        assert!(!confirm(dir, false, long.as_bytes()).unwrap());
+        assert!(ask_to_repair(dir, true, "yes\n".as_bytes()).unwrap());
+        assert!(!ask_to_repair(dir, false, "no\n".as_bytes()).unwrap());
     }
 
     #[test]

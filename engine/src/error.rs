@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::event::{EventId, ExpectedVersion};
+use crate::event::{EventId, ExpectedVersion, SchemaVersion};
 
 /// Result alias used throughout the engine.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -174,6 +174,89 @@ pub enum Error {
         /// The position given.
         position: u64,
     },
+    /// An upcaster cannot be registered (see [`crate::Upcasters::register`]):
+    /// one already starts at the same point, its target is not later, a name
+    /// is out of bounds, or it would close a loop. Nothing was registered.
+    #[error("upcaster from {event_type:?} version {event_version} refused: {reason}")]
+    InvalidUpcaster {
+        /// The type name it would start from.
+        event_type: String,
+        /// The version it would start from.
+        event_version: u32,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// An upcaster returned an error (or panicked) on a stored event. The
+    /// event is unchanged in the log; the read stopped at it.
+    #[error("upcaster from {event_type:?} version {event_version} failed on the event at position {position} (aggregate {aggregate_id:?}, version {version}): {reason}")]
+    UpcastFailed {
+        /// The event's global position.
+        position: u64,
+        /// Its aggregate.
+        aggregate_id: String,
+        /// Its version within the aggregate.
+        version: u64,
+        /// The type name the failing step started from.
+        event_type: String,
+        /// The schema version the failing step started from.
+        event_version: u32,
+        /// The upcaster's message.
+        reason: String,
+    },
+    /// A load found a snapshot whose schema version is not the one the
+    /// caller asked for, and was told to refuse such a snapshot
+    /// ([`crate::StaleSnapshot::Refuse`]).
+    #[error("snapshot of aggregate {aggregate_id:?} at version {version} has schema version {}, expected {}", found.0, expected.0)]
+    StaleSnapshot {
+        /// The aggregate.
+        aggregate_id: String,
+        /// The version the snapshot was taken at.
+        version: u64,
+        /// The snapshot's schema version.
+        found: SchemaVersion,
+        /// The schema version the caller accepts.
+        expected: SchemaVersion,
+    },
+    /// The aggregate was hard-deleted or erased: appends to it, and changes
+    /// of its metadata, are refused forever. Nothing was written.
+    #[error("aggregate {aggregate_id:?} is deleted (hard delete or erasure): appends to it are refused")]
+    AggregateDeleted {
+        /// The aggregate.
+        aggregate_id: String,
+    },
+    /// The aggregate has no events, so there is nothing to delete.
+    #[error("aggregate {aggregate_id:?} has no events")]
+    UnknownAggregate {
+        /// The aggregate.
+        aggregate_id: String,
+    },
+    /// A read or subscription started below the first position the log still
+    /// holds: retention removed the segments before it. Nothing was read;
+    /// start again at `first_retained` (or set
+    /// `Retention::clamp_reads_below_start`).
+    #[error("position {position} is below the log's first retained position {first_retained} (retention removed the events before it)")]
+    BelowRetainedStart {
+        /// The position asked for.
+        position: u64,
+        /// Where the log now starts.
+        first_retained: u64,
+    },
+    /// Loading the aggregate would fold from a version retention removed:
+    /// its events before `first_version` are gone and no snapshot covers them.
+    #[error("aggregate {aggregate_id:?} starts at version {first_version} in the log (retention removed the versions before it) and no snapshot covers them")]
+    AggregateTruncated {
+        /// The aggregate.
+        aggregate_id: String,
+        /// Its first version still in the log.
+        first_version: u64,
+    },
+    /// The event at this position was removed (its aggregate deleted,
+    /// truncated or expired), or hidden by the aggregate's rules.
+    #[error("the event at position {position} was removed or is hidden by its aggregate's retention rules")]
+    EventRemoved {
+        /// The position asked for.
+        position: u64,
+    },
 }
 
 impl Error {
@@ -233,6 +316,36 @@ impl Error {
             Error::PastEnd { position, end } => Error::PastEnd { position: *position, end: *end },
             Error::NotParked { consumer, position } => {
                 Error::NotParked { consumer: consumer.clone(), position: *position }
+            }
+            Error::InvalidUpcaster { event_type, event_version, reason } => Error::InvalidUpcaster {
+                event_type: event_type.clone(),
+                event_version: *event_version,
+                reason: reason.clone(),
+            },
+            Error::UpcastFailed { position, aggregate_id, version, event_type, event_version, reason } => {
+                Error::UpcastFailed {
+                    position: *position,
+                    aggregate_id: aggregate_id.clone(),
+                    version: *version,
+                    event_type: event_type.clone(),
+                    event_version: *event_version,
+                    reason: reason.clone(),
+                }
+            }
+            Error::StaleSnapshot { aggregate_id, version, found, expected } => Error::StaleSnapshot {
+                aggregate_id: aggregate_id.clone(),
+                version: *version,
+                found: *found,
+                expected: *expected,
+            },
+            Error::AggregateDeleted { aggregate_id } => Error::AggregateDeleted { aggregate_id: aggregate_id.clone() },
+            Error::UnknownAggregate { aggregate_id } => Error::UnknownAggregate { aggregate_id: aggregate_id.clone() },
+            Error::BelowRetainedStart { position, first_retained } => {
+                Error::BelowRetainedStart { position: *position, first_retained: *first_retained }
+            }
+            Error::EventRemoved { position } => Error::EventRemoved { position: *position },
+            Error::AggregateTruncated { aggregate_id, first_version } => {
+                Error::AggregateTruncated { aggregate_id: aggregate_id.clone(), first_version: *first_version }
             }
         }
     }
@@ -307,6 +420,21 @@ mod tests {
             Error::ConsumerLocked { name: "c".into(), path, holder: LockHolder::ThisProcess },
             Error::PastEnd { position: 9, end: 3 },
             Error::NotParked { consumer: "c".into(), position: 4 },
+            Error::InvalidUpcaster { event_type: "T".into(), event_version: 1, reason: "r".into() },
+            Error::UpcastFailed {
+                position: 5,
+                aggregate_id: "a".into(),
+                version: 2,
+                event_type: "T".into(),
+                event_version: 1,
+                reason: "r".into(),
+            },
+            Error::StaleSnapshot {
+                aggregate_id: "a".into(),
+                version: 3,
+                found: SchemaVersion(1),
+                expected: SchemaVersion(2),
+            },
         ];
         for e in &all {
             let d = e.duplicate();

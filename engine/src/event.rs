@@ -287,10 +287,12 @@ impl<'a> Envelope<'a> {
         self.body.position.to_native()
     }
     /// The event type name.
+    #[inline]
     pub fn event_type(&self) -> &'a str {
         &self.body.event_type
     }
     /// Schema version of `data`.
+    #[inline]
     pub fn event_version(&self) -> u32 {
         self.body.event_version.to_native()
     }

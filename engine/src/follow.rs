@@ -118,6 +118,8 @@ struct FollowState {
     offset: u64,
     /// One past the last indexed position.
     next_position: u64,
+    /// The `STREAMS` file's (length, modification time) when last loaded.
+    streams_seen: Option<(u64, std::time::SystemTime)>,
 }
 
 /// One index change of a refresh, applied in order under the index lock.
@@ -141,6 +143,7 @@ impl Follower {
             seg,
             offset: rec.active_write_offset,
             next_position: rec.index.next_position(),
+            streams_seen: streams_stamp(dir),
         };
         Follower { dir: dir.to_path_buf(), lock, state: Mutex::new(state) }
     }
@@ -188,13 +191,14 @@ impl Follower {
                 return Err(Error::corrupt(self.dir.join(crate::watermark::WATERMARK_NAME), 0, reason));
             };
             let scan = recovery::scan_from(&seg, offset, position, Some(stop));
-            let scanned_end = position + scan.entries.len() as u64;
+            // A sparse segment (scavenged) ends at its end position.
+            let scanned_end = scan.end_position;
             recovery::check_reached(&seg, &scan, scanned_end, stop, end_offset)?;
-            for (i, e) in scan.entries.iter().enumerate() {
+            for e in &scan.entries {
                 changes.push(Change::Event {
                     aggregate_id: e.aggregate_id.to_string(),
                     version: e.version,
-                    position: position + i as u64,
+                    position: e.position,
                     offset: e.offset,
                 });
             }
@@ -239,6 +243,12 @@ impl Follower {
 impl Follow for Follower {
     fn refresh(&self, shared: &Shared) -> Result<()> {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        // The writer's lifecycle rules (deletes, metadata, erasures) as they are now.
+        let stamp = streams_stamp(&self.dir);
+        if stamp != st.streams_seen {
+            shared.set_streams(crate::streams::Rules::load(&self.dir)?);
+            st.streams_seen = stamp;
+        }
         let Some(w) = self.changed_watermark(&mut st)? else { return Ok(()) };
         if w.durable_end <= st.next_position {
             st.last_raw = Some(w.encode());
@@ -246,6 +256,7 @@ impl Follow for Follower {
         }
         let (changes, seg, offset) = self.changes_to(&st, &w)?;
         let mut idx = shared.index_mut();
+        idx.set_following();
         let mut new_segments = false;
         for change in changes {
             let applied = match change {
@@ -270,4 +281,11 @@ impl Follow for Follower {
         (st.seg, st.offset, st.next_position, st.last_raw) = (Some(seg), offset, w.durable_end, Some(w.encode()));
         Ok(())
     }
+}
+
+/// The `STREAMS` file's length and modification time (`None`: no file):
+/// whether the writer changed the lifecycle rules since they were loaded.
+fn streams_stamp(dir: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let m = std::fs::metadata(dir.join(crate::streams::STREAMS_NAME)).ok()?;
+    Some((m.len(), m.modified().ok()?))
 }

@@ -23,7 +23,10 @@
 //! only `unsafe`, `directory`, `watermark`); state (`index`, `dedupe`,
 //! `shared`); actors (`writer`, `recovery`, `follow`, the snapshot store,
 //! `verify`); handles (`store`,
-//! `reader`, `filter`, `subscription`, `handoff`). `fault` holds the test hooks. The byte layout, the
+//! `reader`, `filter`, `subscription`, `handoff`). `upcast` (schema evolution
+//! on the read path: registered upcasters and the borrowed-or-owned event
+//! they hand out) sits beside `event`, under the handles that offer upcast
+//! reads; `load` holds what a caller asks of a load (the snapshot schema). `fault` holds the test hooks. The byte layout, the
 //! crash argument and the concurrency design are in `docs/FORMAT.md`.
 
 #![deny(unsafe_code)]
@@ -42,18 +45,22 @@ mod handoff;
 mod id;
 mod index;
 mod le;
+mod load;
 #[allow(unsafe_code)]
 mod mmap;
 mod reader;
 #[doc(hidden)]
 pub mod record;
 mod recovery;
+mod scavenge;
 mod segment;
 mod shared;
 #[doc(hidden)]
 pub mod snapshot;
 mod store;
+mod streams;
 mod subscription;
+mod upcast;
 mod verify;
 #[allow(unsafe_code)]
 mod view;
@@ -74,15 +81,19 @@ pub use event::{
 pub use fault::Faults;
 pub use filter::Filter;
 pub use id::ParseEventIdError;
-pub use options::{Durability, Options};
+pub use load::{LoadOptions, StaleSnapshot};
+pub use options::{Durability, Options, Retention};
 pub use reader::{AggregateEvents, AggregateInfo, AllEvents, FilteredEvents, Loaded, Reader};
 pub use record::NAME_BYTES_MAX;
 pub use recovery::{RecoveryReport, Repair, TornTail};
+pub use scavenge::ScavengeReport;
 pub use segment::{FORMAT_VERSION, POSITION_LIMIT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN};
 pub use snapshot::dictionary::{DictionaryInfo, DICT_BYTES_MAX, DICT_BYTES_MIN};
 pub use snapshot::{Snapshot, SnapshotEntry, SnapshotInfo, SnapshotRecovery};
 pub use store::{Stats, Store};
-pub use subscription::{Batch, BatchEvents, StartFrom, Subscription};
+pub use streams::{DeleteMode, StreamMeta, StreamState, STREAMS_NAME};
+pub use subscription::{Batch, BatchEvents, StartFrom, Subscription, UpcastBatchEvents};
+pub use upcast::{Upcast, UpcastError, UpcastEvents, Upcasted, Upcasters};
 pub use verify::{Problem, VerifyReport};
 pub use watermark::WATERMARK_NAME;
 

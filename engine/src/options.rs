@@ -78,10 +78,36 @@ pub struct Options {
     /// it, retrying every few milliseconds, before failing with
     /// [`crate::Error::Locked`]. Default zero: fail at once.
     pub lock_wait: std::time::Duration,
+    /// Upcasters for the reads that ask for upcast events
+    /// ([`crate::Store::read_all_upcast`], [`crate::Store::upcasters`]).
+    /// Plain reads never upcast. Default: none.
+    pub upcasters: crate::upcast::Upcasters,
+    /// Global retention, Kafka style: whole sealed segments are removed from
+    /// the head of the log once the log is over a size or its events over an
+    /// age. Checked whenever a segment is sealed, and by
+    /// [`crate::Store::apply_retention`]. Default `None`: the log only grows.
+    pub retention: Option<Retention>,
     /// Test hook: failures to inject into segment creation, writes and syncs.
     /// `None` (the default) in normal use; not part of the supported API.
     #[doc(hidden)]
     pub faults: Option<std::sync::Arc<crate::fault::Faults>>,
+}
+
+/// Global retention (see [`Options::retention`]). The active segment is
+/// never removed, so the log keeps at least its newest events. Positions
+/// never change: the log simply starts later.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Remove the oldest sealed segments while the segment files together
+    /// take more than this many bytes.
+    pub max_bytes: Option<u64>,
+    /// Remove sealed segments whose newest event was recorded longer ago than this.
+    pub max_age: Option<std::time::Duration>,
+    /// A read or subscription from below the first retained position starts
+    /// there instead of failing with [`crate::Error::BelowRetainedStart`].
+    /// Default `false`: a reader that missed events is told. Durable
+    /// consumers are always told.
+    pub clamp_reads_below_start: bool,
 }
 
 impl Default for Options {
@@ -103,6 +129,8 @@ impl Default for Options {
             snapshot_file_bytes: 16 * 1024 * 1024,
             max_snapshot_bytes: 64 * 1024 * 1024,
             lock_wait: std::time::Duration::ZERO,
+            upcasters: crate::upcast::Upcasters::default(),
+            retention: None,
             faults: None,
         }
     }
@@ -205,6 +233,18 @@ impl Options {
         self
     }
 
+    /// Sets [`Options::upcasters`].
+    pub fn upcasters(mut self, upcasters: crate::upcast::Upcasters) -> Options {
+        self.upcasters = upcasters;
+        self
+    }
+
+    /// Sets [`Options::retention`].
+    pub fn retention(mut self, retention: Retention) -> Options {
+        self.retention = Some(retention);
+        self
+    }
+
     /// Sets the test hook [`Options::faults`].
     #[doc(hidden)]
     pub fn faults(mut self, faults: std::sync::Arc<crate::fault::Faults>) -> Options {
@@ -267,6 +307,11 @@ impl Options {
                 "snapshot_zstd_level {} outside -7..=22",
                 self.snapshot_zstd_level
             )));
+        }
+        if let Some(r) = self.retention {
+            if r.max_bytes == Some(0) || r.max_age == Some(std::time::Duration::ZERO) {
+                return Err(Error::InvalidOptions("retention max_bytes and max_age must be positive".into()));
+            }
         }
         if let Durability::Buffered { flush_interval_ms } = self.durability {
             if flush_interval_ms == 0 {

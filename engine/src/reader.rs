@@ -10,9 +10,12 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::event::{AsOf, Direction, EventRef};
 use crate::filter::Filter;
+use crate::index::IndexState;
 use crate::segment::{Check, FrameCursor, Segment, HEADER_BYTES};
 use crate::shared::Shared;
 use crate::snapshot::Snapshot;
+use crate::streams::Visibility;
+use crate::upcast::{UpcastEvents, Upcasters};
 
 /// A consistent snapshot for zero-copy reads: sees exactly the events that
 /// were visible when it was created. Holds the segment maps alive; events
@@ -21,13 +24,83 @@ pub struct Reader {
     shared: Arc<Shared>,
     segments: Arc<Vec<Arc<Segment>>>,
     visible_end: u64,
+    /// What the aggregates' lifecycle rules hide (`None`: no rule exists).
+    vis: Option<Visibility>,
 }
 
 impl Reader {
     /// A reader of everything visible now.
     pub(crate) fn new(shared: &Arc<Shared>) -> Reader {
         let visible_end = shared.visible_end.load(std::sync::atomic::Ordering::Acquire);
-        Reader { shared: Arc::clone(shared), segments: shared.segments(), visible_end }
+        let rules = shared.streams();
+        let vis = (!rules.hides_nothing()).then(|| Visibility::new(rules, Some(&shared.index()), visible_end));
+        Reader { shared: Arc::clone(shared), segments: shared.segments(), visible_end, vis }
+    }
+
+    /// Where this reader finds the frame of `position`: the index's place
+    /// mapped to this reader's segment slots (retention may have removed
+    /// segments before them since). `None` if this reader does not hold it.
+    fn place_of(&self, idx: &IndexState, position: u64) -> Option<(usize, u64)> {
+        let (i, offset) = idx.locate(position)?;
+        let seg = idx.segment(i)?;
+        if self.segments.get(i).is_some_and(|mine| Arc::ptr_eq(mine, seg)) {
+            return Some((i, offset));
+        }
+        let j = self.segments.partition_point(|s| s.first_position <= seg.first_position).checked_sub(1)?;
+        let mine = self.segments.get(j).filter(|mine| mine.first_position == seg.first_position)?;
+        if Arc::ptr_eq(mine, seg) {
+            return Some((j, offset));
+        }
+        // A scavenge rewrote the segment since this reader was made: the
+        // index's offsets are the new file's; walk this reader's copy.
+        mine.offset_of(position).map(|o| (j, o))
+    }
+
+    /// The aggregate's first version still in the log when retention removed
+    /// the ones before it and they are not hidden by its own rules anyway,
+    /// and `from_version` is below it: the events a fold from `from_version`
+    /// would silently miss.
+    pub(crate) fn removed_before(&self, aggregate_id: &str, from_version: u64) -> Option<u64> {
+        let rules = self.shared.streams();
+        let indexed =
+            self.shared.index().positions(aggregate_id).filter(|v| !v.positions().is_empty()).map(|v| v.base());
+        // No event of it left: its version floor says how far its removed events went.
+        let base = indexed.or_else(|| rules.version_floor(aggregate_id))?;
+        let hidden_to = self.vis.as_ref().map_or(0, |v| v.first_version(aggregate_id));
+        // `max_age` hides (and a scavenge removes) event by event: its own rule explains the gap.
+        let by_age = rules.get(aggregate_id).is_some_and(|s| s.meta.max_age.is_some());
+        // Only retention removes what a fold still needs (a scavenge removes what the rules hid).
+        let retained = rules.log_start() > 0 || self.shared.index().first_position() > 0;
+        (from_version < base && hidden_to < base && !by_age && retained).then_some(base)
+    }
+
+    /// Whether the aggregates' lifecycle rules hide anything from this reader.
+    pub(crate) fn hides_any(&self) -> bool {
+        self.vis.as_ref().is_some_and(|v| !v.is_empty())
+    }
+
+    /// The first version of the aggregate this reader's rules let through
+    /// (before `max_age`, which hides event by event).
+    pub(crate) fn first_visible_version(&self, aggregate_id: &str) -> u64 {
+        self.vis.as_ref().map_or(0, |v| v.first_version(aggregate_id))
+    }
+
+    /// Whether the lifecycle rules hide this event from this reader (what a
+    /// scavenge removes).
+    pub(crate) fn hides(&self, e: &crate::event::Envelope<'_>) -> bool {
+        self.hidden(e)
+    }
+
+    /// Whether this reader hides the event with this envelope.
+    #[inline]
+    fn hidden(&self, e: &crate::event::Envelope<'_>) -> bool {
+        self.vis.as_ref().is_some_and(|v| v.hides(e.aggregate_id(), e.version(), e.recorded_at()))
+    }
+
+    /// Whether a soft delete (or a hard one) hides the aggregate's events up
+    /// to `version`: its snapshots at or below it are not used.
+    pub(crate) fn deleted_through(&self, aggregate_id: &str, version: u64) -> bool {
+        self.vis.as_ref().is_some_and(|v| v.deleted_through(aggregate_id, version))
     }
 
     /// The segment maps this reader holds, in log order.
@@ -35,8 +108,9 @@ impl Reader {
         &self.segments
     }
 
-    /// Position of the first event the log holds.
-    pub(crate) fn first_position(&self) -> u64 {
+    /// Position of the first event the log holds (0 until retention removes
+    /// segments from its head).
+    pub fn first_position(&self) -> u64 {
         self.segments.first().map_or(0, |s| s.first_position)
     }
 
@@ -46,13 +120,29 @@ impl Reader {
     }
 
     /// Events from `from_position` on, in global order.
+    ///
+    /// From below the log's first retained position (retention removed the
+    /// events there) the walk yields [`Error::BelowRetainedStart`] and ends,
+    /// unless `Retention::clamp_reads_below_start` makes it start there.
     pub fn read_all(&self, from_position: u64) -> AllEvents<'_> {
-        let position = from_position.max(self.first_position());
+        let first = self.first_position();
+        let position = from_position.max(first);
         let mut it = AllEvents::new(self, self.visible_end);
+        if from_position < first && !self.shared.clamp_below_start.load(std::sync::atomic::Ordering::Relaxed) {
+            it.error = Some(Error::BelowRetainedStart { position: from_position, first_retained: first });
+            return it;
+        }
         if position < self.visible_end {
-            let place = self.shared.index().locate(position);
+            let idx = self.shared.index();
+            let place = self.place_of(&idx, position);
+            let index_first = idx.first_position();
+            drop(idx);
             let started = match place {
                 Some((seg, offset)) => it.start(seg, offset, position),
+                // Retention removed it after this reader was made.
+                None if position < index_first => {
+                    Err(Error::BelowRetainedStart { position, first_retained: index_first })
+                }
                 None => Err(Error::InvalidInput(format!("position {position} is not indexed"))),
             };
             if let Err(e) = started {
@@ -68,8 +158,10 @@ impl Reader {
     /// lock the writer publishes under. Falls back to [`Reader::read_all`]
     /// when the place does not fit this reader's segments.
     pub(crate) fn read_all_from(&self, place: Place) -> AllEvents<'_> {
-        let fits = self.segments.get(place.seg).is_some_and(|s| s.first_position <= place.position)
-            && place.position >= self.first_position();
+        // The same map (a scavenge may have rewritten the segment since, at other offsets).
+        let fits =
+            self.segments.get(place.seg).is_some_and(|s| s.id == place.seg_id && s.first_position <= place.position)
+                && place.position >= self.first_position();
         if !fits {
             return self.read_all(place.position);
         }
@@ -106,26 +198,44 @@ impl Reader {
         until_version: u64,
         direction: Direction,
     ) -> AggregateEvents<'r> {
+        let first = self.vis.as_ref().map_or(0, |v| v.first_version(aggregate_id));
         let idx = self.shared.index();
         let mut places = Vec::new();
+        let mut error = None;
         if let Some(positions) = idx.positions(aggregate_id) {
-            let visible = positions.partition_point(|p| *p < self.visible_end) as u64;
+            let base = positions.base();
+            // Versions retention removed (not hidden by the aggregate's own
+            // rules) that the read would start in: told, unless clamped.
+            let wanted = match direction {
+                Direction::Forward => from_version.max(first),
+                Direction::Backward => first,
+            };
+            let clamp = self.shared.clamp_below_start.load(std::sync::atomic::Ordering::Relaxed);
+            // Only retention removes what a reader still wants (a scavenge
+            // removes what the aggregate's own rules hid or hide).
+            let retained = idx.first_position() > 0;
+            if wanted < base && retained && !clamp && !self.vis.as_ref().is_some_and(|v| v.ages(aggregate_id)) {
+                error = Some(Error::AggregateTruncated { aggregate_id: aggregate_id.to_string(), first_version: base });
+            }
+            let first = first.max(base);
+            let visible = positions.end_below(self.visible_end);
             let n = visible.min(until_version.saturating_add(1));
             let versions: Box<dyn Iterator<Item = u64>> = match direction {
-                Direction::Forward => Box::new(from_version.min(n)..n),
-                Direction::Backward if n == 0 => Box::new(0..0),
-                Direction::Backward => Box::new((0..=from_version.min(n - 1)).rev()),
+                _ if first >= n => Box::new(0..0),
+                Direction::Forward => Box::new(from_version.max(first).min(n)..n),
+                Direction::Backward if from_version < first => Box::new(0..0),
+                Direction::Backward => Box::new((first..=from_version.min(n - 1)).rev()),
             };
             places.reserve(versions.size_hint().0.min(1 << 20));
             for v in versions {
-                let position = positions[v as usize];
-                match idx.locate(position) {
+                let Some(position) = positions.position(v) else { break };
+                match self.place_of(&idx, position) {
                     Some((seg, offset)) => places.push((seg as u32, offset, position)),
                     None => break,
                 }
             }
         }
-        AggregateEvents { reader: self, places: places.into_iter() }
+        AggregateEvents { reader: self, places: places.into_iter(), error }
     }
 
     /// Events from `from_position` up to and including the point `as_of`, in
@@ -156,10 +266,14 @@ impl Reader {
             ))),
             AsOf::RecordedAt(t) => {
                 // recorded_at is non-decreasing along the log: binary search.
+                // A removed or hidden position counts as the next event's.
                 let (mut lo, mut hi) = (first, last + 1);
                 while lo < hi {
                     let mid = lo + (hi - lo) / 2;
-                    let at = self.event_at_position(mid)?.recorded_at();
+                    let at = match self.read_all(mid).next() {
+                        Some(e) => e?.recorded_at(),
+                        None => i64::MAX,
+                    };
                     if at <= t {
                         lo = mid + 1;
                     } else {
@@ -173,13 +287,18 @@ impl Reader {
 
     /// The event at a global position this reader sees.
     pub fn event_at_position(&self, position: u64) -> Result<EventRef<'_>> {
+        if position >= self.visible_end {
+            return Err(Error::InvalidInput(format!(
+                "position {position} is not in the log (end {})",
+                self.visible_end
+            )));
+        }
         let mut it = self.read_all(position);
-        it.end = (position + 1).min(self.visible_end);
+        it.end = position + 1;
         match it.next() {
-            Some(r) => r,
-            None => {
-                Err(Error::InvalidInput(format!("position {position} is not in the log (end {})", self.visible_end)))
-            }
+            Some(Ok(e)) if e.position() == position => Ok(e),
+            Some(Err(e)) => Err(e),
+            _ => Err(Error::EventRemoved { position }),
         }
     }
 
@@ -188,9 +307,8 @@ impl Reader {
     pub fn position_of_version(&self, aggregate_id: &str, version: u64) -> Option<u64> {
         let idx = self.shared.index();
         let positions = idx.positions(aggregate_id)?;
-        let visible = positions.partition_point(|p| *p < self.visible_end);
-        let v = usize::try_from(version).unwrap_or(usize::MAX).min(visible.checked_sub(1)?);
-        positions.get(v).copied()
+        let last = positions.end_below(self.visible_end).checked_sub(1)?;
+        positions.position(version.min(last))
     }
 
     /// The aggregates whose id starts with `prefix` that have events this
@@ -201,8 +319,11 @@ impl Reader {
             .aggregates()
             .filter(|(id, _)| id.starts_with(prefix))
             .filter_map(|(id, positions)| {
-                let events = positions.partition_point(|p| *p < self.visible_end) as u64;
-                let last_position = *positions.get(usize::try_from(events.checked_sub(1)?).ok()?)?;
+                let events = positions.end_below(self.visible_end);
+                let last_position = positions.position(events.checked_sub(1)?)?;
+                if self.vis.as_ref().is_some_and(|v| v.first_version(id) >= events) {
+                    return None;
+                }
                 Some(AggregateInfo { aggregate_id: id.to_string(), version: events - 1, last_position })
             })
             .collect();
@@ -243,7 +364,7 @@ impl Reader {
         let idx = self.shared.index();
         let positions = idx.positions(aggregate_id)?;
         let bound = position.saturating_add(1).min(self.visible_end);
-        (positions.partition_point(|p| *p < bound) as u64).checked_sub(1)
+        positions.end_below(bound).checked_sub(1)
     }
 }
 
@@ -276,13 +397,21 @@ impl Loaded {
             Some(until) => {
                 self.reader.read_aggregate_until(&self.aggregate_id, self.from_version, until, Direction::Forward)
             }
-            None => AggregateEvents { reader: &self.reader, places: Vec::new().into_iter() },
+            None => AggregateEvents { reader: &self.reader, places: Vec::new().into_iter(), error: None },
         }
     }
 
     /// The aggregate's version at the point loaded (`None`: no events yet).
     pub fn version(&self) -> Option<u64> {
         self.until_version
+    }
+}
+
+impl Loaded {
+    /// [`Loaded::events`], each upcast by `upcasters` (the store's are
+    /// [`crate::Store::upcasters`]): zero-copy where none applies.
+    pub fn upcast_events<'l>(&'l self, upcasters: &'l Upcasters) -> UpcastEvents<'l, AggregateEvents<'l>> {
+        upcasters.events(self.events())
     }
 }
 
@@ -306,6 +435,8 @@ pub struct AllEvents<'r> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Place {
     pub seg: usize,
+    /// The [`Segment::id`] of that segment's map.
+    pub seg_id: u64,
     pub offset: u64,
     pub position: u64,
 }
@@ -320,7 +451,8 @@ impl<'r> AllEvents<'r> {
     /// Where the walk stands now (`None` once it ended on an error).
     pub(crate) fn place(&self) -> Option<Place> {
         let frames = self.frames.as_ref()?;
-        Some(Place { seg: self.seg, offset: frames.offset(), position: frames.position() })
+        let seg_id = self.reader.segments.get(self.seg)?.id;
+        Some(Place { seg: self.seg, seg_id, offset: frames.offset(), position: frames.position() })
     }
 
     fn new(reader: &'r Reader, end: u64) -> AllEvents<'r> {
@@ -354,15 +486,33 @@ impl<'r> AllEvents<'r> {
     }
 
     fn step(&mut self) -> Option<Result<EventRef<'r>>> {
-        let frames = match self.advance()? {
-            Ok(frames) => frames,
-            Err(e) => return Some(Err(e)),
-        };
-        if let Some(event) = frames.next_trusted() {
-            return Some(Ok(event));
+        loop {
+            let frames = match self.advance()? {
+                Ok(frames) => frames,
+                Err(e) => return Some(Err(e)),
+            };
+            if let Some(event) = frames.next_trusted() {
+                return Some(Ok(event));
+            }
+            // Unfiltered, a step skips only the removed tail of a sparse segment.
+            match self.slow_step(None)? {
+                Ok(Some(event)) => return Some(Ok(event)),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
         }
-        // Unfiltered, a step never skips: `Ok(None)` does not occur.
-        self.slow_step(None)?.transpose()
+    }
+
+    /// [`AllEvents::step`] past the events the lifecycle rules hide.
+    #[cold]
+    fn step_visible(&mut self) -> Option<Result<EventRef<'r>>> {
+        loop {
+            match self.next_filtered(&Filter::all())? {
+                Ok(Some(e)) => return Some(Ok(e)),
+                Ok(None) => continue,
+                Err(e) => return Some(Err(e)),
+            }
+        }
     }
 
     /// The next event of the walk that passes `filter`: `Ok(None)` for one it
@@ -373,6 +523,7 @@ impl<'r> AllEvents<'r> {
             self.frames = None;
             return Some(Err(e));
         }
+        let (reader, end) = (self.reader, self.end);
         let frames = match self.advance()? {
             Ok(frames) => frames,
             Err(e) => {
@@ -380,12 +531,22 @@ impl<'r> AllEvents<'r> {
                 return Some(Err(e));
             }
         };
-        if let Some(found) = frames.next_trusted_kept(|e| filter.matches(e)) {
+        if let Some(found) = frames.next_trusted_kept(|e| !reader.hidden(e) && filter.matches(e)) {
+            // A sparse segment's next frame may lie past the walk's end.
+            if found.is_some_and(|e| e.position() >= end) {
+                self.frames = None;
+                return None;
+            }
             return Some(Ok(found));
         }
         let r = self.slow_step(Some(filter));
-        if matches!(r, Some(Err(_))) {
-            self.frames = None;
+        match &r {
+            Some(Err(_)) => self.frames = None,
+            Some(Ok(Some(e))) if e.position() >= end => {
+                self.frames = None;
+                return None;
+            }
+            _ => {}
         }
         r
     }
@@ -402,7 +563,11 @@ impl<'r> AllEvents<'r> {
         let frames = self.frames.as_mut()?;
         let offset = frames.offset();
         match frames.next_frame() {
-            Ok(Some(f)) => Some(Ok(Some(f.event).filter(|e| filter.is_none_or(|filter| filter.matches(e))))),
+            Ok(Some(f)) => Some(Ok(
+                Some(f.event).filter(|e| !self.reader.hidden(e) && filter.is_none_or(|filter| filter.matches(e)))
+            )),
+            // A sparse segment's frames ended: the positions after them were removed.
+            Ok(None) if frames.position() >= self.next_first => Some(Ok(None)),
             Ok(None) => Some(Err(self.corrupt(offset, "log ends before the visible watermark".into()))),
             Err(e) => Some(Err(self.corrupt(offset, e.to_string()))),
         }
@@ -424,9 +589,18 @@ impl<'r> Iterator for AllEvents<'r> {
             self.frames = None;
             return Some(Err(e));
         }
+        if self.reader.vis.is_some() {
+            return self.step_visible();
+        }
         let r = self.step();
-        if matches!(r, Some(Err(_))) {
-            self.frames = None;
+        match &r {
+            Some(Err(_)) => self.frames = None,
+            // A sparse segment's next frame may lie past the walk's end.
+            Some(Ok(e)) if e.position() >= self.end => {
+                self.frames = None;
+                return None;
+            }
+            _ => {}
         }
         r
     }
@@ -457,14 +631,27 @@ impl<'r> Iterator for FilteredEvents<'r> {
 pub struct AggregateEvents<'r> {
     reader: &'r Reader,
     places: std::vec::IntoIter<(u32, u64, u64)>,
+    /// Reported first, then the walk ends.
+    error: Option<Error>,
 }
 
 impl<'r> Iterator for AggregateEvents<'r> {
     type Item = Result<EventRef<'r>>;
     fn next(&mut self) -> Option<Self::Item> {
-        let (seg, offset, position) = self.places.next()?;
-        let seg = self.reader.segments.get(seg as usize)?;
-        Some(seg.event_at(offset, position).map(|(e, _)| e))
+        if let Some(e) = self.error.take() {
+            self.places = Vec::new().into_iter();
+            return Some(Err(e));
+        }
+        loop {
+            let (seg, offset, position) = self.places.next()?;
+            let seg = self.reader.segments.get(seg as usize)?;
+            let r = seg.event_at(offset, position).map(|(e, _)| e);
+            // `max_age` hides a prefix of the versions, found event by event.
+            if matches!(&r, Ok(e) if self.reader.hidden(e)) {
+                continue;
+            }
+            return Some(r);
+        }
     }
 }
 

@@ -83,6 +83,9 @@ pub(crate) struct Scan<'a> {
     pub entries: Vec<CheckpointEntry<'a>>,
     /// Offset just after the last complete batch.
     pub end_offset: u64,
+    /// Position just after the last complete batch (a sparse segment's end
+    /// position when the scan reached its end).
+    pub end_position: u64,
     /// Why the scan stopped, if not at clean zeroed space or `stop_at`.
     pub problem: Option<(u64, String, u64)>,
 }
@@ -102,28 +105,35 @@ pub(crate) fn scan_from(seg: &Segment, offset: u64, position: u64, stop_at: Opti
     let mut entries = Vec::new();
     let mut batch: Vec<CheckpointEntry<'_>> = Vec::new();
     let mut committed = offset;
+    let mut committed_position = position;
     let problem = loop {
         if stop_at == Some(frames.position()) && batch.is_empty() {
             break None;
         }
         let frame = match frames.next_frame() {
             Ok(Some(f)) => f,
-            Ok(None) if batch.is_empty() => break None,
+            Ok(None) if batch.is_empty() => {
+                // A sparse segment's cursor moved on to its end position.
+                committed_position = frames.position();
+                break None;
+            }
             Ok(None) => break Some("batch ends early (zeroed space)".to_string()),
             Err(e) => break Some(e.to_string()),
         };
         batch.push(CheckpointEntry {
             aggregate_id: frame.event.aggregate_id(),
             version: frame.event.version(),
+            position: frame.event.position(),
             offset: frame.offset as u32,
         });
         if !frames.in_batch() {
             entries.append(&mut batch);
             committed = frames.offset();
+            committed_position = frames.position();
         }
     };
     let problem = problem.map(|r| (committed, r, batch.len() as u64));
-    Scan { entries, end_offset: committed, problem }
+    Scan { entries, end_offset: committed, end_position: committed_position, problem }
 }
 
 /// Zeroes every non-zero 4 KiB block of `seg` from `from` to its end, then
@@ -201,6 +211,30 @@ fn later_synced_write(seg: &Segment, from: u64) -> Option<u64> {
     None
 }
 
+/// The log starts where retention last said (`STREAMS`' log start, 0 when
+/// it never ran): segments wholly below it are what a retention killed part
+/// way had still to remove (removed now; skipped read-only), and a log that
+/// starts later is missing its head: corrupt, never taken for retention.
+fn complete_retention(dir: &Path, segs: &mut Vec<(u64, PathBuf)>, read_only: bool) -> Result<()> {
+    let start = crate::streams::Rules::load(dir)?.log_start();
+    let below = segs.windows(2).take_while(|w| w[1].0 <= start).count();
+    for (first, path) in segs.drain(..below) {
+        if !read_only {
+            let _ = std::fs::remove_file(dir.join(index::file_name(first)));
+            std::fs::remove_file(&path).map_err(|e| Error::io("remove segment below the log start", &path, e))?;
+            segment::sync_dir(dir)?;
+        }
+    }
+    match segs.first() {
+        Some((first, path)) if *first > start => Err(Error::corrupt(
+            path,
+            0,
+            format!("the log starts at position {first}, but retention kept it from {start}: the segments before it are missing"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Everything `Store::open` needs from recovery.
 pub(crate) struct Recovered {
     pub index: IndexState,
@@ -211,6 +245,7 @@ pub(crate) struct Recovered {
 
 pub(crate) fn list_segments(dir: &Path, read_only: bool) -> Result<Vec<(u64, PathBuf)>> {
     let mut segs = Vec::new();
+    let mut checkpoints = Vec::new();
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io("list store directory", dir, e))?;
     for entry in rd {
         let entry = entry.map_err(|e| Error::io("list store directory", dir, e))?;
@@ -218,12 +253,23 @@ pub(crate) fn list_segments(dir: &Path, read_only: bool) -> Result<Vec<(u64, Pat
         let Some(name) = name.to_str() else { continue };
         if let Some(first) = segment::parse_file_name(name) {
             segs.push((first, entry.path()));
+        } else if let Some(first) = name.strip_suffix(index::IDX_SUFFIX).and_then(|d| d.parse::<u64>().ok()) {
+            checkpoints.push((first, entry.path()));
         } else if name.ends_with(".tmp") && !read_only {
             // NOTE: a temp file is an interrupted checkpoint; it was never renamed into place.
             let _ = std::fs::remove_file(entry.path());
         }
     }
     segs.sort();
+    if !read_only {
+        // NOTE: retention removes a checkpoint before its segment, but a
+        // crash can still leave one whose segment is gone: never used, removed.
+        for (first, path) in checkpoints {
+            if segs.binary_search_by_key(&first, |(f, _)| *f).is_err() {
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
     Ok(segs)
 }
 
@@ -262,6 +308,7 @@ fn recover_up_to(dir: &Path, opts: &Options, read_only: bool, limit: Option<Limi
     if let Some(limit) = limit {
         segs.retain(|(first, _)| *first <= limit.segment_first);
     }
+    complete_retention(dir, &mut segs, read_only)?;
     if segs.is_empty() && !read_only {
         let faults = opts.faults.clone().unwrap_or_default();
         segs.push((0, segment::install(dir, 0, opts.next_segment_bytes(None, 0), &faults)?));
@@ -333,7 +380,9 @@ impl Recovery<'_> {
     fn load_checkpointed(&mut self, path: &Path, first: u64, end: u64) -> Result<bool> {
         let idx_path = self.dir.join(index::file_name(first));
         let Ok(cp) = index::read_checkpoint(&idx_path, first) else { return Ok(false) };
-        if cp.entries.len() as u64 != end - first {
+        // A dense segment's checkpoint lists every position; a sparse one's
+        // (scavenged) fewer, each with its position, checked as it is indexed.
+        if cp.positions.is_none() && cp.entries.len() as u64 != end - first {
             return Ok(false);
         }
         let mut digest = IndexDigest::new();
@@ -344,6 +393,7 @@ impl Recovery<'_> {
         let lazy = LazyExpect { end, digest: digest.finish() };
         let seg = Arc::new(Segment::open(path.to_path_buf(), Some(lazy))?);
         check_header(&seg, first)?;
+        check_sparse_end(&seg, Some(end))?;
         self.index.push_checkpoint(seg, &cp).map_err(|e| Error::corrupt(&idx_path, 0, e.to_string()))?;
         self.report.checkpoints_loaded += 1;
         Ok(true)
@@ -355,15 +405,17 @@ impl Recovery<'_> {
     fn recover_sealed(&mut self, path: &Path, first: u64, end: u64, later: &[(u64, PathBuf)]) -> Result<bool> {
         let seg = Arc::new(Segment::open(path.to_path_buf(), None)?);
         check_header(&seg, first)?;
+        check_sparse_end(&seg, Some(end))?;
         let scan = scan_segment(&seg, Some(end));
         self.report.events_scanned += scan.entries.len() as u64;
-        let scanned_end = first + scan.entries.len() as u64;
+        let scanned_end = scan.end_position;
         let mut entries = owned_entries(&scan.entries);
         let (end_offset, problem) = (scan.end_offset, scan.problem.clone());
         drop(scan);
         if scanned_end == end && problem.is_none() {
             if !self.read_only {
-                if let Ok(p) = index::write_checkpoint(self.dir, first, &entry_refs(&entries)) {
+                if let Ok(p) = index::write_checkpoint(self.dir, first, &entry_refs(&entries), seg.sparse_end.is_some())
+                {
                     self.report.checkpoints_rebuilt.push(p);
                 }
             }
@@ -389,8 +441,19 @@ impl Recovery<'_> {
             removed_files: removed,
             reason,
         });
+        let sparse_end = seg.sparse_end;
         push_entries(&mut self.index, seg, &mut entries).map_err(|e| Error::corrupt(path, 0, e.to_string()))?;
         self.active_write_offset = end_offset;
+        if let Some(end) = sparse_end.filter(|_| !self.read_only) {
+            // A sparse segment is never appended to: the log goes on in a new
+            // one at its end position (the positions between the cut and it
+            // stay empty, counted as lost above).
+            let faults = self.opts.faults.clone().unwrap_or_default();
+            let new = segment::install(self.dir, end, self.opts.next_segment_bytes(None, 0), &faults)?;
+            let seg = Arc::new(Segment::open(new, None)?);
+            self.index.push_segment(seg, 0).map_err(|e| Error::corrupt(path, 0, e.to_string()))?;
+            self.active_write_offset = HEADER_BYTES;
+        }
         Ok(true)
     }
 
@@ -419,6 +482,7 @@ impl Recovery<'_> {
         let padded = if self.read_only { 0 } else { pad_short_active(path)? };
         let seg = Arc::new(Segment::open_with(path.to_path_buf(), None, self.read_only)?);
         check_header(&seg, first)?;
+        check_sparse_end(&seg, None)?;
         let scan = scan_segment(&seg, None);
         self.report.events_scanned += scan.entries.len() as u64;
         let scanned_end = first + scan.entries.len() as u64;
@@ -460,6 +524,7 @@ impl Recovery<'_> {
         }
         let seg = Arc::new(Segment::open(path.to_path_buf(), None)?);
         check_header(&seg, first)?;
+        check_sparse_end(&seg, None)?;
         let scan = scan_segment(&seg, Some(limit.end));
         self.report.events_scanned += scan.entries.len() as u64;
         let scanned_end = first + scan.entries.len() as u64;
@@ -546,12 +611,18 @@ fn last_valid_position_after(seg: &Segment, from: u64) -> Option<u64> {
     last
 }
 
-fn owned_entries(entries: &[CheckpointEntry<'_>]) -> Vec<(String, u64, u32)> {
-    entries.iter().map(|e| (e.aggregate_id.to_string(), e.version, e.offset)).collect()
+/// A scanned frame, owned: (aggregate, version, position, offset).
+type OwnedEntry = (String, u64, u64, u32);
+
+fn owned_entries(entries: &[CheckpointEntry<'_>]) -> Vec<OwnedEntry> {
+    entries.iter().map(|e| (e.aggregate_id.to_string(), e.version, e.position, e.offset)).collect()
 }
 
-fn entry_refs(entries: &[(String, u64, u32)]) -> Vec<CheckpointEntry<'_>> {
-    entries.iter().map(|(a, v, o)| CheckpointEntry { aggregate_id: a, version: *v, offset: *o }).collect()
+fn entry_refs(entries: &[OwnedEntry]) -> Vec<CheckpointEntry<'_>> {
+    entries
+        .iter()
+        .map(|(a, v, p, o)| CheckpointEntry { aggregate_id: a, version: *v, position: *p, offset: *o })
+        .collect()
 }
 
 /// The active segment file cut short (a copy tool, a truncating crash of a
@@ -576,6 +647,20 @@ fn pad_short_active(path: &Path) -> Result<u64> {
     Ok(header.segment_bytes - len)
 }
 
+/// A sparse segment (one the scavenge rewrote) is sealed: it must end where
+/// the next segment starts, and is never the last one.
+fn check_sparse_end(seg: &Segment, next_first: Option<u64>) -> Result<()> {
+    match (seg.sparse_end, next_first) {
+        (None, _) => Ok(()),
+        (Some(end), Some(next)) if end == next => Ok(()),
+        (Some(end), next) => Err(Error::corrupt(
+            &seg.path,
+            40,
+            format!("sparse segment ends at position {end}, the next segment starts at {next:?}"),
+        )),
+    }
+}
+
 fn check_header(seg: &Segment, first: u64) -> Result<()> {
     if seg.first_position != first {
         return Err(Error::corrupt(
@@ -590,14 +675,13 @@ fn check_header(seg: &Segment, first: u64) -> Result<()> {
 fn push_entries(
     index: &mut IndexState,
     seg: Arc<Segment>,
-    entries: &mut Vec<(String, u64, u32)>,
+    entries: &mut Vec<OwnedEntry>,
 ) -> std::result::Result<(), IndexError> {
-    let first = seg.first_position;
     index.push_segment(seg, entries.len())?;
-    for (i, (agg, version, offset)) in entries.drain(..).enumerate() {
-        index.push(&agg, version, first + i as u64, offset)?;
+    for (agg, version, position, offset) in entries.drain(..) {
+        index.push(&agg, version, position, offset)?;
     }
-    Ok(())
+    index.seal_sparse()
 }
 
 fn rebuild_dedupe(index: &IndexState, window: u64) -> Result<Dedupe> {
@@ -605,7 +689,12 @@ fn rebuild_dedupe(index: &IndexState, window: u64) -> Result<Dedupe> {
     let from = index.next_position().saturating_sub(window).max(index.first_position());
     for position in from..index.next_position() {
         let Some(ev) = index.event_at(position) else { break };
-        let ev = ev?;
+        let ev = match ev {
+            Ok(ev) => ev,
+            // A position a scavenge removed (a sparse segment).
+            Err(Error::EventRemoved { .. }) => continue,
+            Err(e) => return Err(e),
+        };
         dedupe.insert(
             ev.event_id(),
             Seen { position, version: ev.version(), aggregate_hash: aggregate_hash(ev.aggregate_id()) },

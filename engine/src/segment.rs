@@ -8,14 +8,23 @@
 //! offset size field
 //!      0    8 magic          b"FACTLOG\x1a"
 //!      8    4 format_version FORMAT_VERSION (2) when written; 1 is read too
-//!                            (it names the frame format, `record::FrameFormat`)
+//!                            (it names the frame format, `record::FrameFormat`);
+//!                            3 for a sparse segment (below)
 //!     12    4 header_bytes   64
 //!     16    8 first_position global position of the segment's first frame
 //!     24    8 segment_bytes  file size
 //!     32    8 created_at     unix nanos
-//!     40   20 reserved       0
+//!     40    8 end_position   sparse segments: one past the last position it
+//!                            covers (the next segment's first); else 0
+//!     48   12 reserved       0
 //!     60    4 crc32          of bytes 0..60
 //! ```
+//!
+//! A sparse segment (format version 3) is what the scavenge writes in place
+//! of a sealed segment some of whose events were removed: format 2 frames,
+//! one per surviving event, each a batch of its own, their positions
+//! increasing but not dense, all in `first_position..end_position`. It is
+//! sealed from birth (never appended to), and may be as small as 4 KiB.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -58,8 +67,13 @@ const HEADER_BYTES_AT: usize = VERSION_AT + 4;
 const FIRST_POSITION_AT: usize = HEADER_BYTES_AT + 4;
 const SEGMENT_BYTES_AT: usize = FIRST_POSITION_AT + 8;
 const CREATED_AT_AT: usize = SEGMENT_BYTES_AT + 8;
-const RESERVED_AT: usize = CREATED_AT_AT + 8;
-const RESERVED_BYTES: usize = 20;
+const END_POSITION_AT: usize = CREATED_AT_AT + 8;
+const RESERVED_AT: usize = END_POSITION_AT + 8;
+const RESERVED_BYTES: usize = 12;
+/// The format version of sparse segments (format 2 frames, positions not dense).
+pub const SPARSE_FORMAT_VERSION: u32 = 3;
+/// Smallest sparse segment.
+pub const SPARSE_SEGMENT_BYTES_MIN: u64 = 4096;
 const CRC_AT: usize = RESERVED_AT + RESERVED_BYTES;
 
 const _: () = assert!(CRC_AT + 4 == HEADER_BYTES as usize);
@@ -91,6 +105,8 @@ pub struct SegmentHeader {
     pub created_at: i64,
     /// The format of its frames (its format version).
     pub format: FrameFormat,
+    /// A sparse segment's end position (exclusive); `None` for a dense one.
+    pub sparse_end: Option<u64>,
 }
 
 impl SegmentHeader {
@@ -98,11 +114,13 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; HEADER_BYTES as usize] {
         let mut h = [0u8; HEADER_BYTES as usize];
         h[MAGIC_AT..VERSION_AT].copy_from_slice(&SEGMENT_MAGIC);
-        h[VERSION_AT..HEADER_BYTES_AT].copy_from_slice(&self.format.version().to_le_bytes());
+        let version = if self.sparse_end.is_some() { SPARSE_FORMAT_VERSION } else { self.format.version() };
+        h[VERSION_AT..HEADER_BYTES_AT].copy_from_slice(&version.to_le_bytes());
         h[HEADER_BYTES_AT..FIRST_POSITION_AT].copy_from_slice(&(HEADER_BYTES as u32).to_le_bytes());
         h[FIRST_POSITION_AT..SEGMENT_BYTES_AT].copy_from_slice(&self.first_position.to_le_bytes());
         h[SEGMENT_BYTES_AT..CREATED_AT_AT].copy_from_slice(&self.segment_bytes.to_le_bytes());
-        h[CREATED_AT_AT..RESERVED_AT].copy_from_slice(&self.created_at.to_le_bytes());
+        h[CREATED_AT_AT..END_POSITION_AT].copy_from_slice(&self.created_at.to_le_bytes());
+        h[END_POSITION_AT..RESERVED_AT].copy_from_slice(&self.sparse_end.unwrap_or(0).to_le_bytes());
         let crc = crc32fast::hash(&h[..CRC_AT]);
         h[CRC_AT..].copy_from_slice(&crc.to_le_bytes());
         h
@@ -118,7 +136,9 @@ impl SegmentHeader {
             return Err(Error::corrupt(path, 0, "bad segment magic (not a factlog segment)"));
         }
         let version = le_u32(h, VERSION_AT);
-        let Some(format) = FrameFormat::from_version(version) else {
+        let sparse = version == SPARSE_FORMAT_VERSION;
+        let format = if sparse { Some(FrameFormat::V2) } else { FrameFormat::from_version(version) };
+        let Some(format) = format else {
             return Err(Error::UnsupportedFormat {
                 path: path.to_path_buf(),
                 found: version,
@@ -139,14 +159,37 @@ impl SegmentHeader {
                 format!("first position {first_position} out of range"),
             ));
         }
-        if !(SEGMENT_BYTES_MIN..=SEGMENT_BYTES_MAX).contains(&segment_bytes) || !segment_bytes.is_multiple_of(4096) {
+        let min = if sparse { SPARSE_SEGMENT_BYTES_MIN } else { SEGMENT_BYTES_MIN };
+        if !(min..=SEGMENT_BYTES_MAX).contains(&segment_bytes) || !segment_bytes.is_multiple_of(4096) {
             return Err(Error::corrupt(
                 path,
                 SEGMENT_BYTES_AT as u64,
                 format!("segment size {segment_bytes} out of range"),
             ));
         }
-        Ok(SegmentHeader { first_position, segment_bytes, created_at: le_u64(h, CREATED_AT_AT) as i64, format })
+        let sparse_end = match (sparse, le_u64(h, END_POSITION_AT)) {
+            (false, 0) => None,
+            (false, _) => return Err(Error::corrupt(path, END_POSITION_AT as u64, "end position in a dense segment")),
+            // A sparse segment covers no more positions than a dense one of
+            // the largest size could hold (a frame takes at least 48 bytes).
+            (true, end)
+                if end <= first_position || end > POSITION_LIMIT || end - first_position > SEGMENT_BYTES_MAX / 48 =>
+            {
+                return Err(Error::corrupt(
+                    path,
+                    END_POSITION_AT as u64,
+                    format!("sparse end position {end} out of range"),
+                ))
+            }
+            (true, end) => Some(end),
+        };
+        Ok(SegmentHeader {
+            first_position,
+            segment_bytes,
+            created_at: le_u64(h, CREATED_AT_AT) as i64,
+            format,
+            sparse_end,
+        })
     }
 }
 
@@ -175,6 +218,7 @@ pub fn install(dir: &Path, first_position: u64, segment_bytes: u64, faults: &Fau
         segment_bytes,
         created_at: crate::event::now_nanos(),
         format: FrameFormat::CURRENT,
+        sparse_end: None,
     };
     let f =
         OpenOptions::new().write(true).open(&prepared).map_err(|e| Error::io("open prepared segment", &prepared, e))?;
@@ -245,6 +289,11 @@ pub struct Segment {
     pub first_position: u64,
     /// The format of its frames.
     pub format: FrameFormat,
+    /// A sparse segment's end position (exclusive; module doc); `None`: dense.
+    pub sparse_end: Option<u64>,
+    /// This process's unique number for this map: a rewritten segment has
+    /// the same first position but another id.
+    pub id: u64,
     map: Mmap,
     /// For a sealed segment loaded from an index checkpoint (never scanned in
     /// this process): what the checkpoint says, and the once-only validation result.
@@ -293,10 +342,13 @@ impl Segment {
         } else {
             crate::mmap::map_readonly(&file, header.segment_bytes, &path)?
         };
+        static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         Ok(Segment {
             path,
             first_position: header.first_position,
             format: header.format,
+            sparse_end: header.sparse_end,
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             map,
             lazy_check: lazy.map(|expect| (expect, OnceLock::new())),
         })
@@ -328,6 +380,7 @@ impl Segment {
             while frames.position() < expect.end {
                 match frames.next_frame() {
                     Ok(Some(f)) => digest.add(f.offset as u32, f.event.aggregate_id(), f.event.version()),
+                    Ok(None) if frames.position() >= expect.end => break,
                     Ok(None) => return Err((frames.offset(), "sealed segment ends early".to_string())),
                     Err(e) => return Err((frames.offset(), e.to_string())),
                 }
@@ -377,10 +430,11 @@ impl Segment {
             #[allow(unsafe_code)]
             Check::Trusted => unsafe { crate::view::trusted_body(body)? },
         };
-        if archived.position.to_native() != position {
+        if !self.claim_fits(archived.position.to_native(), position) {
             return Err(FrameError::Invalid(format!(
-                "frame claims position {}, expected {position}",
-                archived.position.to_native()
+                "frame claims position {}, expected {}{position}",
+                archived.position.to_native(),
+                if self.sparse_end.is_some() { "at least " } else { "" }
             )));
         }
         Ok(Some((header, Envelope::new(archived).payload_checked(payload))))
@@ -421,10 +475,18 @@ impl Segment {
         // before it is handed out). See `view::trusted_body`'s contract.
         #[allow(unsafe_code)]
         let archived = unsafe { crate::view::trusted_body(body) }.ok()?;
-        if archived.position.to_native() != position {
+        if !self.claim_fits(archived.position.to_native(), position) {
             return None;
         }
         Some(TrustedFrame { envelope: Envelope::new(archived), header, bytes })
+    }
+
+    /// Whether a frame claiming `claimed` may stand where the frame of
+    /// `position` is expected: the same position, or in a sparse segment a
+    /// later one it still covers (the positions between were removed).
+    #[inline(always)]
+    fn claim_fits(&self, claimed: u64, position: u64) -> bool {
+        claimed == position || self.sparse_end.is_some_and(|end| claimed > position && claimed < end)
     }
 
     /// Where the frame at `offset` ends (`offset` itself if no frame header
@@ -440,7 +502,8 @@ impl Segment {
     pub fn event_at(&self, offset: u64, position: u64) -> Result<(EventRef<'_>, usize)> {
         self.ensure_checked()?;
         match self.trusted_frame(offset, position) {
-            Some(found) => Ok(found),
+            Some(found) if found.0.position() == position => Ok(found),
+            Some(_) => Err(Error::EventRemoved { position }),
             None => self.explain(offset, position),
         }
     }
@@ -451,9 +514,29 @@ impl Segment {
     #[inline(never)]
     fn explain(&self, offset: u64, position: u64) -> Result<(EventRef<'_>, usize)> {
         match self.frame_at(offset, position, Check::Trusted) {
+            Ok(Some((_, event))) if event.position() != position => Err(Error::EventRemoved { position }),
             Ok(Some((h, event))) => Ok((event, h.frame_len())),
+            // After a sparse segment's last frame: the positions there were removed.
+            Ok(None) if self.sparse_end.is_some() => Err(Error::EventRemoved { position }),
             Ok(None) => Err(Error::corrupt(&self.path, offset, FrameError::Empty.to_string())),
             Err(e) => Err(Error::corrupt(&self.path, offset, e.to_string())),
+        }
+    }
+
+    /// The offset of the first frame whose position is at least `position`
+    /// (where a walk from `position` starts), by walking the frames: for a
+    /// reader holding a segment the index no longer describes.
+    pub(crate) fn offset_of(&self, position: u64) -> Option<u64> {
+        let mut frames = self.frames(HEADER_BYTES, self.first_position, Check::Trusted).ok()?;
+        loop {
+            let at = frames.offset();
+            match frames.next_frame() {
+                Ok(Some(f)) if f.event.position() >= position => return Some(at),
+                Ok(Some(_)) => continue,
+                // The end of the frames: a walk from here moves on.
+                Ok(None) => return Some(at),
+                Err(_) => return None,
+            }
         }
     }
 
@@ -561,7 +644,7 @@ impl<'s> FrameCursor<'s> {
         debug_assert_eq!(self.check, Check::Trusted, "the fast path is for trusted walks");
         let (event, len) = self.seg.trusted_frame(self.offset, self.position)?;
         self.offset += len as u64;
-        self.position += 1;
+        self.position = event.position() + 1;
         Some(event)
     }
 
@@ -579,7 +662,7 @@ impl<'s> FrameCursor<'s> {
             false => None,
         };
         self.offset += frame.header.frame_len() as u64;
-        self.position += 1;
+        self.position = frame.envelope.position() + 1;
         Some(event)
     }
 
@@ -592,14 +675,21 @@ impl<'s> FrameCursor<'s> {
         if self.check == Check::Trusted {
             if let Some((event, len)) = self.seg.trusted_frame(offset, self.position) {
                 self.offset += len as u64;
-                self.position += 1;
+                self.position = event.position() + 1;
                 return Ok(Some(Frame { offset, event }));
             }
         }
-        let Some((h, event)) = self.seg.frame_at(offset, self.position, self.check)? else { return Ok(None) };
+        let Some((h, event)) = self.seg.frame_at(offset, self.position, self.check)? else {
+            // A sparse segment's frames end before the positions it covers do:
+            // the ones after its last frame were removed.
+            if let Some(end) = self.seg.sparse_end {
+                self.position = self.position.max(end);
+            }
+            return Ok(None);
+        };
         if self.check == Check::Trusted {
             self.offset += h.frame_len() as u64;
-            self.position += 1;
+            self.position = event.position() + 1;
             return Ok(Some(Frame { offset, event }));
         }
         let (len, index) = match self.batch {
@@ -616,7 +706,7 @@ impl<'s> FrameCursor<'s> {
         self.at_boundary = h.batch_index + 1 == h.batch_len;
         self.batch = (!self.at_boundary).then_some((h.batch_len, h.batch_index + 1));
         self.offset += h.frame_len() as u64;
-        self.position += 1;
+        self.position = event.position() + 1;
         Ok(Some(Frame { offset, event }))
     }
 }

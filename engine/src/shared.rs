@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::index::IndexState;
 use crate::segment::Segment;
 use crate::snapshot::Snapshots;
+use crate::streams::Rules;
 
 /// State shared by the writer thread and every reader.
 pub(crate) struct Shared {
@@ -39,7 +40,21 @@ pub(crate) struct Shared {
     pub closed: AtomicBool,
     pub fsyncs: AtomicU64,
     pub groups: AtomicU64,
+    /// Times retention removed segments.
+    pub retention_runs: AtomicU64,
+    /// Held while a segment file is replaced (scavenge) or removed
+    /// (retention), so that neither undoes the other. The writer thread only
+    /// ever tries it, never waits.
+    pub swap_lock: Mutex<()>,
+    /// Held for a whole scavenge: one at a time.
+    pub scavenge_lock: Mutex<()>,
+    /// `Retention::clamp_reads_below_start`: reads below the first retained
+    /// position start there instead of failing.
+    pub clamp_below_start: AtomicBool,
     pub snapshots: Snapshots,
+    /// Every aggregate's lifecycle rules (module `streams`), replaced whole
+    /// by the writer thread on a change.
+    streams: RwLock<Arc<Rules>>,
     /// Set for a read-only store: moves the view as a writer in another
     /// process publishes (module `follow`). The writer thread never uses it.
     pub follower: OnceLock<Box<dyn Follow>>,
@@ -60,7 +75,7 @@ pub(crate) const FOLLOW_POLL: Duration = Duration::from_millis(1);
 
 impl Shared {
     /// Shared state over a recovered index, every watermark at its end.
-    pub(crate) fn new(dir: PathBuf, index: IndexState, snapshots: Snapshots) -> Shared {
+    pub(crate) fn new(dir: PathBuf, index: IndexState, snapshots: Snapshots, streams: Rules) -> Shared {
         let end = index.next_position();
         let shared = Shared {
             dir,
@@ -74,7 +89,12 @@ impl Shared {
             closed: AtomicBool::new(false),
             fsyncs: AtomicU64::new(0),
             groups: AtomicU64::new(0),
+            retention_runs: AtomicU64::new(0),
+            swap_lock: Mutex::new(()),
+            scavenge_lock: Mutex::new(()),
+            clamp_below_start: AtomicBool::new(false),
             snapshots,
+            streams: RwLock::new(Arc::new(streams)),
             follower: OnceLock::new(),
         };
         shared.publish_segments(&shared.index());
@@ -117,6 +137,16 @@ impl Shared {
     pub(crate) fn publish_segments(&self, index: &IndexState) {
         let list: Vec<Arc<Segment>> = index.segments().cloned().collect();
         *self.segment_list.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(list);
+    }
+
+    /// The lifecycle rules as they are now.
+    pub(crate) fn streams(&self) -> Arc<Rules> {
+        Arc::clone(&self.streams.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Replaces the lifecycle rules (the writer thread, after writing them).
+    pub(crate) fn set_streams(&self, rules: Rules) {
+        *self.streams.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(rules);
     }
 
     /// The segment maps in log order, as of the last roll.

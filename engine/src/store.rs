@@ -19,6 +19,7 @@ use crate::event::{AppendResult, AsOf, Direction, ExpectedVersion, NewEvent, Rec
 use crate::filter::Filter;
 use crate::follow;
 use crate::handoff::{shutdown, spin_waiters, wait_for_ack, SpinGate};
+use crate::load::LoadOptions;
 use crate::options::{Durability, Options};
 use crate::reader::{Loaded, Reader};
 use crate::record;
@@ -27,7 +28,9 @@ use crate::segment::HEADER_BYTES;
 use crate::shared::Shared;
 use crate::snapshot::dictionary::{Dictionaries, DictionaryInfo};
 use crate::snapshot::{Snapshot, SnapshotConfig, SnapshotInfo, Snapshots};
+use crate::streams::{DeleteMode, StreamChange, StreamMeta, StreamState};
 use crate::subscription::{StartFrom, Subscription};
+use crate::upcast::Upcasters;
 use crate::verify::{self, VerifyReport};
 use crate::watermark::{self, WatermarkFile};
 use crate::writer::{Active, AppendPart, AppendRequest, Command, Writer};
@@ -161,12 +164,12 @@ impl Store {
         let (snapshots, snap_rec) = Snapshots::open(dir, snapshot_config(&options, read_only))?;
         let Recovered { index, active_write_offset, dedupe, mut report } = rec;
         report.snapshots = snap_rec;
-        let last_recorded_at = match index.next_position().checked_sub(1).and_then(|p| index.event_at(p)) {
-            Some(event) => event?.recorded_at(),
-            None => 0,
-        };
+        let last_recorded_at = last_recorded_at(&index)?;
         let active_seg = index.segments().last().cloned();
-        let shared = Arc::new(Shared::new(dir.to_path_buf(), index, snapshots));
+        let streams = crate::streams::Rules::load(dir)?;
+        let shared = Arc::new(Shared::new(dir.to_path_buf(), index, snapshots, streams));
+        let clamp = options.retention.is_some_and(|r| r.clamp_reads_below_start);
+        shared.clamp_below_start.store(clamp, Ordering::Relaxed);
         let (tx, rx) = crossbeam_channel::bounded(options.max_pending_appends);
         let handle = if let Some(follower) = follower {
             // Never fails: the store was made just now.
@@ -436,10 +439,45 @@ impl Store {
         events.map(|e| e.map(|e| e.to_recorded())).collect()
     }
 
+    /// The upcasters given in [`Options::upcasters`], for upcasting reads
+    /// of your own ([`Upcasters::events`] over a [`Reader`] iterator,
+    /// [`Loaded::upcast_events`], [`Subscription::upcast`]).
+    pub fn upcasters(&self) -> &Upcasters {
+        &self.inner.options.upcasters
+    }
+
+    /// [`Store::read_all_owned`], with each event upcast by
+    /// [`Options::upcasters`]. Fails with [`Error::UpcastFailed`] on the
+    /// first event an upcaster fails on.
+    pub fn read_all_upcast(&self, from_position: u64, limit: usize) -> Result<Vec<RecordedEvent>> {
+        let r = self.reader();
+        let upcasters = self.upcasters();
+        let events = upcasters.events(r.read_all(from_position).take(limit));
+        events.map(|e| e.map(|e| e.into_recorded())).collect()
+    }
+
+    /// [`Store::read_aggregate_owned`], with each event upcast by
+    /// [`Options::upcasters`]. Fails with [`Error::UpcastFailed`] on the
+    /// first event an upcaster fails on.
+    pub fn read_aggregate_upcast(
+        &self,
+        aggregate_id: &str,
+        from_version: u64,
+        direction: Direction,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>> {
+        let r = self.reader();
+        let upcasters = self.upcasters();
+        let events = upcasters.events(r.read_aggregate(aggregate_id, from_version, direction).take(limit));
+        events.map(|e| e.map(|e| e.into_recorded())).collect()
+    }
+
     /// The aggregate's current (visible) version, `None` if it has no events.
     pub fn aggregate_version(&self, aggregate_id: &str) -> Option<u64> {
         let end = self.inner.shared.visible_end.load(Ordering::Acquire);
-        self.inner.shared.index().version_below(aggregate_id, end)
+        let current = self.inner.shared.index().version_below(aggregate_id, end);
+        // No event of it left in the log: the version its removed events reached.
+        self.inner.shared.streams().current_version(aggregate_id, current)
     }
 
     /// Position of the last visible event, `None` for an empty store.
@@ -449,10 +487,10 @@ impl Store {
             .visible_end
             .load(Ordering::Acquire)
             .checked_sub(1)
-            .filter(|_| self.first_position() < self.inner.shared.visible_end.load(Ordering::Acquire))
+            .filter(|_| self.first_position_raw() < self.inner.shared.visible_end.load(Ordering::Acquire))
     }
 
-    fn first_position(&self) -> u64 {
+    fn first_position_raw(&self) -> u64 {
         self.inner.shared.segments().first().map_or(0, |s| s.first_position)
     }
 
@@ -462,7 +500,7 @@ impl Store {
     /// subscriptions wait on.
     pub fn durable_position(&self) -> Option<u64> {
         let end = self.inner.shared.durable_end.load(Ordering::Acquire);
-        end.checked_sub(1).filter(|_| self.first_position() < end)
+        end.checked_sub(1).filter(|_| self.first_position_raw() < end)
     }
 
     /// Forces an `fdatasync` of everything written (useful in `Buffered` mode).
@@ -649,6 +687,91 @@ impl Store {
         self.inner.shared.snapshots.compact()
     }
 
+    /// Sets an aggregate's retention rules (replacing the ones it had):
+    /// reads hide what they exclude at once, and a scavenge reclaims the
+    /// space. Durable when it returns; ordered after every append
+    /// acknowledged before the call. A soft delete's cut is kept.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// use factlog::{EventId, ExpectedVersion, NewEvent, Options, Store, StreamMeta};
+    /// let store = Store::open(dir.path(), Options::default())?;
+    /// for v in 0..5u64 {
+    ///     let ev = NewEvent::new(EventId::new_v7(), "TemperatureRead", format!("{v}"));
+    ///     store.append("sensor-1", ExpectedVersion::Any, vec![ev])?;
+    /// }
+    /// store.set_stream_meta("sensor-1", StreamMeta { max_count: Some(2), ..StreamMeta::default() })?;
+    /// let kept = store.read_aggregate_owned("sensor-1", 0, factlog::Direction::Forward, 10)?;
+    /// assert_eq!(kept.iter().map(|e| e.version).collect::<Vec<_>>(), [3, 4]);
+    /// # Ok::<(), factlog::Error>(())
+    /// ```
+    pub fn set_stream_meta(&self, aggregate_id: &str, meta: StreamMeta) -> Result<StreamState> {
+        self.change_stream(aggregate_id, StreamChange::SetMeta(meta))
+    }
+
+    /// Deletes an aggregate: its events disappear from every read at once
+    /// (the scavenge reclaims their space, and drops its snapshots).
+    /// [`DeleteMode::Soft`]: a later append starts it again, its versions
+    /// continuing after the deleted ones (an append with
+    /// `ExpectedVersion::NoStream` is accepted as a restart).
+    /// [`DeleteMode::Hard`]: any later append fails with
+    /// [`Error::AggregateDeleted`]. An aggregate without events gives
+    /// [`Error::UnknownAggregate`].
+    pub fn delete_aggregate(&self, aggregate_id: &str, mode: DeleteMode) -> Result<StreamState> {
+        self.change_stream(aggregate_id, StreamChange::Delete(mode))
+    }
+
+    /// Erases an aggregate, for privacy law: a hard delete whose bytes
+    /// (data, metadata, ids) leave every file of the store when the next
+    /// scavenge completes. Until then its events are hidden from every read.
+    pub fn erase(&self, aggregate_id: &str) -> Result<StreamState> {
+        self.change_stream(aggregate_id, StreamChange::Erase)
+    }
+
+    /// Reclaims the space of every event the lifecycle rules hide (deleted,
+    /// truncated, expired, erased aggregates): rewrites the sealed segments
+    /// holding such events without them, crash-safely, while appends, reads
+    /// and subscriptions go on. Positions never change: reads skip the
+    /// removed ones. Erased data in the active segment is reached by sealing
+    /// it first. When it returns, erased aggregates' bytes are in no file of
+    /// the store, and deleted aggregates' snapshots are gone. `progress` gets
+    /// (bytes read, bytes of sealed segments).
+    pub fn scavenge(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<crate::ScavengeReport> {
+        self.check_writable()?;
+        crate::scavenge::run(&self.inner.shared, self, progress)
+    }
+
+    /// Applies `Options::retention` now (it also runs whenever a segment is
+    /// sealed): removes the sealed segments at the head of the log that are
+    /// over the size or age limit. Returns how many were removed. Reads from
+    /// below the new start fail with [`Error::BelowRetainedStart`].
+    pub fn apply_retention(&self) -> Result<usize> {
+        self.check_writable()?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.inner.tx.send(Command::Retention(tx)).map_err(|_| Error::Closed)?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Position of the first event the log still holds (0 until retention
+    /// removes segments; `None` for an empty log).
+    pub fn first_position(&self) -> Option<u64> {
+        let end = self.inner.shared.visible_end.load(Ordering::Acquire);
+        let first = self.first_position_raw();
+        (first < end).then_some(first)
+    }
+
+    /// The aggregate's lifecycle state (its rules and deletion), `None` if it has none.
+    pub fn stream_state(&self, aggregate_id: &str) -> Option<StreamState> {
+        self.inner.shared.streams().get(aggregate_id).copied()
+    }
+
+    fn change_stream(&self, aggregate_id: &str, change: StreamChange) -> Result<StreamState> {
+        self.check_writable()?;
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.inner.tx.send(Command::Streams(aggregate_id.to_string(), change, tx)).map_err(|_| Error::Closed)?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
     /// Everything needed to rehydrate an aggregate: its newest snapshot and a
     /// zero-copy iterator over the events after it.
     pub fn load(&self, aggregate_id: &str) -> Result<Loaded> {
@@ -671,13 +794,51 @@ impl Store {
         }
     }
 
+    /// [`Store::load`] or, with [`LoadOptions::as_of`], [`Store::load_as_of`],
+    /// with a say over the snapshot: given
+    /// [`LoadOptions::snapshot_schema`], a snapshot whose schema version is
+    /// another is stale, and the load either fails with
+    /// [`Error::StaleSnapshot`] ([`crate::StaleSnapshot::Refuse`]) or leaves
+    /// it out and replays the aggregate's events from the first
+    /// ([`crate::StaleSnapshot::Skip`]). Upcast the events with
+    /// [`Loaded::upcast_events`].
+    pub fn load_with(&self, aggregate_id: &str, options: &LoadOptions) -> Result<Loaded> {
+        let reader = self.reader();
+        let until = match options.as_of {
+            None => reader.end_position().checked_sub(1),
+            Some(AsOf::Version(v)) => reader.position_of_version(aggregate_id, v),
+            Some(other) => reader.position_of(other)?,
+        };
+        match until {
+            Some(p) => self.load_until_with(reader, aggregate_id, p, options),
+            None => Ok(Loaded::new(None, reader, aggregate_id, 0, None)),
+        }
+    }
+
     fn load_until(&self, reader: Reader, aggregate_id: &str, until_position: u64) -> Result<Loaded> {
+        self.load_until_with(reader, aggregate_id, until_position, &LoadOptions::default())
+    }
+
+    fn load_until_with(
+        &self,
+        reader: Reader,
+        aggregate_id: &str,
+        until_position: u64,
+        options: &LoadOptions,
+    ) -> Result<Loaded> {
         let until_version = reader.version_at(aggregate_id, until_position);
         let snapshot = match until_version {
             Some(v) => self.snapshot_at_or_before(aggregate_id, v)?,
             None => None,
         };
+        // A deleted aggregate's snapshots fold deleted events: never used.
+        let snapshot = snapshot.filter(|s| !reader.deleted_through(aggregate_id, s.version));
+        // Then the caller's say on its schema version (refuse, or skip and replay).
+        let snapshot = options.accept(aggregate_id, snapshot)?;
         let from_version = snapshot.as_ref().map_or(0, |s| s.version + 1);
+        if let Some(first_version) = reader.removed_before(aggregate_id, from_version) {
+            return Err(Error::AggregateTruncated { aggregate_id: aggregate_id.to_string(), first_version });
+        }
         Ok(Loaded::new(snapshot, reader, aggregate_id, from_version, until_version))
     }
 
@@ -710,6 +871,23 @@ impl Store {
     }
 }
 
+/// When the log's last event was recorded (0: none), so that the writer's
+/// `recorded_at` never goes back even if the clock does. The last positions
+/// may have been removed by a scavenge: the newest surviving one counts.
+fn last_recorded_at(index: &crate::index::IndexState) -> Result<i64> {
+    let mut position = index.next_position();
+    while position > index.first_position() {
+        position -= 1;
+        match index.event_at(position) {
+            Some(Ok(event)) => return Ok(event.recorded_at()),
+            Some(Err(Error::EventRemoved { .. })) => continue,
+            Some(Err(e)) => return Err(e),
+            None => break,
+        }
+    }
+    Ok(0)
+}
+
 /// Bytes of the index checkpoint files in `dir`.
 fn index_file_bytes(dir: &Path) -> u64 {
     let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
@@ -729,5 +907,26 @@ fn snapshot_config(options: &Options, read_only: bool) -> SnapshotConfig {
         max_bytes: options.max_snapshot_bytes,
         sync: options.durability == Durability::Sync,
         read_only,
+    }
+}
+
+impl crate::scavenge::WriterLink for Store {
+    fn seal(&self, roll: bool) -> Result<()> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.inner.tx.send(Command::Seal(roll, tx)).map_err(|_| Error::Closed)?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    fn change(&self, aggregate_id: &str, change: StreamChange) -> Result<()> {
+        self.change_stream(aggregate_id, change).map(|_| ())
+    }
+
+    fn scrub_parked(&self, aggregate_ids: &std::collections::HashSet<String>) -> Result<Vec<String>> {
+        crate::consumer::scrub_parked(self.dir(), aggregate_ids)
+    }
+
+    fn forget_snapshots(&self, aggregate_ids: &std::collections::HashSet<String>) -> Result<usize> {
+        let report = self.inner.shared.snapshots.forget(aggregate_ids)?;
+        Ok(report.records_removed as usize)
     }
 }

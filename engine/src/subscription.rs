@@ -20,6 +20,7 @@ use crate::event::{Direction, EventRef, RecordedEvent};
 use crate::filter::Filter;
 use crate::reader::{AggregateEvents, AllEvents, Place, Reader};
 use crate::shared::Shared;
+use crate::upcast::{Upcasted, Upcasters};
 
 /// Where a subscription starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +59,8 @@ pub struct Subscription {
     place: Option<Place>,
     /// Made with `StartFrom::End`: `include_unflushed` moves the start to the visible end.
     from_end: bool,
+    /// Upcasters for the owned deliveries and [`Batch::upcast_events`] (none by default).
+    upcasters: Upcasters,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -69,12 +72,22 @@ impl std::fmt::Debug for Subscription {
 impl Subscription {
     pub(crate) fn all(shared: Arc<Shared>, from: StartFrom, filter: Filter) -> Subscription {
         let next = match from {
-            StartFrom::Start => 0,
+            StartFrom::Start => shared.segments().first().map_or(0, |s| s.first_position),
             StartFrom::Position(p) => p,
             StartFrom::End => shared.durable_end.load(std::sync::atomic::Ordering::SeqCst),
         };
         let from_end = from == StartFrom::End;
-        Subscription { shared, scope: Scope::All, filter, next, seen_end: 0, unflushed: false, place: None, from_end }
+        Subscription {
+            shared,
+            scope: Scope::All,
+            filter,
+            next,
+            seen_end: 0,
+            unflushed: false,
+            place: None,
+            from_end,
+            upcasters: Upcasters::default(),
+        }
     }
 
     pub(crate) fn aggregate(shared: Arc<Shared>, aggregate_id: &str, from: StartFrom) -> Subscription {
@@ -95,6 +108,7 @@ impl Subscription {
             unflushed: false,
             place: None,
             from_end: from == StartFrom::End,
+            upcasters: Upcasters::default(),
         }
     }
 
@@ -113,6 +127,20 @@ impl Subscription {
                 Scope::Aggregate(id) => self.shared.index().version_below(id, end).map_or(0, |v| v + 1),
             };
         }
+        self
+    }
+
+    /// Delivers events upcast by `upcasters` (the store's are
+    /// [`crate::Store::upcasters`]): [`Subscription::recv`],
+    /// [`Subscription::next_batch`] and the others that hand out owned
+    /// events upcast each one, and [`Batch::upcast_events`] does it
+    /// zero-copy where none applies ([`Batch::events`] stays as stored). The
+    /// filter sees each event as stored, before upcasting: filter by the
+    /// stored type names. An upcaster that fails stops delivery at that
+    /// event with [`Error::UpcastFailed`]; the cursor stays on it, so every
+    /// later call reports it again.
+    pub fn upcast(mut self, upcasters: &Upcasters) -> Subscription {
+        self.upcasters = upcasters.clone();
         self
     }
 
@@ -193,10 +221,10 @@ impl Subscription {
         let _ = self.shared.follow();
         let mut batch = self.open_batch(usize::MAX)?;
         let mut out = Vec::new();
-        let mut events = batch.events();
+        let mut events = batch.upcast_events();
         while out.len() < max {
             match events.next() {
-                Some(Ok(event)) => out.push(event.to_recorded()),
+                Some(Ok(event)) => out.push(event.into_recorded()),
                 Some(Err(e)) if out.is_empty() => return Err(e),
                 Some(Err(_)) | None => break,
             }
@@ -243,12 +271,21 @@ impl Subscription {
         let end = watermark.min(reader.end_position());
         self.seen_end = end;
         if let Scope::All = self.scope {
-            self.next = self.next.max(reader.first_position());
+            let first = reader.first_position();
+            if self.next < first {
+                // Retention removed events this subscription has not seen: it is
+                // told, unless the store clamps such reads.
+                if !self.shared.clamp_below_start.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Err(Error::BelowRetainedStart { position: self.next, first_retained: first });
+                }
+                self.next = first;
+            }
         }
         Ok(Batch {
             reader,
             scope: &self.scope,
             filter: &self.filter,
+            upcasters: &self.upcasters,
             next: &mut self.next,
             place: &mut self.place,
             end,
@@ -263,6 +300,7 @@ pub struct Batch<'s> {
     reader: Reader,
     scope: &'s Scope,
     filter: &'s Filter,
+    upcasters: &'s Upcasters,
     next: &'s mut u64,
     place: &'s mut Option<Place>,
     /// The durable end when the batch was made (exclusive).
@@ -290,7 +328,8 @@ impl Batch<'_> {
         };
         BatchEvents {
             walk,
-            match_all: self.filter.is_all(),
+            // Events the lifecycle rules hide are skipped like filtered ones.
+            match_all: self.filter.is_all() && !self.reader.hides_any(),
             filter: self.filter,
             cursor: self.next,
             place: self.place,
@@ -298,6 +337,15 @@ impl Batch<'_> {
             next,
             end: self.end,
         }
+    }
+
+    /// [`Batch::events`], each upcast by the subscription's upcasters
+    /// ([`Subscription::upcast`]): borrowed where none applies, owned where
+    /// one did. An upcaster's failure ends the batch with
+    /// [`Error::UpcastFailed`] and leaves the cursor on that event.
+    pub fn upcast_events(&mut self) -> UpcastBatchEvents<'_> {
+        let upcasters = self.upcasters;
+        UpcastBatchEvents { events: self.events(), upcasters }
     }
 
     /// One past the last durable position this batch can deliver.
@@ -363,6 +411,39 @@ impl BatchEvents<'_> {
     fn stop(&mut self, e: Error) -> Error {
         *self.left = 0;
         e
+    }
+
+    /// Ends the batch on an error about `event`, which it already
+    /// delivered: the cursor goes back to it.
+    fn stop_at(&mut self, event: &EventRef<'_>, e: Error) -> Error {
+        self.next = match self.walk {
+            Walk::All(_) => event.position(),
+            Walk::Aggregate(_) => event.version(),
+        };
+        self.stop(e)
+    }
+}
+
+/// Iterator over a [`Batch`]'s matching events, upcast; see
+/// [`Batch::upcast_events`].
+pub struct UpcastBatchEvents<'b> {
+    events: BatchEvents<'b>,
+    upcasters: &'b Upcasters,
+}
+
+impl<'b> Iterator for UpcastBatchEvents<'b> {
+    type Item = Result<Upcasted<'b>>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        let event = match self.events.next()? {
+            Ok(event) => event,
+            Err(e) => return Some(Err(e)),
+        };
+        match self.upcasters.upcast(event) {
+            Ok(event) => Some(Ok(event)),
+            Err(e) => Some(Err(self.events.stop_at(&event, e))),
+        }
     }
 }
 

@@ -56,14 +56,14 @@ pub(crate) fn verify(shared: &Shared, reader: &Reader, progress: &mut dyn FnMut(
     let mut report = VerifyReport { segments: segs.len() as u64, ..VerifyReport::default() };
     for (si, seg) in segs.iter().enumerate() {
         let seg_end = segs.get(si + 1).map_or(end, |n| n.first_position).min(end);
-        let found = check_segment(shared, (si, seg, seg_end, total), &mut report, &mut *progress);
+        let found = check_segment(shared, (seg, seg_end, total), &mut report, &mut *progress);
         if si + 1 < segs.len() {
             check_checkpoint(&shared.dir, seg, &found, &mut report);
         }
     }
     let idx = shared.index();
     report.aggregates = idx.aggregate_count() as u64;
-    let indexed: u64 = idx.aggregates().map(|(_, p)| p.partition_point(|p| *p < end) as u64).sum();
+    let indexed: u64 = idx.aggregates().map(|(_, p)| p.positions().partition_point(|p| *p < end) as u64).sum();
     if indexed != report.events && report.problems.is_empty() {
         let path = shared.dir.clone();
         let reason =
@@ -82,7 +82,7 @@ pub(crate) fn verify(shared: &Shared, reader: &Reader, progress: &mut dyn FnMut(
 /// them with the index a slice at a time. Returns what the log holds.
 fn check_segment<'r>(
     shared: &Shared,
-    (si, seg, seg_end, total): (usize, &'r Segment, u64, u64),
+    (seg, seg_end, total): (&'r Segment, u64, u64),
     report: &mut VerifyReport,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Vec<Found<'r>> {
@@ -93,6 +93,8 @@ fn check_segment<'r>(
         let offset = frames.offset();
         match frames.next_frame() {
             Ok(Some(f)) => found.push((f.event.position(), offset as u32, f.event.aggregate_id(), f.event.version())),
+            // A sparse segment's frames end before its positions do (removed ones).
+            Ok(None) if frames.position() >= seg_end && seg.sparse_end.is_some() => break,
             Ok(None) => {
                 report.problems.push(problem(seg, offset, "log ends before the visible watermark".into()));
                 break;
@@ -103,12 +105,12 @@ fn check_segment<'r>(
             }
         }
         if found.len() - checked == SLICE_FRAMES {
-            check_against_index(&shared.index(), si, seg, &found[checked..], report);
+            check_against_index(&shared.index(), seg, &found[checked..], report);
             checked = found.len();
             progress(report.events, total);
         }
     }
-    check_against_index(&shared.index(), si, seg, &found[checked..], report);
+    check_against_index(&shared.index(), seg, &found[checked..], report);
     if frames.in_batch() && frames.position() == seg_end {
         report.problems.push(problem(seg, frames.offset(), "segment ends inside a batch".into()));
     }
@@ -116,17 +118,17 @@ fn check_segment<'r>(
 }
 
 /// Checks that the index places each frame of `slice` where the log has it.
-fn check_against_index(idx: &IndexState, si: usize, seg: &Segment, slice: &[Found<'_>], report: &mut VerifyReport) {
+fn check_against_index(idx: &IndexState, seg: &Segment, slice: &[Found<'_>], report: &mut VerifyReport) {
     for &(position, offset, agg, version) in slice {
         report.events += 1;
         match idx.locate(position) {
-            Some((i, off)) if i == si && off == u64::from(offset) => {}
+            Some((i, off)) if idx.segment(i).is_some_and(|s| s.id == seg.id) && off == u64::from(offset) => {}
             other => {
                 let reason = format!("index places position {position} at {other:?}");
                 report.problems.push(problem(seg, offset.into(), reason));
             }
         }
-        let indexed = idx.positions(agg).and_then(|p| p.get(version as usize)).copied();
+        let indexed = idx.positions(agg).and_then(|p| p.position(version));
         if indexed != Some(position) {
             let reason = format!(
                 "aggregate index has {indexed:?} for {agg:?} v{version}, the log has it at position {position}"
@@ -145,9 +147,16 @@ fn check_checkpoint(dir: &std::path::Path, seg: &Segment, found: &[Found<'_>], r
     report.checkpoints += 1;
     match index::read_checkpoint(&cp_path, seg.first_position) {
         Ok(cp) => {
+            let position = |i: usize| match &cp.positions {
+                Some(p) => p.get(i).copied(),
+                None => Some(seg.first_position + i as u64),
+            };
             let same = cp.entries.len() == found.len()
-                && cp.entries.iter().zip(found).all(|((n, off, v), (_, fo, a, fv))| {
-                    cp.names.get(*n as usize).is_some_and(|name| name == a) && off == fo && v == fv
+                && cp.entries.iter().zip(found).enumerate().all(|(i, ((n, off, v), (fp, fo, a, fv)))| {
+                    cp.names.get(*n as usize).is_some_and(|name| name == a)
+                        && off == fo
+                        && v == fv
+                        && position(i) == Some(*fp)
                 });
             if !same {
                 let reason = "checkpoint disagrees with its segment".into();

@@ -30,6 +30,7 @@ use crate::options::{Durability, Options};
 use crate::record::{self, RecordBody};
 use crate::segment::{self, Check, Segment, HEADER_BYTES, POSITION_LIMIT};
 use crate::shared::Shared;
+use crate::streams::{Rules, StreamChange, StreamState};
 use crate::watermark::WatermarkFile;
 
 /// How long the idle writer polls its queue before blocking, in microseconds.
@@ -77,6 +78,15 @@ impl AppendRequest {
 pub(crate) enum Command {
     Append(AppendRequest),
     Sync(Sender<Result<()>>),
+    /// A change of one aggregate's lifecycle rules, ordered with the appends.
+    Streams(String, StreamChange, Sender<Result<StreamState>>),
+    /// Apply `Options::retention` now; replies with the segments removed.
+    Retention(Sender<Result<usize>>),
+    /// Seal the active segment now (if it holds any frame) and start a new
+    /// one, with its checkpoint written: the scavenge's way to reach erased
+    /// data in the active segment. With `false`, only wait until every
+    /// sealed segment's checkpoint is written.
+    Seal(bool, Sender<Result<()>>),
     Shutdown(Sender<Result<()>>),
 }
 
@@ -111,11 +121,14 @@ struct Group<'a> {
     fatal: Option<Error>,
     /// A failed roll: the rest of the group is refused with it.
     roll_error: Option<Error>,
+    /// The lifecycle rules (deleted aggregates refuse appends).
+    rules: Arc<Rules>,
 }
 
 impl<'a> Group<'a> {
-    fn new(recorded_at: i64, buf_at: u64) -> Group<'a> {
+    fn new(recorded_at: i64, buf_at: u64, rules: Arc<Rules>) -> Group<'a> {
         Group {
+            rules,
             recorded_at,
             buf_at,
             overlay: HashMap::new(),
@@ -231,10 +244,16 @@ impl Writer {
             };
             let mut appends = Vec::new();
             let mut syncs = Vec::new();
+            let mut changes = Vec::new();
+            let mut retentions = Vec::new();
+            let mut seals = Vec::new();
             let mut shutdown = None;
             let mut push = |c: Command, appends: &mut Vec<AppendRequest>| match c {
                 Command::Append(r) => appends.push(r),
                 Command::Sync(tx) => syncs.push(tx),
+                Command::Streams(id, change, tx) => changes.push((id, change, tx)),
+                Command::Retention(tx) => retentions.push(tx),
+                Command::Seal(roll, tx) => seals.push((roll, tx)),
                 Command::Shutdown(tx) => shutdown = Some(tx),
             };
             push(first, &mut appends);
@@ -246,6 +265,18 @@ impl Writer {
             }
             if !appends.is_empty() {
                 self.commit_group(appends);
+            }
+            for (id, change, tx) in changes {
+                let _ = tx.send(self.change_streams(&id, &change));
+            }
+            for (roll, tx) in seals {
+                let _ = tx.send(self.seal_active(roll));
+            }
+            if !retentions.is_empty() {
+                let r = self.apply_retention();
+                for tx in retentions {
+                    let _ = tx.send(r.as_ref().map(|n| *n).map_err(Error::duplicate));
+                }
             }
             if !syncs.is_empty() || self.flush_due() {
                 let r = self.sync_now();
@@ -306,6 +337,153 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => return None,
             }
         }
+    }
+
+    /// Applies a lifecycle change after the appends before it: the rules are
+    /// written (crash-safely) before they are published and acknowledged.
+    fn change_streams(&mut self, aggregate_id: &str, change: &StreamChange) -> Result<StreamState> {
+        if let Some(cause) = self.shared.poison_cause() {
+            return Err(Error::Poisoned { cause });
+        }
+        // IMPORTANT: a delete's cut must cover what readers can see, so what
+        // this process made visible but not yet durable is synced first (a
+        // crash must not bring back an event the cut was computed without).
+        self.sync_now()?;
+        let rules = self.shared.streams();
+        let current = rules.current_version(aggregate_id, self.shared.index().version_below(aggregate_id, u64::MAX));
+        let rules = rules.changed(aggregate_id, current, change)?;
+        rules.store(&self.shared.dir)?;
+        let state = rules.get(aggregate_id).copied().unwrap_or_default();
+        self.shared.set_streams(rules);
+        Ok(state)
+    }
+
+    /// Seals the active segment if it holds a frame: syncs it, starts the
+    /// next one, indexes and publishes it, and waits for the sealed one's
+    /// checkpoint.
+    fn seal_active(&mut self, roll: bool) -> Result<()> {
+        if let Some(cause) = self.shared.poison_cause() {
+            return Err(Error::Poisoned { cause });
+        }
+        if !roll || self.active.write_offset == HEADER_BYTES {
+            if let Some(c) = self.checkpointer.take() {
+                let _ = c.join();
+            }
+            return Ok(());
+        }
+        let seg = self.roll(self.next_position, 0)?;
+        {
+            let mut idx = self.shared.index_mut();
+            if let Err(e) = idx.push_segment(seg, 0) {
+                let cause = format!("index invariant broken: {e}");
+                self.shared.set_poison(cause.clone());
+                return Err(Error::Poisoned { cause });
+            }
+            self.shared.publish_segments(&idx);
+        }
+        // The roll synced everything written.
+        self.shared.advance_durable(self.next_position);
+        self.wake_pending = true;
+        self.publish_watermark();
+        if let Some(c) = self.checkpointer.take() {
+            let _ = c.join();
+        }
+        Ok(())
+    }
+
+    /// Removes whole sealed segments from the head of the log as
+    /// `Options::retention` says (never the active one): first from the
+    /// index and the segment list readers get, then their checkpoints and
+    /// files, then the directory is synced. Readers holding a removed
+    /// segment's map keep reading it (an unlinked file stays mapped). A crash
+    /// part way leaves a prefix of them removed, which is a valid log.
+    /// Returns the number of segments removed.
+    fn apply_retention(&mut self) -> Result<usize> {
+        let Some(r) = self.opts.retention else { return Ok(0) };
+        if let Some(cause) = self.shared.poison_cause() {
+            return Err(Error::Poisoned { cause });
+        }
+        let cutoff =
+            now_nanos().saturating_sub(r.max_age.map_or(0, |a| i64::try_from(a.as_nanos()).unwrap_or(i64::MAX)));
+        let cut = {
+            let idx = self.shared.index();
+            let segs: Vec<Arc<Segment>> = idx.segments().cloned().collect();
+            let mut total: u64 = segs.iter().map(|s| s.len()).sum();
+            let mut k = 0;
+            while k + 1 < segs.len() {
+                let (seg, next_first) = (&segs[k], segs[k + 1].first_position);
+                let over_size = r.max_bytes.is_some_and(|max| total > max);
+                // The segment's newest event decides its age (an empty one is old).
+                let too_old = r.max_age.is_some() && {
+                    // Its newest surviving event (a scavenge may have removed the last ones).
+                    let newest = (seg.first_position..next_first).rev().find_map(|p| match idx.event_at(p) {
+                        Some(Err(Error::EventRemoved { .. })) => None,
+                        Some(e) => Some(e.ok().map(|e| e.recorded_at())),
+                        None => Some(None),
+                    });
+                    match newest {
+                        Some(Some(at)) => at < cutoff,
+                        // Unreadable: never removed for its age.
+                        Some(None) => false,
+                        // Every event of it was removed: as old as can be.
+                        None => true,
+                    }
+                };
+                if !over_size && !too_old {
+                    break;
+                }
+                total -= seg.len();
+                k += 1;
+            }
+            match k {
+                0 => return Ok(0),
+                _ => segs[k].first_position,
+            }
+        };
+        // A scavenge swapping a segment file: leave retention to the next roll.
+        let Ok(_swap) = self.shared.swap_lock.try_lock() else { return Ok(0) };
+        // Aggregates left without events keep their version count (durably,
+        // before their events go), so that their versions never restart.
+        let rules = self.shared.streams();
+        let floors: Vec<(String, u64)> = {
+            let idx = self.shared.index();
+            idx.aggregates()
+                .filter(|(_, v)| v.positions().last().is_some_and(|p| *p < cut))
+                .map(|(id, v)| (id.to_string(), v.base() + v.positions().len() as u64 - 1))
+                .filter(|(id, last)| rules.version_floor(id).is_none_or(|f| f <= *last))
+                .collect()
+        };
+        // IMPORTANT: the new start is durable before any segment goes, so
+        // that recovery can tell retention from a lost head segment.
+        let floors: Vec<(&str, u64)> = floors.iter().map(|(id, v)| (id.as_str(), *v)).collect();
+        let next = rules.with_floors(&floors).with_log_start(cut);
+        next.store(&self.shared.dir)?;
+        self.shared.set_streams(next);
+        // The sealed segment's checkpoint may still be being written: not after its file is gone.
+        if let Some(c) = self.checkpointer.take() {
+            let _ = c.join();
+        }
+        let removed = {
+            let mut idx = self.shared.index_mut();
+            let removed = idx.drop_head(cut);
+            self.shared.publish_segments(&idx);
+            removed
+        };
+        let dir = self.shared.dir.clone();
+        for seg in &removed {
+            let idx_path = dir.join(crate::index::file_name(seg.first_position));
+            match std::fs::remove_file(&idx_path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove index checkpoint (retention)", idx_path, e)),
+            }
+            std::fs::remove_file(&seg.path).map_err(|e| Error::io("remove segment (retention)", &seg.path, e))?;
+            // IMPORTANT: one at a time, oldest first: a power cut must never
+            // leave a later segment removed and an earlier one present (a hole).
+            segment::sync_dir(&dir)?;
+        }
+        self.shared.retention_runs.fetch_add(1, Ordering::Relaxed);
+        Ok(removed.len())
     }
 
     /// Wakes the subscribers if a watermark moved since they were last woken.
@@ -431,11 +609,18 @@ impl Writer {
                 )));
             }
         }
+        if let Some(e) = group.rules.refusal(&req.aggregate_id) {
+            return Err(e);
+        }
         let current = match group.overlay.get(&req.aggregate_id) {
             Some(v) => *v,
-            None => idx.version_below(&req.aggregate_id, u64::MAX),
+            None => group.rules.current_version(&req.aggregate_id, idx.version_below(&req.aggregate_id, u64::MAX)),
         };
-        if !req.expected.matches(current) {
+        // A soft-deleted aggregate with no event since may be started again
+        // as a new one; its versions continue after the deleted ones.
+        let restarts =
+            req.expected == ExpectedVersion::NoStream && group.rules.soft_deleted_empty(&req.aggregate_id, current);
+        if !restarts && !req.expected.matches(current) {
             return Err(Error::WrongExpectedVersion {
                 aggregate_id: req.aggregate_id.clone(),
                 expected: req.expected,
@@ -613,7 +798,7 @@ impl Writer {
         let recorded_at = now_nanos().max(self.last_recorded_at);
         self.last_recorded_at = recorded_at;
         self.buf.clear();
-        let mut group = Group::new(recorded_at, self.active.write_offset);
+        let mut group = Group::new(recorded_at, self.active.write_offset, self.shared.streams());
         let shared = Arc::clone(&self.shared);
         let idx = shared.index();
         for (ri, req) in appends.iter().enumerate() {
@@ -634,7 +819,12 @@ impl Writer {
             }
             return;
         }
+        let rolled = pending.iter().any(|p| matches!(p, Pending::Segment(_)));
         self.publish(&appends, pending);
+        if rolled && self.opts.retention.is_some() {
+            // A failure leaves the segments in place; the next roll tries again.
+            let _ = self.apply_retention();
+        }
         // Prepare the next segment once the active one is half full: early
         // enough to be ready at the roll, late enough not to compete with
         // appends for the disk right after open.
@@ -933,7 +1123,8 @@ fn write_checkpoint_of(dir: &std::path::Path, seg: &Segment, end: u64) {
     while frames.offset() < end {
         let Ok(Some(f)) = frames.next_frame() else { return };
         let (aggregate_id, version) = (f.event.aggregate_id(), f.event.version());
-        entries.push(CheckpointEntry { aggregate_id, version, offset: f.offset as u32 });
+        let position = f.event.position();
+        entries.push(CheckpointEntry { aggregate_id, version, position, offset: f.offset as u32 });
     }
-    let _ = crate::index::write_checkpoint(dir, seg.first_position, &entries);
+    let _ = crate::index::write_checkpoint(dir, seg.first_position, &entries, false);
 }

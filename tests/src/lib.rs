@@ -134,3 +134,32 @@ pub fn for_each_cut(pristine: &std::path::Path, start: u64, end: u64, mut check:
     }
     cuts
 }
+
+/// What `lifecycle_crash_child` and its checker agree on.
+pub mod lifecycle_crash {
+    use bytes::Bytes;
+    use factlog::{NewEvent, Options, Retention};
+
+    /// Aggregates the child cycles through.
+    pub const AGGREGATES: u64 = 6;
+
+    /// Small segments (many rolls, rewrites and retention runs), retention at ten of them.
+    pub fn options() -> Options {
+        super::small_options().retention(Retention { max_bytes: Some(10 * 64 * 1024), ..Default::default() })
+    }
+
+    /// The name of aggregate `n`.
+    pub fn aggregate(n: u64) -> String {
+        format!("lc-{n}")
+    }
+
+    /// Event `i` of the batch with this serial: its id says both, its
+    /// payload (about 1 KiB) repeats the id, so a torn or misplaced copy shows.
+    pub fn event(serial: u64, i: u64) -> NewEvent {
+        let id = super::id(serial, i);
+        NewEvent {
+            data: Bytes::from(format!("{serial:012}/{i}|").repeat(64)),
+            ..NewEvent::new(id, "ThingHappened", Bytes::new())
+        }
+    }
+}

@@ -298,7 +298,7 @@ fn replay_aggregate(store: &Store, key: &str, mut feed: ReplayFeed) {
 fn replay_type(store: &Store, aggregate_type: &str, prefix: &str, mut feed: ReplayFeed) {
     let reader = store.reader();
     let filter = Filter::all().aggregate_prefixes([prefix]);
-    for event in reader.read_all_filtered(0, &filter) {
+    for event in reader.read_all_filtered(reader.first_position(), &filter) {
         let item = event.map_err(Error::from).and_then(|e| {
             let key = e.aggregate_id();
             let (_, aggregate_id) = key::decode(key).ok_or_else(|| Error::Foreign {

@@ -216,7 +216,8 @@ impl Consumer {
             CheckpointFile::open(&files.checkpoint)?
         } else {
             let next = match options.start {
-                StartFrom::Start => 0,
+                // The log's first retained position: nothing before it exists.
+                StartFrom::Start => store.reader().first_position(),
                 StartFrom::Position(p) => check_position(store, p)?,
                 StartFrom::End => durable_end(store)?,
             };
@@ -444,6 +445,39 @@ impl ConsumerFiles {
     }
 }
 
+/// Removes every dead-letter record naming one of `ids` (aggregates being
+/// erased) from every consumer of the store in `store_dir`, each under its
+/// consumer's lock. Returns the consumers it could not scrub because they
+/// are in use (their records stay).
+pub(crate) fn scrub_parked(store_dir: &Path, ids: &std::collections::HashSet<String>) -> Result<Vec<String>> {
+    let dir = store_dir.join(CONSUMERS_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("list consumers folder", &dir, e)),
+    };
+    let mut busy = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("list consumers folder", &dir, e))?;
+        let file_name = entry.file_name();
+        let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(PARKED_SUFFIX)) else { continue };
+        let Ok(files) = ConsumerFiles::new(store_dir, name) else { continue };
+        let bytes = std::fs::read(&files.parked).map_err(|e| Error::io("read dead-letter list", &files.parked, e))?;
+        let mentions = ids.iter().any(|id| bytes.windows(id.len()).any(|w| w == id.as_bytes()));
+        if !mentions {
+            continue;
+        }
+        match files.lock() {
+            Ok(_lock) => {
+                parked::scrub(&files.parked, ids)?;
+            }
+            Err(Error::ConsumerLocked { .. }) => busy.push(name.to_string()),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(busy)
+}
+
 /// Consumer names: 1 to [`CONSUMER_NAME_MAX`] bytes of ASCII letters,
 /// digits, `_`, `-` and `.`, not starting with `.` or `-` (they name files).
 fn check_name(name: &str) -> Result<()> {
@@ -514,7 +548,7 @@ pub(crate) fn reset(store: &Store, name: &str, to: ResetTo) -> Result<u64> {
     let files = ConsumerFiles::existing(store.dir(), name)?;
     let _lock = files.lock()?;
     let next = match to {
-        ResetTo::Start => 0,
+        ResetTo::Start => store.reader().first_position(),
         ResetTo::End => durable_end(store)?,
         ResetTo::Position(p) => check_position(store, p)?,
         ResetTo::AsOf(as_of) => store.reader().position_of(as_of)?.map_or(0, |p| p + 1).min(durable_end(store)?),

@@ -201,6 +201,35 @@ pub(crate) fn read(path: &Path) -> Result<BTreeMap<u64, ParkedEvent>> {
     }
 }
 
+/// Rewrites the list at `path` without any record naming one of `ids`
+/// (aggregates being erased), crash-safely (written aside, synced, renamed):
+/// the caller holds the consumer's lock. Returns how many records went.
+pub(crate) fn scrub(path: &Path, ids: &std::collections::HashSet<String>) -> Result<usize> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("read dead-letter list", path, e)),
+    };
+    let (_, good_end) = fold(&bytes, path)?;
+    let mut kept: Vec<&[u8]> = vec![&bytes[..HEADER_BYTES as usize]];
+    let (mut at, mut dropped) = (HEADER_BYTES as usize, 0);
+    while at < good_end as usize {
+        let Ok((_, event, next)) = decode_at(&bytes, at) else { break };
+        match ids.contains(&event.aggregate_id) {
+            true => dropped += 1,
+            false => kept.push(&bytes[at..next]),
+        }
+        at = next;
+    }
+    if dropped > 0 {
+        let (Some(dir), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str())) else {
+            return Err(Error::InvalidInput(format!("dead-letter list path {}", path.display())));
+        };
+        crate::durable::write_file(dir, name, &kept, "scrub dead-letter list")?;
+    }
+    Ok(dropped)
+}
+
 /// The consumer name a dead-letter file belongs to, for error messages.
 fn consumer_of(path: &Path) -> String {
     path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()

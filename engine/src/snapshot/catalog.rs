@@ -9,7 +9,7 @@
 //! sorted by version, holds at most `keep` locations and at most one per
 //! version; a file's `records` counts the frames in it (live or superseded).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::checkpoint::Entry;
@@ -91,6 +91,39 @@ impl Catalog {
     pub(crate) fn remove_file(&mut self, no: u64) {
         debug_assert!(self.by_aggregate.values().flatten().all(|l| l.file_no != no), "removing a live file");
         self.files.remove(&no);
+    }
+
+    /// Drops every location of `aggregate_ids` (their frames stay counted in
+    /// their files' `records`, as superseded ones) and returns them: reads
+    /// and listings stop finding those aggregates at once.
+    pub(crate) fn forget(&mut self, aggregate_ids: &HashSet<String>) -> Vec<Loc> {
+        let mut dropped = Vec::new();
+        for id in aggregate_ids {
+            if let Some(locs) = self.by_aggregate.remove(id.as_str()) {
+                dropped.extend(locs);
+            }
+        }
+        debug_assert!(aggregate_ids.iter().all(|a| !self.by_aggregate.contains_key(a.as_str())));
+        dropped
+    }
+
+    /// The files holding a live record of an aggregate whose id starts with
+    /// one of `prefixes`.
+    pub(crate) fn files_with_prefixes(&self, prefixes: &[String]) -> HashSet<u64> {
+        self.by_aggregate
+            .iter()
+            .filter(|(a, _)| prefixes.iter().any(|p| a.starts_with(p.as_str())))
+            .flat_map(|(_, locs)| locs.iter().map(|l| l.file_no))
+            .collect()
+    }
+
+    /// Bytes of live frames per file number.
+    pub(crate) fn live_bytes(&self) -> HashMap<u64, u64> {
+        let mut bytes = HashMap::new();
+        for loc in self.by_aggregate.values().flatten() {
+            *bytes.entry(loc.file_no).or_insert(0) += u64::from(loc.len);
+        }
+        bytes
     }
 
     /// Adds a location, replacing one of the same version, keeping the last K.

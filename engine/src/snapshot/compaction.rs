@@ -15,17 +15,24 @@
 //! leaves the old file or the new one (the rename is atomic), at worst
 //! without a checkpoint, which the next open rebuilds by scanning.
 //!
+//! `Snapshots::forget` reuses the same rewrite for erasure: the catalog has
+//! already dropped the forgotten aggregates, so they are not live and are
+//! not copied, and a [`Recode`] hook re-encodes the frames compressed with a
+//! retired dictionary; [`holds_any`] tells which files hold such frames
+//! among their superseded ones (which the catalog does not know).
+//!
 //! This module never touches the active file, never changes the catalog
 //! (the store swaps a result in under its short lock) and only runs under
 //! the store's I/O mutex, which is what keeps the plan true while it runs.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
 use super::catalog::Catalog;
 use super::checkpoint::{self, Entry};
 use super::file::SnapFile;
-use super::frame::{self, FILE_HEADER_BYTES};
+use super::frame::{self, SnapFrame, CODEC_DICTIONARY, FILE_HEADER_BYTES};
 use crate::durable;
 use crate::error::{Error, Result};
 
@@ -33,6 +40,16 @@ use crate::error::{Error, Result};
 pub(crate) struct Job {
     pub file: Arc<SnapFile>,
     pub live: Vec<Entry>,
+}
+
+/// Asked for each live frame a rewrite copies, with its file and offset:
+/// `Ok(None)` copies it verbatim, `Ok(Some(frame))` writes that frame (the
+/// same record, re-encoded) instead.
+pub(crate) type Recode<'a> = &'a dyn Fn(&SnapFile, u64, &SnapFrame<'_>) -> Result<Option<Vec<u8>>>;
+
+/// The [`Recode`] of plain compaction: every frame verbatim.
+pub(crate) fn verbatim(_: &SnapFile, _: u64, _: &SnapFrame<'_>) -> Result<Option<Vec<u8>>> {
+    Ok(None)
 }
 
 /// What compacting one file did.
@@ -47,6 +64,8 @@ pub(crate) enum Outcome {
         len: u64,
         /// The live records at their new offsets.
         moved: Vec<Entry>,
+        /// How many of them the [`Recode`] re-encoded.
+        recoded: u64,
     },
 }
 
@@ -61,8 +80,9 @@ pub(crate) fn plan(catalog: &Catalog, active_no: Option<u64>) -> Vec<Job> {
         .collect()
 }
 
-/// Compacts one file of the snapshot directory `dir`, crash-safely.
-pub(crate) fn run(dir: &Path, job: &Job) -> Result<Outcome> {
+/// Compacts one file of the snapshot directory `dir`, crash-safely,
+/// passing each live frame through `recode`.
+pub(crate) fn run(dir: &Path, job: &Job, recode: Recode<'_>) -> Result<Outcome> {
     let no = job.file.no;
     let sidx = dir.join(checkpoint::file_name(no));
     // IMPORTANT: the old checkpoint goes (durably) before the file it
@@ -78,36 +98,59 @@ pub(crate) fn run(dir: &Path, job: &Job) -> Result<Outcome> {
         durable::sync_dir(dir)?;
         return Ok(Outcome::Removed);
     }
-    let (contents, moved) = copy_live(job)?;
+    let (contents, moved, recoded) = copy_live(job, recode)?;
     durable::write_file(dir, &frame::file_name(no), &[&contents], "write compacted snapshots")?;
     let file = Arc::new(SnapFile::open(dir, no, false)?);
     // NOTE: best effort: a sealed file without checkpoint is scanned at the next open.
     let _ = checkpoint::write(dir, no, &moved);
-    Ok(Outcome::Rewritten { file, len: contents.len() as u64, moved })
+    Ok(Outcome::Rewritten { file, len: contents.len() as u64, moved, recoded })
 }
 
-/// The new file's contents (header, then each live frame verbatim after
-/// re-verifying it) and the live records at their new offsets.
-fn copy_live(job: &Job) -> Result<(Vec<u8>, Vec<Entry>)> {
+/// The new file's contents (header, then each live frame, re-verified and
+/// copied verbatim unless `recode` re-encodes it), the live records at
+/// their new offsets, and how many were re-encoded.
+fn copy_live(job: &Job, recode: Recode<'_>) -> Result<(Vec<u8>, Vec<Entry>, u64)> {
     let path = &job.file.path;
     let mut contents = frame::file_header(job.file.no).to_vec();
     let mut moved = Vec::with_capacity(job.live.len());
+    let mut recoded = 0;
     for e in &job.live {
         let bytes = job.file.read_at(e.offset, e.len as usize, "read snapshot for compaction")?;
         let decoded = frame::decode_frame(&bytes).map_err(|r| r.at(path, e.offset))?;
-        let is_it = decoded.is_some_and(|d| {
-            *d.aggregate_id == *e.aggregate_id && d.version == e.version && d.frame_len == bytes.len()
-        });
-        if !is_it {
-            return Err(Error::corrupt(path, e.offset, "snapshot frame is not the record its index names"));
-        }
-        moved.push(Entry { offset: contents.len() as u64, ..e.clone() });
-        contents.extend_from_slice(&bytes);
+        let d = decoded
+            .filter(|d| *d.aggregate_id == *e.aggregate_id && d.version == e.version && d.frame_len == bytes.len())
+            .ok_or_else(|| Error::corrupt(path, e.offset, "snapshot frame is not the record its index names"))?;
+        let new = recode(&job.file, e.offset, &d)?;
+        recoded += u64::from(new.is_some());
+        let bytes = new.as_deref().unwrap_or(&bytes);
+        let len = u32::try_from(bytes.len())
+            .map_err(|_| Error::corrupt(path, e.offset, "re-encoded snapshot frame is too large"))?;
+        moved.push(Entry { offset: contents.len() as u64, len, ..e.clone() });
+        contents.extend_from_slice(bytes);
     }
     debug_assert_eq!(
         contents.len() as u64,
         FILE_HEADER_BYTES as u64 + moved.iter().map(|e| u64::from(e.len)).sum::<u64>(),
         "a compacted file is its header and its live frames"
     );
-    Ok((contents, moved))
+    Ok((contents, moved, recoded))
+}
+
+/// Whether any frame in the first `len` bytes of `file` is a record of one of
+/// `aggregate_ids` or names one of `dict_ids`. Reads the file whole: its
+/// superseded frames are known to no index. Bytes that do not decode as
+/// frames (zeros, damage) could hold anything, so they count as a yes: a
+/// rewrite keeps only the live records, each re-verified.
+pub(crate) fn holds_any(file: &SnapFile, len: u64, aggregate_ids: &HashSet<String>, dict_ids: &[u32]) -> Result<bool> {
+    let bytes = file.read_prefix(len, "read snapshot file")?;
+    let mut offset = FILE_HEADER_BYTES;
+    while offset < bytes.len() {
+        let Ok(Some(f)) = frame::decode_frame(bytes.get(offset..).unwrap_or(&[])) else { return Ok(true) };
+        let named_dict = f.codec == CODEC_DICTIONARY && dict_ids.contains(&f.dict_id);
+        if named_dict || aggregate_ids.contains(f.aggregate_id) {
+            return Ok(true);
+        }
+        offset += f.frame_len;
+    }
+    Ok((bytes.len() as u64) < len)
 }

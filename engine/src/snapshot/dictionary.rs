@@ -2,11 +2,14 @@
 //! (`snapshots/<id>.zdict`), training, durable writing and the prepared
 //! compressors and decompressors built from them. A dictionary applies to the
 //! aggregates whose id starts with its prefix (the longest prefix wins, then
-//! the newest dictionary). Dictionaries are never removed or changed once
-//! installed: every snapshot compressed with one names it by id, so it must
-//! stay readable for as long as the store exists. This module never touches
-//! snapshot or event files, and never takes a store lock: the snapshot store
-//! decides when a dictionary is written and when it becomes visible.
+//! the newest dictionary). A dictionary is never changed once installed:
+//! every snapshot compressed with one names it by id. It is removed only by
+//! `Snapshots::forget`, which first *retires* it (later saves stop using it,
+//! while it stays in memory for readers of files being rewritten), then
+//! rewrites every record that names it, and only then removes its file
+//! ([`remove`]). This module never touches snapshot or event files, and never
+//! takes a store lock: the snapshot store decides when a dictionary is
+//! written, when it becomes visible and when it goes.
 //!
 //! File layout:
 //! ```text
@@ -17,7 +20,7 @@
 //! 64 .. prefix (UTF-8), then the zstd dictionary bytes
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -74,7 +77,14 @@ pub(crate) struct Dictionary {
 /// Every dictionary of a store, by id.
 #[derive(Default)]
 pub(crate) struct Dictionaries {
+    /// The installed dictionaries, which saves use.
     by_id: BTreeMap<u32, Arc<Dictionary>>,
+    /// Dictionaries retired by `Snapshots::forget` since the store opened:
+    /// no save uses them, but a reader holding the handle of a file rewritten
+    /// since may still meet a frame naming one. Memory only: after a reopen
+    /// no record names them (their files go only after every such record
+    /// was rewritten). `true` once the file is removed.
+    retired: BTreeMap<u32, (Arc<Dictionary>, bool)>,
 }
 
 fn file_name(id: u32) -> String {
@@ -160,9 +170,39 @@ impl Dictionaries {
         Ok(d)
     }
 
-    /// The dictionary with this id.
+    /// The dictionary with this id, retired or not (for decompression).
     pub(crate) fn get(&self, id: u32) -> Option<&Arc<Dictionary>> {
-        self.by_id.get(&id)
+        self.by_id.get(&id).or_else(|| self.retired.get(&id).map(|(d, _)| d))
+    }
+
+    /// Retires every installed dictionary whose prefix covers one of
+    /// `aggregate_ids` (it may have been trained on their states): later
+    /// saves stop using it; [`Dictionaries::get`] still finds it.
+    pub(crate) fn retire_covering(&mut self, aggregate_ids: &HashSet<String>) {
+        let covering: Vec<u32> = self
+            .by_id
+            .iter()
+            .filter(|(_, d)| aggregate_ids.iter().any(|a| a.starts_with(d.prefix.as_str())))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in covering {
+            if let Some(d) = self.by_id.remove(&id) {
+                self.retired.insert(id, (d, false));
+            }
+        }
+    }
+
+    /// The retired dictionaries whose files are still on disk: `(id, prefix)`.
+    pub(crate) fn pending_removal(&self) -> Vec<(u32, String)> {
+        self.retired.iter().filter(|(_, (_, gone))| !gone).map(|(id, (d, _))| (*id, d.prefix.clone())).collect()
+    }
+
+    /// Notes that the retired dictionary `id`'s file was removed.
+    pub(crate) fn file_removed(&mut self, id: u32) {
+        debug_assert!(self.retired.contains_key(&id), "dictionary {id} removed without being retired");
+        if let Some((_, gone)) = self.retired.get_mut(&id) {
+            *gone = true;
+        }
     }
 
     /// The dictionary a snapshot of `aggregate_id` is compressed with: the
@@ -175,16 +215,18 @@ impl Dictionaries {
             .map(|(id, d)| (*id, d))
     }
 
-    /// Number of dictionaries.
+    /// Number of installed (not retired) dictionaries.
     pub(crate) fn len(&self) -> usize {
         self.by_id.len()
     }
 
-    /// The id the next installed dictionary gets.
+    /// The id the next installed dictionary gets: above every installed or
+    /// retired one, so a frame a reader still holds never names a newer one.
     pub(crate) fn next_id(&self) -> Result<u32> {
         self.by_id
             .keys()
             .next_back()
+            .max(self.retired.keys().next_back())
             .map_or(Some(1), |last| last.checked_add(1))
             .ok_or_else(|| Error::InvalidInput("the store has used every dictionary id".into()))
     }
@@ -224,6 +266,26 @@ pub(crate) fn persist(dir: &Path, id: u32, prefix: &str, dict: &[u8], level: i32
         .map_err(|r| Error::InvalidInput(format!("trained dictionary for prefix {prefix:?}: {r}")))?;
     durable::write_file(dir, &file_name(id), &[&encode(id, prefix, dict)], "install snapshot dictionary")?;
     Ok(prepared)
+}
+
+/// Removes the file of the retired dictionary `id` from the snapshot
+/// directory `dir`, durably (directory synced); returns its size (0 if it
+/// was already gone). The caller has rewritten every record that named it.
+pub(crate) fn remove(dir: &Path, id: u32) -> Result<u64> {
+    let path = dir.join(file_name(id));
+    let bytes = match std::fs::metadata(&path) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("stat retired snapshot dictionary", &path, e)),
+    };
+    match std::fs::remove_file(&path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io("remove retired snapshot dictionary", &path, e)),
+    }
+    // IMPORTANT: the removal is durable before `forget` reports it.
+    durable::sync_dir(dir)?;
+    Ok(bytes)
 }
 
 impl Dictionary {

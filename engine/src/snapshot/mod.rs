@@ -28,5 +28,5 @@ mod store;
 pub use error::SnapshotFormatError;
 pub use frame::{decode_frame, decompress, encode_frame, SnapFrame, SnapMeta};
 pub use recovery::{SnapshotRecovery, SNAPSHOT_DIR};
+pub(crate) use store::{ForgetReport, SnapshotConfig, Snapshots};
 pub use store::{Snapshot, SnapshotEntry, SnapshotInfo};
-pub(crate) use store::{SnapshotConfig, Snapshots};

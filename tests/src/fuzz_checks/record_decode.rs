@@ -328,7 +328,9 @@ fn store_with_frame(frame: &[u8], body: &Body) {
     let store = match opened {
         Ok(s) => s,
         Err(e) => {
-            assert!(body.version != 0, "a store whose only frame is valid (version 0) failed to open: {e}");
+            // A log starting above 0 with no retention recorded is missing its head.
+            let headless = body.position > 0 && matches!(e, Error::Corrupt { .. });
+            assert!(body.version != 0 || headless, "a store whose only frame is valid (version 0) failed to open: {e}");
             return;
         }
     };

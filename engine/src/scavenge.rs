@@ -1,0 +1,385 @@
+//! The scavenge: rewrites sealed segments without the events the lifecycle
+//! rules hide (deleted, expired, truncated, erased), as sparse segments in
+//! which every surviving event keeps its position; then completes erasures
+//! (their ids leave the `STREAMS` file, a hash tombstone stays) and drops
+//! the snapshots of deleted aggregates. It runs on the caller's thread
+//! beside appends, reads and subscriptions.
+//!
+//! It must never change a position, never write into the active segment
+//! (when erased data lies there it asks the writer to seal it first), and
+//! never let a crash lose a surviving event or bring a removed one back
+//! once it returned. Per segment: the new file is written aside and synced
+//! and checked in full; the old checkpoint is removed and the directory
+//! synced; the new file is renamed over the old and the directory synced;
+//! the index swaps the maps; the new checkpoint is written. A crash between
+//! any two steps leaves either segment whole, with a checkpoint that
+//! describes it or none (then recovery scans and rebuilds it). Readers
+//! holding the old map keep reading it: an unlinked file stays mapped.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rkyv::util::AlignedVec;
+
+use crate::durable::TMP_SUFFIX;
+use crate::error::{Error, Result};
+use crate::event::EventRef;
+use crate::index::{self, CheckpointEntry};
+use crate::reader::Reader;
+use crate::record::{self, FrameFormat, RecordBody};
+use crate::segment::{self, Check, FrameCursor, Segment, SegmentHeader, HEADER_BYTES, SPARSE_SEGMENT_BYTES_MIN};
+use crate::shared::Shared;
+use crate::streams::{DeleteMode, StreamChange};
+
+/// What a scavenge did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ScavengeReport {
+    /// Sealed segments looked at.
+    pub segments_scanned: usize,
+    /// Segments rewritten without removed events.
+    pub segments_rewritten: usize,
+    /// Events removed from the log.
+    pub events_removed: u64,
+    /// Bytes of the segments read (the input).
+    pub bytes_read: u64,
+    /// Bytes of segment files before the rewrites (of the rewritten ones).
+    pub bytes_before: u64,
+    /// Bytes of their replacements.
+    pub bytes_after: u64,
+    /// Erasures completed: no file holds these aggregates' bytes any more.
+    pub erasures_completed: usize,
+    /// Erasures not completed because a consumer in use lists the
+    /// aggregates in its dead-letter list (`consumers_in_use`): run the
+    /// scavenge again once it is closed.
+    pub erasures_pending: usize,
+    /// The consumers that kept an erasure pending.
+    pub consumers_in_use: Vec<String>,
+    /// Aggregates whose snapshots were dropped.
+    pub snapshots_dropped: usize,
+    /// Wall time.
+    pub duration: Duration,
+}
+
+impl ScavengeReport {
+    /// Bytes reclaimed on disk.
+    pub fn bytes_reclaimed(&self) -> u64 {
+        self.bytes_before.saturating_sub(self.bytes_after)
+    }
+}
+
+/// What the scavenge needs from the store above it: the writer's commands.
+pub(crate) trait WriterLink {
+    /// Seals the active segment (module `writer`, `Command::Seal`); with
+    /// `roll` false, only waits until every sealed segment's checkpoint is written.
+    fn seal(&self, roll: bool) -> Result<()>;
+    /// Applies a lifecycle change through the writer thread.
+    fn change(&self, aggregate_id: &str, change: StreamChange) -> Result<()>;
+    /// Drops every snapshot of these aggregates; returns how many aggregates had some.
+    fn forget_snapshots(&self, aggregate_ids: &HashSet<String>) -> Result<usize>;
+    /// Removes these aggregates from every consumer's dead-letter list;
+    /// returns the consumers in use, whose lists could not be rewritten.
+    fn scrub_parked(&self, aggregate_ids: &HashSet<String>) -> Result<Vec<String>>;
+}
+
+/// Runs one scavenge. `progress` gets (bytes read, bytes of sealed segments).
+pub(crate) fn run(
+    shared: &Arc<Shared>,
+    link: &dyn WriterLink,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ScavengeReport> {
+    let started = Instant::now();
+    let _one = shared.scavenge_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let mut report = ScavengeReport::default();
+    let rules = shared.streams();
+    // Erased data in the active segment: seal it, so it can be rewritten.
+    let erased: Vec<String> = rules.iter().filter(|(_, s)| s.erased).map(|(id, _)| id.to_string()).collect();
+    if !erased.is_empty() {
+        let active_first = shared.segments().last().map_or(0, |s| s.first_position);
+        let idx = shared.index();
+        let in_active = erased
+            .iter()
+            .any(|id| idx.positions(id).and_then(|v| v.positions().last().copied()).is_some_and(|p| p >= active_first));
+        drop(idx);
+        if in_active {
+            link.seal(true)?;
+        }
+    }
+    // Every sealed segment with its checkpoint: none is skipped for being young.
+    link.seal(false)?;
+    let reader = Reader::new(shared);
+    let segs: Vec<Arc<Segment>> = reader.segments().to_vec();
+    let sealed = segs.len().saturating_sub(1);
+    set_floors(shared, &reader, link, segs.last().map_or(0, |s| s.first_position))?;
+    let total: u64 = segs.iter().take(sealed).map(|s| s.len()).sum();
+    for k in 0..sealed {
+        let (seg, end) = (&segs[k], segs[k + 1].first_position);
+        report.segments_scanned += 1;
+        // A sealed segment whose checkpoint could not be written (the writer
+        // waited for them above) ends this scavenge: its rewrite must not race
+        // a late checkpoint write, and the segments after it must not lose an
+        // aggregate's events while it keeps earlier ones (removals are a
+        // prefix of each aggregate's versions). A reopen rebuilds it.
+        if !shared.dir.join(index::file_name(seg.first_position)).exists() {
+            break;
+        }
+        report.bytes_read += seg.len();
+        rewrite(shared, &reader, seg, end, &mut report)?;
+        progress(report.bytes_read, total);
+    }
+    complete(shared, link, &rules, &mut report)?;
+    report.duration = started.elapsed();
+    Ok(report)
+}
+
+/// One surviving event of a segment being rewritten: its position and its
+/// new frame offset.
+type Kept = (u64, u32);
+
+/// Rewrites `seg` (covering positions up to `end`) without the events
+/// `reader` hides, if there are any.
+fn rewrite(shared: &Shared, reader: &Reader, seg: &Arc<Segment>, end: u64, report: &mut ScavengeReport) -> Result<()> {
+    let mut frames = seg.frames(HEADER_BYTES, seg.first_position, Check::Trusted)?;
+    let mut keep: Vec<EventRef<'_>> = Vec::new();
+    let mut removed: Vec<(&str, u64)> = Vec::new();
+    while frames.position() < end {
+        let offset = frames.offset();
+        match frames.next_frame() {
+            Ok(Some(f)) if reader.hides(&f.event) => removed.push((f.event.aggregate_id(), f.event.position())),
+            Ok(Some(f)) => keep.push(f.event),
+            Ok(None) if seg.sparse_end.is_some() => break,
+            Ok(None) => return Err(Error::corrupt(&seg.path, offset, "sealed segment ends early")),
+            Err(e) => return Err(Error::corrupt(&seg.path, offset, e.to_string())),
+        }
+    }
+    if removed.is_empty() {
+        return Ok(());
+    }
+    let (buf, kept) = encode(&keep)?;
+    let len = (HEADER_BYTES + buf.len() as u64).next_multiple_of(4096).max(SPARSE_SEGMENT_BYTES_MIN);
+    let header = SegmentHeader {
+        first_position: seg.first_position,
+        segment_bytes: len,
+        created_at: crate::event::now_nanos(),
+        format: FrameFormat::V2,
+        sparse_end: Some(end),
+    };
+    let name = segment::file_name(seg.first_position);
+    let tmp = shared.dir.join(format!("{name}{TMP_SUFFIX}"));
+    write_aside(&tmp, &header.encode(), &buf, len)?;
+    // Everything the new file says is checked in full before it replaces anything.
+    if let Err(e) = check_rewrite(&tmp, &keep, &kept) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    let swap = shared.swap_lock.lock().unwrap_or_else(|p| p.into_inner());
+    let fits = {
+        let idx = shared.index();
+        // Retention may have removed it meanwhile.
+        let there = idx.segments().any(|s| Arc::ptr_eq(s, seg));
+        let fits = there.then(|| idx.check_removal(&removed).map(|_| ()));
+        fits
+    };
+    match fits {
+        Some(Ok(())) => {}
+        other => {
+            let _ = std::fs::remove_file(&tmp);
+            return match other {
+                Some(Err(e)) => Err(Error::corrupt(&seg.path, 0, format!("scavenge refused: {e}"))),
+                _ => Ok(()),
+            };
+        }
+    }
+    let dir = &shared.dir;
+    let idx_path = dir.join(index::file_name(seg.first_position));
+    // IMPORTANT: the old checkpoint goes first (durably): a checkpoint must
+    // never describe a file it was not written for.
+    match std::fs::remove_file(&idx_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(Error::io("remove index checkpoint (scavenge)", idx_path, e)),
+    }
+    segment::sync_dir(dir)?;
+    let path = dir.join(&name);
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("install scavenged segment", &path, e))?;
+    segment::sync_dir(dir)?;
+    let new_seg = Arc::new(Segment::open(path, None)?);
+    {
+        let mut idx = shared.index_mut();
+        if let Err(e) = idx.replace_sealed(Arc::clone(&new_seg), &kept, &removed) {
+            // The file is in place and correct; the in-memory index is not: stop.
+            let cause = format!("index invariant broken by a scavenge: {e}");
+            shared.set_poison(cause.clone());
+            return Err(Error::Poisoned { cause });
+        }
+        shared.publish_segments(&idx);
+    }
+    drop(swap);
+    let entries: Vec<CheckpointEntry<'_>> = keep
+        .iter()
+        .zip(&kept)
+        .map(|(e, (position, offset))| CheckpointEntry {
+            aggregate_id: e.aggregate_id(),
+            version: e.version(),
+            position: *position,
+            offset: *offset,
+        })
+        .collect();
+    // A failure here is not fatal: recovery rebuilds a missing checkpoint.
+    let _ = index::write_checkpoint(dir, seg.first_position, &entries, true);
+    report.segments_rewritten += 1;
+    report.events_removed += removed.len() as u64;
+    report.bytes_before += seg.len();
+    report.bytes_after += len;
+    Ok(())
+}
+
+/// Encodes the surviving events as frames of a sparse segment (each its own
+/// batch), starting at the first frame's offset. Returns the frames and
+/// each event's (position, offset).
+fn encode(keep: &[EventRef<'_>]) -> Result<(AlignedVec, Vec<Kept>)> {
+    let mut buf = AlignedVec::with_capacity(keep.iter().map(|e| e.data().len() + 256).sum());
+    let mut kept = Vec::with_capacity(keep.len());
+    for e in keep {
+        let body = RecordBody {
+            position: e.position(),
+            version: e.version(),
+            event_id: e.event_id().0,
+            occurred_at: e.occurred_at(),
+            recorded_at: e.recorded_at(),
+            event_version: e.event_version(),
+            causation_id: e.causation_id().map(|c| c.0),
+            correlation_id: e.correlation_id().map(|c| c.0),
+            aggregate_id: e.aggregate_id(),
+            event_type: e.event_type(),
+            metadata: e.metadata(),
+            data: e.data(),
+        };
+        let at = HEADER_BYTES + buf.len() as u64;
+        let offset = u32::try_from(at).map_err(|_| Error::InvalidInput("scavenged segment over 4 GiB".into()))?;
+        record::encode_frame_as(&mut buf, &body, 1, 0, true, FrameFormat::V2)
+            .map_err(|err| Error::InvalidInput(format!("re-encoding position {}: {err}", e.position())))?;
+        kept.push((e.position(), offset));
+    }
+    Ok((buf, kept))
+}
+
+/// Writes the new segment's header and frames to `tmp`, zero-padded to
+/// `len`, and syncs it.
+fn write_aside(tmp: &Path, header: &[u8], frames: &[u8], len: u64) -> Result<()> {
+    let written = (|| {
+        let mut f = File::create(tmp)?;
+        f.write_all(header)?;
+        f.write_all(frames)?;
+        f.set_len(len)?;
+        f.sync_all()
+    })();
+    written.map_err(|e| {
+        let _ = std::fs::remove_file(tmp);
+        Error::io("write scavenged segment", tmp, e)
+    })
+}
+
+/// Reads the new file back with every check and compares it with what it
+/// must hold: the same events, field for field, at the recorded offsets.
+fn check_rewrite(tmp: &Path, keep: &[EventRef<'_>], kept: &[Kept]) -> Result<()> {
+    let seg = Segment::open(PathBuf::from(tmp), None)?;
+    let mut frames = FrameCursor::for_scan(&seg);
+    for (want, (position, offset)) in keep.iter().zip(kept) {
+        let at = frames.offset();
+        let got = match frames.next_frame() {
+            Ok(Some(f)) => f.event,
+            Ok(None) => return Err(Error::corrupt(tmp, at, "scavenged segment ends early")),
+            Err(e) => return Err(Error::corrupt(tmp, at, e.to_string())),
+        };
+        let same = at == u64::from(*offset) && got.position() == *position && got.to_recorded() == want.to_recorded();
+        if !same {
+            return Err(Error::corrupt(tmp, at, format!("scavenged frame of position {position} differs")));
+        }
+    }
+    Ok(())
+}
+
+/// Before the rewrites: every aggregate the scavenge will leave without
+/// events keeps its version count in its rules (durably, before its events
+/// go), so that its versions go on after a reopen.
+fn set_floors(shared: &Arc<Shared>, reader: &Reader, link: &dyn WriterLink, sealed_end: u64) -> Result<()> {
+    let rules = shared.streams();
+    let mut floors = Vec::new();
+    {
+        let idx = shared.index();
+        for (id, state) in rules.iter() {
+            if state.refuses_appends() {
+                continue;
+            }
+            let Some(v) = idx.positions(id) else { continue };
+            let (Some(&last), false) = (v.positions().last(), v.positions().is_empty()) else { continue };
+            let next_version = v.base() + v.positions().len() as u64;
+            // `max_age` hides event by event: then the newest one decides.
+            let all_hidden = reader.first_visible_version(id) >= next_version
+                || idx.event_at(last).and_then(|e| e.ok()).is_some_and(|e| reader.hides(&e));
+            let covered = state.version_floor.is_some_and(|f| f >= next_version);
+            if last < sealed_end && all_hidden && !covered {
+                floors.push((id.to_string(), next_version - 1));
+            }
+        }
+    }
+    for (id, last_version) in floors {
+        link.change(&id, StreamChange::Floor { last_version })?;
+    }
+    Ok(())
+}
+
+/// After the rewrites: the snapshots of deleted aggregates go first, then
+/// erasures whose aggregates no segment holds any more complete (in that
+/// order: a crash between must not forget which snapshots to drop).
+fn complete(
+    shared: &Arc<Shared>,
+    link: &dyn WriterLink,
+    rules: &crate::streams::Rules,
+    report: &mut ScavengeReport,
+) -> Result<()> {
+    let mut forget = HashSet::new();
+    let mut erased = Vec::new();
+    for (id, state) in rules.iter() {
+        let (left, next_version) = {
+            let idx = shared.index();
+            match idx.positions(id) {
+                Some(v) => (v.positions().len(), v.base() + v.positions().len() as u64),
+                None => (0, 0),
+            }
+        };
+        let deleted = state.refuses_appends()
+            || (state.deleted == Some(DeleteMode::Soft) && next_version <= state.meta.truncate_before.unwrap_or(0));
+        if deleted {
+            forget.insert(id.to_string());
+        }
+        if state.erased && left == 0 {
+            erased.push(id.to_string());
+        } else if state.erased {
+            // Events of it the scavenge could not reach (a segment without its checkpoint).
+            report.erasures_pending += 1;
+        }
+    }
+    if !forget.is_empty() {
+        report.snapshots_dropped = link.forget_snapshots(&forget)?;
+    }
+    // Dead-letter records name the aggregate (and quote its handler's error).
+    let ids: HashSet<String> = erased.iter().cloned().collect();
+    let busy = if ids.is_empty() { Vec::new() } else { link.scrub_parked(&ids)? };
+    if !busy.is_empty() {
+        // Not complete: a consumer in use still lists them; the next scavenge finishes.
+        report.erasures_pending += erased.len();
+        report.consumers_in_use = busy;
+        return Ok(());
+    }
+    for id in erased {
+        link.change(&id, StreamChange::ErasureDone)?;
+        report.erasures_completed += 1;
+    }
+    Ok(())
+}

@@ -91,7 +91,7 @@ enum Polled {
 /// on the poller's core, `sched_yield` hands that thread a whole time slice
 /// (milliseconds). Measured with W1 on a memory file system and
 /// `--cpu-load 1`, 10 runs each: a median of 1,860 appends/s with a yielding
-/// poll against 3,900 without (both spread over 400 to 17,000).
+/// poll against 3,900 without (runs spread over 430-9,500 and 390-17,000).
 fn poll(rx: &Receiver<Result<Vec<AppendResult>>>) -> Polled {
     let start = Instant::now();
     let until = start + Duration::from_micros(SPIN_FOR_ACK_US);

@@ -14,10 +14,12 @@ use std::time::Duration;
 #[command(
     name = "factlog-bench",
     version,
-    about = "Benchmark factlog against SQLite and fjall (W1–W10) and against the machine's physical limits",
-    long_about = "Benchmark factlog against SQLite (WAL) and fjall on ten workloads:\n\
+    about = "Benchmark factlog against SQLite and fjall (W1–W10, W2m) and against the machine's physical limits",
+    long_about = "Benchmark factlog against SQLite (WAL) and fjall on eleven workloads:\n\
   W1 durable single-event appends, 1 writer (exact expected version)\n\
   W2 the same with N concurrent writers (--writers); factlog also with --w2-subscribers live subscribers\n\
+  W2m the largest --writers count, each append_many writing 1 event to each of --w2m-aggregates \
+aggregates (the peers: one transaction / one write batch)\n\
   W3 durable batched appends of --batch events, 1 writer\n\
   W4 buffered bulk load of --events over --aggregates\n\
   W5 replay of random aggregates from the W4 store\n\
@@ -48,6 +50,11 @@ pub struct Args {
     /// Concurrent writer counts for W2, comma-separated.
     #[arg(long, value_delimiter = ',', default_values_t = [4usize, 16, 64])]
     pub writers: Vec<usize>,
+
+    /// Aggregates each W2m `append_many` writes one event to (W2m runs with the largest
+    /// --writers count).
+    #[arg(long, default_value_t = 8)]
+    pub w2m_aggregates: usize,
 
     /// Events per append in W3 (also the largest per-aggregate append in the W4 load).
     #[arg(long, default_value_t = 100)]
@@ -159,6 +166,12 @@ impl Args {
         if self.writers.contains(&0) {
             return Err("--writers counts must be at least 1".into());
         }
+        if self.w2m_aggregates < 2 || self.w2m_aggregates as u64 > crate::workloads::AGGS_PER_WRITER {
+            return Err(format!(
+                "--w2m-aggregates must be 2 to {} (the aggregates each writer owns)",
+                crate::workloads::AGGS_PER_WRITER
+            ));
+        }
         if !(self.duration_secs > 0.0 && self.duration_secs.is_finite()) {
             return Err("--duration-secs must be a positive number".into());
         }
@@ -185,6 +198,7 @@ impl Args {
             aggregates,
             payload_bytes: self.payload_bytes,
             writers: self.writers.clone(),
+            w2m_aggregates: self.w2m_aggregates,
             batch: self.batch,
             durability: self.durability,
             duration: Duration::from_secs_f64(self.duration_secs),

@@ -1,10 +1,11 @@
 //! Runs the selected workloads engine by engine: a durable store for W1–W3
-//! (and factlog's W2 with subscribers), a buffered bulk store for W4–W6 and
+//! and W2m (and factlog's W2 with subscribers), a buffered bulk store for W4–W6 and
 //! W9–W10, one for W7 and a fresh durable one per W8 variant, each in its own
 //! directory under the run's temporary directory and deleted once the engine
 //! is done with it (unless `--keep`). Each finished row is announced on the
 //! progress line (stderr, when it is not a terminal). Ratios between rows of
-//! the same run (W2 with subscribers ÷ W2, W9 and W10 ÷ W6) are added here.
+//! the same run (W2m and W2 with subscribers ÷ W2, W9 and W10 ÷ W6) are
+//! added here.
 
 use crate::disk;
 use crate::engines::{self, Durability, EngineKind};
@@ -31,26 +32,37 @@ pub fn run_engine(
         rows.push(row);
     };
 
-    if has(Workload::W1) || has(Workload::W2) || has(Workload::W3) {
+    if has(Workload::W1) || has(Workload::W2) || has(Workload::W2m) || has(Workload::W3) {
         let dir = base.join(format!("{kind}-durable"));
         let engine = engines::open(kind, &dir, params.durability)?;
         let mut next_agg = 0u64;
-        let mut phase = |writers: usize, batch: usize, workload: Workload, rows: &mut Vec<Row>| -> Result<()> {
-            let row = workloads::run_writers(engine.as_ref(), workload, writers, batch, next_agg, params)?;
+        // `aggregates` > 1: each call is an `append_many` over that many (W2m).
+        let mut phase = |workload: Workload, writers: usize, batch: usize, aggregates: usize| -> Result<Row> {
+            let row =
+                workloads::run_writers_many(engine.as_ref(), workload, writers, batch, aggregates, next_agg, params)?;
             next_agg += writers as u64 * AGGS_PER_WRITER;
-            push(rows, row);
-            Ok(())
+            Ok(row)
         };
         if has(Workload::W1) {
-            phase(1, 1, Workload::W1, rows)?;
+            push(rows, phase(Workload::W1, 1, 1, 1)?);
         }
         if has(Workload::W2) {
             for &n in &params.writers {
-                phase(n, 1, Workload::W2, rows)?;
+                push(rows, phase(Workload::W2, n, 1, 1)?);
             }
         }
+        if let (true, Some(&n)) = (has(Workload::W2m), params.writers.iter().max()) {
+            let mut row = phase(Workload::W2m, n, 1, params.w2m_aggregates)?;
+            let plain = rows.iter().find(|r| {
+                r.workload == Workload::W2 && r.engine == kind && r.writers == n && !r.extra.contains_key("subscribers")
+            });
+            if let Some(plain) = plain.map(Row::events_per_sec).filter(|&v| v > 0.0) {
+                row.set("ratio_to_w2", row.events_per_sec() / plain);
+            }
+            push(rows, row);
+        }
         if has(Workload::W3) {
-            phase(1, params.batch, Workload::W3, rows)?;
+            push(rows, phase(Workload::W3, 1, params.batch, 1)?);
         }
         // On the same store as the plain W2 rows it is compared with.
         let subscribed = live::subscribed_writer_count(&params.writers);

@@ -1,10 +1,10 @@
-//! factlog's benchmark suite: a harness (`factlog-bench`) that runs ten
+//! factlog's benchmark suite: a harness (`factlog-bench`) that runs eleven
 //! event-store workloads against factlog and two peers (SQLite, fjall) and
 //! this machine's physical limits, plus criterion micro-benchmarks in
 //! `benches/`.
 //!
 //! Modules: [`event`] (the shared event shape), [`engines`] (one adapter per
-//! engine behind one trait), [`workloads`] (W1–W6), [`snapshots`] (W7),
+//! engine behind one trait), [`workloads`] (W1–W6, W2m), [`snapshots`] (W7),
 //! [`live`] (W8 and W2 with subscribers), [`catchup`] (W9, W10), [`upcast`] (W6 with upcasters), [`physical`]
 //! (hardware limits), [`harness`] (running workloads per engine), [`report`]
 //! (table and JSON), [`progress`] (stderr), [`cli`], plus small helpers.

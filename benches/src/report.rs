@@ -94,6 +94,14 @@ const APPENDS: &[Metric] = &[
     ("fsyncs/s", Better::Lower, Source::Extra("fsyncs_per_sec")),
     ("events/fsync ↑", Better::Higher, Source::Extra("events_per_fsync")),
 ];
+const APPENDS_MANY: &[Metric] = &[
+    ("events/s ↑", Better::Higher, Source::EventsPerSec),
+    ("÷ W2 same writers", Better::Info, Source::Extra("ratio_to_w2")),
+    ("p50 µs/append_many ↓", Better::Lower, Source::P50),
+    ("p99 µs/append_many ↓", Better::Lower, Source::P99),
+    ("fsyncs/s", Better::Lower, Source::Extra("fsyncs_per_sec")),
+    ("events/fsync ↑", Better::Higher, Source::Extra("events_per_fsync")),
+];
 const APPENDS_SUBSCRIBED: &[Metric] = &[
     ("events/s ↑", Better::Higher, Source::EventsPerSec),
     ("÷ W2 unsubscribed ↑", Better::Higher, Source::Extra("ratio_to_w2")),
@@ -174,6 +182,7 @@ fn metrics(workload: Workload, variant: Variant) -> &'static [Metric] {
     match workload {
         Workload::W2 if variant.0 > 0 => APPENDS_SUBSCRIBED,
         Workload::W1 | Workload::W2 | Workload::W3 => APPENDS,
+        Workload::W2m => APPENDS_MANY,
         Workload::W4 => BULK_LOAD,
         Workload::W5 => REPLAY,
         Workload::W6 if variant.1 > 0 => SCAN_UPCAST,
@@ -249,6 +258,9 @@ impl Report<'_> {
                 format!("W2 append 1 ev, {}, {dur}, {} attached (factlog)", writers(variant.1), subscribers(variant.0))
             }
             Workload::W2 => format!("W2 append 1 ev, {}, {dur}", writers(variant.1)),
+            Workload::W2m => {
+                format!("W2m append_many 1 ev × {} aggregates, {}, {dur}", p.w2m_aggregates, writers(variant.1))
+            }
             Workload::W3 => format!("W3 append {} ev, 1 writer, {dur}", p.batch),
             Workload::W4 => format!("W4 bulk load {} ev, buffered", fmt_int(p.events)),
             Workload::W5 => format!("W5 replay {}-ev aggregate", fmt_int((p.events / p.aggregates.max(1)).max(1))),
@@ -289,7 +301,9 @@ impl Report<'_> {
         let fl = self.row(w, variant, EngineKind::Factlog)?;
         let sync = self.params.durability == Durability::Sync;
         let (num, den, what) = match w {
-            Workload::W1 | Workload::W2 if sync => (fl.events_per_sec(), ph.fsync_per_sec, "fsync/s".to_owned()),
+            Workload::W1 | Workload::W2 | Workload::W2m if sync => {
+                (fl.events_per_sec(), ph.fsync_per_sec, "fsync/s".to_owned())
+            }
             Workload::W3 if sync => (
                 fl.events_per_sec(),
                 ph.fsync_per_sec * self.params.batch as f64,
@@ -417,6 +431,7 @@ fn variant_of(r: &Row) -> Variant {
     let subscribers = r.extra.get("subscribers").and_then(serde_json::Value::as_u64).unwrap_or(0) as usize;
     match r.workload {
         Workload::W2 => (subscribers, r.writers),
+        Workload::W2m => (0, r.writers),
         Workload::W7 => (flag("snapshot"), 0),
         Workload::W8 => (subscribers, 0),
         Workload::W9 => (flag("filtered"), 0),
@@ -431,6 +446,11 @@ pub fn progress_line(r: &Row) -> String {
     let variant = match (r.workload, variant_of(r)) {
         (Workload::W2, (0, n)) => format!(" ({})", writers(n)),
         (Workload::W2, (s, n)) => format!(" ({}, {})", writers(n), subscribers(s)),
+        (Workload::W2m, (_, n)) => format!(
+            " ({} × {} aggregates)",
+            writers(n),
+            r.extra.get("aggregates_per_append").and_then(serde_json::Value::as_u64).unwrap_or(0)
+        ),
         (Workload::W7, (1, _)) => " (snapshot)".to_owned(),
         (Workload::W7, _) => " (no snapshot)".to_owned(),
         (Workload::W8, (s, _)) => format!(" ({})", subscribers(s)),
@@ -627,6 +647,7 @@ mod tests {
             aggregates: 100_000,
             payload_bytes: 200,
             writers: vec![4, 16, 64],
+            w2m_aggregates: 8,
             batch: 100,
             durability: Durability::Sync,
             duration: Duration::from_secs(3),
@@ -651,6 +672,7 @@ mod tests {
                 (Workload::W1, 1, false),
                 (Workload::W2, 64, false),
                 (Workload::W2, 16, true),
+                (Workload::W2m, 64, false),
                 (Workload::W3, 1, false),
                 (Workload::W4, 1, false),
                 (Workload::W5, 1, false),
@@ -694,6 +716,9 @@ mod tests {
                     r.set(key, 123_456.789);
                 }
                 r.set_u64("peak_rss_bytes", 123_456_789_012);
+                if w == Workload::W2m {
+                    r.set_u64("aggregates_per_append", 8);
+                }
                 // The flag that picks each workload's second variant.
                 match (w, snapshot) {
                     (Workload::W2 | Workload::W8, true) => r.set_u64("subscribers", 16),
@@ -753,6 +778,8 @@ mod tests {
         assert!(!table.contains("1763668415"), "{table}");
         assert!(table.contains("total wall time: 87.3 s"), "{table}");
         assert!(table.contains("W2 append 1 ev, 16 writers, sync, 16 subscribers attached (factlog)"), "{table}");
+        assert!(table.contains("W2m append_many 1 ev × 8 aggregates, 64 writers, sync: factlog at "), "{table}");
+        assert!(table.contains("÷ W2 same writers") && table.contains("p50 µs/append_many"), "{table}");
         assert!(table.contains("W8 live delivery, 1 writer at 2,000 appends/s, sync, 16 subscribers"), "{table}");
         assert!(table.contains("W9 the same catch-up, type filter matching 1 in 100"), "{table}");
         assert!(table.contains("W10 durable consumer over the 10,000,000 W4 ev, checkpoint every 1,000"), "{table}");
@@ -817,6 +844,12 @@ mod tests {
         assert!(progress_line(snap).ends_with(", measured 700 ms"), "{}", progress_line(snap));
         let subscribed = rows.iter().find(|r| r.workload == Workload::W2 && variant_of(r).0 == 16).expect("W2 row");
         assert!(progress_line(subscribed).starts_with("factlog W2 (16 writers, 16 subscribers): "));
+        let many = rows.iter().find(|r| r.workload == Workload::W2m).expect("W2m row");
+        assert!(
+            progress_line(many).starts_with("factlog W2m (64 writers × 8 aggregates): "),
+            "{}",
+            progress_line(many)
+        );
         let live = rows.iter().find(|r| r.workload == Workload::W8 && variant_of(r).0 == 1).expect("W8 row");
         assert!(progress_line(live).starts_with("factlog W8 (1 subscriber): "), "{}", progress_line(live));
         assert_eq!(fmt_secs(3.0), "3.00 s");

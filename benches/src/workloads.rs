@@ -5,6 +5,9 @@
 //! - W2: the same with N concurrent writers, each on its own aggregates; for
 //!   factlog also once with `--w2-subscribers` live subscriptions draining
 //!   the log meanwhile (`live`), reported with its ratio to plain W2.
+//! - W2m: the largest W2 writer count, each writer appending with
+//!   `append_many` over `--w2m-aggregates` of its aggregates, one event
+//!   each (the peers: one transaction, one write batch, the same checks).
 //! - W3: durable batched appends (`--batch` events per append), one writer.
 //! - W4: bulk load with buffered durability, `--events` over `--aggregates`;
 //!   one event in 100 has the rare type W9 filters on.
@@ -24,7 +27,7 @@
 //! Event generation happens outside every timed region; W1–W3 and W8 run for
 //! a fixed time, W4–W6, W9 and W10 for a fixed amount of work.
 
-use crate::engines::{BenchEngine, Durability, EngineKind};
+use crate::engines::{BenchEngine, Durability, EngineKind, ManyPart};
 use crate::event::{aggregate_id, Ev, EventGen, RARE_EVENT_TYPE, RARE_TYPE_EVERY};
 use crate::latency::{Samples, Summary};
 use crate::machine;
@@ -47,6 +50,9 @@ pub enum Workload {
     /// Durable single-event appends, N concurrent writers.
     #[value(name = "W2")]
     W2,
+    /// Durable multi-aggregate appends (`append_many`), N concurrent writers.
+    #[value(name = "W2m")]
+    W2m,
     /// Durable batched appends, one writer.
     #[value(name = "W3")]
     W3,
@@ -74,11 +80,12 @@ pub enum Workload {
 }
 
 impl Workload {
-    /// `W1` … `W10`.
+    /// `W1` … `W10`, and `W2m`.
     pub fn name(self) -> &'static str {
         match self {
             Workload::W1 => "W1",
             Workload::W2 => "W2",
+            Workload::W2m => "W2m",
             Workload::W3 => "W3",
             Workload::W4 => "W4",
             Workload::W5 => "W5",
@@ -91,9 +98,10 @@ impl Workload {
     }
 
     /// All workloads in order.
-    pub const ALL: [Workload; 10] = [
+    pub const ALL: [Workload; 11] = [
         Workload::W1,
         Workload::W2,
+        Workload::W2m,
         Workload::W3,
         Workload::W4,
         Workload::W5,
@@ -116,6 +124,8 @@ pub struct Params {
     pub payload_bytes: usize,
     /// Writer counts for W2.
     pub writers: Vec<usize>,
+    /// Aggregates each W2m `append_many` writes one event to.
+    pub w2m_aggregates: usize,
     /// Events per append in W3 (and the W4 chunk size).
     pub batch: usize,
     /// Durability of W1–W3.
@@ -296,11 +306,31 @@ pub fn run_writers(
     agg_base: u64,
     params: &Params,
 ) -> Result<Row> {
-    let label = if workload == Workload::W2 {
-        format!("{} {} n={writers}", engine.kind(), workload.name())
-    } else {
-        format!("{} {}", engine.kind(), workload.name())
+    run_writers_many(engine, workload, writers, batch, 1, agg_base, params)
+}
+
+/// [`run_writers`] where each call appends `batch` events to each of
+/// `aggregates` of the writer's aggregates at once (W2m): through
+/// [`Session::append_many`](crate::engines::Session::append_many) when
+/// `aggregates` > 1, taking the writer's aggregates round-robin.
+pub fn run_writers_many(
+    engine: &dyn BenchEngine,
+    workload: Workload,
+    writers: usize,
+    batch: usize,
+    aggregates: usize,
+    agg_base: u64,
+    params: &Params,
+) -> Result<Row> {
+    if aggregates == 0 || aggregates as u64 > AGGS_PER_WRITER {
+        bail!("{workload:?}: {aggregates} aggregates per append, not 1 to {AGGS_PER_WRITER}");
+    }
+    let label = match workload {
+        Workload::W2 => format!("{} {} n={writers}", engine.kind(), workload.name()),
+        Workload::W2m => format!("{} {} n={writers}×{aggregates}", engine.kind(), workload.name()),
+        _ => format!("{} {}", engine.kind(), workload.name()),
     };
+    let per_call = batch * aggregates;
     let start_rss = machine::reset_peak_rss();
     let before = engine.stats();
     let stop = AtomicBool::new(false);
@@ -323,19 +353,40 @@ pub fn run_writers(
                     barrier.wait();
                     let mut i = 0usize;
                     while !stop.load(Ordering::Relaxed) {
-                        let k = i % aggs.len();
-                        let events = gen.events(batch);
-                        let t = Instant::now();
-                        let res = session.append(&aggs[k], versions[k], &events);
-                        lat.record(t.elapsed());
-                        match res {
-                            Ok(v) => versions[k] = Some(v),
-                            Err(e) => {
-                                stop.store(true, Ordering::Relaxed);
-                                return Err(e);
-                            }
+                        let res = if aggregates == 1 {
+                            let k = i % aggs.len();
+                            let events = gen.events(batch);
+                            let t = Instant::now();
+                            let res = session.append(&aggs[k], versions[k], &events);
+                            lat.record(t.elapsed());
+                            res.map(|v| versions[k] = Some(v))
+                        } else {
+                            let picks: Vec<usize> =
+                                (0..aggregates).map(|j| (i * aggregates + j) % aggs.len()).collect();
+                            let events: Vec<Vec<Ev>> = picks.iter().map(|_| gen.events(batch)).collect();
+                            let parts: Vec<ManyPart<'_>> = picks
+                                .iter()
+                                .zip(&events)
+                                .map(|(&k, evs)| (aggs[k].as_str(), versions[k], &evs[..]))
+                                .collect();
+                            let t = Instant::now();
+                            let res = session.append_many(&parts);
+                            lat.record(t.elapsed());
+                            res.and_then(|new| {
+                                if new.len() != picks.len() {
+                                    bail!("{} versions back for {} aggregates", new.len(), picks.len());
+                                }
+                                for (&k, v) in picks.iter().zip(new) {
+                                    versions[k] = Some(v);
+                                }
+                                Ok(())
+                            })
+                        };
+                        if let Err(e) = res {
+                            stop.store(true, Ordering::Relaxed);
+                            return Err(e);
                         }
-                        done_events.fetch_add(batch as u64, Ordering::Relaxed);
+                        done_events.fetch_add(per_call as u64, Ordering::Relaxed);
                         i += 1;
                     }
                     Ok(lat)
@@ -361,12 +412,15 @@ pub fn run_writers(
         lat.merge(r.context(label.clone())?);
     }
     let appends = lat.len() as u64;
-    let mut row = Row::new(workload, engine.kind(), writers, batch, params.durability);
-    row.events = appends * batch as u64;
+    let mut row = Row::new(workload, engine.kind(), writers, per_call, params.durability);
+    row.events = appends * per_call as u64;
     row.secs = secs;
     row.logical_bytes = row.events * logical_event_bytes(params.payload_bytes);
     row.latency = Some(lat.summarize());
     row.set("appends_per_sec", rate(appends as f64, secs));
+    if aggregates > 1 {
+        row.set_u64("aggregates_per_append", aggregates as u64);
+    }
     let after = engine.stats();
     if let (Some(b), Some(a)) = (before.fsyncs, after.fsyncs) {
         let fsyncs = a.saturating_sub(b);

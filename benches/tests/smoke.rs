@@ -43,7 +43,7 @@ fn every_workload_on_every_engine_reports_real_figures() {
     let has =
         |w: &str, engine: &str| rows.iter().filter(|r| r["workload"] == w && r["engine"] == engine).collect::<Vec<_>>();
     for engine in ["factlog", "sqlite", "fjall"] {
-        for w in ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8"] {
+        for w in ["W1", "W2", "W2m", "W3", "W4", "W5", "W6", "W7", "W8"] {
             let found = has(w, engine);
             assert!(!found.is_empty(), "no {w} row for {engine}");
             for r in found {
@@ -53,6 +53,15 @@ fn every_workload_on_every_engine_reports_real_figures() {
         }
         let plain_w2 = has("W2", engine).into_iter().filter(|r| r["subscribers"].is_null()).count();
         assert_eq!(plain_w2, 2, "W2 rows for {engine} (writers 1 and 4)");
+        // W2m: the largest writer count, each append_many one event to each of 8 aggregates.
+        let w2m = has("W2m", engine);
+        assert_eq!(w2m.len(), 1, "{engine}: {w2m:?}");
+        let w2m = w2m[0];
+        assert_eq!((w2m["writers"].as_u64(), w2m["batch"].as_u64()), (Some(4), Some(8)), "{engine}: {w2m}");
+        assert_eq!(w2m["aggregates_per_append"].as_u64(), Some(8), "{engine}: {w2m}");
+        assert_eq!(w2m["events"].as_u64().unwrap() % 8, 0, "whole append_many calls only: {w2m}");
+        assert!(w2m["ratio_to_w2"].as_f64().unwrap_or(0.0) > 0.0, "{engine}: {w2m}");
+        assert!(w2m["p50_us"].as_f64().unwrap_or(0.0) > 0.0, "{engine}: {w2m}");
         // W8: 1 and 16 subscribers, each receiving every event.
         let w8 = has("W8", engine);
         let subs: Vec<u64> = w8.iter().map(|r| r["subscribers"].as_u64().unwrap_or(0)).collect();
@@ -119,9 +128,10 @@ fn every_workload_on_every_engine_reports_real_figures() {
 fn the_table_fits_in_100_columns_and_progress_goes_to_stderr_line_by_line() {
     let dir = tempfile::tempdir().unwrap();
     let (table, stderr) = run(dir.path(), &["--engines", "factlog,sqlite"]);
-    for w in ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10"] {
+    for w in ["W1", "W2", "W2m", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "W10"] {
         assert!(table.lines().any(|l| l.starts_with(w)), "no {w} line in:\n{table}");
     }
+    assert!(table.contains("W2m append_many 1 ev × 8 aggregates, 4 writers, sync"), "no W2m title in:\n{table}");
     assert!(table.contains("16 subscribers attached (factlog)"), "no subscribed W2 in:\n{table}");
     assert!(table.contains("÷ sqlite"), "no ratio column in:\n{table}");
     assert!(table.contains("factlog at ") && table.contains("% of fsync/s"), "no physical share in:\n{table}");
@@ -147,6 +157,7 @@ fn the_table_fits_in_100_columns_and_progress_goes_to_stderr_line_by_line() {
             "W1",
             "W2 (1 writer)",
             "W2 (4 writers)",
+            "W2m (4 writers × 8 aggregates)",
             "W3",
             "W4",
             "W5",

@@ -9,7 +9,7 @@ import os
 import pathlib
 import uuid
 from types import TracebackType
-from typing import Any, Iterable, Iterator, List, Optional, Type, Union, final
+from typing import Any, Iterable, Iterator, List, Optional, Tuple, Type, Union, final
 
 __all__ = [
     "__version__", "Store", "Event", "RecordedEvent", "AppendResult", "ExpectedVersion", "EventIterator",
@@ -423,6 +423,22 @@ class Store:
         of its last event). Returns once the batch is durable (``"sync"``) or written
         (``"buffered"``). Raises ``WrongExpectedVersion``, ``DuplicateEventId``, ``InvalidInput``,
         ``EventTooLarge``, ``ReadOnly``, ``NoSpace``, ``Poisoned`` or ``Closed``."""
+    def append_many(
+        self,
+        batches: Iterable[
+            Union[
+                Tuple[str, Union[Event, Iterable[Event]]],
+                Tuple[str, Union[Event, Iterable[Event]], Union[int, ExpectedVersion]],
+            ]
+        ],
+    ) -> List[AppendResult]:
+        """Appends one batch to each of several aggregates as one atomic batch: all or none, in one
+        group commit. ``batches`` holds ``(aggregate_id, events)`` or ``(aggregate_id, events,
+        expected_version)`` tuples, each as ``append`` takes it (``ANY`` by default). If any
+        expectation fails, nothing is written and ``WrongExpectedVersion`` names that aggregate.
+        Returns one ``AppendResult`` per batch, in order (consecutive positions). Each aggregate
+        may appear once and every batch needs an event (else ``InvalidInput``); a retry of stored
+        batches is ``deduplicated``. Raises what ``append`` raises."""
     def read_aggregate(self, aggregate_id: str, from_version: int = 0) -> EventIterator:
         """The events of one aggregate from ``from_version`` on, in version order."""
     def read_aggregate_backward(self, aggregate_id: str, from_version: Optional[int] = None) -> EventIterator:

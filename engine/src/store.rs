@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::event::{AppendResult, AsOf, Direction, ExpectedVersion, NewEvent, RecordedEvent, SchemaVersion};
 use crate::filter::Filter;
 use crate::follow;
-use crate::handoff::{shutdown, spin_waiters, wait_for_ack};
+use crate::handoff::{shutdown, spin_waiters, wait_for_ack, SpinGate};
 use crate::load::LoadOptions;
 use crate::options::{Durability, Options};
 use crate::reader::{Loaded, Reader};
@@ -46,6 +46,8 @@ struct Inner {
     waiting: AtomicUsize,
     /// How many waiting appenders may poll for their ack instead of sleeping.
     spin_waiters: usize,
+    /// Whether polling for acks has been paying lately.
+    spin_gate: SpinGate,
     _lock: Arc<DirLock>,
 }
 
@@ -192,7 +194,9 @@ impl Store {
         let waiting = AtomicUsize::new(0);
         let writer = Mutex::new(handle);
         let spin_waiters = spin_waiters();
-        let inner = Inner { shared, tx, writer, options, report, read_only, waiting, spin_waiters, _lock: lock };
+        let spin_gate = SpinGate::default();
+        let inner =
+            Inner { shared, tx, writer, options, report, read_only, waiting, spin_waiters, spin_gate, _lock: lock };
         Ok(Store { inner: Arc::new(inner) })
     }
 
@@ -374,7 +378,7 @@ impl Store {
         let waiting = &self.inner.waiting;
         let spin = waiting.fetch_add(1, Ordering::AcqRel) < self.inner.spin_waiters;
         let sent = self.inner.tx.send(Command::Append(req)).map_err(|_| Error::Closed);
-        let reply = sent.and_then(|()| wait_for_ack(&rx, spin));
+        let reply = sent.and_then(|()| wait_for_ack(&rx, spin, &self.inner.spin_gate));
         waiting.fetch_sub(1, Ordering::AcqRel);
         reply?
     }

@@ -3,7 +3,7 @@
 //! buffered ones, otherwise default options. Reads go through the zero-copy
 //! [`factlog::Reader`].
 
-use super::{BenchEngine, Durability, EngineKind, EngineStats, Session};
+use super::{BenchEngine, Durability, EngineKind, EngineStats, ManyPart, Session};
 use crate::event::Ev;
 use anyhow::{Context, Result};
 use factlog::{Direction, ExpectedVersion, NewEvent, Options, Reader, Store};
@@ -40,6 +40,14 @@ pub fn to_new_event(ev: &Ev) -> NewEvent {
     let mut e = NewEvent::new(ev.id, ev.event_type, ev.payload.clone());
     e.occurred_at = ev.occurred_at;
     e
+}
+
+/// The harness's expectation (`None`: no such aggregate yet) as factlog's.
+fn expected_version(expected: Option<u64>) -> ExpectedVersion {
+    match expected {
+        None => ExpectedVersion::NoStream,
+        Some(v) => ExpectedVersion::Exact(v),
+    }
 }
 
 impl BenchEngine for FactlogEngine {
@@ -92,13 +100,18 @@ impl FactlogSession {
 impl Session for FactlogSession {
     fn append(&mut self, agg: &str, expected: Option<u64>, events: &[Ev]) -> Result<u64> {
         self.reader = None;
-        let expected = match expected {
-            None => ExpectedVersion::NoStream,
-            Some(v) => ExpectedVersion::Exact(v),
-        };
         let batch = events.iter().map(to_new_event).collect();
-        let res = self.store.append(agg, expected, batch).context("factlog: append")?;
+        let res = self.store.append(agg, expected_version(expected), batch).context("factlog: append")?;
         Ok(res.last_version)
+    }
+
+    fn append_many(&mut self, batches: &[ManyPart<'_>]) -> Result<Vec<u64>> {
+        self.reader = None;
+        let parts = batches.iter().map(|&(agg, expected, events)| {
+            (agg, expected_version(expected), events.iter().map(to_new_event).collect())
+        });
+        let res = self.store.append_many(parts).context("factlog: append_many")?;
+        Ok(res.iter().map(|r| r.last_version).collect())
     }
 
     fn replay(&mut self, agg: &str, visit: &mut dyn FnMut(&[u8])) -> Result<u64> {

@@ -13,7 +13,7 @@
 //! `PersistMode::SyncData`, buffered runs with `PersistMode::Buffer`; all
 //! other settings are fjall's defaults.
 
-use super::{BenchEngine, Durability, EngineKind, EngineStats, Session};
+use super::{BenchEngine, Durability, EngineKind, EngineStats, ManyPart, Session};
 use crate::event::Ev;
 use anyhow::{anyhow, bail, Context, Result};
 use fjall::{Config, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMode};
@@ -125,29 +125,51 @@ fn payload_of(value: &[u8]) -> Result<&[u8]> {
     value.get(type_at + 1 + type_len..).ok_or_else(corrupt)
 }
 
-impl Session for FjallSession {
-    fn append(&mut self, agg: &str, expected: Option<u64>, events: &[Ev]) -> Result<u64> {
+impl FjallSession {
+    /// Checks every part's expected version, then writes all their events
+    /// (both partitions) in one atomic `Batch`, under the sequencer lock;
+    /// returns each part's new last version.
+    fn append_in_one_batch(&mut self, parts: &[ManyPart<'_>]) -> Result<Vec<u64>> {
         let sh = &*self.shared;
         let mut seq = sh.seq.lock().map_err(|_| anyhow!("fjall sequencer poisoned"))?;
-        let current = seq.versions.get(agg).copied();
-        if current != expected {
-            bail!("fjall: wrong expected version for {agg}: expected {expected:?}, actual {current:?}");
+        for &(agg, expected, _) in parts {
+            let current = seq.versions.get(agg).copied();
+            if current != expected {
+                bail!("fjall: wrong expected version for {agg}: expected {expected:?}, actual {current:?}");
+            }
         }
-        let first_version = expected.map_or(0, |v| v + 1);
         let mut batch = sh.keyspace.batch().durability(Some(sh.persist));
-        for (i, ev) in events.iter().enumerate() {
-            let version = first_version + i as u64;
-            let position = seq.next_position + i as u64;
-            encode(&mut self.value, agg, version, ev);
-            agg_key(&mut self.key, agg, version);
-            batch.insert(&sh.by_agg, self.key.as_slice(), self.value.as_slice());
-            batch.insert(&sh.by_pos, position.to_be_bytes(), self.value.as_slice());
+        let mut position = seq.next_position;
+        let mut last_versions = Vec::with_capacity(parts.len());
+        for &(agg, expected, events) in parts {
+            let first_version = expected.map_or(0, |v| v + 1);
+            for (i, ev) in events.iter().enumerate() {
+                let version = first_version + i as u64;
+                encode(&mut self.value, agg, version, ev);
+                agg_key(&mut self.key, agg, version);
+                batch.insert(&sh.by_agg, self.key.as_slice(), self.value.as_slice());
+                batch.insert(&sh.by_pos, position.to_be_bytes(), self.value.as_slice());
+                position += 1;
+            }
+            last_versions.push(first_version + (events.len() as u64).saturating_sub(1));
         }
         batch.commit().context("fjall: batch commit")?;
-        let last_version = first_version + events.len() as u64 - 1;
-        seq.next_position += events.len() as u64;
-        seq.versions.insert(agg.to_owned(), last_version);
-        Ok(last_version)
+        seq.next_position = position;
+        for (&(agg, _, _), &last) in parts.iter().zip(&last_versions) {
+            seq.versions.insert(agg.to_owned(), last);
+        }
+        Ok(last_versions)
+    }
+}
+
+impl Session for FjallSession {
+    fn append(&mut self, agg: &str, expected: Option<u64>, events: &[Ev]) -> Result<u64> {
+        let versions = self.append_in_one_batch(&[(agg, expected, events)])?;
+        versions.first().copied().ok_or_else(|| anyhow!("fjall: no version for {agg}"))
+    }
+
+    fn append_many(&mut self, batches: &[ManyPart<'_>]) -> Result<Vec<u64>> {
+        self.append_in_one_batch(batches)
     }
 
     fn replay(&mut self, agg: &str, visit: &mut dyn FnMut(&[u8])) -> Result<u64> {

@@ -98,12 +98,22 @@ pub trait BenchEngine: Send + Sync {
     }
 }
 
+/// One aggregate's part of [`Session::append_many`]: its id, the version it
+/// must be at (`None`: it must not exist yet) and its events.
+pub type ManyPart<'a> = (&'a str, Option<u64>, &'a [Ev]);
+
 /// A per-thread handle on an open store.
 pub trait Session: Send {
     /// Appends `events` to aggregate `agg` atomically, failing unless the
     /// aggregate's current last version is `expected` (`None`: it must not
     /// exist yet). Returns the aggregate's new last version.
     fn append(&mut self, agg: &str, expected: Option<u64>, events: &[Ev]) -> Result<u64>;
+    /// Appends one batch to each of several distinct aggregates as one
+    /// atomic unit (all or none), each with its own expected version as in
+    /// [`Session::append`]: factlog's `append_many`, one transaction in
+    /// SQLite, one write batch in fjall. Returns each aggregate's new last
+    /// version, in order.
+    fn append_many(&mut self, batches: &[ManyPart<'_>]) -> Result<Vec<u64>>;
     /// Reads aggregate `agg` in version order, handing each payload to `visit`;
     /// returns the number of events read.
     fn replay(&mut self, agg: &str, visit: &mut dyn FnMut(&[u8])) -> Result<u64>;
@@ -130,6 +140,34 @@ pub fn open(kind: EngineKind, dir: &Path, durability: Durability) -> Result<Box<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::EventGen;
+
+    /// W2m's promise for every engine: `append_many` writes all its parts
+    /// or, when one expectation fails, none of them.
+    #[test]
+    fn append_many_is_all_or_nothing_on_every_engine() {
+        for kind in [EngineKind::Factlog, EngineKind::Sqlite, EngineKind::Fjall] {
+            let dir = tempfile::tempdir().unwrap();
+            let engine = open(kind, dir.path(), Durability::Buffered).unwrap();
+            let mut s = engine.session().unwrap();
+            let mut gen = EventGen::new(20, 1);
+            let (a, b, c, d) = (gen.events(2), gen.events(1), gen.events(1), gen.events(1));
+            let versions = s.append_many(&[("agg-a", None, &a), ("agg-b", None, &b)]).unwrap();
+            assert_eq!(versions, [1, 0], "{kind}");
+            // agg-b is at 0, not 5: nothing of this call may land, not even agg-c's part.
+            let err = s.append_many(&[("agg-c", None, &c), ("agg-b", Some(5), &d)]);
+            assert!(err.is_err(), "{kind}: a wrong expectation was accepted");
+            assert_eq!(s.scan(&mut |_| {}).unwrap(), 3, "{kind}: a failed append_many wrote something");
+            assert_eq!(s.replay("agg-c", &mut |_| {}).unwrap(), 0, "{kind}");
+            let versions = s.append_many(&[("agg-c", None, &c), ("agg-b", Some(0), &d)]).unwrap();
+            assert_eq!(versions, [0, 1], "{kind}");
+            let mut positions = Vec::new();
+            s.read_from(0, &mut |p, _| positions.push(p)).unwrap();
+            assert_eq!(positions, [0, 1, 2, 3, 4], "{kind}: one dense global order");
+            drop(s);
+            engine.close().unwrap();
+        }
+    }
 
     #[test]
     fn json_names_are_the_table_names() {

@@ -9,7 +9,7 @@
 //! — a commit may roll back after a power loss but never corrupts). Writers
 //! serialize on the database write lock and wait for it with `busy_timeout`.
 
-use super::{BenchEngine, Durability, EngineKind, EngineStats, Session};
+use super::{BenchEngine, Durability, EngineKind, EngineStats, ManyPart, Session};
 use crate::event::Ev;
 use anyhow::{anyhow, bail, Context, Result};
 use rusqlite::{params, Connection, OpenFlags, TransactionBehavior};
@@ -114,30 +114,12 @@ struct SqliteSession {
 
 impl Session for SqliteSession {
     fn append(&mut self, agg: &str, expected: Option<u64>, events: &[Ev]) -> Result<u64> {
-        let tx =
-            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).context("sqlite: BEGIN IMMEDIATE")?;
-        let current: Option<i64> = tx.prepare_cached(SQL_MAX_VERSION)?.query_row(params![agg], |r| r.get(0))?;
-        let current = current.map(|v| v as u64);
-        if current != expected {
-            bail!("sqlite: wrong expected version for {agg}: expected {expected:?}, actual {current:?}");
-        }
-        let mut version = expected.map_or(0, |v| v + 1);
-        {
-            let mut insert = tx.prepare_cached(SQL_INSERT)?;
-            for ev in events {
-                insert.execute(params![
-                    &ev.id[..],
-                    agg,
-                    version as i64,
-                    ev.event_type,
-                    ev.occurred_at,
-                    &ev.payload[..]
-                ])?;
-                version += 1;
-            }
-        }
-        tx.commit().context("sqlite: COMMIT")?;
-        Ok(version - 1)
+        let versions = self.append_in_one_transaction(&[(agg, expected, events)])?;
+        versions.first().copied().ok_or_else(|| anyhow!("sqlite: no version for {agg}"))
+    }
+
+    fn append_many(&mut self, batches: &[ManyPart<'_>]) -> Result<Vec<u64>> {
+        self.append_in_one_transaction(batches)
     }
 
     fn replay(&mut self, agg: &str, visit: &mut dyn FnMut(&[u8])) -> Result<u64> {
@@ -164,6 +146,40 @@ impl Session for SqliteSession {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+impl SqliteSession {
+    /// Checks every part's expected version and inserts its events, all in
+    /// one `BEGIN IMMEDIATE` transaction (dropped, so rolled back, on the
+    /// first mismatch); returns each part's new last version.
+    fn append_in_one_transaction(&mut self, parts: &[ManyPart<'_>]) -> Result<Vec<u64>> {
+        let tx =
+            self.conn.transaction_with_behavior(TransactionBehavior::Immediate).context("sqlite: BEGIN IMMEDIATE")?;
+        let mut last_versions = Vec::with_capacity(parts.len());
+        for &(agg, expected, events) in parts {
+            let current: Option<i64> = tx.prepare_cached(SQL_MAX_VERSION)?.query_row(params![agg], |r| r.get(0))?;
+            let current = current.map(|v| v as u64);
+            if current != expected {
+                bail!("sqlite: wrong expected version for {agg}: expected {expected:?}, actual {current:?}");
+            }
+            let mut version = expected.map_or(0, |v| v + 1);
+            let mut insert = tx.prepare_cached(SQL_INSERT)?;
+            for ev in events {
+                insert.execute(params![
+                    &ev.id[..],
+                    agg,
+                    version as i64,
+                    ev.event_type,
+                    ev.occurred_at,
+                    &ev.payload[..]
+                ])?;
+                version += 1;
+            }
+            last_versions.push(version.saturating_sub(1));
+        }
+        tx.commit().context("sqlite: COMMIT")?;
+        Ok(last_versions)
     }
 }
 

@@ -227,6 +227,21 @@ typedef struct factlog_append_result {
   bool snapshot_due;
 } factlog_append_result;
 
+// One aggregate's batch in `factlog_append_many`: what `factlog_append`
+// takes for one aggregate, as a struct.
+typedef struct factlog_append_part {
+  // The aggregate: NUL-terminated UTF-8, 1..=255 bytes; at most once per call.
+  const char *aggregate_id;
+  // A `FACTLOG_EXPECTED_*` value.
+  factlog_expected expected_kind;
+  // The version `FACTLOG_EXPECTED_EXACT` expects (ignored for the other kinds).
+  uint64_t expected_version;
+  // The events, at least one.
+  const struct factlog_new_event *events;
+  // Events at `events`.
+  size_t events_len;
+} factlog_append_part;
+
 // A read direction within one aggregate (a `FACTLOG_DIRECTION_*` value).
 typedef uint32_t factlog_direction;
 
@@ -448,6 +463,28 @@ factlog_status factlog_append(const struct factlog_store *store,
                               const struct factlog_new_event *events,
                               size_t events_len,
                               struct factlog_append_result *result);
+
+// Appends one batch to each of `parts_len` aggregates as **one** atomic
+// batch: all of them or none, in one group commit and one acknowledgement
+// (a multi-aggregate transaction, as process managers and sagas need). Each
+// part has its own expected version, as in `factlog_append`; if any does not
+// match, nothing is written and the status is
+// `FACTLOG_WRONG_EXPECTED_VERSION`, its message naming that aggregate and
+// its actual version. The parts get consecutive positions in the order
+// given. Each aggregate may appear once, every part needs at least one
+// event, and all the events together count against `max_batch_events`;
+// otherwise `FACTLOG_INVALID_INPUT`. Re-appending the same parts (same
+// event ids) is an idempotent retry: the original results, with
+// `deduplicated` set. Returns once the batch is durable or written, as
+// `factlog_append` does; the bytes are copied. `results` (may be NULL) is
+// an array of `parts_len` results, filled in order on `FACTLOG_OK`.
+//
+// # Safety
+// Pointer arguments follow the rules at the top of factlog.h.
+factlog_status factlog_append_many(const struct factlog_store *store,
+                                   const struct factlog_append_part *parts,
+                                   size_t parts_len,
+                                   struct factlog_append_result *results);
 
 // Starts a zero-copy read of the whole log from `from_position` on, in
 // global order, over the events visible now. Sets `*iter` (NULL on

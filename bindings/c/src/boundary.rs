@@ -13,7 +13,7 @@ use factlog::{EventId, NewEvent};
 
 use crate::status::factlog_status::{FACTLOG_INVALID_UTF8, FACTLOG_NULL_POINTER, FACTLOG_OUT_OF_RANGE};
 use crate::status::Failure;
-use crate::types::factlog_new_event;
+use crate::types::{factlog_append_part, factlog_new_event};
 
 /// A NULL pointer argument named `what`.
 fn null(what: &str) -> Failure {
@@ -103,6 +103,23 @@ pub(crate) unsafe fn new_event(e: &factlog_new_event, index: usize) -> Result<Ne
     Ok(event)
 }
 
+/// The aggregate id and events of one `factlog_append_part`, copied into
+/// the engine's types (its expected version is plain data: `convert::expected`).
+///
+/// # Safety
+/// `p.aggregate_id` is NULL or a NUL-terminated string; `p.events` is NULL
+/// or points at `p.events_len` events, each as [`new_event`] requires; all
+/// live and unchanged for `'a`.
+pub(crate) unsafe fn append_part<'a>(p: &factlog_append_part) -> Result<(&'a str, Vec<NewEvent>), Failure> {
+    // SAFETY: the two pointers are what this function's contract says, as `c_str` and `slice` need.
+    let (id, c_events) = unsafe { (c_str(p.aggregate_id, "aggregate_id")?, slice(p.events, p.events_len, "events")?) };
+    let each = c_events.iter().enumerate().map(|(i, e)| {
+        // SAFETY: each event's pointers are NULL or valid for the call (contract).
+        unsafe { new_event(e, i) }
+    });
+    Ok((id, each.collect::<Result<Vec<_>, Failure>>()?))
+}
+
 /// A handle argument (or any other `const` object pointer).
 ///
 /// # Safety
@@ -142,6 +159,30 @@ pub(crate) unsafe fn out<'a, T>(ptr: *mut T, what: &str) -> Result<&'a mut Maybe
 pub(crate) unsafe fn out_opt<'a, T>(ptr: *mut T) -> Option<&'a mut MaybeUninit<T>> {
     // SAFETY: as in `out`, by this function's contract.
     unsafe { ptr.cast::<MaybeUninit<T>>().as_mut() }
+}
+
+/// An optional out-array of `len` elements: `None` for NULL. Seen as
+/// `MaybeUninit`, as in [`out`].
+///
+/// # Safety
+/// `ptr` is NULL or points at `len` writable, properly aligned `T`s that
+/// nothing else uses for `'a`.
+pub(crate) unsafe fn out_slice_opt<'a, T>(
+    ptr: *mut T,
+    len: usize,
+    what: &str,
+) -> Result<Option<&'a mut [MaybeUninit<T>]>, Failure> {
+    if ptr.is_null() || len == 0 {
+        return Ok(None);
+    }
+    // No allocation is larger than isize::MAX bytes: a longer length is a caller's mistake.
+    if len.checked_mul(size_of::<T>()).is_none_or(|bytes| bytes > isize::MAX as usize) {
+        return Err(Failure::new(FACTLOG_OUT_OF_RANGE, format!("{what} length {len} is larger than any array")));
+    }
+    // SAFETY: not NULL, the length fits in isize (checked above); `MaybeUninit<T>` has the
+    // layout of `T` and no validity invariant, and the memory is writable, aligned and
+    // exclusive for 'a by this function's contract.
+    Ok(Some(unsafe { std::slice::from_raw_parts_mut(ptr.cast::<MaybeUninit<T>>(), len) }))
 }
 
 /// Gives a handle to C: a heap object C sees as an opaque pointer.

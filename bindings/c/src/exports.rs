@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use factlog::{EventId, Filter, SchemaVersion, Store};
 
-use crate::boundary::{c_str, c_strs, handle, handle_mut, into_handle, new_event, out, out_opt, slice, take_handle};
+use crate::boundary::{
+    append_part, c_str, c_strs, handle, handle_mut, into_handle, new_event, out, out_opt, out_slice_opt, slice,
+    take_handle,
+};
 use crate::convert;
 use crate::handles::{factlog_iter, factlog_store, factlog_subscription};
 use crate::status::factlog_status::{self, *};
@@ -124,6 +127,55 @@ pub unsafe extern "C" fn factlog_append(
         let batch = each.collect::<Result<Vec<_>, Failure>>()?;
         let written = handle.store.append(id, expected, batch)?;
         write_if_asked(result, convert::append_result(&written));
+        Ok(FACTLOG_OK)
+    })
+}
+
+/// Appends one batch to each of `parts_len` aggregates as **one** atomic
+/// batch: all of them or none, in one group commit and one acknowledgement
+/// (a multi-aggregate transaction, as process managers and sagas need). Each
+/// part has its own expected version, as in `factlog_append`; if any does not
+/// match, nothing is written and the status is
+/// `FACTLOG_WRONG_EXPECTED_VERSION`, its message naming that aggregate and
+/// its actual version. The parts get consecutive positions in the order
+/// given. Each aggregate may appear once, every part needs at least one
+/// event, and all the events together count against `max_batch_events`;
+/// otherwise `FACTLOG_INVALID_INPUT`. Re-appending the same parts (same
+/// event ids) is an idempotent retry: the original results, with
+/// `deduplicated` set. Returns once the batch is durable or written, as
+/// `factlog_append` does; the bytes are copied. `results` (may be NULL) is
+/// an array of `parts_len` results, filled in order on `FACTLOG_OK`.
+///
+/// # Safety
+/// Pointer arguments follow the rules at the top of factlog.h.
+#[no_mangle]
+pub unsafe extern "C" fn factlog_append_many(
+    store: *const factlog_store,
+    parts: *const factlog_append_part,
+    parts_len: usize,
+    results: *mut factlog_append_result,
+) -> factlog_status {
+    guard(|| {
+        // SAFETY: each pointer is NULL or valid for the call (contract): `results` for
+        // `parts_len` results; the helpers check NULL and lengths, and a NULL `results` is allowed.
+        let (handle, c_parts, results) = unsafe {
+            (handle(store, "store")?, slice(parts, parts_len, "parts")?, out_slice_opt(results, parts_len, "results")?)
+        };
+        let mut batches = Vec::with_capacity(c_parts.len());
+        for (j, p) in c_parts.iter().enumerate() {
+            let within = |f: Failure| f.within(&format!("parts[{j}]"));
+            // SAFETY: each part's pointers are NULL or valid for the call (contract).
+            let (id, events) = unsafe { append_part(p) }.map_err(within)?;
+            let expected = convert::expected(p.expected_kind, p.expected_version)
+                .map_err(|f| Failure::new(f.status, format!("parts[{j}]: {}", f.message)))?;
+            batches.push((id, expected, events));
+        }
+        let written = handle.store.append_many(batches)?;
+        if let Some(results) = results {
+            for (slot, w) in results.iter_mut().zip(&written) {
+                slot.write(convert::append_result(w));
+            }
+        }
         Ok(FACTLOG_OK)
     })
 }

@@ -134,6 +134,23 @@ pub struct factlog_new_event {
     pub data_len: usize,
 }
 
+/// One aggregate's batch in `factlog_append_many`: what `factlog_append`
+/// takes for one aggregate, as a struct.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct factlog_append_part {
+    /// The aggregate: NUL-terminated UTF-8, 1..=255 bytes; at most once per call.
+    pub aggregate_id: *const c_char,
+    /// A `FACTLOG_EXPECTED_*` value.
+    pub expected_kind: factlog_expected,
+    /// The version `FACTLOG_EXPECTED_EXACT` expects (ignored for the other kinds).
+    pub expected_version: u64,
+    /// The events, at least one.
+    pub events: *const factlog_new_event,
+    /// Events at `events`.
+    pub events_len: usize,
+}
+
 /// What an append wrote (or, for an idempotent retry, had written before).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

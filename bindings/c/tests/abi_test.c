@@ -227,6 +227,90 @@ static void test_append(factlog_store *store) {
     EXPECT(factlog_append(store, "ping", FACTLOG_EXPECTED_ANY, 0, &empty, 1, NULL), FACTLOG_OK, NULL);
 }
 
+/* factlog_append_many, on a store of its own: all parts or none. */
+static void test_append_many(void) {
+    factlog_options o = small_options();
+    factlog_store *store = NULL;
+    EXPECT(factlog_open(path_in("many"), &o, &store), FACTLOG_OK, NULL);
+    factlog_new_event opened = event("AccountOpened", "{}");
+    EXPECT(factlog_append(store, "acct-1", FACTLOG_EXPECTED_NO_STREAM, 0, &opened, 1, NULL), FACTLOG_OK, NULL);
+
+    /* A transfer: both sides in one atomic batch. */
+    factlog_new_event out[2] = {event("FundsWithdrawn", "{\"amount\":30}"), event("FeeCharged", "{\"amount\":1}")};
+    factlog_new_event in = event("FundsDeposited", "{\"amount\":30}");
+    factlog_append_part parts[2] = {
+        {"acct-1", FACTLOG_EXPECTED_EXACT, 0, out, 2},
+        {"acct-2", FACTLOG_EXPECTED_NO_STREAM, 0, &in, 1},
+    };
+    factlog_append_result r[2];
+    memset(r, 0xff, sizeof r);
+    EXPECT(factlog_append_many(store, parts, 2, r), FACTLOG_OK, NULL);
+    CHECK(r[0].first_version == 1 && r[0].last_version == 2 && r[0].first_position == 1 && r[0].last_position == 2);
+    CHECK(r[1].first_version == 0 && r[1].last_version == 0 && r[1].first_position == 3 && r[1].last_position == 3);
+    CHECK(!r[0].deduplicated && !r[1].deduplicated && !r[0].snapshot_due);
+    /* The same call again is an idempotent retry. */
+    EXPECT(factlog_append_many(store, parts, 2, r), FACTLOG_OK, NULL);
+    CHECK(r[0].deduplicated && r[1].deduplicated && r[1].last_position == 3);
+
+    /* One stale expectation: nothing is written, and the message names that aggregate. */
+    factlog_new_event more = event("FundsDeposited", "{\"amount\":5}");
+    factlog_new_event other = event("FundsDeposited", "{\"amount\":6}");
+    factlog_append_part stale[2] = {
+        {"acct-3", FACTLOG_EXPECTED_NO_STREAM, 0, &more, 1},
+        {"acct-2", FACTLOG_EXPECTED_EXACT, 7, &other, 1},
+    };
+    EXPECT(factlog_append_many(store, stale, 2, NULL), FACTLOG_WRONG_EXPECTED_VERSION,
+           "aggregate \"acct-2\": expected 7, actual 0");
+    factlog_iter *it = NULL;
+    factlog_event_view v;
+    EXPECT(factlog_read_aggregate(store, "acct-3", 0, FACTLOG_DIRECTION_FORWARD, &it), FACTLOG_OK, NULL);
+    EXPECT(factlog_iter_next(it, &v), FACTLOG_END, NULL);
+    factlog_iter_free(it);
+    stale[1].expected_version = 0;
+    EXPECT(factlog_append_many(store, stale, 2, NULL), FACTLOG_OK, NULL); /* NULL results are allowed */
+    EXPECT(factlog_read_all(store, 4, &it), FACTLOG_OK, NULL);
+    EXPECT(factlog_iter_next(it, &v), FACTLOG_OK, NULL);
+    CHECK(v.position == 4 && v.aggregate_id_len == 6 && memcmp(v.aggregate_id, "acct-3", 6) == 0);
+    EXPECT(factlog_iter_next(it, &v), FACTLOG_OK, NULL);
+    CHECK(v.position == 5 && v.version == 1 && view_is(&v, "FundsDeposited", "{\"amount\":6}"));
+    EXPECT(factlog_iter_next(it, &v), FACTLOG_END, NULL);
+    factlog_iter_free(it);
+
+    /* Argument and input checks: nothing is written. */
+    factlog_new_event late = event("FundsDeposited", "{}");
+    factlog_append_part twice[2] = {
+        {"acct-4", FACTLOG_EXPECTED_ANY, 0, &late, 1},
+        {"acct-4", FACTLOG_EXPECTED_ANY, 0, &more, 1},
+    };
+    EXPECT(factlog_append_many(store, twice, 2, NULL), FACTLOG_INVALID_INPUT, "appears twice");
+    EXPECT(factlog_append_many(store, NULL, 0, NULL), FACTLOG_INVALID_INPUT, "no batches");
+    EXPECT(factlog_append_many(NULL, parts, 2, r), FACTLOG_NULL_POINTER, "store");
+    EXPECT(factlog_append_many(store, NULL, 2, r), FACTLOG_NULL_POINTER, "parts");
+    EXPECT(factlog_append_many(store, parts, SIZE_MAX, NULL), FACTLOG_OUT_OF_RANGE, "parts length");
+    factlog_append_part bad = {"acct-4", FACTLOG_EXPECTED_ANY, 0, &late, 0};
+    EXPECT(factlog_append_many(store, &bad, 1, NULL), FACTLOG_INVALID_INPUT, "empty batch for aggregate \"acct-4\"");
+    bad.events_len = 1;
+    bad.expected_kind = 9;
+    EXPECT(factlog_append_many(store, &bad, 1, NULL), FACTLOG_OUT_OF_RANGE, "parts[0]: expected-version kind 9");
+    bad.expected_kind = FACTLOG_EXPECTED_ANY;
+    bad.aggregate_id = NULL;
+    EXPECT(factlog_append_many(store, &bad, 1, NULL), FACTLOG_NULL_POINTER, "parts[0].aggregate_id is NULL");
+    bad.aggregate_id = "acct-4";
+    bad.events = NULL;
+    EXPECT(factlog_append_many(store, &bad, 1, NULL), FACTLOG_NULL_POINTER, "parts[0].events is NULL");
+    factlog_new_event untyped = late;
+    untyped.event_type = "Bad\xff";
+    factlog_append_part bad_event[2] = {
+        {"acct-4", FACTLOG_EXPECTED_ANY, 0, &late, 1},
+        {"acct-5", FACTLOG_EXPECTED_ANY, 0, &untyped, 1},
+    };
+    EXPECT(factlog_append_many(store, bad_event, 2, NULL), FACTLOG_INVALID_UTF8, "parts[1].events[0].event_type");
+    factlog_store_stats stats;
+    EXPECT(factlog_stats(store, &stats), FACTLOG_OK, NULL);
+    CHECK(stats.events == 6);
+    EXPECT(factlog_close(store), FACTLOG_OK, NULL);
+}
+
 static void test_reads(factlog_store *store) {
     factlog_iter *it = NULL;
     factlog_event_view v;
@@ -584,6 +668,7 @@ int main(int argc, char **argv) {
     EXPECT(factlog_open(dir, &o, &again), FACTLOG_LOCKED, "is locked by another Store in this process");
     CHECK(again == NULL);
     test_append(store);
+    test_append_many();
     test_reads(store);
     test_snapshots(store);
     test_stats_verify_sync(store);

@@ -15,7 +15,7 @@ use pyo3::types::PyTuple;
 
 use crate::errors::IntoPyResult;
 use crate::event::{events_from_py, payload_from_py, PyAppendResult};
-use crate::expected::Expected;
+use crate::expected::{expected_from_py, Expected};
 use crate::handle::Handle;
 use crate::iter::{PyEventIterator, Walk};
 use crate::report::{PyConsumerInfo, PyStats, PyVerifyReport};
@@ -78,6 +78,32 @@ fn start_from(from: u64, from_end: bool) -> StartFrom {
     } else {
         StartFrom::Position(from)
     }
+}
+
+/// One item of `append_many`'s `batches` (the `i`-th, for messages): an
+/// `(aggregate_id, events)` or `(aggregate_id, events, expected_version)` tuple.
+fn batch_from_py(
+    i: usize,
+    item: &Bound<'_, PyAny>,
+) -> PyResult<(String, factlog::ExpectedVersion, Vec<factlog::NewEvent>)> {
+    let shape = || {
+        PyTypeError::new_err(format!(
+            "append_many takes (aggregate_id, events) or (aggregate_id, events, expected_version) tuples; \
+             batch {i} is not one"
+        ))
+    };
+    let tuple = item.cast::<PyTuple>().map_err(|_| shape())?;
+    let expected = match tuple.len() {
+        2 => factlog::ExpectedVersion::Any,
+        3 => expected_from_py(&tuple.get_item(2)?)?,
+        _ => return Err(shape()),
+    };
+    let aggregate_id: String = tuple
+        .get_item(0)?
+        .extract()
+        .map_err(|_| PyTypeError::new_err(format!("append_many: the aggregate_id of batch {i} is not a str")))?;
+    let events = events_from_py(&tuple.get_item(1)?)?;
+    Ok((aggregate_id, expected, events))
 }
 
 impl PyStore {
@@ -215,6 +241,27 @@ impl PyStore {
         let expected = expected_version.0;
         let events = events_from_py(events)?;
         self.call(py, move |s| s.append(&aggregate_id, expected, events)).map(Into::into)
+    }
+
+    /// Appends one batch to each of several aggregates as **one** atomic
+    /// batch: all of them or none, in one group commit (a multi-aggregate
+    /// transaction, as process managers and sagas need). `batches` is an
+    /// iterable of `(aggregate_id, events)` or `(aggregate_id, events,
+    /// expected_version)` tuples, each part as `append` takes it (the
+    /// expectation defaults to `ANY`). If any expectation fails, nothing is
+    /// written and `WrongExpectedVersion` names that aggregate. Returns one
+    /// `AppendResult` per batch, in order; the batches get consecutive
+    /// positions in that order. Each aggregate may appear once and every
+    /// batch needs an event (else `InvalidInput`). Appending the same
+    /// batches again returns the first results with `deduplicated=True`.
+    /// Raises what `append` raises.
+    fn append_many(&self, py: Python<'_>, batches: &Bound<'_, PyAny>) -> PyResult<Vec<PyAppendResult>> {
+        let mut parts = Vec::new();
+        for (i, item) in batches.try_iter()?.enumerate() {
+            parts.push(batch_from_py(i, &item?)?);
+        }
+        let written = self.call(py, move |s| s.append_many(parts))?;
+        Ok(written.into_iter().map(Into::into).collect())
     }
 
     /// The events of one aggregate from `from_version` on, in version order,

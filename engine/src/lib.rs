@@ -21,8 +21,8 @@
 //! (`record`, `segment`'s header and frame cursor, `index` checkpoints,
 //! `snapshot`'s frames); files and views (`durable`, `mmap` and `view`, the
 //! only `unsafe`, `directory`, `watermark`); state (`index`, `dedupe`,
-//! `shared`); actors (`writer`, `recovery`, `follow`, the snapshot store,
-//! `verify`); handles (`store`,
+//! `shared`, `streams`); actors (`writer`, `recovery`, `follow`, `scavenge`,
+//! the snapshot store, `verify`); handles (`store`,
 //! `reader`, `filter`, `subscription`, `handoff`). `upcast` (schema evolution
 //! on the read path: registered upcasters and the borrowed-or-owned event
 //! they hand out) sits beside `event`, under the handles that offer upcast

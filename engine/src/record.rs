@@ -509,6 +509,62 @@ pub fn encode_frame_as(
     Ok(FRAME_HEADER_BYTES + padded)
 }
 
+/// Appends a copy of `frame`, one whole format 2 frame whose checksums hold
+/// (header, envelope, payload and padding, as in a segment), to `buf` as slot
+/// `batch_index` of a batch of `batch_len`, at the write slot `buf.len()`
+/// gives it (as [`encode_frame_as`] does). Only the batch fields, the write
+/// slot and the envelope checksum change: the envelope and the payload, and
+/// the payload's checksum, are copied byte for byte, so nothing is
+/// re-encoded (the scavenge's copy). Returns the frame length.
+pub fn copy_frame(
+    buf: &mut rkyv::util::AlignedVec,
+    frame: &[u8],
+    batch_len: u32,
+    batch_index: u32,
+    synced: bool,
+) -> Result<usize, CopyError> {
+    if !buf.len().is_multiple_of(FRAME_ALIGN) {
+        return Err(CopyError::Encode(EncodeError::Unaligned));
+    }
+    let header = parse_header(frame, frame.len(), FrameFormat::V2).map_err(CopyError::Frame)?;
+    if header.frame_len() != frame.len() {
+        return Err(CopyError::Frame(FrameError::Invalid(format!(
+            "frame of {} bytes handed over as {}",
+            header.frame_len(),
+            frame.len()
+        ))));
+    }
+    let envelope_end = FRAME_HEADER_BYTES + (header.body_len - header.data_len) as usize;
+    if frame_crc(frame, envelope_end, FrameFormat::V2) != header.crc {
+        return Err(CopyError::Frame(FrameError::Invalid("envelope checksum mismatch in the frame to copy".into())));
+    }
+    let start = buf.len();
+    let units = u32::try_from(start / FRAME_ALIGN)
+        .ok()
+        .filter(|u| *u < SLOT_SYNC_BIT)
+        .ok_or(CopyError::Encode(EncodeError::TooLarge))?;
+    let slot = units | if synced { SLOT_SYNC_BIT } else { 0 };
+    buf.extend_from_slice(frame);
+    let out = &mut buf[start..];
+    out[BATCH_LEN_AT..BATCH_LEN_AT + 4].copy_from_slice(&batch_len.to_le_bytes());
+    out[BATCH_INDEX_AT..BATCH_INDEX_AT + 4].copy_from_slice(&batch_index.to_le_bytes());
+    out[WRITE_SLOT_AT..WRITE_SLOT_AT + 4].copy_from_slice(&slot.to_le_bytes());
+    let crc = frame_crc(out, envelope_end, FrameFormat::V2);
+    out[CRC_AT..CRC_AT + 4].copy_from_slice(&crc.to_le_bytes());
+    Ok(frame.len())
+}
+
+/// Why [`copy_frame`] refused a frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CopyError {
+    /// The bytes handed over are not one whole, intact format 2 frame.
+    #[error("{0}")]
+    Frame(FrameError),
+    /// The copy cannot be placed in the buffer.
+    #[error("{0}")]
+    Encode(EncodeError),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -572,6 +628,34 @@ mod tests {
             // The envelope check alone misses exactly the payload's flips.
             assert_eq!(envelope.is_ok(), payload.contains(&(bit / 8)), "envelope check and flip of bit {bit}");
         }
+    }
+
+    #[test]
+    fn a_copied_frame_is_a_new_batch_slot_with_the_same_envelope_and_payload() {
+        let mut src = rkyv::util::AlignedVec::<16>::new();
+        let n1 = encode_frame(&mut src, &body(10, b"first"), 3, 0).unwrap();
+        let n2 = encode_frame(&mut src, &body(11, b"second payload"), 3, 1).unwrap();
+        let frame = &src[n1..n1 + n2];
+        let mut out = rkyv::util::AlignedVec::<16>::new();
+        out.extend_from_slice(&[0u8; 48]);
+        assert_eq!(copy_frame(&mut out, frame, 1, 0, true).unwrap(), n2);
+        let copy = &out[48..];
+        let h = parse_header(copy, 1 << 20, V2).unwrap();
+        assert_eq!((h.batch_len, h.batch_index, h.written_synced(), h.offset_in_write()), (1, 0, true, 48));
+        let a = validate_body(checked_body(copy, &h).unwrap(), &h).unwrap();
+        assert_eq!((a.position.to_native(), &*a.aggregate_id), (11, "acct-1"));
+        assert_eq!(checked_payload(copy, &h).unwrap(), Some(&b"second payload"[..]));
+        assert_eq!(copy[FRAME_HEADER_BYTES..], frame[FRAME_HEADER_BYTES..], "envelope and payload unchanged");
+        // A damaged envelope, a cut frame, a format 1 frame or an unaligned buffer is refused.
+        let mut bad = frame.to_vec();
+        bad[FRAME_HEADER_BYTES + 3] ^= 1;
+        assert!(matches!(copy_frame(&mut out, &bad, 1, 0, true), Err(CopyError::Frame(_))));
+        assert!(matches!(copy_frame(&mut out, &frame[..n2 - 16], 1, 0, true), Err(CopyError::Frame(_))));
+        let mut v1 = rkyv::util::AlignedVec::<16>::new();
+        encode_frame_as(&mut v1, &body(5, b"old"), 1, 0, true, FrameFormat::V1).unwrap();
+        assert!(matches!(copy_frame(&mut out, &v1, 1, 0, true), Err(CopyError::Frame(_))));
+        out.push(0);
+        assert_eq!(copy_frame(&mut out, frame, 1, 0, true), Err(CopyError::Encode(EncodeError::Unaligned)));
     }
 
     #[test]

@@ -18,7 +18,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::event::EventRef;
 use crate::index::{self, CheckpointEntry};
 use crate::reader::Reader;
-use crate::record::{self, FrameFormat, RecordBody};
+use crate::record::{self, FrameFormat, RecordBody, FRAME_HEADER_BYTES};
 use crate::segment::{self, Check, FrameCursor, Segment, SegmentHeader, HEADER_BYTES, SPARSE_SEGMENT_BYTES_MIN};
 use crate::shared::Shared;
 use crate::streams::{DeleteMode, StreamChange};
@@ -140,37 +140,115 @@ pub(crate) fn run(
 /// new frame offset.
 type Kept = (u64, u32);
 
+/// An event a rewrite keeps, and its whole frame in the old segment when
+/// that frame is copied rather than re-encoded (format 2 segments).
+struct Survivor<'s> {
+    event: EventRef<'s>,
+    /// Its offset in the old segment.
+    offset: u64,
+    frame: Option<&'s [u8]>,
+}
+
+impl Survivor<'_> {
+    /// Appends its frame to `buf` (a new batch of one): the old frame copied,
+    /// or the event re-encoded in format 2.
+    fn encode(&self, buf: &mut AlignedVec, source: &Path) -> Result<()> {
+        let e = &self.event;
+        let position = e.position();
+        let Some(frame) = self.frame else {
+            let body = RecordBody {
+                position,
+                version: e.version(),
+                event_id: e.event_id().0,
+                occurred_at: e.occurred_at(),
+                recorded_at: e.recorded_at(),
+                event_version: e.event_version(),
+                causation_id: e.causation_id().map(|c| c.0),
+                correlation_id: e.correlation_id().map(|c| c.0),
+                aggregate_id: e.aggregate_id(),
+                event_type: e.event_type(),
+                metadata: e.metadata(),
+                data: e.data(),
+            };
+            return record::encode_frame_as(buf, &body, 1, 0, true, FrameFormat::V2)
+                .map(|_| ())
+                .map_err(|err| Error::InvalidInput(format!("re-encoding position {position}: {err}")));
+        };
+        record::copy_frame(buf, frame, 1, 0, true).map(|_| ()).map_err(|err| {
+            Error::corrupt(source, self.offset, format!("copying the frame of position {position}: {err}"))
+        })
+    }
+}
+
 /// Rewrites `seg` (covering positions up to `end`) without the events
 /// `reader` hides, if there are any.
 fn rewrite(shared: &Shared, reader: &Reader, seg: &Arc<Segment>, end: u64, report: &mut ScavengeReport) -> Result<()> {
-    let mut frames = seg.frames(HEADER_BYTES, seg.first_position, Check::Trusted)?;
-    let mut keep: Vec<EventRef<'_>> = Vec::new();
+    // A segment not validated yet in this process is walked with every
+    // check once, rather than validated and then walked.
+    let full = seg.unvalidated();
+    let check = if full { Check::Full } else { Check::Trusted };
+    let mut frames = seg.frames(HEADER_BYTES, seg.first_position, check)?;
+    let mut keep: Vec<Survivor<'_>> = Vec::new();
     let mut removed: Vec<(&str, u64)> = Vec::new();
+    // Format 2 frames are copied as they are; format 1 ones re-encoded.
+    let copy = seg.format == FrameFormat::V2;
+    let bytes = seg.bytes();
     while frames.position() < end {
         let offset = frames.offset();
-        match frames.next_frame() {
-            Ok(Some(f)) if reader.hides(&f.event) => removed.push((f.event.aggregate_id(), f.event.position())),
-            Ok(Some(f)) => keep.push(f.event),
-            Ok(None) if seg.sparse_end.is_some() => break,
-            Ok(None) => return Err(Error::corrupt(&seg.path, offset, "sealed segment ends early")),
-            Err(e) => return Err(Error::corrupt(&seg.path, offset, e.to_string())),
+        // The fast path: a hidden event's payload is never read.
+        let hidden = std::cell::Cell::new(None);
+        let step = (!full)
+            .then(|| {
+                frames.next_trusted_kept(|env| {
+                    let hides = reader.hides(env);
+                    if hides {
+                        hidden.set(Some((env.aggregate_id(), env.position())));
+                    }
+                    !hides
+                })
+            })
+            .flatten();
+        let event = match step {
+            Some(Some(event)) => event,
+            Some(None) => {
+                removed.extend(hidden.take());
+                continue;
+            }
+            // Not a trusted frame (or a full walk): `next_frame` says what is there.
+            None => match frames.next_frame() {
+                Ok(Some(f)) if reader.hides(&f.event) => {
+                    removed.push((f.event.aggregate_id(), f.event.position()));
+                    continue;
+                }
+                Ok(Some(f)) => f.event,
+                Ok(None) if seg.sparse_end.is_some() => break,
+                Ok(None) => return Err(Error::corrupt(&seg.path, offset, "sealed segment ends early")),
+                Err(e) => return Err(Error::corrupt(&seg.path, offset, e.to_string())),
+            },
+        };
+        let frame = copy.then(|| usize::try_from(offset).ok().zip(usize::try_from(frames.offset()).ok())).flatten();
+        let frame = frame.and_then(|(from, to)| bytes.get(from..to));
+        if copy && frame.is_none() {
+            return Err(Error::corrupt(&seg.path, offset, "frame outside its segment"));
         }
+        keep.push(Survivor { event, offset, frame });
     }
     if removed.is_empty() {
         return Ok(());
     }
-    let (buf, kept) = encode(&keep)?;
-    let len = (HEADER_BYTES + buf.len() as u64).next_multiple_of(4096).max(SPARSE_SEGMENT_BYTES_MIN);
-    let header = SegmentHeader {
-        first_position: seg.first_position,
-        segment_bytes: len,
-        created_at: crate::event::now_nanos(),
-        format: FrameFormat::V2,
-        sparse_end: Some(end),
-    };
     let name = segment::file_name(seg.first_position);
     let tmp = shared.dir.join(format!("{name}{TMP_SUFFIX}"));
-    write_aside(&tmp, &header.encode(), &buf, len)?;
+    let (kept, len) = write_aside(&tmp, &seg.path, &keep, |frames_len| {
+        let len = (HEADER_BYTES + frames_len).next_multiple_of(4096).max(SPARSE_SEGMENT_BYTES_MIN);
+        let header = SegmentHeader {
+            first_position: seg.first_position,
+            segment_bytes: len,
+            created_at: crate::event::now_nanos(),
+            format: FrameFormat::V2,
+            sparse_end: Some(end),
+        };
+        (header.encode(), len)
+    })?;
     // Everything the new file says is checked in full before it replaces anything.
     if let Err(e) = check_rewrite(&tmp, &keep, &kept) {
         let _ = std::fs::remove_file(&tmp);
@@ -221,6 +299,7 @@ fn rewrite(shared: &Shared, reader: &Reader, seg: &Arc<Segment>, end: u64, repor
     drop(swap);
     let entries: Vec<CheckpointEntry<'_>> = keep
         .iter()
+        .map(|s| &s.event)
         .zip(&kept)
         .map(|(e, (position, offset))| CheckpointEntry {
             aggregate_id: e.aggregate_id(),
@@ -238,67 +317,100 @@ fn rewrite(shared: &Shared, reader: &Reader, seg: &Arc<Segment>, end: u64, repor
     Ok(())
 }
 
-/// Encodes the surviving events as frames of a sparse segment (each its own
-/// batch), starting at the first frame's offset. Returns the frames and
-/// each event's (position, offset).
-fn encode(keep: &[EventRef<'_>]) -> Result<(AlignedVec, Vec<Kept>)> {
-    let mut buf = AlignedVec::with_capacity(keep.iter().map(|e| e.data().len() + 256).sum());
-    let mut kept = Vec::with_capacity(keep.len());
-    for e in keep {
-        let body = RecordBody {
-            position: e.position(),
-            version: e.version(),
-            event_id: e.event_id().0,
-            occurred_at: e.occurred_at(),
-            recorded_at: e.recorded_at(),
-            event_version: e.event_version(),
-            causation_id: e.causation_id().map(|c| c.0),
-            correlation_id: e.correlation_id().map(|c| c.0),
-            aggregate_id: e.aggregate_id(),
-            event_type: e.event_type(),
-            metadata: e.metadata(),
-            data: e.data(),
-        };
-        let at = HEADER_BYTES + buf.len() as u64;
-        let offset = u32::try_from(at).map_err(|_| Error::InvalidInput("scavenged segment over 4 GiB".into()))?;
-        record::encode_frame_as(&mut buf, &body, 1, 0, true, FrameFormat::V2)
-            .map_err(|err| Error::InvalidInput(format!("re-encoding position {}: {err}", e.position())))?;
-        kept.push((e.position(), offset));
-    }
-    Ok((buf, kept))
-}
+/// Bytes of the frames written at a time by [`write_aside`].
+const WRITE_CHUNK_BYTES: usize = 4 << 20;
 
-/// Writes the new segment's header and frames to `tmp`, zero-padded to
-/// `len`, and syncs it.
-fn write_aside(tmp: &Path, header: &[u8], frames: &[u8], len: u64) -> Result<()> {
+/// Writes the new segment to `tmp`: the surviving events as frames (each
+/// its own batch) after the header's room, in writes of about
+/// [`WRITE_CHUNK_BYTES`] (no buffer as large as the segment is held); then
+/// the header `header` makes for the frames' length (with the file's
+/// length), zero-padding to that length, and a sync. Format 2 frames are
+/// copied with their new batch slot, format 1 ones re-encoded. Returns each
+/// event's (position, offset) and the file's length.
+fn write_aside(
+    tmp: &Path,
+    source: &Path,
+    keep: &[Survivor<'_>],
+    header: impl FnOnce(u64) -> ([u8; HEADER_BYTES as usize], u64),
+) -> Result<(Vec<Kept>, u64)> {
     let written = (|| {
-        let mut f = File::create(tmp)?;
-        f.write_all(header)?;
-        f.write_all(frames)?;
-        f.set_len(len)?;
-        f.sync_all()
+        let file = File::create(tmp).map_err(|e| Error::io("create scavenged segment", tmp, e))?;
+        let io = |e| Error::io("write scavenged segment", tmp, e);
+        let mut written = HEADER_BYTES;
+        let mut buf = AlignedVec::with_capacity(WRITE_CHUNK_BYTES + 4096);
+        let mut kept = Vec::with_capacity(keep.len());
+        for s in keep {
+            let at = written + buf.len() as u64;
+            let offset = u32::try_from(at).map_err(|_| Error::InvalidInput("scavenged segment over 4 GiB".into()))?;
+            s.encode(&mut buf, source)?;
+            kept.push((s.event.position(), offset));
+            if buf.len() >= WRITE_CHUNK_BYTES {
+                file.write_all_at(&buf, written).map_err(io)?;
+                written += buf.len() as u64;
+                buf.clear();
+            }
+        }
+        file.write_all_at(&buf, written).map_err(io)?;
+        let (head, len) = header(written + buf.len() as u64 - HEADER_BYTES);
+        file.write_all_at(&head, 0).map_err(io)?;
+        file.set_len(len).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        Ok((kept, len))
     })();
-    written.map_err(|e| {
+    if written.is_err() {
         let _ = std::fs::remove_file(tmp);
-        Error::io("write scavenged segment", tmp, e)
-    })
+    }
+    written
 }
 
-/// Reads the new file back with every check and compares it with what it
-/// must hold: the same events, field for field, at the recorded offsets.
-fn check_rewrite(tmp: &Path, keep: &[EventRef<'_>], kept: &[Kept]) -> Result<()> {
+/// Reads the new file back and compares it with what it must hold: the
+/// same events at the recorded offsets, each frame's checksums holding. A
+/// copied frame must hold the old frame's envelope and payload byte for byte
+/// (the old bytes passed the segment's validation, so the new ones are as
+/// valid: rkyv's relative pointers do not depend on where the archive lies,
+/// and both start 16-aligned); a re-encoded one is decoded with every check
+/// and compared field by field.
+fn check_rewrite(tmp: &Path, keep: &[Survivor<'_>], kept: &[Kept]) -> Result<()> {
     let seg = Segment::open(PathBuf::from(tmp), None)?;
-    let mut frames = FrameCursor::for_scan(&seg);
-    for (want, (position, offset)) in keep.iter().zip(kept) {
-        let at = frames.offset();
-        let got = match frames.next_frame() {
-            Ok(Some(f)) => f.event,
-            Ok(None) => return Err(Error::corrupt(tmp, at, "scavenged segment ends early")),
-            Err(e) => return Err(Error::corrupt(tmp, at, e.to_string())),
+    let mut next = HEADER_BYTES;
+    for (Survivor { event: want, frame, .. }, (position, offset)) in keep.iter().zip(kept) {
+        if next != u64::from(*offset) {
+            return Err(Error::corrupt(tmp, next, format!("scavenged frame of position {position} misplaced")));
+        }
+        let same = match frame {
+            Some(old) => {
+                let at = *offset as usize;
+                let new = seg.bytes().get(at..at + old.len()).unwrap_or_default();
+                let parse = |b| record::parse_header(b, old.len(), FrameFormat::V2);
+                // The payload's checksum is the old frame's, over the same bytes.
+                let intact = match (parse(new), parse(old)) {
+                    (Ok(h), Ok(was)) => {
+                        record::checked_envelope(new, &h).is_ok()
+                            && (h.body_len, h.data_len, h.data_crc, h.batch_len, h.batch_index)
+                                == (was.body_len, was.data_len, was.data_crc, 1, 0)
+                    }
+                    _ => false,
+                };
+                next += old.len() as u64;
+                intact && new.get(FRAME_HEADER_BYTES..) == old.get(FRAME_HEADER_BYTES..)
+            }
+            None => {
+                let mut frames = FrameCursor::for_scan_from(&seg, next, *position);
+                let got = match frames.next_frame() {
+                    Ok(Some(f)) => f.event,
+                    Ok(None) => return Err(Error::corrupt(tmp, next, "scavenged segment ends early")),
+                    Err(e) => return Err(Error::corrupt(tmp, next, e.to_string())),
+                };
+                next = frames.offset();
+                got.position() == *position && got.to_recorded() == want.to_recorded()
+            }
         };
-        let same = at == u64::from(*offset) && got.position() == *position && got.to_recorded() == want.to_recorded();
         if !same {
-            return Err(Error::corrupt(tmp, at, format!("scavenged frame of position {position} differs")));
+            return Err(Error::corrupt(
+                tmp,
+                u64::from(*offset),
+                format!("scavenged frame of position {position} differs"),
+            ));
         }
     }
     Ok(())

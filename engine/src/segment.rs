@@ -369,6 +369,14 @@ impl Segment {
         self.map.len()
     }
 
+    /// Whether this segment's frames are still to be validated in this
+    /// process (a sealed segment loaded from its checkpoint and not read
+    /// since): a walk that checks every frame fully itself can skip
+    /// [`Check::Trusted`]'s validation pass.
+    pub(crate) fn unvalidated(&self) -> bool {
+        self.lazy_check.as_ref().is_some_and(|(_, once)| once.get().is_none())
+    }
+
     /// Validates a sealed segment loaded from a checkpoint, once per process:
     /// every frame fully, and their (offset, aggregate, version) against the
     /// checkpoint's digest.

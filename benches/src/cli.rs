@@ -130,6 +130,12 @@ pub struct Args {
     #[arg(long, default_value_t = 0)]
     pub cpu_load: usize,
 
+    /// factlog stores only: `Retention::max_bytes` (segments beyond it are
+    /// removed from the log's head, and with segment recycling reused).
+    /// Compare `--engines factlog,factlog-zero-fill` for recycling's effect.
+    #[arg(long)]
+    pub retention_bytes: Option<u64>,
+
     /// Seconds spent measuring the physical fsync rate.
     #[arg(long, default_value_t = 2.0)]
     pub fsync_secs: f64,

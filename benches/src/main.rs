@@ -108,6 +108,9 @@ fn run(args: &Args) -> Result<bool> {
         Some(measured)
     };
 
+    if let Some(max_bytes) = args.retention_bytes {
+        factlog_benches::engines::factlog::set_retention_bytes(max_bytes);
+    }
     let load = CpuLoad::start(args.cpu_load);
     let mut rows = Vec::new();
     let mut errors = Vec::new();

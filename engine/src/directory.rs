@@ -134,6 +134,23 @@ impl DirLock {
     }
 }
 
+impl DirLock {
+    /// Whether a read-only handle has the store open, in this process or in
+    /// another (probed with `F_GETLK` on the readers' byte; asks the kernel each time).
+    pub(crate) fn readers_present(&self) -> Result<bool> {
+        let held = HELD.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(h) = held.get(&self.key) else { return Ok(false) };
+        if h.readers > 0 {
+            return Ok(true);
+        }
+        let mut probe = byte_lock(libc::F_WRLCK, READER_BYTE);
+        match fcntl(&h.file, FcntlArg::F_GETLK(&mut probe)) {
+            Ok(_) => Ok(probe.l_type != libc::F_UNLCK as libc::c_short),
+            Err(e) => Err(Error::io("probe the readers' lock", self.key.join(LOCK_NAME), e.into())),
+        }
+    }
+}
+
 impl Drop for DirLock {
     fn drop(&mut self) {
         let mut held = HELD.lock().unwrap_or_else(|p| p.into_inner());

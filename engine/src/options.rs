@@ -60,6 +60,12 @@ pub struct Options {
     /// Create and zero-fill the next segment in the background, ahead of the roll.
     /// Default `true`.
     pub prepare_next_segment: bool,
+    /// Reuse a segment file that retention removes as the next segment
+    /// instead of zero-filling a new one (segment recycling: README,
+    /// "Lifecycle"). Only when nothing may still read the old file (no
+    /// reader of this store holds its map, no read-only handle is open in
+    /// any process) and no erasure is pending. Default `true`.
+    pub recycle_segments: bool,
     /// Snapshot policy: when set to `N`, [`crate::AppendResult::snapshot_due`] is
     /// `true` once an aggregate has gone `N` or more events past its newest
     /// snapshot (or has `N` events and none). Default `None`.
@@ -123,6 +129,7 @@ impl Default for Options {
             max_pending_appends: 4096,
             max_group_appends: 1024,
             prepare_next_segment: true,
+            recycle_segments: true,
             snapshot_every: None,
             snapshots_keep: 1,
             snapshot_zstd_level: 1,
@@ -188,6 +195,12 @@ impl Options {
     /// Sets [`Options::max_group_appends`].
     pub fn max_group_appends(mut self, max_group_appends: usize) -> Options {
         self.max_group_appends = max_group_appends;
+        self
+    }
+
+    /// Sets [`Options::recycle_segments`].
+    pub fn recycle_segments(mut self, recycle_segments: bool) -> Options {
+        self.recycle_segments = recycle_segments;
         self
     }
 

@@ -140,7 +140,13 @@ pub(crate) fn scan_from(seg: &Segment, offset: u64, position: u64, stop_at: Opti
 /// syncs. Returns the bytes zeroed. Blocks that are already zero are skipped,
 /// so a clean tail costs one read pass.
 fn zero_tail(seg: &Segment, from: u64) -> Result<u64> {
+    zero_range(seg, from, seg.len())
+}
+
+/// [`zero_tail`] from `from` up to `to` (rounded up to a 4 KiB block).
+fn zero_range(seg: &Segment, from: u64, to: u64) -> Result<u64> {
     let bytes = seg.bytes();
+    let bytes = &bytes[..usize::try_from(to.next_multiple_of(4096)).map_or(bytes.len(), |t| t.min(bytes.len()))];
     let file = OpenOptions::new()
         .write(true)
         .open(&seg.path)
@@ -187,11 +193,12 @@ fn first_nonzero(seg: &Segment, from: u64) -> Result<Option<u64>> {
     Ok(None)
 }
 
-/// Looks past `from` (where the valid log ends) for a frame with a valid
-/// checksum that a `Sync`-mode writer wrote in a later `pwrite` than the one
-/// covering `from`. Such a write was only issued after everything before it
-/// was synced, so damage at `from` is corruption of synced data, not a torn
-/// write. Returns that frame's offset.
+/// Looks past `from` (where the valid log ends) for a frame of this
+/// segment (one claiming one of its positions: [`claimed_here`]) with a
+/// valid checksum that a `Sync`-mode writer wrote in a later `pwrite` than
+/// the one covering `from`. Such a write was only issued after everything
+/// before it was synced, so damage at `from` is corruption of synced data,
+/// not a torn write. Returns that frame's offset.
 fn later_synced_write(seg: &Segment, from: u64) -> Option<u64> {
     let bytes = seg.bytes();
     let mut at = from as usize + record::FRAME_ALIGN;
@@ -200,7 +207,7 @@ fn later_synced_write(seg: &Segment, from: u64) -> Option<u64> {
         if record::has_magic(here, seg.format) {
             if let Ok(h) = record::parse_header(here, bytes.len(), seg.format) {
                 let write_start = (at as u64).checked_sub(h.offset_in_write());
-                if h.written_synced() && write_start.is_some_and(|s| s > from) && record::checked_body(here, &h).is_ok()
+                if h.written_synced() && write_start.is_some_and(|s| s > from) && claimed_here(seg, here, &h).is_some()
                 {
                     return Some(at as u64);
                 }
@@ -209,6 +216,40 @@ fn later_synced_write(seg: &Segment, from: u64) -> Option<u64> {
         at += record::FRAME_ALIGN;
     }
     None
+}
+
+/// The position a checksum-valid frame at the start of `here` claims, if it
+/// is one of `seg`'s own (at or after its first position): a recycled
+/// segment's old frames claim earlier ones.
+fn claimed_here(seg: &Segment, here: &[u8], h: &record::FrameHeader) -> Option<u64> {
+    let body = record::checked_body(here, h).and_then(|b| record::validate_body(b, h)).ok()?;
+    let position = body.position.to_native();
+    (position >= seg.first_position).then_some(position)
+}
+
+/// In a recycled segment, where the frames this segment's life wrote after
+/// `from` (the cut) end: the end of the last checksum-valid frame claiming
+/// one of its positions, `None` if there is none (what follows is the old
+/// file's). Frames of the old file are stepped over whole.
+fn this_life_end(seg: &Segment, from: u64) -> Option<u64> {
+    let bytes = seg.bytes();
+    let mut end = None;
+    let mut at = from as usize;
+    while at + record::FRAME_HEADER_BYTES <= bytes.len() {
+        let here = &bytes[at..];
+        let mut step = record::FRAME_ALIGN;
+        if record::has_magic(here, seg.format) {
+            if let Ok(h) = record::parse_header(here, bytes.len(), seg.format) {
+                match claimed_here(seg, here, &h) {
+                    Some(_) => end = Some((at + h.frame_len()) as u64),
+                    None if record::checked_body(here, &h).is_ok() => step = h.frame_len(),
+                    None => {}
+                }
+            }
+        }
+        at += step;
+    }
+    end
 }
 
 /// The log starts where retention last said (`STREAMS`' log start, 0 when
@@ -255,6 +296,11 @@ pub(crate) fn list_segments(dir: &Path, read_only: bool) -> Result<Vec<(u64, Pat
             segs.push((first, entry.path()));
         } else if let Some(first) = name.strip_suffix(index::IDX_SUFFIX).and_then(|d| d.parse::<u64>().ok()) {
             checkpoints.push((first, entry.path()));
+        } else if name == segment::RECYCLED_NAME && !read_only {
+            // NOTE: a file kept for recycling by an earlier writer: who may
+            // still map it is unknown (its reader check died with it), so it is
+            // never reused.
+            let _ = std::fs::remove_file(entry.path());
         } else if name.ends_with(".tmp") && !read_only {
             // NOTE: a temp file is an interrupted checkpoint; it was never renamed into place.
             let _ = std::fs::remove_file(entry.path());
@@ -489,15 +535,24 @@ impl Recovery<'_> {
         let mut entries = owned_entries(&scan.entries);
         let (end_offset, problem) = (scan.end_offset, scan.problem.clone());
         drop(scan);
-        let dirty = first_nonzero(&seg, end_offset)?;
+        // What follows the cut that this segment's life wrote: in a
+        // zero-filled segment, any non-zero byte; in a recycled one, only
+        // checksum-valid frames claiming this segment's positions (the rest
+        // is the old file's, which can never validate here, and stays).
+        let dirty = match seg.recycled {
+            false => first_nonzero(&seg, end_offset)?.map(|d| (d, seg.len())),
+            true => this_life_end(&seg, end_offset).map(|e| (end_offset, e)),
+        };
         if let Some(later) = dirty.and_then(|_| later_synced_write(&seg, end_offset)) {
             self.corruption_before_synced_write(&seg, end_offset, scanned_end, later)?;
         }
         let zeroed = match dirty {
-            Some(d) if !self.read_only => zero_tail(&seg, d)? + padded,
+            Some((from, to)) if !self.read_only => zero_range(&seg, from, to)? + padded,
             _ => padded,
         };
         let stale = self.read_only && dirty.is_some();
+        // A recycled segment's old bytes at the cut are its normal end, not a torn tail.
+        let problem = problem.filter(|(_, _, dropped)| !seg.recycled || *dropped > 0 || dirty.is_some());
         if problem.is_some() || zeroed > 0 || stale {
             let (_, reason, frames_dropped) = problem.unwrap_or_else(|| {
                 let why = match dirty {

@@ -246,6 +246,7 @@ fn rewrite(shared: &Shared, reader: &Reader, seg: &Arc<Segment>, end: u64, repor
             created_at: crate::event::now_nanos(),
             format: FrameFormat::V2,
             sparse_end: Some(end),
+            recycled: false,
         };
         (header.encode(), len)
     })?;

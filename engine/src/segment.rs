@@ -20,6 +20,15 @@
 //!     60    4 crc32          of bytes 0..60
 //! ```
 //!
+//! A recycled segment (format version 4) is a dense segment of format 2
+//! frames made from a file that retention freed rather than from a
+//! zero-filled one: after the log's end its bytes are what the file held
+//! before, frames claiming positions below this segment's first position
+//! (they can never validate here: each frame's position is inside its
+//! checksum, and a frame must claim the position expected where it stands),
+//! and fragments of them. Recovery knows this (module `recovery`): it zeroes
+//! only what this segment's own life wrote after the cut, never the old bytes.
+//!
 //! A sparse segment (format version 3) is what the scavenge writes in place
 //! of a sealed segment some of whose events were removed: format 2 frames,
 //! one per surviving event, each a batch of its own, their positions
@@ -74,6 +83,12 @@ const RESERVED_BYTES: usize = 12;
 pub const SPARSE_FORMAT_VERSION: u32 = 3;
 /// Smallest sparse segment.
 pub const SPARSE_SEGMENT_BYTES_MIN: u64 = 4096;
+/// The format version of recycled segments (format 2 frames; after the
+/// log's end, an older segment's bytes rather than zeros).
+pub const RECYCLED_FORMAT_VERSION: u32 = 4;
+/// Name of a segment file freed by retention, kept to become the next
+/// segment instead of zero-filling a new file (segment recycling).
+pub const RECYCLED_NAME: &str = "next-segment.recycled";
 const CRC_AT: usize = RESERVED_AT + RESERVED_BYTES;
 
 const _: () = assert!(CRC_AT + 4 == HEADER_BYTES as usize);
@@ -107,6 +122,8 @@ pub struct SegmentHeader {
     pub format: FrameFormat,
     /// A sparse segment's end position (exclusive); `None` for a dense one.
     pub sparse_end: Option<u64>,
+    /// A recycled segment: bytes of an older segment may follow the log's end.
+    pub recycled: bool,
 }
 
 impl SegmentHeader {
@@ -114,7 +131,11 @@ impl SegmentHeader {
     pub fn encode(&self) -> [u8; HEADER_BYTES as usize] {
         let mut h = [0u8; HEADER_BYTES as usize];
         h[MAGIC_AT..VERSION_AT].copy_from_slice(&SEGMENT_MAGIC);
-        let version = if self.sparse_end.is_some() { SPARSE_FORMAT_VERSION } else { self.format.version() };
+        let version = match (self.sparse_end, self.recycled) {
+            (Some(_), _) => SPARSE_FORMAT_VERSION,
+            (None, true) => RECYCLED_FORMAT_VERSION,
+            (None, false) => self.format.version(),
+        };
         h[VERSION_AT..HEADER_BYTES_AT].copy_from_slice(&version.to_le_bytes());
         h[HEADER_BYTES_AT..FIRST_POSITION_AT].copy_from_slice(&(HEADER_BYTES as u32).to_le_bytes());
         h[FIRST_POSITION_AT..SEGMENT_BYTES_AT].copy_from_slice(&self.first_position.to_le_bytes());
@@ -137,7 +158,8 @@ impl SegmentHeader {
         }
         let version = le_u32(h, VERSION_AT);
         let sparse = version == SPARSE_FORMAT_VERSION;
-        let format = if sparse { Some(FrameFormat::V2) } else { FrameFormat::from_version(version) };
+        let recycled = version == RECYCLED_FORMAT_VERSION;
+        let format = if sparse || recycled { Some(FrameFormat::V2) } else { FrameFormat::from_version(version) };
         let Some(format) = format else {
             return Err(Error::UnsupportedFormat {
                 path: path.to_path_buf(),
@@ -189,6 +211,7 @@ impl SegmentHeader {
             created_at: le_u64(h, CREATED_AT_AT) as i64,
             format,
             sparse_end,
+            recycled,
         })
     }
 }
@@ -203,14 +226,37 @@ pub fn create_zeroed(path: &Path, len: u64, faults: &Faults) -> Result<()> {
     crate::durable::create_zeroed(path, len)
 }
 
-/// Turns a zero-filled file (prepared ahead, or created now) into the segment
-/// starting at `first_position`: writes the header, syncs, renames into
-/// place and syncs the directory. A crash at any step leaves either no new
-/// segment or a complete, empty one.
+/// Frees the file of a segment retention removed (whose checkpoint is gone):
+/// with `recycle`, renamed to [`RECYCLED_NAME`] to become a later segment
+/// (unless one is waiting there already), else removed. Returns whether it
+/// was kept. The caller syncs the directory.
+pub fn free(dir: &Path, seg: &Segment, recycle: bool) -> Result<bool> {
+    let pool = dir.join(RECYCLED_NAME);
+    if recycle && seg.sparse_end.is_none() && !pool.exists() {
+        std::fs::rename(&seg.path, &pool).map_err(|e| Error::io("keep segment for recycling", &seg.path, e))?;
+        return Ok(true);
+    }
+    std::fs::remove_file(&seg.path).map_err(|e| Error::io("remove segment (retention)", &seg.path, e))?;
+    Ok(false)
+}
+
+/// Whether `dir` holds a file of `segment_bytes` named `name` (a prepared
+/// or recycled file ready to become the next segment).
+pub fn ready(dir: &Path, name: &str, segment_bytes: u64) -> bool {
+    std::fs::metadata(dir.join(name)).is_ok_and(|m| m.len() == segment_bytes)
+}
+
+/// Turns a file of the right size into the segment starting at
+/// `first_position`: the zero-filled file prepared ahead, else a recycled
+/// one (then the segment is format version 4, module doc), else a zero-filled
+/// file created now. Writes the header, syncs, renames into place and syncs
+/// the directory. A crash at any step leaves either no new segment or a
+/// complete, empty one (and the recycled or prepared file it would have been).
 pub fn install(dir: &Path, first_position: u64, segment_bytes: u64, faults: &Faults) -> Result<PathBuf> {
-    let prepared = dir.join(PREPARED_NAME);
-    let ready = std::fs::metadata(&prepared).map(|m| m.len() == segment_bytes).unwrap_or(false);
-    if !ready {
+    // A recycled file first: a prepared one may wait for a roll that finds none.
+    let recycled = ready(dir, RECYCLED_NAME, segment_bytes);
+    let prepared = dir.join(if recycled { RECYCLED_NAME } else { PREPARED_NAME });
+    if !recycled && !ready(dir, PREPARED_NAME, segment_bytes) {
         create_zeroed(&prepared, segment_bytes, faults)?;
     }
     let header = SegmentHeader {
@@ -219,6 +265,7 @@ pub fn install(dir: &Path, first_position: u64, segment_bytes: u64, faults: &Fau
         created_at: crate::event::now_nanos(),
         format: FrameFormat::CURRENT,
         sparse_end: None,
+        recycled,
     };
     let f =
         OpenOptions::new().write(true).open(&prepared).map_err(|e| Error::io("open prepared segment", &prepared, e))?;
@@ -291,6 +338,9 @@ pub struct Segment {
     pub format: FrameFormat,
     /// A sparse segment's end position (exclusive; module doc); `None`: dense.
     pub sparse_end: Option<u64>,
+    /// A recycled segment (format version 4, module doc): an older
+    /// segment's bytes, not zeros, may follow the log's end.
+    pub recycled: bool,
     /// This process's unique number for this map: a rewritten segment has
     /// the same first position but another id.
     pub id: u64,
@@ -348,6 +398,7 @@ impl Segment {
             first_position: header.first_position,
             format: header.format,
             sparse_end: header.sparse_end,
+            recycled: header.recycled,
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             map,
             lazy_check: lazy.map(|expect| (expect, OnceLock::new())),

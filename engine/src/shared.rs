@@ -12,11 +12,12 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
+use crate::directory::DirLock;
 use crate::index::IndexState;
 use crate::segment::Segment;
 use crate::snapshot::Snapshots;
@@ -58,6 +59,14 @@ pub(crate) struct Shared {
     /// Set for a read-only store: moves the view as a writer in another
     /// process publishes (module `follow`). The writer thread never uses it.
     pub follower: OnceLock<Box<dyn Follow>>,
+    /// A read-only store's share of the store lock, held as long as anything
+    /// holds this state (readers and subscriptions that outlive their
+    /// store): while they may read segment maps, the reader byte stays
+    /// locked, so the writer never recycles a file under them.
+    pub lock_hold: OnceLock<Arc<DirLock>>,
+    /// The store's lock, for probing who else has it open (a writer store's:
+    /// not held, so a closed writer store's readers do not keep it locked).
+    pub lock_probe: OnceLock<Weak<DirLock>>,
 }
 
 /// How a read-only store catches up with a writer in another process: the
@@ -96,6 +105,8 @@ impl Shared {
             snapshots,
             streams: RwLock::new(Arc::new(streams)),
             follower: OnceLock::new(),
+            lock_hold: OnceLock::new(),
+            lock_probe: OnceLock::new(),
         };
         shared.publish_segments(&shared.index());
         shared

@@ -168,6 +168,10 @@ impl Store {
         let active_seg = index.segments().last().cloned();
         let streams = crate::streams::Rules::load(dir)?;
         let shared = Arc::new(Shared::new(dir.to_path_buf(), index, snapshots, streams));
+        let _ = shared.lock_probe.set(Arc::downgrade(&lock));
+        if read_only {
+            let _ = shared.lock_hold.set(Arc::clone(&lock));
+        }
         let clamp = options.retention.is_some_and(|r| r.clamp_reads_below_start);
         shared.clamp_below_start.store(clamp, Ordering::Relaxed);
         let (tx, rx) = crossbeam_channel::bounded(options.max_pending_appends);

@@ -470,6 +470,9 @@ impl Writer {
             removed
         };
         let dir = self.shared.dir.clone();
+        // An erasure pending: its bytes must leave every file, not wait in a recycled one.
+        let may_recycle = self.opts.recycle_segments && !erasure_pending(&self.shared);
+        let next_len = self.opts.next_segment_bytes(Some(self.active.seg.len()), 0);
         for seg in &removed {
             let idx_path = dir.join(crate::index::file_name(seg.first_position));
             match std::fs::remove_file(&idx_path) {
@@ -477,10 +480,19 @@ impl Writer {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io("remove index checkpoint (retention)", idx_path, e)),
             }
-            std::fs::remove_file(&seg.path).map_err(|e| Error::io("remove segment (retention)", &seg.path, e))?;
+            // Recycled only if nothing can read it any more: no reader of
+            // this store holds its map (ours is the last), and (probed after
+            // the rename, below) no read-only handle is open anywhere.
+            let recycle = may_recycle && seg.len() == next_len && Arc::strong_count(seg) == 1;
+            let kept = segment::free(&dir, seg, recycle)?;
             // IMPORTANT: one at a time, oldest first: a power cut must never
             // leave a later segment removed and an earlier one present (a hole).
             segment::sync_dir(&dir)?;
+            // A reader that locked before the rename may have mapped it: not reused.
+            if kept && self.readers_present() {
+                let pool = dir.join(segment::RECYCLED_NAME);
+                std::fs::remove_file(&pool).map_err(|e| Error::io("remove segment (retention)", pool, e))?;
+            }
         }
         self.shared.retention_runs.fetch_add(1, Ordering::Relaxed);
         Ok(removed.len())
@@ -1096,8 +1108,20 @@ impl Writer {
             .ok();
     }
 
+    /// Whether a read-only handle of this store is open anywhere (then no
+    /// file is recycled). Unknown counts as yes.
+    fn readers_present(&self) -> bool {
+        let lock = self.shared.lock_probe.get().and_then(std::sync::Weak::upgrade);
+        lock.is_none_or(|l| l.readers_present().unwrap_or(true))
+    }
+
     fn start_preparing(&mut self) {
         if !self.opts.prepare_next_segment {
+            return;
+        }
+        // A recycled file waits for the roll: nothing to zero-fill.
+        let len = self.opts.next_segment_bytes(Some(self.active.seg.len()), 0);
+        if segment::ready(&self.shared.dir, segment::RECYCLED_NAME, len) {
             return;
         }
         let path: PathBuf = self.shared.dir.join(segment::PREPARED_NAME);
@@ -1113,6 +1137,11 @@ impl Writer {
             })
             .ok();
     }
+}
+
+/// Whether an erasure is pending in the store's rules.
+fn erasure_pending(shared: &Shared) -> bool {
+    shared.streams().iter().any(|(_, s)| s.erased)
 }
 
 /// Writes the checkpoint of a sealed segment whose frames end at `end`. A

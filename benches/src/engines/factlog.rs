@@ -12,20 +12,45 @@ use std::path::Path;
 /// Background flush interval used for buffered runs.
 pub const BUFFERED_FLUSH_MS: u64 = 100;
 
+/// `--retention-bytes`: `Retention::max_bytes` of every factlog store the
+/// run opens (set once, before any; none: no retention).
+static RETENTION_BYTES: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+
+/// Sets the retention of every factlog store opened from now on (`--retention-bytes`).
+pub fn set_retention_bytes(max_bytes: u64) {
+    let _ = RETENTION_BYTES.set(max_bytes);
+}
+
 /// An open factlog store.
 pub struct FactlogEngine {
     store: Store,
+    kind: EngineKind,
 }
 
 impl FactlogEngine {
     /// Opens (creating) a store in `dir`.
     pub fn open(dir: &Path, durability: Durability) -> Result<Self> {
-        let options = Options::default().durability(match durability {
-            Durability::Sync => factlog::Durability::Sync,
-            Durability::Buffered => factlog::Durability::Buffered { flush_interval_ms: BUFFERED_FLUSH_MS },
-        });
+        FactlogEngine::open_as(dir, durability, EngineKind::Factlog)
+    }
+
+    /// [`FactlogEngine::open`] with segment recycling off
+    /// ([`EngineKind::FactlogZeroFill`]).
+    pub fn open_zero_fill(dir: &Path, durability: Durability) -> Result<Self> {
+        FactlogEngine::open_as(dir, durability, EngineKind::FactlogZeroFill)
+    }
+
+    fn open_as(dir: &Path, durability: Durability, kind: EngineKind) -> Result<Self> {
+        let mut options = Options::default()
+            .durability(match durability {
+                Durability::Sync => factlog::Durability::Sync,
+                Durability::Buffered => factlog::Durability::Buffered { flush_interval_ms: BUFFERED_FLUSH_MS },
+            })
+            .recycle_segments(kind != EngineKind::FactlogZeroFill);
+        if let Some(max_bytes) = RETENTION_BYTES.get() {
+            options = options.retention(factlog::Retention { max_bytes: Some(*max_bytes), ..Default::default() });
+        }
         let store = Store::open(dir, options).context("factlog: open")?;
-        Ok(FactlogEngine { store })
+        Ok(FactlogEngine { store, kind })
     }
 
     /// The underlying store (for factlog-only measurements).
@@ -52,7 +77,7 @@ fn expected_version(expected: Option<u64>) -> ExpectedVersion {
 
 impl BenchEngine for FactlogEngine {
     fn kind(&self) -> EngineKind {
-        EngineKind::Factlog
+        self.kind
     }
 
     fn session(&self) -> Result<Box<dyn Session>> {

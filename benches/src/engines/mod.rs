@@ -21,6 +21,12 @@ pub enum EngineKind {
     Sqlite,
     /// fjall 2, an LSM-tree key-value store.
     Fjall,
+    /// factlog with `Options::recycle_segments(false)`: every new segment
+    /// zero-filled, never a recycled file (the before of issue 16 §5, with
+    /// `--retention-bytes`).
+    #[value(name = "factlog-zero-fill")]
+    #[serde(rename = "factlog-zero-fill")]
+    FactlogZeroFill,
 }
 
 impl EngineKind {
@@ -30,6 +36,7 @@ impl EngineKind {
             EngineKind::Factlog => "factlog",
             EngineKind::Sqlite => "sqlite",
             EngineKind::Fjall => "fjall",
+            EngineKind::FactlogZeroFill => "factlog-zero-fill",
         }
     }
 }
@@ -132,6 +139,7 @@ pub fn open(kind: EngineKind, dir: &Path, durability: Durability) -> Result<Box<
     std::fs::create_dir_all(dir)?;
     match kind {
         EngineKind::Factlog => Ok(Box::new(factlog::FactlogEngine::open(dir, durability)?)),
+        EngineKind::FactlogZeroFill => Ok(Box::new(factlog::FactlogEngine::open_zero_fill(dir, durability)?)),
         EngineKind::Sqlite => Ok(Box::new(sqlite::SqliteEngine::open(dir, durability)?)),
         EngineKind::Fjall => Ok(Box::new(fjall::FjallEngine::open(dir, durability)?)),
     }

@@ -1,7 +1,8 @@
 //! `factlog aggregates`: the aggregates that have events, sorted by id
 //! ([`factlog::Reader::aggregates`]), optionally only those whose id starts
-//! with `--prefix`: each with its version, its number of events (versions
-//! are dense, so version + 1) and the position of its last event. Text
+//! with `--prefix`: each with its version, its number of events (those the
+//! lifecycle rules leave visible, [`AggregateInfo::events`]) and the position
+//! of its last event. Text
 //! output is a table with a header; `--json` prints one object per
 //! aggregate and line. The store is opened read-only. When no aggregate
 //! matches, nothing is printed on stdout and a note goes to stderr.
@@ -46,7 +47,7 @@ fn write_text<W: Write>(w: &mut W, aggregates: &[AggregateInfo]) -> io::Result<(
             vec![
                 output::cell_name(&a.aggregate_id).into_owned(),
                 a.version.to_string(),
-                (a.version + 1).to_string(),
+                a.events().to_string(),
                 a.last_position.to_string(),
             ]
         })
@@ -60,7 +61,7 @@ fn write_json<W: Write>(w: &mut W, aggregates: &[AggregateInfo]) -> io::Result<(
         let v = json!({
             "aggregate_id": a.aggregate_id,
             "version": a.version,
-            "events": a.version + 1,
+            "events": a.events(),
             "last_position": a.last_position,
         });
         writeln!(w, "{v}")?;

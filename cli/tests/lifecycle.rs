@@ -185,6 +185,9 @@ fn meta_prints_the_state_and_sets_merges_and_clears_rules() {
     assert_eq!((state["first_visible_version"].as_u64(), state["last_visible_version"].as_u64()), (Some(2), Some(3)));
     let versions: Vec<u64> = read(&["read", d, "--aggregate", "acct-1"]).iter().map(|e| e.1).collect();
     assert_eq!(versions, [2, 3], "reads respect the rules at once");
+    // `aggregates` counts the events a reader sees, not the versions.
+    let listed = json(&ok(&["aggregates", d, "--prefix", "acct-1", "--json"]));
+    assert_eq!((listed["version"].as_u64(), listed["events"].as_u64()), (Some(3), Some(2)), "{listed}");
     // Compound durations; printed back in the largest unit that divides them.
     let state = json(&ok(&["meta", d, "--aggregate", "acct-2", "--max-age", "1h30m", "--json"]));
     assert_eq!((state["max_age"].as_str(), state["visible_events"].as_u64()), (Some("90m"), Some(1)));

@@ -321,10 +321,11 @@ impl Reader {
             .filter_map(|(id, positions)| {
                 let events = positions.end_below(self.visible_end);
                 let last_position = positions.position(events.checked_sub(1)?)?;
-                if self.vis.as_ref().is_some_and(|v| v.first_version(id) >= events) {
+                let first_version = self.vis.as_ref().map_or(0, |v| v.first_version(id)).max(positions.base());
+                if first_version >= events {
                     return None;
                 }
-                Some(AggregateInfo { aggregate_id: id.to_string(), version: events - 1, last_position })
+                Some(AggregateInfo { aggregate_id: id.to_string(), version: events - 1, first_version, last_position })
             })
             .collect();
         drop(idx);
@@ -655,8 +656,9 @@ impl<'r> Iterator for AggregateEvents<'r> {
     }
 }
 
-/// An aggregate as listed by [`Reader::aggregates`]. Versions are dense, so
-/// it has `version + 1` events.
+/// An aggregate as listed by [`Reader::aggregates`]. Its versions are dense
+/// from `first_version` to `version` (removed and hidden versions come
+/// first): [`AggregateInfo::events`] of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct AggregateInfo {
@@ -664,6 +666,18 @@ pub struct AggregateInfo {
     pub aggregate_id: String,
     /// Its current version (visible to the reader).
     pub version: u64,
+    /// Its first version the reader sees: 0 unless deletes, stream metadata
+    /// (`truncate_before`, `max_count`) or retention removed or hide the
+    /// ones before (`max_age` hides event by event and is not counted here).
+    pub first_version: u64,
     /// Position of its last event.
     pub last_position: u64,
+}
+
+impl AggregateInfo {
+    /// The events of it the reader sees (`version - first_version + 1`;
+    /// `max_age` aside).
+    pub fn events(&self) -> u64 {
+        self.version - self.first_version + 1
+    }
 }

@@ -1,24 +1,36 @@
-//! The `ops` target: a sequence of appends, reads, reopens, snapshot saves
-//! and simulated crashes against a fresh store, checked after every step
+//! The `ops` target: a sequence of appends, reads, reopens, snapshot saves,
+//! lifecycle changes (soft deletes, `truncate_before`, scavenges) and
+//! simulated crashes against a fresh store, checked after every step
 //! against an in-memory model of what the store must hold. Owns the
 //! operation language ([`op`]), the model and the crash simulation. A crash
 //! damages only bytes written after the last clean point of the scratch
 //! store; it never touches anything else.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use factlog::snapshot as snap;
-use factlog::{Direction, Error, ExpectedVersion, NewEvent, RecordedEvent, Store};
+use factlog::{DeleteMode, Direction, Error, ExpectedVersion, NewEvent, RecordedEvent, Store, StreamMeta};
 
 use super::input::Input;
 use super::layout::{frames_of, snap_frames_of, SEG_HEADER};
 use super::scratch::{fuzz_options, scratch_dir, verbose};
 use crate::random;
 
-/// Operation kinds of [`ops`] (first byte of each operation, modulo 9).
+/// Operation kinds of [`ops`]: the first byte of each operation, modulo 9
+/// below [`op::LIFECYCLE`]; from it on, a lifecycle operation (the byte
+/// modulo 3: [`op::DELETE`], [`op::TRUNCATE`], [`op::SCAVENGE`]).
 pub mod op {
+    /// First bytes from here on are lifecycle operations (rare, so older
+    /// corpus inputs keep their meaning).
+    pub const LIFECYCLE: u8 = 240;
+    /// Soft delete: aggregate.
+    pub const DELETE: u8 = 0;
+    /// `StreamMeta::truncate_before`: aggregate, version selector.
+    pub const TRUNCATE: u8 = 1;
+    /// A scavenge (removes what the rules hide from sealed segments).
+    pub const SCAVENGE: u8 = 2;
     /// Append: aggregate, expectation, events (1 + n % 5), size.
     pub const APPEND: u8 = 0;
     /// Append (a second tag so appends are frequent).
@@ -60,6 +72,15 @@ struct Model {
     snapshots: [BTreeMap<u64, SnapState>; 4],
     /// Every save ever acknowledged: aggregate → version → (schema, data) (for finding F4).
     saved: [BTreeMap<u64, Vec<SnapState>>; 4],
+    /// Lifecycle rules per aggregate: reads show versions from `cut` on.
+    cut: [u64; 4],
+    /// Soft-deleted (then a `truncate_before` never lowers the cut).
+    soft: [bool; 4],
+    /// Aggregates a lifecycle operation touched: retries, duplicate ids and
+    /// snapshots leave them alone (their rules are the lifecycle tests').
+    touched: [bool; 4],
+    /// Positions a scavenge removed.
+    removed: BTreeSet<u64>,
 }
 
 impl Model {
@@ -75,6 +96,23 @@ impl Model {
             self.events.push((agg, e.clone()));
         }
         self.batches.push((agg, evs.to_vec(), first_position, first_version));
+    }
+
+    /// The version of the event at `position`.
+    fn version_of(&self, position: u64) -> u64 {
+        let agg = self.events[position as usize].0;
+        self.by_agg[agg].iter().position(|p| *p == position).unwrap_or(usize::MAX) as u64
+    }
+
+    /// Whether reads show the event at `position`.
+    fn visible(&self, position: u64) -> bool {
+        let agg = self.events[position as usize].0;
+        !self.removed.contains(&position) && self.version_of(position) >= self.cut[agg]
+    }
+
+    /// The positions reads show, in order.
+    fn visible_positions(&self) -> Vec<u64> {
+        (0..self.events.len() as u64).filter(|p| self.visible(*p)).collect()
     }
 
     fn check_event(&self, e: &RecordedEvent, what: &str) {
@@ -135,7 +173,8 @@ fn open_ops(dir: &Path) -> Store {
 
 fn verify_all(store: &Store, m: &Model, what: &str) {
     let all = store.read_all_owned(0, usize::MAX).unwrap_or_else(|e| panic!("{what}: read_all failed: {e}"));
-    assert_eq!(all.len(), m.events.len(), "{what}: store has {} events, model {}", all.len(), m.events.len());
+    let got: Vec<u64> = all.iter().map(|e| e.position).collect();
+    assert_eq!(got, m.visible_positions(), "{what}: the positions read_all shows");
     for e in &all {
         m.check_event(e, what);
     }
@@ -163,11 +202,15 @@ pub fn ops(data: &[u8]) {
     let mut n_ops = 0;
     while !inp.is_empty() && n_ops < 48 {
         n_ops += 1;
-        let tag = inp.u8() % 9;
+        let first = inp.u8();
+        let tag = if first >= op::LIFECYCLE { 9 + first % 3 } else { first % 9 };
         if run.verbose {
             eprintln!("ops: op {tag}, {} events", run.m.events.len());
         }
         match tag {
+            9 => run.delete(&store, &mut inp),
+            10 => run.truncate(&store, &mut inp),
+            11 => run.scavenge(&store),
             op::APPEND | op::APPEND2 => run.append(&store, &mut inp),
             op::RETRY => run.retry(&store, &mut inp),
             op::DUP_ID => run.dup_id(&store, &mut inp),
@@ -180,7 +223,7 @@ pub fn ops(data: &[u8]) {
         assert_eq!(store.last_position(), (run.m.events.len() as u64).checked_sub(1), "last_position");
     }
     verify_all(&store, &run.m, "at the end");
-    for agg in 0..4 {
+    for agg in (0..4).filter(|a| !run.m.touched[*a]) {
         check_snapshots(&store, &run.m, agg, u64::MAX);
     }
     store.close().expect("close");
@@ -217,7 +260,12 @@ impl Run {
         };
         let evs: Vec<NewEvent> = (0..n).map(|i| self.next_event(size.wrapping_add(i as u8 * 4))).collect();
         let r = store.append(AGGS[agg], expected, evs.clone());
-        if expected.matches(current) {
+        // `NoStream` also starts a soft-deleted aggregate again while it has
+        // no event since its deletion.
+        let restart = expected == ExpectedVersion::NoStream
+            && self.m.soft[agg]
+            && self.m.by_agg[agg].len() as u64 <= self.m.cut[agg];
+        if expected.matches(current) || restart {
             let r = r.unwrap_or_else(|e| panic!("append {expected:?} to {} at {current:?}: {e}", AGGS[agg]));
             let first = self.m.events.len() as u64;
             assert_eq!(
@@ -241,6 +289,9 @@ impl Run {
             return;
         }
         let (agg, evs, pos, ver) = self.m.batches[self.m.batches.len() - 1 - back % self.m.batches.len()].clone();
+        if self.m.touched[agg] {
+            return;
+        }
         let r = store.append(AGGS[agg], ExpectedVersion::Any, evs).expect("retry of a stored batch");
         assert!(r.deduplicated, "retry not deduplicated: {r:?}");
         assert_eq!((r.first_position, r.first_version), (pos, ver), "retry result");
@@ -257,6 +308,9 @@ impl Run {
         }
         let k = k % self.m.events.len();
         let (owner, old) = self.m.events[k].clone();
+        if self.m.touched[owner] {
+            return;
+        }
         let mut batch = Vec::new();
         if new_first {
             batch.push(self.next_event(0));
@@ -286,11 +340,11 @@ impl Run {
         let limit = 1 + inp.u8() as usize;
         let dir = if backward { Direction::Backward } else { Direction::Forward };
         let got = store.read_aggregate_owned(AGGS[agg], from, dir, limit).expect("read_aggregate");
-        let ps = &self.m.by_agg[agg];
+        let ps: Vec<u64> = self.m.by_agg[agg].iter().copied().filter(|p| self.m.visible(*p)).collect();
         let want: Vec<u64> = if backward {
-            ps.iter().take(from as usize + 1).rev().take(limit).copied().collect()
+            ps.iter().rev().filter(|p| self.m.version_of(**p) <= from).take(limit).copied().collect()
         } else {
-            ps.iter().skip(from as usize).take(limit).copied().collect()
+            ps.iter().filter(|p| self.m.version_of(**p) >= from).take(limit).copied().collect()
         };
         assert_eq!(got.iter().map(|e| e.position).collect::<Vec<_>>(), want, "read_aggregate positions");
         for e in &got {
@@ -303,10 +357,9 @@ impl Run {
         let from = u64::from(inp.u16()) % (self.m.events.len() as u64 + 3);
         let limit = 1 + inp.u8() as usize;
         let got = store.read_all_owned(from, limit).expect("read_all");
-        let want = (self.m.events.len() as u64).saturating_sub(from).min(limit as u64);
-        assert_eq!(got.len() as u64, want, "read_all({from}, {limit}) length");
-        for (i, e) in got.iter().enumerate() {
-            assert_eq!(e.position, from + i as u64);
+        let want: Vec<u64> = self.m.visible_positions().into_iter().filter(|p| *p >= from).take(limit).collect();
+        assert_eq!(got.iter().map(|e| e.position).collect::<Vec<_>>(), want, "read_all({from}, {limit}) positions");
+        for e in &got {
             self.m.check_event(e, "read_all");
         }
     }
@@ -328,6 +381,9 @@ impl Run {
         let agg = inp.u8() as usize % 4;
         let vsel = u64::from(inp.u8());
         let size = inp.u8();
+        if self.m.touched[agg] {
+            return;
+        }
         let version = vsel % (self.m.by_agg[agg].len() as u64 + 2);
         let (schema, state) = snapshot_state(version, agg, size);
         let r = store.save_snapshot(AGGS[agg], version, factlog::SchemaVersion(schema), &state);
@@ -342,6 +398,56 @@ impl Run {
             _ => assert!(matches!(r, Err(Error::SnapshotAhead { .. })), "snapshot ahead accepted: {r:?}"),
         }
         check_snapshots(store, &self.m, agg, vsel);
+    }
+}
+
+impl Run {
+    /// [`op::DELETE`]: a soft delete hides every event the aggregate has;
+    /// one without events is `UnknownAggregate`.
+    fn delete(&mut self, store: &Store, inp: &mut Input<'_>) {
+        let agg = inp.u8() as usize % 4;
+        let r = store.delete_aggregate(AGGS[agg], DeleteMode::Soft);
+        if self.m.by_agg[agg].is_empty() {
+            assert!(matches!(r, Err(Error::UnknownAggregate { .. })), "delete of an empty aggregate: {r:?}");
+            return;
+        }
+        r.unwrap_or_else(|e| panic!("soft delete of {}: {e}", AGGS[agg]));
+        self.m.touched[agg] = true;
+        self.m.soft[agg] = true;
+        self.m.cut[agg] = self.m.cut[agg].max(self.m.by_agg[agg].len() as u64);
+    }
+
+    /// [`op::TRUNCATE`]: `truncate_before` hides the versions below it (never
+    /// below a soft delete's cut), at once.
+    fn truncate(&mut self, store: &Store, inp: &mut Input<'_>) {
+        let agg = inp.u8() as usize % 4;
+        let v = u64::from(inp.u8()) % (self.m.by_agg[agg].len() as u64 + 2);
+        store
+            .set_stream_meta(AGGS[agg], StreamMeta { truncate_before: Some(v), ..Default::default() })
+            .unwrap_or_else(|e| panic!("truncate_before {v} of {}: {e}", AGGS[agg]));
+        self.m.touched[agg] = true;
+        self.m.cut[agg] = if self.m.soft[agg] { v.max(self.m.cut[agg]) } else { v };
+    }
+
+    /// [`op::SCAVENGE`]: what the rules hide in sealed segments is removed
+    /// for good (positions stay); reads are unchanged.
+    fn scavenge(&mut self, store: &Store) {
+        let report = store.scavenge(&mut |_, _| {}).unwrap_or_else(|e| panic!("scavenge: {e}"));
+        let active_first = crate::segment_files(self.dir.path())
+            .iter()
+            .filter_map(|p| p.file_stem()?.to_str()?.parse::<u64>().ok())
+            .max()
+            .unwrap_or(0);
+        let gone: Vec<u64> =
+            (0..active_first.min(self.m.events.len() as u64)).filter(|p| !self.m.visible(*p)).collect();
+        let new = gone.iter().filter(|p| !self.m.removed.contains(p)).count() as u64;
+        assert_eq!(
+            report.events_removed, new,
+            "scavenge removed {} events, the model hides {new} more",
+            report.events_removed
+        );
+        self.m.removed.extend(gone);
+        verify_all(store, &self.m, "after a scavenge");
     }
 }
 
@@ -442,7 +548,7 @@ impl Run {
     /// flight too, and is torn (or, cut at its very end, complete).
     fn save_in_flight(&self, store: &Store, c: &Crash) -> Option<InFlightSave> {
         match self.m.current(c.agg) {
-            Some(version) if c.mode & 32 != 0 => {
+            Some(version) if c.mode & 32 != 0 && !self.m.touched[c.agg] => {
                 let (schema, state) = snapshot_state(version, c.agg, c.size);
                 store
                     .save_snapshot(AGGS[c.agg], version, factlog::SchemaVersion(schema), &state)
@@ -494,7 +600,7 @@ impl Run {
             assert!(!intact || n == 0, "in-flight batch with intact bytes lost in recovery: {rep:?}");
         }
         verify_all(&store, &self.m, "after crash");
-        for agg in 0..4 {
+        for agg in (0..4).filter(|a| !self.m.touched[*a]) {
             check_snapshots(&store, &self.m, agg, u64::MAX);
         }
         store

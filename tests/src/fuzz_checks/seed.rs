@@ -231,6 +231,7 @@ fn ops_seeds() -> Seeds {
     };
     let big = |agg: u8| a(agg, 0, 4, 3 + 4 * 60);
     let fill: Vec<u8> = (0..6).flat_map(|i| big(i % 4)).collect();
+    let life = |kind: u8, agg: u8| vec![op::LIFECYCLE + kind, agg];
     vec![
         ("appends", [a(0, 1, 1, 5), a(0, 3, 3, 9), a(1, 0, 5, 2), a(0, 2, 2, 1)].concat()),
         ("conflicts", [a(0, 2, 1, 0), a(0, 4, 1, 0), a(1, 1, 2, 0), a(1, 1, 2, 0)].concat()),
@@ -256,6 +257,36 @@ fn ops_seeds() -> Seeds {
         ),
         ("crash-torn-snapshot-save", [a(1, 0, 3, 9), crash(2, 32 + 1, 300, 77)].concat()),
         ("crash-whole-snapshot-save", [a(1, 0, 3, 9), crash(0, 32, 0, u32::MAX)].concat()),
+        (
+            "lifecycle-delete-scavenge-restart",
+            [
+                fill.clone(),
+                life(op::DELETE, 0),
+                vec![op::LIFECYCLE + op::SCAVENGE],
+                vec![op::REOPEN],
+                a(0, 1, 1, 5),
+                vec![op::READ_ALL, 0, 0, 200],
+                vec![op::REOPEN],
+            ]
+            .concat(),
+        ),
+        (
+            "lifecycle-truncate-crash",
+            [
+                fill.clone(),
+                life(op::TRUNCATE, 1),
+                vec![3],
+                vec![op::LIFECYCLE + op::SCAVENGE],
+                crash(3, 1, 777, 0),
+                vec![op::READ_AGG, 1, 0, 0, 50],
+                vec![op::REOPEN],
+            ]
+            .concat(),
+        ),
+        (
+            "lifecycle-scavenge-then-roll-undo",
+            [fill.clone(), life(op::DELETE, 2), vec![op::LIFECYCLE + op::SCAVENGE], crash(5, 8 + 1, 0, 0)].concat(),
+        ),
         (
             "snapshots-reopen",
             [a(1, 0, 4, 9), vec![op::SNAPSHOT, 1, 3, 200], vec![op::REOPEN], vec![op::SNAPSHOT, 1, 1, 201]].concat(),

@@ -166,13 +166,20 @@ impl Follower {
         }
     }
 
-    /// The index changes that take the view from `st` to `w`'s durable end.
-    fn changes_to(&self, st: &FollowState, w: &Watermark) -> Result<(Vec<Change>, Arc<Segment>, u64)> {
+    /// The index changes that take the view from `st` to `w`'s durable end;
+    /// with `restart_at`, from the first segment at or after it instead (the
+    /// writer's retention removed what the view had still to read).
+    fn changes_to(
+        &self,
+        st: &FollowState,
+        w: &Watermark,
+        restart_at: Option<u64>,
+    ) -> Result<(Vec<Change>, Arc<Segment>, u64)> {
         let mut changes = Vec::new();
-        let (mut seg, mut offset, mut position) = match &st.seg {
+        let (mut seg, mut offset, mut position) = match st.seg.as_ref().filter(|_| restart_at.is_none()) {
             Some(seg) => (Arc::clone(seg), st.offset, st.next_position),
             None => {
-                let seg = self.next_segment(None, w)?;
+                let seg = self.next_segment(restart_at.and_then(|p| p.checked_sub(1)), w)?;
                 changes.push(Change::Segment(Arc::clone(&seg)));
                 let first = seg.first_position;
                 (seg, HEADER_BYTES, first)
@@ -254,13 +261,23 @@ impl Follow for Follower {
             st.last_raw = Some(w.encode());
             return Ok(());
         }
-        let (changes, seg, offset) = self.changes_to(&st, &w)?;
+        // The writer's retention removed segments this view has not read to
+        // their end: their events are gone. The view goes on from the log's
+        // new start (below it, its readers get `BelowRetainedStart`, as the
+        // writer's do).
+        let log_start = shared.streams().log_start();
+        let restart_at = (log_start > st.next_position).then_some(log_start);
+        let (changes, seg, offset) = self.changes_to(&st, &w, restart_at)?;
         let mut idx = shared.index_mut();
         idx.set_following();
         let mut new_segments = false;
         for change in changes {
             let applied = match change {
                 Change::Segment(seg) => {
+                    if restart_at.is_some() && !new_segments {
+                        // Every segment of the view lies below the new start.
+                        idx.drop_head(seg.first_position);
+                    }
                     new_segments = true;
                     idx.push_segment(seg, 0)
                 }

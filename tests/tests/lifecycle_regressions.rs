@@ -2,9 +2,9 @@
 //! found: time travel over removed positions, loads after scavenges and
 //! retention, version floors across reopens, read-only followers of a
 //! writer that deletes and scavenges, hostile sparse headers, erasure of
-//! dead-letter records, a scavenge that cannot reach a segment, retention by
-//! age of scavenged segments, and a repair inside a sparse segment. Uses its
-//! own temporary stores only.
+//! dead-letter records, a scavenge that cannot reach a segment, a follower
+//! that falls behind retention, retention by age of scavenged segments, and
+//! a repair inside a sparse segment. Uses its own temporary stores only.
 
 use std::time::Duration;
 
@@ -397,4 +397,46 @@ fn a_missing_head_segment_is_corruption_but_an_unfinished_retention_completes() 
     assert!(!segs[0].exists(), "recovery completed the retention");
     let report = reopened.verify(&mut |_, _| {}).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+}
+
+/// A read-only follower that falls behind the writer's retention (the
+/// segments it had still to read are removed) goes on from the log's new
+/// start instead of failing for good; a subscription of it that was below
+/// the new start is told `BelowRetainedStart`.
+#[test]
+fn a_follower_behind_retention_goes_on_from_the_new_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let options =
+        small_options().retention(factlog::Retention { max_bytes: Some(3 * 64 * 1024), ..Default::default() });
+    let writer = Store::open(dir.path(), options.clone()).unwrap();
+    fill_rounds(&writer, &["a", "b"], 5);
+    let follower = Store::open_read_only(dir.path(), options).unwrap();
+    let mut sub = follower.subscribe(factlog::StartFrom::Start, factlog::Filter::all());
+    assert_eq!(sub.try_next().unwrap().map(|e| e.position), Some(0));
+    for n in 0..150u64 {
+        let agg = ["a", "b", "c"][n as usize % 3];
+        writer.append(agg, ExpectedVersion::Any, (0..20).map(|i| event(4343, n * 20 + i)).collect()).unwrap();
+    }
+    let first = writer.first_position().unwrap();
+    assert!(first > 10, "retention removed the head the follower had not read");
+    follower.refresh().unwrap();
+    assert_eq!(follower.first_position(), Some(first));
+    let want = writer.read_all_owned(first, usize::MAX).unwrap();
+    assert_eq!(follower.read_all_owned(first, usize::MAX).unwrap(), want);
+    let aggregate =
+        |s: &Store| s.read_aggregate_owned("c", 0, Direction::Forward, usize::MAX).map_err(|e| e.to_string());
+    assert_eq!(aggregate(&follower), aggregate(&writer));
+    // The subscription gets what it can of the old head, then is told.
+    let told = loop {
+        match sub.try_next() {
+            Ok(Some(e)) => assert!(e.position < first || want.iter().any(|w| w.position == e.position)),
+            Ok(None) => panic!("the subscription below the new start was not told"),
+            Err(e) => break e,
+        }
+    };
+    assert!(matches!(told, factlog::Error::BelowRetainedStart { .. }), "{told}");
+    // It keeps following.
+    fill_rounds(&writer, &["a"], 3);
+    follower.refresh().unwrap();
+    assert_eq!(follower.last_position(), writer.last_position());
 }

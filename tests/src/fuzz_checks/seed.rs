@@ -208,6 +208,13 @@ fn segment_open_seeds() -> Seeds {
         ("flip-then-fix-frame-crc", [&[0, 0, active, 5][..], &d(9), &[0, 7, active, 5], &d(0)].concat()),
         ("flip-version-fix-frame-crc", [&[0, 0, seg0, 4][..], &d(32 + 8), &[0, 7, seg0, 4], &d(0)].concat()),
         ("seg-size-fix-header-crc", [&[0, 1, active, 0][..], &d(24), &[3, 0, 0x80, 0, 0, 8, active]].concat()),
+        // Format version 4 (a recycled segment): recovery's recycled path on the active segment.
+        ("recycled-active", [&[0, 1, active, 0][..], &d(8), &[0, 4, 8, active]].concat()),
+        (
+            "recycled-active-own-frame-after-end",
+            [&[0, 1, active, 0][..], &d(8), &[0, 4, 6, active, 254], &d(0), &[nact], &d(0), &d(4000), &[8, active]]
+                .concat(),
+        ),
         ("idx-entry-fix-crc", [&[0, 1, first_idx, 8][..], &d(4), &[1, 0xe0, 0, 9, first_idx]].concat()),
         ("flip-last-snapshot", [&[0, 0, snap_last, 1][..], &d(40), &[2]].concat()),
         ("truncate-last-snapshot", [&[0, 3, snap_last, 1][..], &d(50)].concat()),

@@ -39,11 +39,17 @@ struct Args {
     payload: usize,
     window: usize,
     latency_events: u64,
+    /// Only the relay's throughput (for `perf record`): no ceiling, no latency.
+    relay_only: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args { events: 100_000, payload: 200, window: 4096, latency_events: 2000 };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut a = Args { events: 100_000, payload: 200, window: 4096, latency_events: 2000, relay_only: false };
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = argv.iter().position(|s| s == "--relay-only") {
+        argv.remove(i);
+        a.relay_only = true;
+    }
     for pair in argv.chunks(2) {
         let value = pair.get(1).and_then(|v| v.parse::<u64>().ok());
         match (pair[0].as_str(), value) {
@@ -52,7 +58,9 @@ fn args() -> Args {
             ("--window", Some(v)) => a.window = v as usize,
             ("--latency-events", Some(v)) => a.latency_events = v,
             _ => {
-                eprintln!("usage: relay-bench [--events N] [--payload BYTES] [--window W] [--latency-events N]");
+                eprintln!(
+                    "usage: relay-bench [--events N] [--payload BYTES] [--window W] [--latency-events N] [--relay-only]"
+                );
                 std::process::exit(2);
             }
         }
@@ -135,6 +143,15 @@ fn relay_messages(store: &Store, prefix: &str) -> (Vec<(String, PublishMessage)>
     (out, header_bytes)
 }
 
+/// Ships the whole store into a fresh `stream`: events per second, and how many.
+fn relay_throughput(store: &Store, url: &str, stream: &str, window: usize) -> (f64, u64) {
+    let options = RelayOptions::new(url, stream).max_in_flight(window);
+    let mut relay = Relay::new(store, options).unwrap();
+    let start = Instant::now();
+    let run = relay.run_until_caught_up().unwrap();
+    (run.published as f64 / start.elapsed().as_secs_f64(), run.published)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted.get(i).copied().unwrap_or_default()
@@ -163,6 +180,12 @@ fn main() {
         .build(client.clone());
 
     let store = fill(&scratch.0.join("store"), a.events, a.payload);
+    if a.relay_only {
+        eprintln!("relay-bench: store filled, shipping");
+        let (rate, _) = relay_throughput(&store, &server.url(), "RELAY", a.window);
+        println!("relay: store -> acknowledged in JetStream: {rate:.0} events/s");
+        return;
+    }
 
     // 1. The broker's ceiling, (a) bare and (b) the relay's messages.
     let building = Instant::now();
@@ -181,13 +204,8 @@ fn main() {
     });
 
     // 2. The relay, store to acknowledged.
-    let options = RelayOptions::new(server.url(), "RELAY").max_in_flight(a.window);
-    let mut relay = Relay::new(&store, options).unwrap();
-    let start = Instant::now();
-    let run = relay.run_until_caught_up().unwrap();
-    let relay_rate = run.published as f64 / start.elapsed().as_secs_f64();
-    assert_eq!(run.published, a.events);
-    drop(relay);
+    let (relay_rate, published) = relay_throughput(&store, &server.url(), "RELAY", a.window);
+    assert_eq!(published, a.events);
     store.close().unwrap();
 
     // 3. Latency: append acknowledged -> JetStream consumer's receipt.

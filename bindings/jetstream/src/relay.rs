@@ -493,7 +493,8 @@ impl<'r> Pipeline<'r> {
     ) -> Result<Vec<Outgoing>, Failure> {
         let relay = self.relay;
         let o = &relay.options;
-        let mut out = Vec::new();
+        // Sized once: growing it by doubling moves every message built so far.
+        let mut out = Vec::with_capacity(max);
         let mut bytes = 0;
         let cursor = consumer.position();
         let mut batch = match consumer.poll(max, wait) {

@@ -18,6 +18,14 @@
 //!    have, and then this relay's is refused (`wrong last sequence`, or a
 //!    duplicate by `Nats-Msg-Id`) and it reads the stream again.
 //!
+//! Where retention removed the log below the position to resume at, the
+//! relay stops with [`Error::BelowRetainedStart`] rather than skip events,
+//! unless its checkpoint shows the removed events were examined already (a
+//! filtered relay) or [`RelayOptions::accept_retention_gap`] says to resume
+//! at the log's new start. It checks the log's first position itself, at the
+//! start of a session and after every read, so a store that clamps reads
+//! below its start cannot make it skip silently.
+//!
 //! The first message into an empty stream expects sequence 0, which the
 //! broker honours too (2.9.10 refuses it once the stream holds anything:
 //! `tests/bad_days.rs` checks the server does).

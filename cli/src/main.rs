@@ -464,6 +464,10 @@ pub struct RelayArgs {
     /// Seconds between status lines on stderr.
     #[arg(long, value_name = "SECONDS", default_value = "10")]
     pub report_every: u64,
+    /// When retention removed events before they were shipped, resume at the
+    /// log's first retained position instead of stopping (the stream keeps a gap).
+    #[arg(long)]
+    pub accept_retention_gap: bool,
 }
 
 /// Arguments of `factlog repair`.

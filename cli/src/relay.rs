@@ -16,7 +16,8 @@ use crate::{open, tail, RelayArgs};
 pub fn run(args: &RelayArgs, wait: Duration) -> CliResult {
     let store = open::open_existing(&args.dir, wait)?;
     let filter = tail::filter(&args.event_types, &args.aggregate_prefixes);
-    let mut options = RelayOptions::new(&args.nats, &args.stream).filter(filter);
+    let mut options =
+        RelayOptions::new(&args.nats, &args.stream).filter(filter).accept_retention_gap(args.accept_retention_gap);
     if let Some(prefix) = &args.subject_prefix {
         options = options.subject_prefix(prefix);
     }
@@ -34,6 +35,12 @@ pub fn run(args: &RelayArgs, wait: Duration) -> CliResult {
             "relay: {:?}; next position {}, lag {} events, {} in flight, stream sequence {}, {} published",
             s.state, s.next_position, s.lag_events, s.in_flight, s.stream_sequence, s.published
         );
+        if let Some(gap) = s.last_gap {
+            eprintln!(
+                "relay: skipped {} positions retention removed before they were shipped (last gap {}..{})",
+                s.skipped_positions, gap.start, gap.end
+            );
+        }
     });
     relay.run().map(|_| ()).map_err(relay_error)
 }

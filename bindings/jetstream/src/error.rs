@@ -121,11 +121,14 @@ pub enum Error {
         /// One past the store's last durable position.
         store_end: u64,
     },
-    /// The relay would resume at a position the store no longer keeps (its
-    /// log starts later): the events in between can never be shipped. Ship
-    /// the store into a new stream, or accept the gap by resetting the
-    /// relay's consumer past it.
-    #[error("stream {stream:?} needs the store's events from position {next}, but the store's log starts at {first_retained}")]
+    /// The relay must resume at a position the store no longer keeps:
+    /// retention removed the log below `first_retained` before the relay
+    /// shipped the events from `next` on (it was down, or too far behind), so
+    /// they can never be shipped. Nothing was skipped. Ship the store into a
+    /// new stream (from `first_retained`), or accept the gap with
+    /// [`crate::RelayOptions::accept_retention_gap`] (`factlog relay
+    /// --accept-retention-gap`); keep the relay within the retention limits.
+    #[error("stream {stream:?} needs the store's events from position {next}, but retention removed the log below position {first_retained}: events {next}..{first_retained} can never be shipped. Nothing was skipped; ship the store into a new stream, or accept the gap (RelayOptions::accept_retention_gap, factlog relay --accept-retention-gap)")]
     BelowRetainedStart {
         /// The stream.
         stream: String,

@@ -65,6 +65,12 @@ pub struct RelayOptions {
     /// The checkpoint is committed at most this often while events flow
     /// (default 1 s), and when the relay stops.
     pub commit_every: Duration,
+    /// When the position the relay must resume at is below the store's first
+    /// retained position (retention removed events before they were shipped),
+    /// resume at that first position instead of failing with
+    /// [`Error::BelowRetainedStart`] (default `false`). The stream then has a
+    /// gap in `Factlog-Position`; [`crate::RelayStatus::last_gap`] says which.
+    pub accept_retention_gap: bool,
 }
 
 impl RelayOptions {
@@ -88,6 +94,7 @@ impl RelayOptions {
             retry_max: Duration::from_secs(5),
             give_up_after: None,
             commit_every: Duration::from_secs(1),
+            accept_retention_gap: false,
         }
     }
 
@@ -155,6 +162,12 @@ impl RelayOptions {
     /// Sets [`RelayOptions::commit_every`].
     pub fn commit_every(mut self, every: Duration) -> Self {
         self.commit_every = every;
+        self
+    }
+
+    /// Sets [`RelayOptions::accept_retention_gap`].
+    pub fn accept_retention_gap(mut self, accept: bool) -> Self {
+        self.accept_retention_gap = accept;
         self
     }
 

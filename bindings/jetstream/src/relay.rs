@@ -18,6 +18,14 @@
 //!    have, and then this relay's is refused (`wrong last sequence`, or a
 //!    duplicate by `Nats-Msg-Id`) and it reads the stream again.
 //!
+//! Where retention removed the log below the position to resume at, the
+//! relay stops with [`Error::BelowRetainedStart`] rather than skip events,
+//! unless its checkpoint shows the removed events were examined already (a
+//! filtered relay) or [`RelayOptions::accept_retention_gap`] says to resume
+//! at the log's new start. It checks the log's first position itself, at the
+//! start of a session and after every read, so a store that clamps reads
+//! below its start cannot make it skip silently.
+//!
 //! The first message into an empty stream expects sequence 0, which the
 //! broker honours too (2.9.10 refuses it once the stream holds anything:
 //! `tests/bad_days.rs` checks the server does).
@@ -67,6 +75,9 @@ pub struct RunSummary {
     pub resyncs: u64,
     /// Times the broker failed and the relay waited.
     pub broker_failures: u64,
+    /// Positions retention removed before they were shipped, skipped with
+    /// [`RelayOptions::accept_retention_gap`] (see [`RelayStatus::last_gap`]).
+    pub skipped_positions: u64,
 }
 
 /// Ships a store's log to a JetStream stream. Runs on the calling thread
@@ -144,6 +155,7 @@ impl Relay {
             stream_sequence: s.stream_sequence,
             resyncs: s.resyncs,
             broker_failures: s.broker_failures,
+            skipped_positions: s.skipped_positions,
         }
     }
 
@@ -274,17 +286,17 @@ impl Relay {
     /// against the store.
     fn resume_point(&self, tail: &Tail) -> Result<(u64, u64), Failure> {
         let stream = &self.options.stream;
-        match *tail {
-            Tail::Empty => Ok((0, 0)),
+        let (last_sequence, next, checkpoint_vouches) = match *tail {
+            Tail::Empty => (0, 0, false),
             Tail::Gone { last_sequence } => match self.store.consumer_info(&self.options.consumer) {
                 // The checkpoint trails what the broker acknowledged by at most
                 // `commit_every`: those events go again (and the dedupe window
                 // takes them out while it still knows them).
-                Ok(info) => Ok((last_sequence, info.next_position)),
+                Ok(info) => (last_sequence, info.next_position, false),
                 Err(factlog::Error::UnknownConsumer { .. }) => {
-                    Err(Error::StreamHistoryGone { stream: stream.clone(), last_sequence }.into())
+                    return Err(Error::StreamHistoryGone { stream: stream.clone(), last_sequence }.into())
                 }
-                Err(e) => Err(e.into()),
+                Err(e) => return Err(e.into()),
             },
             Tail::At { last_sequence, sequence, position, event_id } => {
                 let end = self.store.refresh()?.map_or(0, |p| p + 1);
@@ -294,30 +306,68 @@ impl Relay {
                     );
                 }
                 let reader = self.store.reader();
-                let stored = reader.event_at_position(position)?.event_id();
-                if stored != event_id {
-                    return Err(Error::StoreMismatch {
-                        stream: stream.clone(),
-                        sequence,
-                        position,
-                        stream_event_id: event_id.to_string(),
-                        store_event_id: stored.to_string(),
-                    }
-                    .into());
-                }
-                let next = position + 1;
-                if let Some(first) = reader.read_all(next).next().transpose()?.map(|e| e.position()) {
-                    // The log is dense: the first event from `next` on is at `next`,
-                    // unless the log no longer starts that early.
-                    if first > next {
-                        return Err(
-                            Error::BelowRetainedStart { stream: stream.clone(), next, first_retained: first }.into()
-                        );
+                // NOTE: an event retention or a scavenge removed since it was
+                // shipped cannot be compared; the stream's message is all that is left of it.
+                if position >= reader.first_position() {
+                    match reader.event_at_position(position) {
+                        Ok(stored) if stored.event_id() != event_id => {
+                            return Err(Error::StoreMismatch {
+                                stream: stream.clone(),
+                                sequence,
+                                position,
+                                stream_event_id: event_id.to_string(),
+                                store_event_id: stored.event_id().to_string(),
+                            }
+                            .into())
+                        }
+                        Ok(_) | Err(factlog::Error::EventRemoved { .. }) => {}
+                        Err(e) => return Err(e.into()),
                     }
                 }
-                Ok((last_sequence, next))
+                (last_sequence, position + 1, true)
+            }
+        };
+        Ok((last_sequence, self.past_retention(next, checkpoint_vouches)?))
+    }
+
+    /// `next`, or where to resume instead when retention removed the log
+    /// below it. The events in between can never be shipped: that is
+    /// [`Error::BelowRetainedStart`], unless the relay's checkpoint shows
+    /// they were all examined before they went (`checkpoint_vouches`: the
+    /// stream's last message is older than the checkpoint when the events
+    /// after it were not selected), or the options accept the gap.
+    fn past_retention(&self, next: u64, checkpoint_vouches: bool) -> Result<u64, Failure> {
+        // The reader's first position, not `Store::first_position`: the log may
+        // hold no event at all after retention, and then it starts at its end.
+        let first = self.store.reader().first_position();
+        if next >= first {
+            return Ok(next);
+        }
+        if checkpoint_vouches {
+            match self.store.consumer_info(&self.options.consumer) {
+                Ok(info) if info.next_position >= first => return Ok(first),
+                Ok(_) | Err(factlog::Error::UnknownConsumer { .. }) => {}
+                Err(e) => return Err(e.into()),
             }
         }
+        self.below_retained_start(next, first)?;
+        Ok(first)
+    }
+
+    /// Retention removed positions `next..first` before the relay shipped
+    /// them: an error, or (with [`RelayOptions::accept_retention_gap`]) a gap
+    /// the status records.
+    fn below_retained_start(&self, next: u64, first: u64) -> Result<(), Failure> {
+        if !self.options.accept_retention_gap {
+            return Err(
+                Error::BelowRetainedStart { stream: self.options.stream.clone(), next, first_retained: first }.into()
+            );
+        }
+        self.status.update(|s| {
+            s.skipped_positions += first - next;
+            s.last_gap = Some(next..first);
+        });
+        Ok(())
     }
 
     /// The relay's consumer, its checkpoint made to agree with the stream.
@@ -451,9 +501,16 @@ impl<'r> Pipeline<'r> {
     ) -> Result<Vec<Outgoing>, Failure> {
         let relay = self.relay;
         let o = &relay.options;
-        let mut out = Vec::new();
+        // Sized once: growing it by doubling moves every message built so far.
+        let mut out = Vec::with_capacity(max);
         let mut bytes = 0;
-        let mut batch = consumer.poll(max, wait)?;
+        let cursor = consumer.position();
+        let mut batch = match consumer.poll(max, wait) {
+            Err(factlog::Error::BelowRetainedStart { position, first_retained }) => {
+                return Err(self.passed_by_retention(position, first_retained))
+            }
+            other => other?,
+        };
         let end = batch.end_position();
         let mut events = batch.events();
         while bytes < byte_room {
@@ -470,8 +527,27 @@ impl<'r> Pipeline<'r> {
             }
         }
         drop(events);
+        drop(batch);
+        // A store opened with `clamp_reads_below_start` moves the cursor past
+        // what retention removed instead of failing: the relay must not.
+        let first = relay.store.reader().first_position();
+        if cursor < first && out.first().is_none_or(|m| m.position >= first) {
+            return Err(self.passed_by_retention(cursor, first));
+        }
         self.relay.status.update(|s| s.store_end = end);
         Ok(out)
+    }
+
+    /// Retention removed the events from `next` on while this session
+    /// shipped: the session ends (what is in flight is still settled and
+    /// committed), with the error, or to resume past the gap.
+    fn passed_by_retention(&self, next: u64, first: u64) -> Failure {
+        if self.options().accept_retention_gap {
+            // The next session reads the stream's end, finds it below `first`
+            // and records the gap as it resumes there.
+            return Failure::Resync(format!("retention removed positions {next}..{first} before they were shipped"));
+        }
+        Failure::Fatal(Error::BelowRetainedStart { stream: self.options().stream.clone(), next, first_retained: first })
     }
 
     /// The message of one event, stamped with the sequence it must land at.

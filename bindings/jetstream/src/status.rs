@@ -53,6 +53,11 @@ pub struct RelayStatus {
     pub last_resync: Option<String>,
     /// Times the broker failed (down, timed out) during this run.
     pub broker_failures: u64,
+    /// Positions skipped during this run because retention removed them
+    /// before they were shipped ([`crate::RelayOptions::accept_retention_gap`]).
+    pub skipped_positions: u64,
+    /// The last such gap: the stream has no message for these positions.
+    pub last_gap: Option<std::ops::Range<u64>>,
 }
 
 impl Default for RelayStatus {
@@ -68,6 +73,8 @@ impl Default for RelayStatus {
             resyncs: 0,
             last_resync: None,
             broker_failures: 0,
+            skipped_positions: 0,
+            last_gap: None,
         }
     }
 }

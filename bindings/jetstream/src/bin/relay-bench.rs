@@ -39,11 +39,17 @@ struct Args {
     payload: usize,
     window: usize,
     latency_events: u64,
+    /// Only the relay's throughput (for `perf record`): no ceiling, no latency.
+    relay_only: bool,
 }
 
 fn args() -> Args {
-    let mut a = Args { events: 100_000, payload: 200, window: 4096, latency_events: 2000 };
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut a = Args { events: 100_000, payload: 200, window: 4096, latency_events: 2000, relay_only: false };
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = argv.iter().position(|s| s == "--relay-only") {
+        argv.remove(i);
+        a.relay_only = true;
+    }
     for pair in argv.chunks(2) {
         let value = pair.get(1).and_then(|v| v.parse::<u64>().ok());
         match (pair[0].as_str(), value) {
@@ -52,7 +58,9 @@ fn args() -> Args {
             ("--window", Some(v)) => a.window = v as usize,
             ("--latency-events", Some(v)) => a.latency_events = v,
             _ => {
-                eprintln!("usage: relay-bench [--events N] [--payload BYTES] [--window W] [--latency-events N]");
+                eprintln!(
+                    "usage: relay-bench [--events N] [--payload BYTES] [--window W] [--latency-events N] [--relay-only]"
+                );
                 std::process::exit(2);
             }
         }
@@ -96,9 +104,27 @@ fn stream_config(name: &str) -> Config {
     Config { name: name.into(), subjects: vec![format!("{name}.>")], ..Default::default() }
 }
 
-/// Publishes `messages` with acknowledgements, `window` in flight; events per second.
-async fn publish_pipelined(js: &Context, messages: Vec<(String, PublishMessage)>, window: usize) -> f64 {
+/// CPU time this process's threads have used so far (the broker is another
+/// process): the sum of `/proc/self/task/*/schedstat`'s first field, in
+/// nanoseconds. Unlike a rate, a machine shared with other work barely moves it.
+fn cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Microseconds of this process's CPU per event since `since` (a `cpu_ns()`).
+fn cpu_us_per_event(since: u64, events: u64) -> f64 {
+    cpu_ns().saturating_sub(since) as f64 / 1e3 / events.max(1) as f64
+}
+
+/// Publishes `messages` with acknowledgements, `window` in flight; events per
+/// second, and this process's CPU microseconds per event.
+async fn publish_pipelined(js: &Context, messages: Vec<(String, PublishMessage)>, window: usize) -> (f64, f64) {
     let n = messages.len();
+    let cpu = cpu_ns();
     let start = Instant::now();
     let mut in_flight = VecDeque::with_capacity(window);
     for (subject, message) in messages {
@@ -111,7 +137,7 @@ async fn publish_pipelined(js: &Context, messages: Vec<(String, PublishMessage)>
     for ack in in_flight {
         ack.await.unwrap();
     }
-    n as f64 / start.elapsed().as_secs_f64()
+    (n as f64 / start.elapsed().as_secs_f64(), cpu_us_per_event(cpu, n as u64))
 }
 
 /// The relay's messages for the store's events, as it would build them.
@@ -133,6 +159,18 @@ fn relay_messages(store: &Store, prefix: &str) -> (Vec<(String, PublishMessage)>
         out.push((envelope::subject(prefix, e.aggregate_id()), m));
     }
     (out, header_bytes)
+}
+
+/// Ships the whole store into a fresh `stream`: events per second, this
+/// process's CPU microseconds per event, and how many events.
+fn relay_throughput(store: &Store, url: &str, stream: &str, window: usize) -> (f64, f64, u64) {
+    let options = RelayOptions::new(url, stream).max_in_flight(window);
+    let mut relay = Relay::new(store, options).unwrap();
+    let cpu = cpu_ns();
+    let start = Instant::now();
+    let run = relay.run_until_caught_up().unwrap();
+    let rate = run.published as f64 / start.elapsed().as_secs_f64();
+    (rate, cpu_us_per_event(cpu, run.published), run.published)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -163,6 +201,12 @@ fn main() {
         .build(client.clone());
 
     let store = fill(&scratch.0.join("store"), a.events, a.payload);
+    if a.relay_only {
+        eprintln!("relay-bench: store filled, shipping");
+        let (rate, cpu, _) = relay_throughput(&store, &server.url(), "RELAY", a.window);
+        println!("relay: store -> acknowledged in JetStream: {rate:.0} events/s, {cpu:.2} us CPU/event");
+        return;
+    }
 
     // 1. The broker's ceiling, (a) bare and (b) the relay's messages.
     let building = Instant::now();
@@ -172,7 +216,7 @@ fn main() {
     let bare: Vec<_> = (0..a.events)
         .map(|n| (format!("CEILA.{}", aggregate(n)), PublishMessage::build().payload(body.clone().into())))
         .collect();
-    let (ceiling_bare, ceiling_same) = rt.block_on(async {
+    let ((ceiling_bare, cpu_bare), (ceiling_same, cpu_same)) = rt.block_on(async {
         js.create_stream(stream_config("CEILA")).await.unwrap();
         js.create_stream(stream_config("CEILB")).await.unwrap();
         let bare = publish_pipelined(&js, bare, a.window).await;
@@ -181,39 +225,36 @@ fn main() {
     });
 
     // 2. The relay, store to acknowledged.
-    let options = RelayOptions::new(server.url(), "RELAY").max_in_flight(a.window);
-    let mut relay = Relay::new(&store, options).unwrap();
-    let start = Instant::now();
-    let run = relay.run_until_caught_up().unwrap();
-    let relay_rate = run.published as f64 / start.elapsed().as_secs_f64();
-    assert_eq!(run.published, a.events);
-    drop(relay);
+    let (relay_rate, relay_cpu, published) = relay_throughput(&store, &server.url(), "RELAY", a.window);
+    assert_eq!(published, a.events);
     store.close().unwrap();
 
     // 3. Latency: append acknowledged -> JetStream consumer's receipt.
     let latencies = latency(&rt, &js, &server.url(), &scratch.0.join("live"), &a);
 
     println!();
-    println!("| what | figure |");
-    println!("|---|---|");
+    println!("| what | figure | this process's CPU per event |");
+    println!("|---|---|---|");
     println!(
-        "| broker ceiling (a): bare {}-byte messages, acked, pipelined | {:.0} msg/s |",
+        "| broker ceiling (a): bare {}-byte messages, acked, pipelined | {:.0} msg/s | {:.2} µs |",
         a.payload + header_bytes,
-        ceiling_bare
+        ceiling_bare,
+        cpu_bare
     );
     println!(
-        "| broker ceiling (b): the relay's own messages, pre-made, acked, pipelined | {:.0} msg/s |",
-        ceiling_same
+        "| broker ceiling (b): the relay's own messages, pre-made, acked, pipelined | {:.0} msg/s | {:.2} µs |",
+        ceiling_same, cpu_same
     );
-    println!("| building the relay's messages from the store alone (one thread) | {build_rate:.0} msg/s |");
+    println!("| building the relay's messages from the store alone (one thread) | {build_rate:.0} msg/s | |");
     println!(
-        "| relay: store -> acknowledged in JetStream | **{:.0} events/s** ({:.2}x of (a), {:.2}x of (b)) |",
+        "| relay: store -> acknowledged in JetStream | **{:.0} events/s** ({:.2}x of (a), {:.2}x of (b)) | {:.2} µs |",
         relay_rate,
         relay_rate / ceiling_bare,
-        relay_rate / ceiling_same
+        relay_rate / ceiling_same,
+        relay_cpu
     );
     println!(
-        "| latency, append acked -> JetStream consumer receipt ({} events, 1 ms apart) | p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms |",
+        "| latency, append acked -> JetStream consumer receipt ({} events, 1 ms apart) | p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms | |",
         latencies.len(),
         percentile(&latencies, 0.50).as_secs_f64() * 1e3,
         percentile(&latencies, 0.99).as_secs_f64() * 1e3,

@@ -61,6 +61,9 @@ pub struct Subscription {
     from_end: bool,
     /// Upcasters for the owned deliveries and [`Batch::upcast_events`] (none by default).
     upcasters: Upcasters,
+    /// A durable consumer's: below the retained start it is always told,
+    /// whatever `Retention::clamp_reads_below_start` says.
+    never_clamp: bool,
 }
 
 impl std::fmt::Debug for Subscription {
@@ -87,6 +90,7 @@ impl Subscription {
             place: None,
             from_end,
             upcasters: Upcasters::default(),
+            never_clamp: false,
         }
     }
 
@@ -109,7 +113,15 @@ impl Subscription {
             place: None,
             from_end: from == StartFrom::End,
             upcasters: Upcasters::default(),
+            never_clamp: false,
         }
+    }
+
+    /// A durable consumer's subscription: below the retained start it is
+    /// always told (`Error::BelowRetainedStart`), never moved on silently.
+    pub(crate) fn never_clamp(mut self) -> Subscription {
+        self.never_clamp = true;
+        self
     }
 
     /// In `Buffered` mode, also deliver the events written but not flushed
@@ -275,7 +287,7 @@ impl Subscription {
             if self.next < first {
                 // Retention removed events this subscription has not seen: it is
                 // told, unless the store clamps such reads.
-                if !self.shared.clamp_below_start.load(std::sync::atomic::Ordering::Relaxed) {
+                if self.never_clamp || !self.shared.clamp_below_start.load(std::sync::atomic::Ordering::Relaxed) {
                     return Err(Error::BelowRetainedStart { position: self.next, first_retained: first });
                 }
                 self.next = first;

@@ -262,6 +262,15 @@ fn a_consumer_whose_checkpoint_retention_passed_is_told_not_moved() {
         "{r:?}"
     );
     drop(consumer);
+    // Also where the store clamps plain reads below the start: a consumer is always told.
+    let clamping =
+        small_options().retention(factlog::Retention { clamp_reads_below_start: true, ..Default::default() });
+    let clamped = Store::open_read_only(dir.path(), clamping).unwrap();
+    let mut consumer = clamped.consumer("slow", factlog::ConsumerOptions::default()).unwrap();
+    let r = consumer.poll(10, Duration::ZERO).map(|_| ());
+    assert!(matches!(r, Err(Error::BelowRetainedStart { position: 0, .. })), "{r:?}");
+    drop(consumer);
+    drop(clamped);
     assert_eq!(store.reset_consumer("slow", factlog::ResetTo::Start).unwrap(), first);
     // A new consumer from the start begins where the log does.
     let mut fresh = store.consumer("fresh", factlog::ConsumerOptions::default()).unwrap();

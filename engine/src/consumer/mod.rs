@@ -236,7 +236,7 @@ impl Consumer {
             return Err(Error::PastEnd { position: next, end });
         }
         let parked = ParkedLog::open(&files.parked)?;
-        let sub = store.subscribe(StartFrom::Position(next), options.filter.clone());
+        let sub = store.subscribe(StartFrom::Position(next), options.filter.clone()).never_clamp();
         let now = Instant::now();
         let committer = Committer {
             checkpoint,

@@ -62,9 +62,14 @@ pub struct Options {
     pub prepare_next_segment: bool,
     /// Reuse a segment file that retention removes as the next segment
     /// instead of zero-filling a new one (segment recycling: README,
-    /// "Lifecycle"). Only when nothing may still read the old file (no
-    /// reader of this store holds its map, no read-only handle is open in
-    /// any process) and no erasure is pending. Default `true`.
+    /// "Lifecycle"). Only when nothing may still read the old file (made in
+    /// this session, no reader of this store holds its map, no read-only
+    /// handle is open in any process). Default `false`: the old file's bytes
+    /// after the log's end include old events' payloads, and a payload
+    /// crafted to hold a frame of a future position could be taken for an
+    /// event by recovery after a crash, so turn it on only when payloads are
+    /// trusted (README, "Segment recycling"). [`crate::Store::erase`] is
+    /// refused while it is on.
     pub recycle_segments: bool,
     /// Snapshot policy: when set to `N`, [`crate::AppendResult::snapshot_due`] is
     /// `true` once an aggregate has gone `N` or more events past its newest
@@ -129,7 +134,7 @@ impl Default for Options {
             max_pending_appends: 4096,
             max_group_appends: 1024,
             prepare_next_segment: true,
-            recycle_segments: true,
+            recycle_segments: false,
             snapshot_every: None,
             snapshots_keep: 1,
             snapshot_zstd_level: 1,

@@ -105,7 +105,10 @@ pub(crate) fn run(
             .iter()
             .any(|id| idx.positions(id).and_then(|v| v.positions().last().copied()).is_some_and(|p| p >= active_first));
         drop(idx);
-        if in_active {
+        // A recycled active segment may hold old bytes of erased events
+        // after its log's end: sealed, its tail can be zeroed (`complete`).
+        let recycled_active = shared.segments().last().is_some_and(|s| s.recycled);
+        if in_active || recycled_active {
             link.seal(true)?;
         }
     }
@@ -490,9 +493,44 @@ fn complete(
         report.consumers_in_use = busy;
         return Ok(());
     }
+    if !erased.is_empty() {
+        zero_recycled_tails(shared)?;
+    }
     for id in erased {
         link.change(&id, StreamChange::ErasureDone)?;
         report.erasures_completed += 1;
+    }
+    Ok(())
+}
+
+/// Zeroes what follows the last frame of every sealed recycled segment
+/// (format version 4: the old file's bytes, which may hold erased events),
+/// then syncs each: before an erasure is recorded complete, no file may hold
+/// its bytes. Readers never read past a segment's last frame, and the writer
+/// never writes into a sealed segment.
+fn zero_recycled_tails(shared: &Shared) -> Result<()> {
+    let segs = shared.segments();
+    let ends: Vec<(Arc<Segment>, Option<u32>)> = {
+        let idx = shared.index();
+        idx.last_offsets().map(|(s, last)| (Arc::clone(s), last)).collect()
+    };
+    let sealed = ends.len().saturating_sub(1);
+    for (seg, last) in ends.into_iter().take(sealed) {
+        if !seg.recycled || !segs.iter().any(|s| Arc::ptr_eq(s, &seg)) {
+            continue;
+        }
+        let from = last.map_or(HEADER_BYTES, |o| seg.frame_end(u64::from(o)));
+        let bytes = seg.bytes();
+        let Some(dirty) = bytes.get(from as usize..).and_then(|t| t.iter().position(|b| *b != 0)) else { continue };
+        let at = from + dirty as u64;
+        let file = match std::fs::OpenOptions::new().write(true).open(&seg.path) {
+            Ok(f) => f,
+            // Removed meanwhile (retention): its bytes went with it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io("open recycled segment to zero its tail", &seg.path, e)),
+        };
+        crate::durable::zero_fill(&file, &seg.path, at, seg.len())?;
+        file.sync_data().map_err(|e| Error::io("fsync zeroed tail", &seg.path, e))?;
     }
     Ok(())
 }

@@ -728,7 +728,18 @@ impl Store {
     /// Erases an aggregate, for privacy law: a hard delete whose bytes
     /// (data, metadata, ids) leave every file of the store when the next
     /// scavenge completes. Until then its events are hidden from every read.
+    ///
+    /// Refused ([`Error::InvalidInput`]) while [`crate::Options::recycle_segments`]
+    /// is on: a recycled file keeps old bytes after the log's end. (Segments
+    /// recycled before, in a session with it on, have those bytes zeroed by
+    /// the scavenge that completes the erasure.)
     pub fn erase(&self, aggregate_id: &str) -> Result<StreamState> {
+        if self.inner.options.recycle_segments {
+            return Err(Error::InvalidInput(format!(
+                "erasing {aggregate_id:?} needs Options::recycle_segments off: a recycled segment file keeps old bytes \
+                 after the log's end"
+            )));
+        }
         self.change_stream(aggregate_id, StreamChange::Erase)
     }
 

@@ -167,6 +167,10 @@ pub(crate) struct Writer {
     /// When subscribers were last woken.
     last_wake: Instant,
     preparer: Option<JoinHandle<Result<()>>>,
+    /// Only segments starting after this one (the active segment at open)
+    /// may be recycled: those this session made, which no reader of an
+    /// earlier (closed) store of this directory can hold.
+    recycle_after: u64,
     checkpointer: Option<JoinHandle<()>>,
     last_recorded_at: i64,
     /// Where the durable end is published for read-only stores in other processes.
@@ -215,7 +219,9 @@ impl Writer {
     ) -> Writer {
         let next_position = shared.index().next_position();
         let faults = opts.faults.clone().unwrap_or_default();
+        let recycle_after = active.seg.first_position;
         Writer {
+            recycle_after,
             shared,
             opts,
             faults,
@@ -480,10 +486,15 @@ impl Writer {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Error::io("remove index checkpoint (retention)", idx_path, e)),
             }
-            // Recycled only if nothing can read it any more: no reader of
-            // this store holds its map (ours is the last), and (probed after
-            // the rename, below) no read-only handle is open anywhere.
-            let recycle = may_recycle && seg.len() == next_len && Arc::strong_count(seg) == 1;
+            // Recycled only if nothing can read it any more: made in this
+            // session (a reader of an earlier, closed store of this directory
+            // may still map older files), no reader of this store holds its
+            // map (ours is the last), and (probed after the rename, below) no
+            // read-only handle is open anywhere.
+            let recycle = may_recycle
+                && seg.first_position > self.recycle_after
+                && seg.len() == next_len
+                && Arc::strong_count(seg) == 1;
             let kept = segment::free(&dir, seg, recycle)?;
             // IMPORTANT: one at a time, oldest first: a power cut must never
             // leave a later segment removed and an earlier one present (a hole).

@@ -4,7 +4,8 @@
 //! reopen must neither call them a torn tail nor zero them, a torn tail of
 //! the segment's own life is still cut (and only that is zeroed), and no
 //! file is recycled while anything may still read it or while an erasure is
-//! pending. Uses its own temporary stores only.
+//! pending. Recycling is off by default (`Options::recycle_segments`):
+//! these stores turn it on. Uses its own temporary stores only.
 
 use std::path::{Path, PathBuf};
 
@@ -16,6 +17,7 @@ const SEGMENT: u64 = 64 * 1024;
 
 fn options() -> Options {
     Options::default()
+        .recycle_segments(true)
         .segment_bytes(SEGMENT)
         .max_event_bytes(16 * 1024)
         .retention(Retention { max_bytes: Some(3 * SEGMENT), ..Default::default() })
@@ -143,26 +145,96 @@ fn a_reader_holding_old_segments_keeps_reading_them() {
 }
 
 /// No file is recycled while a read-only handle is open (another process's
-/// could hold any map), nor while an erasure is pending.
+/// could hold any map); an erasure is refused while recycling is on.
 #[test]
-fn nothing_is_recycled_beside_a_read_only_handle_or_with_an_erasure_pending() {
+fn nothing_is_recycled_beside_a_read_only_handle_and_erasure_needs_it_off() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), options()).unwrap();
     let follower = Store::open_read_only(dir.path(), options()).unwrap();
     append(&store, 0, 600);
     assert!(recycled(dir.path()).is_empty(), "recycled beside a read-only handle");
     drop(follower);
-    store.append("gone", ExpectedVersion::Any, vec![ev(10_000)]).unwrap();
-    store.erase("gone").unwrap();
     append(&store, 600, 1200);
-    assert!(recycled(dir.path()).is_empty(), "recycled with an erasure pending");
+    assert!(!recycled(dir.path()).is_empty(), "recycled once the read-only handle is gone");
+    store.append("gone", ExpectedVersion::Any, vec![ev(10_000)]).unwrap();
+    let refused = store.erase("gone");
+    assert!(
+        matches!(refused, Err(factlog::Error::InvalidInput(ref m)) if m.contains("recycle_segments")),
+        "{refused:?}"
+    );
     check_a(&store);
     store.close().unwrap();
-    // Without either, it recycles.
+}
+
+/// A reader of a writer store that outlives it keeps its maps: a later
+/// writer session of the directory recycles only files it made itself.
+#[test]
+fn a_reader_outliving_its_store_is_not_recycled_under() {
+    let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), options()).unwrap();
-    store.scavenge(&mut |_, _| {}).unwrap();
-    append(&store, 1200, 1800);
-    assert!(!recycled(dir.path()).is_empty());
+    append(&store, 0, 200);
+    let reader = store.reader();
+    let first = reader.first_position();
+    let mut walk = reader.read_all(first);
+    assert_eq!(walk.next().unwrap().unwrap().position(), first);
+    store.close().unwrap();
+    let store = Store::open(dir.path(), options()).unwrap();
+    append(&store, 200, 1200);
+    assert!(store.first_position().unwrap() > 200, "retention removed what the reader holds");
+    assert!(!recycled(dir.path()).is_empty(), "files were recycled meanwhile");
+    for n in first + 1..200 {
+        let e = walk.next().unwrap().unwrap();
+        assert_eq!((e.position(), e.data()), (n, &ev(n).data[..]));
+    }
+    drop(walk);
+    drop(reader);
+    store.close().unwrap();
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// An aggregate whose events retention removed from files that were then
+/// recycled, erased later (with recycling off): when the scavenge completes
+/// the erasure, no file holds its bytes, recycled segments' tails included.
+#[test]
+fn an_erasure_reaches_the_old_bytes_of_recycled_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let holds_secret =
+        |dir: &Path| files(dir).iter().any(|p| std::fs::read(p).unwrap().windows(7).any(|w| w == b"SECRET-"));
+    let store = Store::open(dir.path(), options()).unwrap();
+    for n in 0..100u64 {
+        let e = NewEvent::new(id(9, n), "Secret", Bytes::from(format!("SECRET-{n:05}|").repeat(80)));
+        store.append("x", ExpectedVersion::Any, vec![e]).unwrap();
+    }
+    let mut n = 0;
+    // Until retention removed its events and a recycled file still holds their bytes.
+    while !(store.first_position().unwrap() > 100 && !recycled(dir.path()).is_empty() && holds_secret(dir.path())) {
+        append(&store, n, n + 1);
+        n += 1;
+        assert!(n < 3000, "no recycled file kept the removed events' bytes");
+    }
+    store.close().unwrap();
+    let store = Store::open(dir.path(), options().recycle_segments(false)).unwrap();
+    store.erase("x").unwrap();
+    let report = store.scavenge(&mut |_, _| {}).unwrap();
+    assert_eq!(report.erasures_completed, 1, "{report:?}");
+    store.close().unwrap();
+    assert!(!holds_secret(dir.path()), "an erased aggregate's bytes are in a file");
+    let store = Store::open(dir.path(), options().recycle_segments(false)).unwrap();
+    assert!(store.recovery_report().torn_tail.is_none());
+    check_a(&store);
     store.close().unwrap();
 }
 
@@ -177,11 +249,11 @@ fn check_a(store: &Store) {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
 
-/// `Options::recycle_segments(false)` zero-fills every new segment.
+/// Recycling is off by default: every new segment is zero-filled.
 #[test]
-fn recycling_can_be_turned_off() {
+fn recycling_is_off_by_default() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), options().recycle_segments(false)).unwrap();
+    let store = Store::open(dir.path(), options().recycle_segments(Options::default().recycle_segments)).unwrap();
     append(&store, 0, 600);
     assert!(recycled(dir.path()).is_empty());
     check_log(&store, 600);

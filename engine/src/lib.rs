@@ -44,6 +44,7 @@ mod follow;
 mod handoff;
 mod id;
 mod index;
+mod index_file;
 mod le;
 mod load;
 #[allow(unsafe_code)]

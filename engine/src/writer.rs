@@ -167,7 +167,8 @@ pub(crate) struct Writer {
     /// When subscribers were last woken.
     last_wake: Instant,
     preparer: Option<JoinHandle<Result<()>>>,
-    checkpointer: Option<JoinHandle<()>>,
+    /// Writes the last sealed segment's index file; returns it, to attach.
+    checkpointer: Option<JoinHandle<Option<(Arc<Segment>, PathBuf)>>>,
     last_recorded_at: i64,
     /// Where the durable end is published for read-only stores in other processes.
     watermark: WatermarkFile,
@@ -366,9 +367,7 @@ impl Writer {
             return Err(Error::Poisoned { cause });
         }
         if !roll || self.active.write_offset == HEADER_BYTES {
-            if let Some(c) = self.checkpointer.take() {
-                let _ = c.join();
-            }
+            self.join_checkpointer();
             return Ok(());
         }
         let seg = self.roll(self.next_position, 0)?;
@@ -385,9 +384,7 @@ impl Writer {
         self.shared.advance_durable(self.next_position);
         self.wake_pending = true;
         self.publish_watermark();
-        if let Some(c) = self.checkpointer.take() {
-            let _ = c.join();
-        }
+        self.join_checkpointer();
         Ok(())
     }
 
@@ -448,8 +445,8 @@ impl Writer {
         let floors: Vec<(String, u64)> = {
             let idx = self.shared.index();
             idx.aggregates()
-                .filter(|(_, v)| v.positions().last().is_some_and(|p| *p < cut))
-                .map(|(id, v)| (id.to_string(), v.base() + v.positions().len() as u64 - 1))
+                .filter(|(_, v)| v.last_position().is_some_and(|p| p < cut))
+                .map(|(id, v)| (id.to_string(), v.end() - 1))
                 .filter(|(id, last)| rules.version_floor(id).is_none_or(|f| f <= *last))
                 .collect()
         };
@@ -460,9 +457,7 @@ impl Writer {
         next.store(&self.shared.dir)?;
         self.shared.set_streams(next);
         // The sealed segment's checkpoint may still be being written: not after its file is gone.
-        if let Some(c) = self.checkpointer.take() {
-            let _ = c.join();
-        }
+        join_checkpointer(&mut self.checkpointer, &self.shared);
         let removed = {
             let mut idx = self.shared.index_mut();
             let removed = idx.drop_head(cut);
@@ -508,9 +503,7 @@ impl Writer {
         if let Some(p) = self.preparer.take() {
             let _ = p.join();
         }
-        if let Some(c) = self.checkpointer.take() {
-            let _ = c.join();
-        }
+        self.join_checkpointer();
         if self.shared.poison_cause().is_some() {
             return Ok(());
         }
@@ -1084,16 +1077,22 @@ impl Writer {
     /// Starts writing the sealed active segment's checkpoint on a background
     /// thread (one at a time), off the append path.
     fn checkpoint_active(&mut self) {
-        if let Some(c) = self.checkpointer.take() {
-            let _ = c.join();
-        }
+        self.join_checkpointer();
         let seg = Arc::clone(&self.active.seg);
         let end = self.active.write_offset;
         let dir = self.shared.dir.clone();
         self.checkpointer = std::thread::Builder::new()
             .name("factlog-checkpoint".into())
-            .spawn(move || write_checkpoint_of(&dir, &seg, end))
+            .spawn(move || write_checkpoint_of(&dir, seg, end))
             .ok();
+    }
+
+    /// Waits for the index file of the last sealed segment, and moves that
+    /// segment's entries from memory to it (the segment is sealed in the
+    /// index by now: every caller joins after the next segment was pushed,
+    /// else the entries stay in memory, correct, and a reopen uses the file).
+    fn join_checkpointer(&mut self) {
+        join_checkpointer(&mut self.checkpointer, &self.shared);
     }
 
     fn start_preparing(&mut self) {
@@ -1115,16 +1114,27 @@ impl Writer {
     }
 }
 
-/// Writes the checkpoint of a sealed segment whose frames end at `end`. A
-/// failure is not fatal: recovery rebuilds a missing checkpoint from the segment.
-fn write_checkpoint_of(dir: &std::path::Path, seg: &Segment, end: u64) {
-    let Ok(mut frames) = seg.frames(HEADER_BYTES, seg.first_position, Check::Trusted) else { return };
-    let mut entries = Vec::new();
-    while frames.offset() < end {
-        let Ok(Some(f)) = frames.next_frame() else { return };
-        let (aggregate_id, version) = (f.event.aggregate_id(), f.event.version());
-        let position = f.event.position();
-        entries.push(CheckpointEntry { aggregate_id, version, position, offset: f.offset as u32 });
+/// [`Writer::join_checkpointer`], for a caller holding a borrow of the writer's `shared`.
+fn join_checkpointer(checkpointer: &mut Option<JoinHandle<Option<(Arc<Segment>, PathBuf)>>>, shared: &Shared) {
+    if let Some(Ok(Some((seg, path)))) = checkpointer.take().map(|c| c.join()) {
+        shared.attach_index_file(&seg, &path);
     }
-    let _ = crate::index::write_checkpoint(dir, seg.first_position, &entries, false);
+}
+
+/// Writes the index file of a sealed segment whose frames end at `end`, and
+/// moves its entries from memory to the file. A failure is not fatal: the
+/// entries stay in memory, and recovery rebuilds a missing file from the segment.
+fn write_checkpoint_of(dir: &std::path::Path, seg: Arc<Segment>, end: u64) -> Option<(Arc<Segment>, PathBuf)> {
+    let path = {
+        let mut frames = seg.frames(HEADER_BYTES, seg.first_position, Check::Trusted).ok()?;
+        let mut entries = Vec::new();
+        while frames.offset() < end {
+            let Ok(Some(f)) = frames.next_frame() else { return None };
+            let (aggregate_id, version) = (f.event.aggregate_id(), f.event.version());
+            let position = f.event.position();
+            entries.push(CheckpointEntry { aggregate_id, version, position, offset: f.offset as u32 });
+        }
+        crate::index::write_checkpoint(dir, &seg, &entries).ok()?
+    };
+    Some((seg, path))
 }

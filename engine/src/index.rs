@@ -129,7 +129,9 @@ impl RunRef<'_> {
 impl SegmentSlot {
     fn offset_at(&self, position: u64) -> Option<u32> {
         match &self.part {
-            Part::Mem(m) => m.offsets.get(usize::try_from(position.checked_sub(self.seg.first_position)?).ok()?).copied(),
+            Part::Mem(m) => {
+                m.offsets.get(usize::try_from(position.checked_sub(self.seg.first_position)?).ok()?).copied()
+            }
             Part::File(f) => f.offset_of(position),
         }
     }
@@ -499,7 +501,9 @@ impl IndexState {
         dir.last_position = position;
         let run = match slot.runs.get_mut(aggregate_id) {
             Some(r) => r,
-            None => slot.runs.entry(aggregate_id.into()).or_insert(Run { first_version: version, positions: Vec::new() }),
+            None => {
+                slot.runs.entry(aggregate_id.into()).or_insert(Run { first_version: version, positions: Vec::new() })
+            }
         };
         if run.first_version + run.positions.len() as u64 != version {
             // The following case above: the run starts again.
@@ -553,7 +557,11 @@ impl IndexState {
                 }
                 Some(d) => {
                     let next = d.end;
-                    return Err(IndexError::VersionNotNext { aggregate_id: id.into(), version: row.first_version, next });
+                    return Err(IndexError::VersionNotNext {
+                        aggregate_id: id.into(),
+                        version: row.first_version,
+                        next,
+                    });
                 }
                 None if row.first_version > 0 && !self.gaps => {
                     let version = row.first_version;
@@ -731,7 +739,9 @@ fn mem_part(seg: &Segment, entries: &[CheckpointEntry<'_>], end: u64) -> Result<
         m.offsets.push(e.offset);
         let run = match m.runs.get_mut(e.aggregate_id) {
             Some(r) => r,
-            None => m.runs.entry(e.aggregate_id.into()).or_insert(Run { first_version: e.version, positions: Vec::new() }),
+            None => {
+                m.runs.entry(e.aggregate_id.into()).or_insert(Run { first_version: e.version, positions: Vec::new() })
+            }
         };
         if run.first_version + run.positions.len() as u64 != e.version {
             return Err(format!("aggregate {:?} version {} is not next in its segment", e.aggregate_id, e.version));

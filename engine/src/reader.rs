@@ -62,8 +62,7 @@ impl Reader {
     /// would silently miss.
     pub(crate) fn removed_before(&self, aggregate_id: &str, from_version: u64) -> Option<u64> {
         let rules = self.shared.streams();
-        let indexed =
-            self.shared.index().positions(aggregate_id).filter(|v| !v.is_empty()).map(|v| v.base());
+        let indexed = self.shared.index().positions(aggregate_id).filter(|v| !v.is_empty()).map(|v| v.base());
         // No event of it left: its version floor says how far its removed events went.
         let base = indexed.or_else(|| rules.version_floor(aggregate_id))?;
         let hidden_to = self.vis.as_ref().map_or(0, |v| v.first_version(aggregate_id));

@@ -382,7 +382,9 @@ impl Segment {
             let mut frames = FrameCursor::new(self, HEADER_BYTES, self.first_position, Check::Full);
             while frames.position() < expect.end {
                 match frames.next_frame() {
-                    Ok(Some(f)) => digest.add(f.event.position(), f.offset as u32, f.event.aggregate_id(), f.event.version()),
+                    Ok(Some(f)) => {
+                        digest.add(f.event.position(), f.offset as u32, f.event.aggregate_id(), f.event.version())
+                    }
                     Ok(None) if frames.position() >= expect.end => break,
                     Ok(None) => return Err((frames.offset(), "sealed segment ends early".to_string())),
                     Err(e) => return Err((frames.offset(), e.to_string())),

@@ -169,6 +169,9 @@ pub(crate) struct Writer {
     preparer: Option<JoinHandle<Result<()>>>,
     /// Writes the last sealed segment's index file; returns it, to attach.
     checkpointer: Option<JoinHandle<Option<(Arc<Segment>, PathBuf)>>>,
+    /// Index files written and not yet attached: attached where the writer
+    /// holds no index lock (`attach_files`).
+    to_attach: Vec<(Arc<Segment>, PathBuf)>,
     last_recorded_at: i64,
     /// Where the durable end is published for read-only stores in other processes.
     watermark: WatermarkFile,
@@ -230,6 +233,7 @@ impl Writer {
             last_wake: Instant::now(),
             preparer: None,
             checkpointer: None,
+            to_attach: Vec::new(),
             last_recorded_at,
             watermark,
         }
@@ -368,6 +372,7 @@ impl Writer {
         }
         if !roll || self.active.write_offset == HEADER_BYTES {
             self.join_checkpointer();
+            self.attach_files();
             return Ok(());
         }
         let seg = self.roll(self.next_position, 0)?;
@@ -385,6 +390,7 @@ impl Writer {
         self.wake_pending = true;
         self.publish_watermark();
         self.join_checkpointer();
+        self.attach_files();
         Ok(())
     }
 
@@ -457,7 +463,7 @@ impl Writer {
         next.store(&self.shared.dir)?;
         self.shared.set_streams(next);
         // The sealed segment's checkpoint may still be being written: not after its file is gone.
-        join_checkpointer(&mut self.checkpointer, &self.shared);
+        join_checkpointer(&mut self.checkpointer, &mut self.to_attach);
         let removed = {
             let mut idx = self.shared.index_mut();
             let removed = idx.drop_head(cut);
@@ -814,6 +820,7 @@ impl Writer {
         }
         let rolled = pending.iter().any(|p| matches!(p, Pending::Segment(_)));
         self.publish(&appends, pending);
+        self.attach_files();
         if rolled && self.opts.retention.is_some() {
             // A failure leaves the segments in place; the next roll tries again.
             let _ = self.apply_retention();
@@ -1092,7 +1099,15 @@ impl Writer {
     /// index by now: every caller joins after the next segment was pushed,
     /// else the entries stay in memory, correct, and a reopen uses the file).
     fn join_checkpointer(&mut self) {
-        join_checkpointer(&mut self.checkpointer, &self.shared);
+        join_checkpointer(&mut self.checkpointer, &mut self.to_attach);
+    }
+
+    /// Moves the entries of the sealed segments whose index files are
+    /// written from memory to their files. Never under an index lock.
+    fn attach_files(&mut self) {
+        for (seg, path) in self.to_attach.drain(..) {
+            self.shared.attach_index_file(&seg, &path);
+        }
     }
 
     fn start_preparing(&mut self) {
@@ -1115,9 +1130,12 @@ impl Writer {
 }
 
 /// [`Writer::join_checkpointer`], for a caller holding a borrow of the writer's `shared`.
-fn join_checkpointer(checkpointer: &mut Option<JoinHandle<Option<(Arc<Segment>, PathBuf)>>>, shared: &Shared) {
-    if let Some(Ok(Some((seg, path)))) = checkpointer.take().map(|c| c.join()) {
-        shared.attach_index_file(&seg, &path);
+fn join_checkpointer(
+    checkpointer: &mut Option<JoinHandle<Option<(Arc<Segment>, PathBuf)>>>,
+    to_attach: &mut Vec<(Arc<Segment>, PathBuf)>,
+) {
+    if let Some(Ok(Some(written))) = checkpointer.take().map(|c| c.join()) {
+        to_attach.push(written);
     }
 }
 

@@ -209,14 +209,14 @@ impl<'a> Versions<'a> {
     }
 
     /// The slots that can hold its versions, oldest first.
-    fn slots(&self) -> std::ops::RangeInclusive<usize> {
-        self.idx.slot_of(self.dir.first_hint)..=self.idx.slot_of(self.dir.last_position)
+    fn slots(&self) -> std::ops::Range<usize> {
+        self.idx.slot_of(self.dir.first_hint)..self.idx.slot_of(self.dir.last_position) + 1
     }
 
     /// The runs of it, oldest first, with their slot numbers.
     fn runs(&self) -> impl DoubleEndedIterator<Item = (usize, RunRef<'a>)> + 'a {
         let (id, hash, idx) = (self.id, self.hash, self.idx);
-        let slots = if self.is_empty() { 1..=0 } else { self.slots() };
+        let slots = if self.is_empty() { 0..0 } else { self.slots() };
         slots.filter_map(move |i| Some((i, idx.segments.get(i)?.run(id, hash)?)))
     }
 

@@ -168,10 +168,10 @@ pub(crate) struct Writer {
     last_wake: Instant,
     preparer: Option<JoinHandle<Result<()>>>,
     /// Writes the last sealed segment's index file; returns it, to attach.
-    checkpointer: Option<JoinHandle<Option<(Arc<Segment>, PathBuf)>>>,
+    checkpointer: Option<JoinHandle<Option<Written>>>,
     /// Index files written and not yet attached: attached where the writer
     /// holds no index lock (`attach_files`).
-    to_attach: Vec<(Arc<Segment>, PathBuf)>,
+    to_attach: Vec<Written>,
     last_recorded_at: i64,
     /// Where the durable end is published for read-only stores in other processes.
     watermark: WatermarkFile,
@@ -1129,11 +1129,11 @@ impl Writer {
     }
 }
 
+/// A sealed segment and its index file, just written.
+type Written = (Arc<Segment>, PathBuf);
+
 /// [`Writer::join_checkpointer`], for a caller holding a borrow of the writer's `shared`.
-fn join_checkpointer(
-    checkpointer: &mut Option<JoinHandle<Option<(Arc<Segment>, PathBuf)>>>,
-    to_attach: &mut Vec<(Arc<Segment>, PathBuf)>,
-) {
+fn join_checkpointer(checkpointer: &mut Option<JoinHandle<Option<Written>>>, to_attach: &mut Vec<Written>) {
     if let Some(Ok(Some(written))) = checkpointer.take().map(|c| c.join()) {
         to_attach.push(written);
     }
@@ -1142,7 +1142,7 @@ fn join_checkpointer(
 /// Writes the index file of a sealed segment whose frames end at `end`, and
 /// moves its entries from memory to the file. A failure is not fatal: the
 /// entries stay in memory, and recovery rebuilds a missing file from the segment.
-fn write_checkpoint_of(dir: &std::path::Path, seg: Arc<Segment>, end: u64) -> Option<(Arc<Segment>, PathBuf)> {
+fn write_checkpoint_of(dir: &std::path::Path, seg: Arc<Segment>, end: u64) -> Option<Written> {
     let path = {
         let mut frames = seg.frames(HEADER_BYTES, seg.first_position, Check::Trusted).ok()?;
         let mut entries = Vec::new();

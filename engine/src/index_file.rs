@@ -112,6 +112,16 @@ pub struct BadIndexFile {
     pub reason: String,
 }
 
+/// Whether `path` is an index file of an older format (1 or 2: read whole
+/// into memory by earlier builds): not damage, only out of date. A
+/// read-write open rebuilds it from its segment; a read-only one scans the
+/// segment instead.
+pub(crate) fn is_older_format(path: &Path) -> bool {
+    let mut head = [0u8; CRC_AT];
+    let read = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
+    read.is_ok() && head[MAGIC_AT..VERSION_AT] == IDX_MAGIC && le_u32(&head, VERSION_AT).is_some_and(|v| v < IDX_VERSION)
+}
+
 /// One row of the aggregate table: an aggregate's run of versions in the file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Row {

@@ -119,7 +119,9 @@ pub struct BadIndexFile {
 pub(crate) fn is_older_format(path: &Path) -> bool {
     let mut head = [0u8; CRC_AT];
     let read = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
-    read.is_ok() && head[MAGIC_AT..VERSION_AT] == IDX_MAGIC && le_u32(&head, VERSION_AT).is_some_and(|v| v < IDX_VERSION)
+    read.is_ok()
+        && head[MAGIC_AT..VERSION_AT] == IDX_MAGIC
+        && le_u32(&head, VERSION_AT).is_some_and(|v| v < IDX_VERSION)
 }
 
 /// One row of the aggregate table: an aggregate's run of versions in the file.

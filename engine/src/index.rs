@@ -1,72 +1,42 @@
-//! The per-aggregate offset index: in memory, (aggregate, version) → global
-//! position and position → (segment, offset); on disk, one checkpoint file
-//! per sealed segment (`<first position>.idx`) so that reopening reads the
-//! checkpoints and scans only the active segment. A checkpoint that is
-//! missing or fails its checksum is rebuilt from its segment. This module
-//! never reads event bodies; it only maps keys to places.
+//! The per-aggregate offset index: (aggregate, version) → global position
+//! and position → (segment, offset). Sealed segments are indexed by their
+//! memory-mapped index files (`index_file`, `<first position>.idx`); only
+//! the active segment's entries (and those of a sealed segment whose file is
+//! not written yet) live in memory, with a small resident directory per
+//! aggregate: its first and next version, and the span of positions its
+//! events lie in, which bounds the files a lookup visits. A lookup of one
+//! aggregate never scans a file: each file answers through its filter and a
+//! binary search. A file that is missing or fails its checks is rebuilt
+//! from its segment. This module never reads event bodies.
 //!
-//! Memory: 4 bytes per event for the offset (per segment), 8 bytes per event
-//! for the position (per aggregate), plus a fixed overhead per aggregate
-//! (its id and a `Vec` header in a hash map).
-//!
-//! Checkpoint layout (little-endian):
-//! ```text
-//!  0  8 magic b"FLOGIDX\x1a"
-//!  8  4 format version (1)
-//! 12  4 reserved 0
-//! 16  8 first_position of the segment
-//! 24  8 event_count
-//! 32  4 aggregate_count
-//! 36  4 crc32 of every byte from 40 to the end
-//! 40  .. aggregate names: u8 length + bytes, aggregate_count times
-//! ..  .. entries, event_count times: u32 aggregate number, u32 frame offset, u64 version
-//!         (format version 2, for sparse segments: then u64 position)
-//! ```
-//! A dense segment's checkpoint is format version 1 (positions implied:
-//! the segment's first position plus the entry's number); a sparse
-//! segment's (one the scavenge rewrote) is format version 2.
+//! Memory: for the active segment, 4 bytes per event for the offset and 8
+//! for the position; per aggregate, its id and 32 bytes in a hash map.
+//! Sealed segments cost no heap: their files are mapped (page cache).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::event::EventRef;
+pub use crate::index_file::BadIndexFile;
+use crate::index_file::{key_hash, IndexFile, Row, RunIn};
 use crate::segment::Segment;
 
-const IDX_MAGIC: [u8; 8] = *b"FLOGIDX\x1a";
-const IDX_VERSION: u32 = 1;
-/// Checkpoints of sparse segments: entries carry their positions.
-const IDX_VERSION_SPARSE: u32 = 2;
-
-// Checkpoint header offsets, each derived from the one before (module doc).
-const MAGIC_AT: usize = 0;
-const VERSION_AT: usize = MAGIC_AT + 8;
-const RESERVED_AT: usize = VERSION_AT + 4;
-const FIRST_POSITION_AT: usize = RESERVED_AT + 4;
-const EVENT_COUNT_AT: usize = FIRST_POSITION_AT + 8;
-const AGGREGATE_COUNT_AT: usize = EVENT_COUNT_AT + 8;
-const CRC_AT: usize = AGGREGATE_COUNT_AT + 4;
-const IDX_HEADER: usize = CRC_AT + 4;
-/// Bytes of one entry: u32 aggregate number, u32 frame offset, u64 version.
-const ENTRY_BYTES: usize = 4 + 4 + 8;
-/// Bytes of one entry of a sparse segment's checkpoint: then u64 position.
-const SPARSE_ENTRY_BYTES: usize = ENTRY_BYTES + 8;
-
-const _: () = assert!(IDX_HEADER == 40);
-
-/// File name suffix of index checkpoints.
+/// File name suffix of index files.
 pub const IDX_SUFFIX: &str = ".idx";
 
-/// File name of the checkpoint of the segment starting at `first_position`.
+/// File name of the index file of the segment starting at `first_position`.
 pub fn file_name(first_position: u64) -> String {
     format!("{first_position:020}{IDX_SUFFIX}")
 }
 
-/// Why the index refused an entry, or a checkpoint file was not usable.
+type Hasher = foldhash::quality::RandomState;
+
+/// Why the index refused an entry, or an index file was not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IndexError {
-    /// An entry arrived out of order: a bug or a lying checkpoint, never a torn write.
+    /// An entry arrived out of order: a bug or a lying index file, never a torn write.
     #[error("position {position} is not next ({next})")]
     PositionNotNext {
         /// The position offered.
@@ -84,63 +54,260 @@ pub enum IndexError {
         /// The version expected.
         next: u64,
     },
-    /// An entry before any segment.
+    /// An entry before any segment, or after its segment was sealed.
     #[error("no segment to index into")]
     NoSegment,
-    /// A checkpoint file that cannot be used (the caller rebuilds it from its segment).
+    /// An index file that cannot be used (the caller rebuilds it from its segment).
     #[error("{0}")]
     BadCheckpoint(String),
 }
 
-/// One segment as the index sees it.
-struct SegmentSlot {
-    /// The mapped segment.
-    seg: Arc<Segment>,
-    /// Frame offset of each event, by `position - first_position`.
-    offsets: Vec<u32>,
-}
-
-/// One aggregate's events in the index: the position of each version from
-/// `base` on. `base` is 0 until retention removes the aggregate's first
-/// events; versions are dense from it.
-#[derive(Debug, Default, Clone)]
-pub struct Versions {
-    base: u64,
+/// One aggregate's versions in one segment held in memory.
+#[derive(Debug, Default)]
+struct Run {
+    first_version: u64,
     positions: Vec<u64>,
 }
 
-impl Versions {
+/// A segment's entries in memory: the active segment's, or a sealed one's
+/// until its index file is written and attached.
+#[derive(Default)]
+struct MemPart {
+    /// Frame offset of each position, by `position - first_position`.
+    offsets: Vec<u32>,
+    /// The aggregates' runs.
+    runs: HashMap<Box<str>, Run, Hasher>,
+}
+
+enum Part {
+    Mem(MemPart),
+    File(Arc<IndexFile>),
+}
+
+/// One segment as the index sees it.
+struct SegmentSlot {
+    seg: Arc<Segment>,
+    part: Part,
+}
+
+/// An aggregate's run in one segment, wherever it is kept.
+enum RunRef<'a> {
+    Mem(&'a Run),
+    File(&'a IndexFile, Row),
+}
+
+impl RunRef<'_> {
+    fn first_version(&self) -> u64 {
+        match self {
+            RunRef::Mem(r) => r.first_version,
+            RunRef::File(_, row) => row.first_version,
+        }
+    }
+
+    fn count(&self) -> u64 {
+        match self {
+            RunRef::Mem(r) => r.positions.len() as u64,
+            RunRef::File(_, row) => u64::from(row.count),
+        }
+    }
+
+    fn position(&self, k: u64) -> Option<u64> {
+        match self {
+            RunRef::Mem(r) => r.positions.get(usize::try_from(k).ok()?).copied(),
+            RunRef::File(f, row) => f.run_position(row, k),
+        }
+    }
+
+    fn count_below(&self, position: u64) -> u64 {
+        match self {
+            RunRef::Mem(r) => r.positions.partition_point(|p| *p < position) as u64,
+            RunRef::File(f, row) => f.run_count_below(row, position),
+        }
+    }
+}
+
+impl SegmentSlot {
+    fn offset_at(&self, position: u64) -> Option<u32> {
+        match &self.part {
+            Part::Mem(m) => {
+                m.offsets.get(usize::try_from(position.checked_sub(self.seg.first_position)?).ok()?).copied()
+            }
+            Part::File(f) => f.offset_of(position),
+        }
+    }
+
+    fn last_offset(&self) -> Option<u32> {
+        match &self.part {
+            Part::Mem(m) => m.offsets.last().copied(),
+            Part::File(f) => f.last_offset(),
+        }
+    }
+
+    fn run(&self, id: &str, hash: u64) -> Option<RunRef<'_>> {
+        match &self.part {
+            Part::Mem(m) => m.runs.get(id).map(RunRef::Mem),
+            Part::File(f) => f.find(id, hash).map(|row| RunRef::File(f, row)),
+        }
+    }
+}
+
+/// What stays in memory per aggregate.
+#[derive(Debug, Clone, Copy)]
+struct Dir {
+    /// The first version still in the log.
+    base: u64,
+    /// One past the last version.
+    end: u64,
+    /// No version from `base` on lies before this position.
+    first_hint: u64,
+    /// The position of version `end - 1` (meaningless when `base == end`).
+    last_position: u64,
+}
+
+/// One aggregate's events in the index: versions from `base` to `end`
+/// (exclusive), dense. `base` is 0 until retention or a scavenge removes the
+/// aggregate's first events. A lookup handle: each call searches the
+/// segments that can hold the aggregate (filters, then binary searches).
+#[derive(Clone, Copy)]
+pub struct Versions<'a> {
+    idx: &'a IndexState,
+    id: &'a str,
+    hash: u64,
+    dir: Dir,
+}
+
+impl std::fmt::Debug for Versions<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Versions").field("id", &self.id).field("dir", &self.dir).finish()
+    }
+}
+
+impl<'a> Versions<'a> {
     /// The first version still in the log.
     pub fn base(&self) -> u64 {
-        self.base
+        self.dir.base
+    }
+
+    /// One past the last version (the next version to append).
+    pub fn end(&self) -> u64 {
+        self.dir.end
+    }
+
+    /// How many versions are still in the log.
+    pub fn len(&self) -> u64 {
+        self.dir.end - self.dir.base
+    }
+
+    /// Whether no event of it is left in the log.
+    pub fn is_empty(&self) -> bool {
+        self.dir.end == self.dir.base
+    }
+
+    /// The position of its last version, if any is left.
+    pub fn last_position(&self) -> Option<u64> {
+        (!self.is_empty()).then_some(self.dir.last_position)
+    }
+
+    /// The slots that can hold its versions, oldest first.
+    fn slots(&self) -> std::ops::Range<usize> {
+        self.idx.slot_of(self.dir.first_hint)..self.idx.slot_of(self.dir.last_position) + 1
+    }
+
+    /// The runs of it, oldest first, with their slot numbers.
+    fn runs(&self) -> impl DoubleEndedIterator<Item = (usize, RunRef<'a>)> + 'a {
+        let (id, hash, idx) = (self.id, self.hash, self.idx);
+        let slots = if self.is_empty() { 0..0 } else { self.slots() };
+        slots.filter_map(move |i| Some((i, idx.segments.get(i)?.run(id, hash)?)))
     }
 
     /// The position of `version`, if it is still in the log.
     pub fn position(&self, version: u64) -> Option<u64> {
-        let i = usize::try_from(version.checked_sub(self.base)?).ok()?;
-        self.positions.get(i).copied()
+        if version < self.dir.base || version >= self.dir.end {
+            return None;
+        }
+        if version == self.dir.end - 1 {
+            return Some(self.dir.last_position);
+        }
+        // Versions grow with positions: search from the nearer end.
+        if version - self.dir.base < self.dir.end - version {
+            for (_, r) in self.runs() {
+                if version < r.first_version() {
+                    return None;
+                }
+                if version < r.first_version() + r.count() {
+                    return r.position(version - r.first_version());
+                }
+            }
+        } else {
+            for (_, r) in self.runs().rev() {
+                if version >= r.first_version() + r.count() {
+                    return None;
+                }
+                if version >= r.first_version() {
+                    return r.position(version - r.first_version());
+                }
+            }
+        }
+        None
+    }
+
+    /// The positions of versions `from..to` (clamped to what is left), in
+    /// version order; it stops early at a version it cannot find.
+    pub fn positions(&self, from: u64, to: u64) -> Vec<u64> {
+        let (from, to) = (from.max(self.dir.base), to.min(self.dir.end));
+        let mut out = Vec::with_capacity(usize::try_from(to.saturating_sub(from)).unwrap_or(0).min(1 << 20));
+        let mut next = from;
+        for (_, r) in self.runs() {
+            if next >= to {
+                break;
+            }
+            let (first, count) = (r.first_version(), r.count());
+            if next >= first + count {
+                continue;
+            }
+            if next < first {
+                break;
+            }
+            for k in next - first..count.min(to - first) {
+                match r.position(k) {
+                    Some(p) => out.push(p),
+                    None => return out,
+                }
+            }
+            next = first + count.min(to - first);
+        }
+        out
     }
 
     /// One past the last version whose position is below `end` (0: none;
     /// the versions before `base` count, though they left the log).
     pub fn end_below(&self, end: u64) -> u64 {
-        self.base + self.positions.partition_point(|p| *p < end) as u64
-    }
-
-    /// The positions, from version `base` on.
-    pub fn positions(&self) -> &[u64] {
-        &self.positions
+        if self.is_empty() || self.dir.last_position < end {
+            return self.dir.end;
+        }
+        let hi = self.idx.slot_of(end.min(self.dir.last_position));
+        for (i, r) in self.runs().rev() {
+            if i > hi {
+                continue;
+            }
+            let k = r.count_below(end);
+            if k > 0 {
+                return (r.first_version() + k).max(self.dir.base);
+            }
+        }
+        self.dir.base
     }
 }
 
-/// The whole in-memory index. Guarded by the store's `RwLock`; the writer
-/// (and, before it starts, recovery) is the only mutator.
+/// The whole index. Guarded by the store's `RwLock`; the writer (and,
+/// before it starts, recovery; and the scavenge, under the swap lock) is
+/// the only mutator.
 #[derive(Default)]
 pub struct IndexState {
     /// Segments in log order.
     segments: Vec<SegmentSlot>,
-    /// Global position of every event, by aggregate and version.
-    aggregates: HashMap<Box<str>, Versions, foldhash::quality::RandomState>,
+    /// The resident directory: each aggregate's versions and span.
+    aggregates: HashMap<Box<str>, Dir, Hasher>,
     /// One past the last indexed position.
     next_position: u64,
     /// Whether events were removed before the end of what is indexed (the
@@ -173,15 +340,19 @@ impl IndexState {
         self.segments.first().map_or(self.next_position, |s| s.seg.first_position)
     }
 
+    /// The slot whose segment holds `position` (the first one if none does).
+    fn slot_of(&self, position: u64) -> usize {
+        self.segments.partition_point(|s| s.seg.first_position <= position).saturating_sub(1)
+    }
+
     /// The segment slot index and frame offset of `position`.
     pub fn locate(&self, position: u64) -> Option<(usize, u64)> {
         if position >= self.next_position {
             return None;
         }
         let i = self.segments.partition_point(|s| s.seg.first_position <= position).checked_sub(1)?;
-        let slot = self.segments.get(i)?;
-        let off = slot.offsets.get(usize::try_from(position - slot.seg.first_position).ok()?)?;
-        Some((i, u64::from(*off)))
+        let off = self.segments.get(i)?.offset_at(position)?;
+        Some((i, u64::from(off)))
     }
 
     /// The event at `position`, read through its segment (checksum verified).
@@ -202,17 +373,18 @@ impl IndexState {
 
     /// Offset of the last frame of each segment (`None`: the segment is empty).
     pub fn last_offsets(&self) -> impl Iterator<Item = (&Arc<Segment>, Option<u32>)> + '_ {
-        self.segments.iter().map(|s| (&s.seg, s.offsets.last().copied()))
+        self.segments.iter().map(|s| (&s.seg, s.last_offset()))
     }
 
-    /// Global positions of an aggregate's events, by version.
-    pub fn positions(&self, aggregate_id: &str) -> Option<&Versions> {
-        self.aggregates.get(aggregate_id)
+    /// An aggregate's versions, to look its positions up.
+    pub fn positions<'a>(&'a self, aggregate_id: &str) -> Option<Versions<'a>> {
+        let (id, dir) = self.aggregates.get_key_value(aggregate_id)?;
+        Some(Versions { idx: self, id, hash: key_hash(id), dir: *dir })
     }
 
-    /// Every aggregate with its positions by version, in no particular order.
-    pub fn aggregates(&self) -> impl Iterator<Item = (&str, &Versions)> + '_ {
-        self.aggregates.iter().map(|(k, v)| (&**k, v))
+    /// Every aggregate with its versions, in no particular order.
+    pub fn aggregates(&self) -> impl Iterator<Item = (&str, Versions<'_>)> + '_ {
+        self.aggregates.iter().map(|(k, dir)| (&**k, Versions { idx: self, id: k, hash: key_hash(k), dir: *dir }))
     }
 
     /// Aggregates with at least one event.
@@ -222,7 +394,7 @@ impl IndexState {
 
     /// The aggregate's version counting only positions below `visible_end`.
     pub fn version_below(&self, aggregate_id: &str, visible_end: u64) -> Option<u64> {
-        self.aggregates.get(aggregate_id)?.end_below(visible_end).checked_sub(1)
+        self.positions(aggregate_id)?.end_below(visible_end).checked_sub(1)
     }
 
     /// Removes the segments before the one starting at `first_position` (the
@@ -230,25 +402,46 @@ impl IndexState {
     /// it. Returns the segments removed.
     pub fn drop_head(&mut self, first_position: u64) -> Vec<Arc<Segment>> {
         let keep_from = self.segments.partition_point(|s| s.seg.first_position < first_position);
-        let removed: Vec<Arc<Segment>> = self.segments.drain(..keep_from).map(|s| s.seg).collect();
+        let removed: Vec<SegmentSlot> = self.segments.drain(..keep_from).collect();
         if removed.is_empty() {
-            return removed;
+            return Vec::new();
         }
         self.gaps = true;
         let start = self.first_position();
-        // An aggregate left without events keeps its entry: its versions go
-        // on in this process (after a reopen it starts again at 0, README).
-        for v in self.aggregates.values_mut() {
-            let n = v.positions.partition_point(|p| *p < start);
-            v.positions.drain(..n);
-            v.base += n as u64;
+        // Each aggregate's base moves past its versions in the removed
+        // segments. An aggregate left without events keeps its entry: its
+        // versions go on in this process (after a reopen it starts again at
+        // 0, README).
+        for slot in &removed {
+            let mut past = |id: &str, end_version: u64| {
+                if let Some(d) = self.aggregates.get_mut(id) {
+                    d.base = d.base.max(end_version.min(d.end));
+                    d.first_hint = d.first_hint.max(start);
+                }
+            };
+            match &slot.part {
+                Part::Mem(m) => m.runs.iter().for_each(|(id, r)| past(id, r.first_version + r.positions.len() as u64)),
+                Part::File(f) => f.rows().for_each(|(row, id)| past(id, row.first_version + u64::from(row.count))),
+            }
         }
-        removed
+        removed.into_iter().map(|s| s.seg).collect()
     }
 
     /// Starts indexing a new segment (it must start at the next position).
-    /// The previous segment is sealed: its offsets never grow again.
+    /// The previous segment is sealed: its entries never grow again.
     pub fn push_segment(&mut self, seg: Arc<Segment>, expected_events: usize) -> Result<(), IndexError> {
+        self.start_segment(&seg)?;
+        if let Some(SegmentSlot { part: Part::Mem(m), .. }) = self.segments.last_mut() {
+            m.offsets.shrink_to_fit();
+            m.runs.values_mut().for_each(|r| r.positions.shrink_to_fit());
+        }
+        let part = MemPart { offsets: Vec::with_capacity(expected_events), runs: HashMap::default() };
+        self.segments.push(SegmentSlot { seg, part: Part::Mem(part) });
+        Ok(())
+    }
+
+    /// Seals the last segment and checks that `seg` starts where it ends.
+    fn start_segment(&mut self, seg: &Segment) -> Result<(), IndexError> {
         // A sparse predecessor ends at its end position, whatever its last frame.
         self.seal_sparse()?;
         if seg.first_position != self.next_position && !self.segments.is_empty() {
@@ -259,48 +452,64 @@ impl IndexState {
             self.gaps |= seg.first_position > 0;
         }
         self.gaps |= seg.sparse_end.is_some();
-        if let Some(last) = self.segments.last_mut() {
-            last.offsets.shrink_to_fit();
-        }
-        self.segments.push(SegmentSlot { seg, offsets: Vec::with_capacity(expected_events) });
         Ok(())
     }
 
     /// Adds one event to the last segment. Versions must arrive densely per aggregate.
     pub fn push(&mut self, aggregate_id: &str, version: u64, position: u64, offset: u32) -> Result<(), IndexError> {
-        let slot = self.segments.last_mut().ok_or(IndexError::NoSegment)?;
-        if position != slot.seg.first_position + slot.offsets.len() as u64 || position != self.next_position {
+        let Some(SegmentSlot { seg, part: Part::Mem(slot) }) = self.segments.last_mut() else {
+            return Err(IndexError::NoSegment);
+        };
+        let covered = seg.first_position + slot.offsets.len() as u64;
+        if position != covered || position != self.next_position {
             // A sparse segment skips the positions the scavenge removed: a
             // walk from one of them starts at this frame.
-            let skips = slot.seg.sparse_end.is_some_and(|end| position > self.next_position && position < end);
-            if !skips || self.next_position != slot.seg.first_position + slot.offsets.len() as u64 {
+            let skips = seg.sparse_end.is_some_and(|end| position > self.next_position && position < end);
+            if !skips || self.next_position != covered {
                 return Err(IndexError::PositionNotNext { position, next: self.next_position });
             }
-            slot.offsets.resize((position - slot.seg.first_position) as usize, offset);
+            slot.offsets.resize((position - seg.first_position) as usize, offset);
             self.next_position = position;
         }
         debug_assert!(slot.offsets.last().is_none_or(|last| *last < offset), "frame offsets grow within a segment");
-        let versions = match self.aggregates.get_mut(aggregate_id) {
-            Some(p) => p,
+        let dir = match self.aggregates.get_mut(aggregate_id) {
+            Some(d) => d,
             // The log may start after an aggregate's first events (retention, scavenge).
-            None if version == 0 || self.gaps => {
-                self.aggregates.entry(aggregate_id.into()).or_insert(Versions { base: version, positions: Vec::new() })
-            }
+            None if version == 0 || self.gaps => self.aggregates.entry(aggregate_id.into()).or_insert(Dir {
+                base: version,
+                end: version,
+                first_hint: position,
+                last_position: position,
+            }),
             None => {
                 return Err(IndexError::VersionNotNext { aggregate_id: aggregate_id.to_string(), version, next: 0 })
             }
         };
-        let next = versions.base + versions.positions.len() as u64;
-        if next != version {
+        if dir.end != version {
             // Following a writer whose scavenge removed the versions between
             // (hidden there by the aggregate's rules): the older ones go too.
-            if !(self.following && self.gaps && version > next) {
-                return Err(IndexError::VersionNotNext { aggregate_id: aggregate_id.to_string(), version, next });
+            if !(self.following && self.gaps && version > dir.end) {
+                return Err(IndexError::VersionNotNext {
+                    aggregate_id: aggregate_id.to_string(),
+                    version,
+                    next: dir.end,
+                });
             }
-            versions.base = version;
-            versions.positions.clear();
+            *dir = Dir { base: version, end: version, first_hint: position, last_position: position };
         }
-        versions.positions.push(position);
+        dir.end += 1;
+        dir.last_position = position;
+        let run = match slot.runs.get_mut(aggregate_id) {
+            Some(r) => r,
+            None => {
+                slot.runs.entry(aggregate_id.into()).or_insert(Run { first_version: version, positions: Vec::new() })
+            }
+        };
+        if run.first_version + run.positions.len() as u64 != version {
+            // The following case above: the run starts again.
+            *run = Run { first_version: version, positions: Vec::new() };
+        }
+        run.positions.push(position);
         slot.offsets.push(offset);
         self.next_position += 1;
         Ok(())
@@ -310,77 +519,117 @@ impl IndexState {
     /// (removed) lead to where its frames end, and the log goes on at its
     /// end position. A dense segment is left as it is.
     pub fn seal_sparse(&mut self) -> Result<(), IndexError> {
-        let Some(slot) = self.segments.last_mut() else { return Ok(()) };
-        let Some(end) = slot.seg.sparse_end else { return Ok(()) };
-        let covered = slot.seg.first_position + slot.offsets.len() as u64;
+        let Some(SegmentSlot { seg, part: Part::Mem(slot) }) = self.segments.last_mut() else { return Ok(()) };
+        let Some(end) = seg.sparse_end else { return Ok(()) };
+        let covered = seg.first_position + slot.offsets.len() as u64;
         if covered > end || self.next_position != covered {
             return Err(IndexError::PositionNotNext { position: end, next: self.next_position });
         }
-        let frames_end = match slot.offsets.last() {
-            Some(o) => u32::try_from(slot.seg.frame_end(u64::from(*o))).unwrap_or(u32::MAX),
-            None => crate::segment::HEADER_BYTES as u32,
-        };
-        slot.offsets.resize((end - slot.seg.first_position) as usize, frames_end);
+        let frames_end = frames_end(seg, slot.offsets.last().copied());
+        slot.offsets.resize((end - seg.first_position) as usize, frames_end);
         self.next_position = end;
         Ok(())
     }
 
-    /// Indexes a sealed segment from its checkpoint (which must be in range:
-    /// offsets inside the segment and increasing, versions dense, positions
-    /// dense or, in a sparse segment, increasing inside its range).
-    pub fn push_checkpoint(&mut self, seg: Arc<Segment>, cp: &Checkpoint) -> Result<(), IndexError> {
+    /// Indexes a sealed segment by its (validated) index file, which must
+    /// cover it: dense, up to `end`; sparse, up to its end position. Only
+    /// the file's aggregate table is read, to update the directory.
+    pub fn push_file(&mut self, seg: Arc<Segment>, file: Arc<IndexFile>, end: u64) -> Result<(), IndexError> {
+        let bad = |r: String| IndexError::BadCheckpoint(format!("{}: {r}", file.path().display()));
+        if file.is_sparse() != seg.sparse_end.is_some() || seg.first_position + file.covered() != end {
+            return Err(bad(format!("covers {} positions, its segment {}", file.covered(), end - seg.first_position)));
+        }
+        self.start_segment(&seg)?;
         let first = seg.first_position;
-        let seg_len = seg.len();
-        let sparse_end = seg.sparse_end;
-        self.push_segment(seg, cp.entries.len())?;
-        // Group positions per aggregate first, so each aggregate is hashed once per segment.
-        let mut per_agg: Vec<Vec<(u64, u64)>> = vec![Vec::new(); cp.names.len()];
-        let slot = self.segments.last_mut().ok_or(IndexError::NoSegment)?;
-        let mut last_offset = 0u32;
-        let mut next = first;
-        for (i, (n, offset, version)) in cp.entries.iter().enumerate() {
-            let in_segment = (crate::segment::HEADER_BYTES..seg_len).contains(&u64::from(*offset));
-            if !in_segment || (i > 0 && *offset <= last_offset) {
-                return Err(IndexError::BadCheckpoint(format!("checkpoint offset {offset} out of order or range")));
-            }
-            let position = cp.positions.as_ref().and_then(|p| p.get(i).copied()).unwrap_or(first + i as u64);
-            let fits = position == next || sparse_end.is_some_and(|end| position > next && position < end);
-            if !fits {
-                return Err(IndexError::BadCheckpoint(format!("checkpoint position {position} out of order or range")));
-            }
-            // Removed positions (sparse) lead to the next frame.
-            slot.offsets.resize((position - first) as usize, *offset);
-            last_offset = *offset;
-            slot.offsets.push(*offset);
-            per_agg[*n as usize].push((*version, position));
-            next = position + 1;
-        }
-        for (name, list) in cp.names.iter().zip(per_agg) {
-            let Some(&(first_version, _)) = list.first() else { continue };
-            let versions = match self.aggregates.get_mut(name.as_str()) {
-                Some(p) => p,
-                None if first_version > 0 && !self.gaps => {
-                    return Err(IndexError::VersionNotNext {
-                        aggregate_id: name.clone(),
-                        version: first_version,
-                        next: 0,
-                    })
-                }
-                None => self
-                    .aggregates
-                    .entry(name.as_str().into())
-                    .or_insert(Versions { base: first_version, positions: Vec::new() }),
+        for (row, id) in file.rows() {
+            let (Some(first_pos), Some(last_pos)) =
+                (file.run_position(&row, 0), file.run_position(&row, u64::from(row.count) - 1))
+            else {
+                return Err(bad(format!("aggregate {id:?}: run out of range")));
             };
-            for (version, position) in list {
-                let next = versions.base + versions.positions.len() as u64;
-                if version != next {
-                    return Err(IndexError::VersionNotNext { aggregate_id: name.clone(), version, next });
+            if first_pos < first || last_pos >= end {
+                return Err(bad(format!("aggregate {id:?}: positions out of range")));
+            }
+            match self.aggregates.get_mut(id) {
+                Some(d) if d.end == row.first_version => {
+                    d.end += u64::from(row.count);
+                    d.last_position = last_pos;
                 }
-                versions.positions.push(position);
+                Some(d) => {
+                    let next = d.end;
+                    return Err(IndexError::VersionNotNext {
+                        aggregate_id: id.into(),
+                        version: row.first_version,
+                        next,
+                    });
+                }
+                None if row.first_version > 0 && !self.gaps => {
+                    let version = row.first_version;
+                    return Err(IndexError::VersionNotNext { aggregate_id: id.into(), version, next: 0 });
+                }
+                None => {
+                    let dir = Dir {
+                        base: row.first_version,
+                        end: row.first_version + u64::from(row.count),
+                        first_hint: first_pos,
+                        last_position: last_pos,
+                    };
+                    self.aggregates.insert(id.into(), dir);
+                }
             }
         }
-        self.next_position = next;
-        self.seal_sparse()
+        self.segments.push(SegmentSlot { seg, part: Part::File(file) });
+        self.next_position = end;
+        Ok(())
+    }
+
+    /// Whether `file` says exactly what the in-memory entries of the sealed
+    /// segment `seg` say (false if `seg` is not such a segment). Reads every
+    /// entry of the file: call it under the read lock, before
+    /// [`IndexState::attach`].
+    pub fn file_matches(&self, seg: &Arc<Segment>, file: &IndexFile) -> bool {
+        let Some(m) = self.sealed_mem(seg) else { return false };
+        if file.covered() != m.offsets.len() as u64 || file.aggregate_count() != m.runs.len() {
+            return false;
+        }
+        let first = seg.first_position;
+        let offsets = m.offsets.iter().enumerate().all(|(k, o)| file.offset_of(first + k as u64) == Some(*o));
+        offsets
+            && m.runs.iter().all(|(id, run)| {
+                file.find(id, key_hash(id)).is_some_and(|row| {
+                    row.first_version == run.first_version
+                        && u64::from(row.count) == run.positions.len() as u64
+                        && run.positions.iter().enumerate().all(|(k, p)| file.run_position(&row, k as u64) == Some(*p))
+                })
+            })
+    }
+
+    /// The in-memory entries of the sealed segment `seg`.
+    fn sealed_mem(&self, seg: &Arc<Segment>) -> Option<&MemPart> {
+        let i = self.segments.iter().position(|s| Arc::ptr_eq(&s.seg, seg))?;
+        if i + 1 == self.segments.len() {
+            return None;
+        }
+        match &self.segments.get(i)?.part {
+            Part::Mem(m) => Some(m),
+            Part::File(_) => None,
+        }
+    }
+
+    /// Replaces the in-memory entries of the sealed segment `seg` by its
+    /// index file, which [`IndexState::file_matches`] accepted. Returns
+    /// whether it did (the segment may have gone meanwhile).
+    pub fn attach(&mut self, seg: &Arc<Segment>, file: Arc<IndexFile>) -> bool {
+        if self.sealed_mem(seg).is_none() {
+            return false;
+        }
+        match self.segments.iter_mut().find(|s| Arc::ptr_eq(&s.seg, seg)) {
+            Some(slot) => {
+                slot.part = Part::File(file);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether removing these (aggregate, position) events (in position
@@ -393,7 +642,9 @@ impl IndexState {
             per_agg.entry(agg).or_default().push(*position);
         }
         for (agg, list) in &per_agg {
-            let prefix = self.aggregates.get(*agg).is_some_and(|v| v.positions.starts_with(list));
+            let prefix = self.positions(agg).is_some_and(|v| {
+                v.len() >= list.len() as u64 && v.positions(v.base(), v.base() + list.len() as u64) == *list
+            });
             if !prefix {
                 let reason = format!("the events removed from aggregate {agg:?} are not its first ones");
                 return Err(IndexError::BadCheckpoint(reason));
@@ -403,16 +654,17 @@ impl IndexState {
     }
 
     /// Replaces the sealed segment starting where `seg` does by `seg` (the
-    /// scavenge's rewrite of it, sparse), whose frames are `kept` (position,
-    /// frame offset, in order); `removed` are the (aggregate, position) of
-    /// the events it left out, in position order. Each aggregate's removed
-    /// events must be the first it has left in the index (the lifecycle
-    /// rules only ever remove a prefix of an aggregate's versions); they
-    /// leave the index, and its versions go on from the next one.
+    /// scavenge's rewrite of it, sparse), whose events are `kept` (in
+    /// position order); `removed` are the (aggregate, position) of the events
+    /// it left out, in position order. Each aggregate's removed events must
+    /// be the first it has left in the index (the lifecycle rules only ever
+    /// remove a prefix of an aggregate's versions); they leave the index,
+    /// and its versions go on from the next one. The new segment's entries
+    /// are in memory until its index file is attached.
     pub fn replace_sealed(
         &mut self,
         seg: Arc<Segment>,
-        kept: &[(u64, u32)],
+        kept: &[CheckpointEntry<'_>],
         removed: &[(&str, u64)],
     ) -> Result<(), IndexError> {
         let bad = |r: String| IndexError::BadCheckpoint(r);
@@ -430,45 +682,78 @@ impl IndexState {
         }
         // Check every aggregate's removed events first: nothing changes on an error.
         let per_agg = self.check_removal(removed)?;
-        let first = seg.first_position;
-        let frames_end = match kept.last() {
-            Some((_, o)) => u32::try_from(seg.frame_end(u64::from(*o))).unwrap_or(u32::MAX),
-            None => crate::segment::HEADER_BYTES as u32,
-        };
-        let mut offsets = Vec::with_capacity((end - first) as usize);
-        for (position, offset) in kept {
-            if *position < first + offsets.len() as u64 || *position >= end {
-                return Err(bad(format!("kept position {position} out of order or range")));
-            }
-            offsets.resize((position - first) as usize, *offset);
-            offsets.push(*offset);
-        }
-        offsets.resize((end - first) as usize, frames_end);
+        let part = mem_part(&seg, kept, end).map_err(bad)?;
         for (agg, list) in per_agg {
-            if let Some(v) = self.aggregates.get_mut(agg) {
-                v.positions.drain(..list.len());
+            if let Some(d) = self.aggregates.get_mut(agg) {
                 // Kept even when empty: its versions go on after the removed ones.
-                v.base += list.len() as u64;
+                d.base += list.len() as u64;
+                d.first_hint = d.first_hint.max(list.last().map_or(0, |p| p + 1));
             }
         }
-        self.segments[i] = SegmentSlot { seg, offsets };
+        self.segments[i] = SegmentSlot { seg, part: Part::Mem(part) };
         self.gaps = true;
         Ok(())
     }
 
-    /// Approximate heap bytes used by the index.
+    /// Approximate heap bytes used by the index: the in-memory entries and
+    /// the resident directory (index files are mapped, not counted).
     pub fn memory_bytes(&self) -> u64 {
-        let offsets: usize = self.segments.iter().map(|s| s.offsets.capacity() * 4).sum();
-        let aggs: usize = self
-            .aggregates
+        let run_bytes = std::mem::size_of::<(Box<str>, Run)>() + 8;
+        let mem: usize = self
+            .segments
             .iter()
-            .map(|(k, v)| k.len() + v.positions.capacity() * 8 + std::mem::size_of::<(Box<str>, Versions)>() + 8)
+            .map(|s| match &s.part {
+                Part::Mem(m) => {
+                    m.offsets.capacity() * 4
+                        + m.runs.iter().map(|(k, r)| k.len() + r.positions.capacity() * 8 + run_bytes).sum::<usize>()
+                        + m.runs.capacity().saturating_sub(m.runs.len()) * run_bytes
+                }
+                Part::File(_) => std::mem::size_of::<IndexFile>(),
+            })
             .sum();
-        (offsets + aggs + self.aggregates.capacity().saturating_sub(self.aggregates.len()) * 40) as u64
+        let dir_bytes = std::mem::size_of::<(Box<str>, Dir)>() + 1;
+        let dir: usize = self.aggregates.keys().map(|k| k.len() + dir_bytes).sum::<usize>()
+            + self.aggregates.capacity().saturating_sub(self.aggregates.len()) * dir_bytes;
+        (mem + dir + self.segments.capacity() * std::mem::size_of::<SegmentSlot>()) as u64
     }
 }
 
-/// One event of a segment, as recorded in a checkpoint.
+/// Where the frames of a segment whose last frame is at `last` end.
+fn frames_end(seg: &Segment, last: Option<u32>) -> u32 {
+    match last {
+        Some(o) => u32::try_from(seg.frame_end(u64::from(o))).unwrap_or(u32::MAX),
+        None => crate::segment::HEADER_BYTES as u32,
+    }
+}
+
+/// The in-memory entries of a sealed segment covering positions up to
+/// `end`, whose events are `entries` (in position order).
+fn mem_part(seg: &Segment, entries: &[CheckpointEntry<'_>], end: u64) -> Result<MemPart, String> {
+    let first = seg.first_position;
+    let mut m = MemPart { offsets: Vec::with_capacity((end - first) as usize), runs: HashMap::default() };
+    for e in entries {
+        if e.position < first + m.offsets.len() as u64 || e.position >= end {
+            return Err(format!("position {} out of order or range", e.position));
+        }
+        m.offsets.resize((e.position - first) as usize, e.offset);
+        m.offsets.push(e.offset);
+        let run = match m.runs.get_mut(e.aggregate_id) {
+            Some(r) => r,
+            None => {
+                m.runs.entry(e.aggregate_id.into()).or_insert(Run { first_version: e.version, positions: Vec::new() })
+            }
+        };
+        if run.first_version + run.positions.len() as u64 != e.version {
+            return Err(format!("aggregate {:?} version {} is not next in its segment", e.aggregate_id, e.version));
+        }
+        run.positions.push(e.position);
+    }
+    let last = frames_end(seg, m.offsets.last().copied());
+    m.offsets.resize((end - first) as usize, last);
+    Ok(m)
+}
+
+/// One event of a segment, as recorded in its index file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CheckpointEntry<'a> {
     /// Aggregate id.
@@ -481,161 +766,28 @@ pub struct CheckpointEntry<'a> {
     pub offset: u32,
 }
 
-/// A checkpoint as read back: aggregate names once, then one compact entry per event.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Checkpoint {
-    /// Aggregate ids, numbered by their index.
-    pub names: Vec<String>,
-    /// Per event, in position order: (aggregate number, frame offset, version).
-    pub entries: Vec<(u32, u32, u64)>,
-    /// A sparse segment's checkpoint: each entry's position (else they are dense).
-    pub positions: Option<Vec<u64>>,
+/// Writes the index file of the sealed segment `seg`, whose events are
+/// `entries` (in position order), crash-safely (temp file, fsync, rename,
+/// fsync directory). A dense segment covers its entries; a sparse one its
+/// positions up to its end position.
+pub fn write_checkpoint(dir: &Path, seg: &Segment, entries: &[CheckpointEntry<'_>]) -> Result<PathBuf> {
+    let first = seg.first_position;
+    let end = seg.sparse_end.unwrap_or(first + entries.len() as u64);
+    let m = mem_part(seg, entries, end).map_err(|r| Error::corrupt(&seg.path, 0, format!("index file: {r}")))?;
+    if seg.sparse_end.is_none() && m.offsets.len() != entries.len() {
+        return Err(Error::corrupt(&seg.path, 0, "index file: a dense segment's positions have gaps"));
+    }
+    let runs = m
+        .runs
+        .iter()
+        .map(|(id, r)| RunIn { aggregate_id: id, first_version: r.first_version, positions: r.positions.clone() })
+        .collect();
+    let bytes = crate::index_file::encode(first, seg.sparse_end.is_some(), &m.offsets, runs)
+        .ok_or_else(|| Error::corrupt(&seg.path, 0, "index file: a count does not fit its field"))?;
+    crate::durable::write_file(dir, &file_name(first), &[&bytes], "write index file")
 }
 
-/// Writes the checkpoint of a sealed segment crash-safely (temp file, fsync,
-/// rename, fsync directory).
-/// A sparse segment's checkpoint (`sparse`) is format 2 even when the
-/// positions that survived happen to be dense.
-pub fn write_checkpoint(
-    dir: &Path,
-    first_position: u64,
-    entries: &[CheckpointEntry<'_>],
-    sparse: bool,
-) -> Result<PathBuf> {
-    let mut names: HashMap<&str, u32> = HashMap::new();
-    let mut name_list: Vec<&str> = Vec::new();
-    let mut body = Vec::with_capacity(entries.len() * 16 + 1024);
-    let mut tail = Vec::with_capacity(entries.len() * 16);
-    let dense = !sparse && entries.iter().enumerate().all(|(i, e)| e.position == first_position + i as u64);
-    for e in entries {
-        let n = *names.entry(e.aggregate_id).or_insert_with(|| {
-            name_list.push(e.aggregate_id);
-            (name_list.len() - 1) as u32
-        });
-        tail.extend_from_slice(&n.to_le_bytes());
-        tail.extend_from_slice(&e.offset.to_le_bytes());
-        tail.extend_from_slice(&e.version.to_le_bytes());
-        if !dense {
-            tail.extend_from_slice(&e.position.to_le_bytes());
-        }
-    }
-    for n in &name_list {
-        body.push(n.len() as u8);
-        body.extend_from_slice(n.as_bytes());
-    }
-    body.extend_from_slice(&tail);
-    let mut head = [0u8; IDX_HEADER];
-    head[MAGIC_AT..VERSION_AT].copy_from_slice(&IDX_MAGIC);
-    let version = if dense { IDX_VERSION } else { IDX_VERSION_SPARSE };
-    head[VERSION_AT..RESERVED_AT].copy_from_slice(&version.to_le_bytes());
-    head[FIRST_POSITION_AT..EVENT_COUNT_AT].copy_from_slice(&first_position.to_le_bytes());
-    head[EVENT_COUNT_AT..AGGREGATE_COUNT_AT].copy_from_slice(&(entries.len() as u64).to_le_bytes());
-    head[AGGREGATE_COUNT_AT..CRC_AT].copy_from_slice(&(name_list.len() as u32).to_le_bytes());
-    head[CRC_AT..IDX_HEADER].copy_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    crate::durable::write_file(dir, &file_name(first_position), &[&head, &body], "write index checkpoint")
-}
-
-/// Reads a checkpoint. Any mismatch (magic, version, checksum, first
-/// position, structure) is an `Err` with the reason; the caller rebuilds.
-pub fn read_checkpoint(path: &Path, first_position: u64) -> Result<Checkpoint, IndexError> {
-    let bad = |r: &str| IndexError::BadCheckpoint(r.to_string());
-    let bytes = std::fs::read(path).map_err(|e| IndexError::BadCheckpoint(format!("cannot read: {e}")))?;
-    let head: &[u8; IDX_HEADER] =
-        bytes.get(..IDX_HEADER).and_then(|h| h.try_into().ok()).ok_or_else(|| bad("shorter than its header"))?;
-    let u32_at = |at: usize| crate::le::fixed_u32(head, at);
-    let u64_at = |at: usize| crate::le::fixed_u64(head, at);
-    if head[MAGIC_AT..VERSION_AT] != IDX_MAGIC {
-        return Err(bad("bad magic"));
-    }
-    let sparse = match u32_at(VERSION_AT) {
-        IDX_VERSION => false,
-        IDX_VERSION_SPARSE => true,
-        v => return Err(IndexError::BadCheckpoint(format!("unknown version {v}"))),
-    };
-    let entry_bytes = if sparse { SPARSE_ENTRY_BYTES } else { ENTRY_BYTES };
-    if u64_at(FIRST_POSITION_AT) != first_position {
-        let other = u64_at(FIRST_POSITION_AT);
-        return Err(IndexError::BadCheckpoint(format!("belongs to segment {other}, not {first_position}")));
-    }
-    let body = &bytes[IDX_HEADER..];
-    if crc32fast::hash(body) != u32_at(CRC_AT) {
-        return Err(bad("checksum mismatch"));
-    }
-    let count = usize::try_from(u64_at(EVENT_COUNT_AT)).map_err(|_| bad("event count too large"))?;
-    let (names, at) = read_names(body, u32_at(AGGREGATE_COUNT_AT) as usize)?;
-    let entries = body.get(at..).ok_or_else(|| bad("entries missing"))?;
-    if entries.len() != count.checked_mul(entry_bytes).ok_or_else(|| bad("event count too large"))? {
-        return Err(IndexError::BadCheckpoint(format!("{} entry bytes for {count} events", entries.len())));
-    }
-    let mut out = Vec::with_capacity(count);
-    let mut positions = Vec::with_capacity(if sparse { count } else { 0 });
-    for e in entries.chunks_exact(entry_bytes) {
-        let n = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
-        let offset = u32::from_le_bytes([e[4], e[5], e[6], e[7]]);
-        let mut v = [0u8; 8];
-        v.copy_from_slice(&e[8..ENTRY_BYTES]);
-        if n as usize >= names.len() {
-            return Err(bad("aggregate number out of range"));
-        }
-        out.push((n, offset, u64::from_le_bytes(v)));
-        if sparse {
-            positions.push(crate::le::le_u64(e, ENTRY_BYTES).unwrap_or_default());
-        }
-    }
-    Ok(Checkpoint { names, entries: out, positions: sparse.then_some(positions) })
-}
-
-/// Reads `count` length-prefixed names; returns them and where they end.
-fn read_names(body: &[u8], count: usize) -> Result<(Vec<String>, usize), IndexError> {
-    let truncated = || IndexError::BadCheckpoint("names truncated".into());
-    let mut at = 0usize;
-    let mut names = Vec::with_capacity(count.min(1 << 20));
-    for _ in 0..count {
-        let len = *body.get(at).ok_or_else(truncated)? as usize;
-        let name = body.get(at + 1..at + 1 + len).ok_or_else(truncated)?;
-        let name = std::str::from_utf8(name).map_err(|_| IndexError::BadCheckpoint("name not UTF-8".into()))?;
-        names.push(name.to_string());
-        at += 1 + len;
-    }
-    Ok((names, at))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn checkpoint_round_trip_and_corruption_detected() {
-        let dir = tempfile::tempdir().unwrap();
-        let names: Vec<String> = (0..7).map(|i| format!("a{i}")).collect();
-        let entries: Vec<_> = (0..50u64)
-            .map(|i| CheckpointEntry {
-                aggregate_id: &names[(i % 7) as usize],
-                version: i / 7,
-                position: 100 + i,
-                offset: 64 + i as u32 * 48,
-            })
-            .collect();
-        let p = write_checkpoint(dir.path(), 100, &entries, false).unwrap();
-        let back = read_checkpoint(&p, 100).unwrap();
-        assert_eq!(back.names, names);
-        let again: Vec<_> = back
-            .entries
-            .iter()
-            .enumerate()
-            .map(|(i, (n, offset, version))| CheckpointEntry {
-                aggregate_id: &back.names[*n as usize],
-                version: *version,
-                position: 100 + i as u64,
-                offset: *offset,
-            })
-            .collect();
-        assert_eq!(again, entries);
-        assert!(read_checkpoint(&p, 101).is_err());
-        let mut b = std::fs::read(&p).unwrap();
-        let n = b.len();
-        b[n - 3] ^= 0x10;
-        std::fs::write(&p, &b).unwrap();
-        assert!(read_checkpoint(&p, 100).unwrap_err().to_string().contains("checksum"));
-    }
+/// Opens and validates the index file of the segment starting at `first_position`.
+pub fn open_file(path: &Path, first_position: u64) -> Result<Arc<IndexFile>, BadIndexFile> {
+    IndexFile::open(path, first_position).map(Arc::new)
 }

@@ -18,7 +18,7 @@
 //! ```
 //!
 //! Module map, in layers (a module uses only those below it): byte formats
-//! (`record`, `segment`'s header and frame cursor, `index` checkpoints,
+//! (`record`, `segment`'s header and frame cursor, `index_file`,
 //! `snapshot`'s frames); files and views (`durable`, `mmap` and `view`, the
 //! only `unsafe`, `directory`, `watermark`); state (`index`, `dedupe`,
 //! `shared`, `streams`); actors (`writer`, `recovery`, `follow`, `scavenge`,
@@ -44,6 +44,7 @@ mod follow;
 mod handoff;
 mod id;
 mod index;
+mod index_file;
 mod le;
 mod load;
 #[allow(unsafe_code)]

@@ -40,3 +40,19 @@ pub(crate) fn map_readonly(file: &File, len: u64, path: &Path) -> Result<Mmap> {
     let map = unsafe { MmapOptions::new().len(len).map(file) }.map_err(|e| Error::io("mmap", path, e))?;
     Ok(map)
 }
+
+/// Maps a whole index file (`index_file`) read-only; `len` is its length.
+pub(crate) fn map_index_file(file: &File, len: u64, path: &Path) -> Result<Mmap> {
+    let len = usize::try_from(len).map_err(|_| Error::corrupt(path, 0, "index file larger than address space"))?;
+    // SAFETY: an index file is immutable once it has its name: it is written
+    // whole to a temporary file, fsynced and renamed into place
+    // (`durable::write_file`), and no code ever opens one for writing again.
+    // A newer version of it is a new file renamed over the name, and removal
+    // is `unlink`: both leave this inode, and so this map, intact. Nothing
+    // truncates it, so no access past its end can fault; `len` is its length
+    // as stat'ed on this open file. The map is read-only and no `&mut` into
+    // it is ever made. Its bytes are only used after `IndexFile::open` checked
+    // their checksum (and every read is bounds-checked).
+    let map = unsafe { MmapOptions::new().len(len).map(file) }.map_err(|e| Error::io("mmap index file", path, e))?;
+    Ok(map)
+}

@@ -62,8 +62,7 @@ impl Reader {
     /// would silently miss.
     pub(crate) fn removed_before(&self, aggregate_id: &str, from_version: u64) -> Option<u64> {
         let rules = self.shared.streams();
-        let indexed =
-            self.shared.index().positions(aggregate_id).filter(|v| !v.positions().is_empty()).map(|v| v.base());
+        let indexed = self.shared.index().positions(aggregate_id).filter(|v| !v.is_empty()).map(|v| v.base());
         // No event of it left: its version floor says how far its removed events went.
         let base = indexed.or_else(|| rules.version_floor(aggregate_id))?;
         let hidden_to = self.vis.as_ref().map_or(0, |v| v.first_version(aggregate_id));
@@ -220,15 +219,21 @@ impl Reader {
             let first = first.max(base);
             let visible = positions.end_below(self.visible_end);
             let n = visible.min(until_version.saturating_add(1));
-            let versions: Box<dyn Iterator<Item = u64>> = match direction {
-                _ if first >= n => Box::new(0..0),
-                Direction::Forward => Box::new(from_version.max(first).min(n)..n),
-                Direction::Backward if from_version < first => Box::new(0..0),
-                Direction::Backward => Box::new((first..=from_version.min(n - 1)).rev()),
+            // One walk over the aggregate's runs for the whole range.
+            let found: Box<dyn Iterator<Item = u64>> = match direction {
+                _ if first >= n => Box::new(std::iter::empty()),
+                Direction::Forward => Box::new(positions.positions(from_version.max(first).min(n), n).into_iter()),
+                Direction::Backward if from_version < first => Box::new(std::iter::empty()),
+                Direction::Backward => {
+                    let top = from_version.min(n - 1);
+                    let found = positions.positions(first, top + 1);
+                    // A version missing below the top: none from the top down to it.
+                    let complete = found.len() as u64 == top + 1 - first;
+                    Box::new(found.into_iter().rev().take(if complete { usize::MAX } else { 0 }))
+                }
             };
-            places.reserve(versions.size_hint().0.min(1 << 20));
-            for v in versions {
-                let Some(position) = positions.position(v) else { break };
+            places.reserve(found.size_hint().0.min(1 << 20));
+            for position in found {
                 match self.place_of(&idx, position) {
                     Some((seg, offset)) => places.push((seg as u32, offset, position)),
                     None => break,

@@ -366,6 +366,7 @@ fn recover_up_to(dir: &Path, opts: &Options, read_only: bool, limit: Option<Limi
         index: IndexState::starting_at(segs.first().map_or(0, |s| s.0)),
         active_write_offset: HEADER_BYTES,
         report: RecoveryReport::default(),
+        attach: Vec::new(),
     };
     let mut i = 0;
     while i < segs.len() {
@@ -389,7 +390,12 @@ fn recover_up_to(dir: &Path, opts: &Options, read_only: bool, limit: Option<Limi
         }
         i += 1;
     }
-    let Recovery { index, active_write_offset, mut report, .. } = r;
+    let Recovery { mut index, active_write_offset, mut report, attach, .. } = r;
+    for (seg, file) in attach {
+        if index.file_matches(&seg, &file) {
+            index.attach(&seg, file);
+        }
+    }
     report.segments = segs.len();
     let dedupe = rebuild_dedupe(&index, if read_only { 0 } else { opts.dedupe_window_events })?;
     report.events = index.next_position();
@@ -405,6 +411,9 @@ struct Recovery<'a> {
     index: IndexState,
     active_write_offset: u64,
     report: RecoveryReport,
+    /// Sealed segments scanned and their rebuilt index files, attached once
+    /// every segment is indexed.
+    attach: Vec<(Arc<Segment>, Arc<crate::index_file::IndexFile>)>,
 }
 
 impl Recovery<'_> {
@@ -425,22 +434,28 @@ impl Recovery<'_> {
     /// Returns `false` (nothing done) when the checkpoint is missing or bad.
     fn load_checkpointed(&mut self, path: &Path, first: u64, end: u64) -> Result<bool> {
         let idx_path = self.dir.join(index::file_name(first));
-        let Ok(cp) = index::read_checkpoint(&idx_path, first) else { return Ok(false) };
-        // A dense segment's checkpoint lists every position; a sparse one's
-        // (scavenged) fewer, each with its position, checked as it is indexed.
-        if cp.positions.is_none() && cp.entries.len() as u64 != end - first {
+        // An old format, a damaged file: rebuilt from the segment (reported there).
+        let Ok(file) = index::open_file(&idx_path, first) else { return Ok(false) };
+        // It must cover the segment: a dense one up to the next segment's first position.
+        if first + file.covered() != end {
             return Ok(false);
         }
-        let mut digest = IndexDigest::new();
-        for (n, offset, version) in &cp.entries {
-            let name = cp.names.get(*n as usize).map(String::as_str).unwrap_or_default();
-            digest.add(*offset, name, *version);
-        }
-        let lazy = LazyExpect { end, digest: digest.finish() };
+        let of = Arc::clone(&file);
+        let digest = Arc::new(move || {
+            let mut digest = IndexDigest::new();
+            for (aggregate_id, version, position, offset) in of.entries_by_aggregate() {
+                digest.add(position, offset, aggregate_id, version);
+            }
+            digest.finish()
+        });
+        let lazy = LazyExpect { end, digest };
         let seg = Arc::new(Segment::open(path.to_path_buf(), Some(lazy))?);
         check_header(&seg, first)?;
         check_sparse_end(&seg, Some(end))?;
-        self.index.push_checkpoint(seg, &cp).map_err(|e| Error::corrupt(&idx_path, 0, e.to_string()))?;
+        if file.is_sparse() != seg.sparse_end.is_some() {
+            return Ok(false);
+        }
+        self.index.push_file(seg, file, end).map_err(|e| Error::corrupt(&idx_path, 0, e.to_string()))?;
         self.report.checkpoints_loaded += 1;
         Ok(true)
     }
@@ -459,13 +474,17 @@ impl Recovery<'_> {
         let (end_offset, problem) = (scan.end_offset, scan.problem.clone());
         drop(scan);
         if scanned_end == end && problem.is_none() {
-            if !self.read_only {
-                if let Ok(p) = index::write_checkpoint(self.dir, first, &entry_refs(&entries), seg.sparse_end.is_some())
-                {
-                    self.report.checkpoints_rebuilt.push(p);
+            let written =
+                if self.read_only { None } else { index::write_checkpoint(self.dir, &seg, &entry_refs(&entries)).ok() };
+            push_entries(&mut self.index, Arc::clone(&seg), &mut entries)
+                .map_err(|e| Error::corrupt(path, 0, e.to_string()))?;
+            if let Some(p) = written {
+                // Sealed by the next segment's push: the entries move from memory to the file.
+                if let Ok(file) = index::open_file(&p, first) {
+                    self.attach.push((seg, file));
                 }
+                self.report.checkpoints_rebuilt.push(p);
             }
-            push_entries(&mut self.index, seg, &mut entries).map_err(|e| Error::corrupt(path, 0, e.to_string()))?;
             return Ok(false);
         }
         let (offset, reason) =

@@ -103,7 +103,7 @@ pub(crate) fn run(
         let idx = shared.index();
         let in_active = erased
             .iter()
-            .any(|id| idx.positions(id).and_then(|v| v.positions().last().copied()).is_some_and(|p| p >= active_first));
+            .any(|id| idx.positions(id).and_then(|v| v.last_position()).is_some_and(|p| p >= active_first));
         drop(idx);
         // A recycled active segment may hold old bytes of erased events
         // after its log's end: sealed, its tail can be zeroed (`complete`).
@@ -290,17 +290,6 @@ fn rewrite(shared: &Shared, reader: &Reader, seg: &Arc<Segment>, end: u64, repor
     std::fs::rename(&tmp, &path).map_err(|e| Error::io("install scavenged segment", &path, e))?;
     segment::sync_dir(dir)?;
     let new_seg = Arc::new(Segment::open(path, None)?);
-    {
-        let mut idx = shared.index_mut();
-        if let Err(e) = idx.replace_sealed(Arc::clone(&new_seg), &kept, &removed) {
-            // The file is in place and correct; the in-memory index is not: stop.
-            let cause = format!("index invariant broken by a scavenge: {e}");
-            shared.set_poison(cause.clone());
-            return Err(Error::Poisoned { cause });
-        }
-        shared.publish_segments(&idx);
-    }
-    drop(swap);
     let entries: Vec<CheckpointEntry<'_>> = keep
         .iter()
         .map(|s| &s.event)
@@ -312,8 +301,22 @@ fn rewrite(shared: &Shared, reader: &Reader, seg: &Arc<Segment>, end: u64, repor
             offset: *offset,
         })
         .collect();
-    // A failure here is not fatal: recovery rebuilds a missing checkpoint.
-    let _ = index::write_checkpoint(dir, seg.first_position, &entries, true);
+    {
+        let mut idx = shared.index_mut();
+        if let Err(e) = idx.replace_sealed(Arc::clone(&new_seg), &entries, &removed) {
+            // The file is in place and correct; the in-memory index is not: stop.
+            let cause = format!("index invariant broken by a scavenge: {e}");
+            shared.set_poison(cause.clone());
+            return Err(Error::Poisoned { cause });
+        }
+        shared.publish_segments(&idx);
+    }
+    // A failure here is not fatal: recovery rebuilds a missing index file,
+    // and until then the new segment's entries stay in memory.
+    if let Ok(p) = index::write_checkpoint(dir, &new_seg, &entries) {
+        shared.attach_index_file(&new_seg, &p);
+    }
+    drop(swap);
     report.segments_rewritten += 1;
     report.events_removed += removed.len() as u64;
     report.bytes_before += seg.len();
@@ -433,8 +436,8 @@ fn set_floors(shared: &Arc<Shared>, reader: &Reader, link: &dyn WriterLink, seal
                 continue;
             }
             let Some(v) = idx.positions(id) else { continue };
-            let (Some(&last), false) = (v.positions().last(), v.positions().is_empty()) else { continue };
-            let next_version = v.base() + v.positions().len() as u64;
+            let Some(last) = v.last_position() else { continue };
+            let next_version = v.end();
             // `max_age` hides event by event: then the newest one decides.
             let all_hidden = reader.first_visible_version(id) >= next_version
                 || idx.event_at(last).and_then(|e| e.ok()).is_some_and(|e| reader.hides(&e));
@@ -465,7 +468,7 @@ fn complete(
         let (left, next_version) = {
             let idx = shared.index();
             match idx.positions(id) {
-                Some(v) => (v.positions().len(), v.base() + v.positions().len() as u64),
+                Some(v) => (v.len(), v.end()),
                 None => (0, 0),
             }
         };

@@ -38,7 +38,7 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use memmap2::Mmap;
 
@@ -281,43 +281,46 @@ pub fn install(dir: &Path, first_position: u64, segment_bytes: u64, faults: &Fau
 /// Outcome of a once-per-process validation: `Err((offset, reason))`.
 type LazyCheck = std::result::Result<(), (u64, String)>;
 
-/// What a sealed segment loaded from an index checkpoint is checked against
-/// on first read.
-#[derive(Debug, Clone, Copy)]
+/// What a sealed segment loaded from an index file is checked against on
+/// first read.
+#[derive(Clone)]
 pub struct LazyExpect {
     /// One past the position of the segment's last frame.
     pub end: u64,
-    /// [`IndexDigest`] of the checkpoint's (offset, aggregate, version) per
-    /// event. The walk of the frame chain must produce the same digest, so the
-    /// index can only ever point at frames that were validated.
-    pub digest: u64,
+    /// Computes the [`IndexDigest`] of the index file's (position, offset,
+    /// aggregate, version) entries (on first read, not at open). The walk of
+    /// the frame chain must produce the same digest, so the index can only
+    /// ever point at frames that were validated.
+    pub digest: Arc<dyn Fn() -> u64 + Send + Sync>,
 }
 
-/// A digest of a segment's index entries in position order, keyed with a
-/// random per-process key (SipHash), so a crafted checkpoint cannot be aimed
-/// at a collision.
-pub struct IndexDigest(std::collections::hash_map::DefaultHasher);
+impl std::fmt::Debug for LazyExpect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyExpect").field("end", &self.end).finish()
+    }
+}
+
+/// A digest of a segment's index entries, in any order: the wrapping sum of
+/// each entry's hash under a random per-process key (SipHash), so a crafted
+/// index file cannot be aimed at a collision.
+pub struct IndexDigest(u64, &'static std::collections::hash_map::RandomState);
 
 impl IndexDigest {
     /// An empty digest under this process's key.
     pub fn new() -> IndexDigest {
-        use std::hash::BuildHasher;
         static KEY: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
-        IndexDigest(KEY.get_or_init(std::collections::hash_map::RandomState::new).build_hasher())
+        IndexDigest(0, KEY.get_or_init(std::collections::hash_map::RandomState::new))
     }
 
-    /// Adds the next event's entry.
-    pub fn add(&mut self, offset: u32, aggregate_id: &str, version: u64) {
-        use std::hash::Hasher;
-        self.0.write_u32(offset);
-        self.0.write_u64(version);
-        self.0.write_usize(aggregate_id.len());
-        self.0.write(aggregate_id.as_bytes());
+    /// Adds one event's entry.
+    pub fn add(&mut self, position: u64, offset: u32, aggregate_id: &str, version: u64) {
+        use std::hash::BuildHasher;
+        self.0 = self.0.wrapping_add(self.1.hash_one((position, offset, version, aggregate_id)));
     }
 
     /// The digest.
     pub fn finish(&self) -> u64 {
-        std::hash::Hasher::finish(&self.0)
+        self.0
     }
 }
 
@@ -438,13 +441,15 @@ impl Segment {
             let mut frames = FrameCursor::new(self, HEADER_BYTES, self.first_position, Check::Full);
             while frames.position() < expect.end {
                 match frames.next_frame() {
-                    Ok(Some(f)) => digest.add(f.offset as u32, f.event.aggregate_id(), f.event.version()),
+                    Ok(Some(f)) => {
+                        digest.add(f.event.position(), f.offset as u32, f.event.aggregate_id(), f.event.version())
+                    }
                     Ok(None) if frames.position() >= expect.end => break,
                     Ok(None) => return Err((frames.offset(), "sealed segment ends early".to_string())),
                     Err(e) => return Err((frames.offset(), e.to_string())),
                 }
             }
-            if digest.finish() != expect.digest {
+            if digest.finish() != (expect.digest)() {
                 return Err((
                     HEADER_BYTES,
                     "frames disagree with the index checkpoint (offset, aggregate or version)".to_string(),

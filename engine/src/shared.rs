@@ -122,6 +122,19 @@ impl Shared {
         self.index.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Moves the sealed segment `seg`'s entries from memory to its index
+    /// file at `path`, just written, once the file is validated and says
+    /// exactly what memory says (checked under the read lock). Returns
+    /// whether it did; if not, the entries stay in memory (correct, only
+    /// larger) and the next open rebuilds or uses the file.
+    pub(crate) fn attach_index_file(&self, seg: &Arc<Segment>, path: &std::path::Path) -> bool {
+        let Ok(file) = crate::index::open_file(path, seg.first_position) else { return false };
+        if !self.index().file_matches(seg, &file) {
+            return false;
+        }
+        self.index_mut().attach(seg, file)
+    }
+
     /// Why the store is poisoned, if it is.
     pub(crate) fn poison_cause(&self) -> Option<String> {
         if !self.poisoned.load(Ordering::Acquire) {

@@ -93,7 +93,8 @@ pub struct Stats {
     pub segment_file_bytes: u64,
     /// Bytes of those files holding frames (headers included).
     pub log_bytes: u64,
-    /// Approximate heap bytes of the in-memory index.
+    /// Approximate heap bytes of the index: the active segment's entries and
+    /// the per-aggregate directory (sealed segments' index files are mapped, not counted).
     pub index_bytes: u64,
     /// Bytes of index checkpoint files.
     pub index_file_bytes: u64,

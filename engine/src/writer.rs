@@ -171,7 +171,11 @@ pub(crate) struct Writer {
     /// may be recycled: those this session made, which no reader of an
     /// earlier (closed) store of this directory can hold.
     recycle_after: u64,
-    checkpointer: Option<JoinHandle<()>>,
+    /// Writes the last sealed segment's index file; returns it, to attach.
+    checkpointer: Option<JoinHandle<Option<Written>>>,
+    /// Index files written and not yet attached: attached where the writer
+    /// holds no index lock (`attach_files`).
+    to_attach: Vec<Written>,
     last_recorded_at: i64,
     /// Where the durable end is published for read-only stores in other processes.
     watermark: WatermarkFile,
@@ -235,6 +239,7 @@ impl Writer {
             last_wake: Instant::now(),
             preparer: None,
             checkpointer: None,
+            to_attach: Vec::new(),
             last_recorded_at,
             watermark,
         }
@@ -372,9 +377,8 @@ impl Writer {
             return Err(Error::Poisoned { cause });
         }
         if !roll || self.active.write_offset == HEADER_BYTES {
-            if let Some(c) = self.checkpointer.take() {
-                let _ = c.join();
-            }
+            self.join_checkpointer();
+            self.attach_files();
             return Ok(());
         }
         let seg = self.roll(self.next_position, 0)?;
@@ -391,9 +395,8 @@ impl Writer {
         self.shared.advance_durable(self.next_position);
         self.wake_pending = true;
         self.publish_watermark();
-        if let Some(c) = self.checkpointer.take() {
-            let _ = c.join();
-        }
+        self.join_checkpointer();
+        self.attach_files();
         Ok(())
     }
 
@@ -454,8 +457,8 @@ impl Writer {
         let floors: Vec<(String, u64)> = {
             let idx = self.shared.index();
             idx.aggregates()
-                .filter(|(_, v)| v.positions().last().is_some_and(|p| *p < cut))
-                .map(|(id, v)| (id.to_string(), v.base() + v.positions().len() as u64 - 1))
+                .filter(|(_, v)| v.last_position().is_some_and(|p| p < cut))
+                .map(|(id, v)| (id.to_string(), v.end() - 1))
                 .filter(|(id, last)| rules.version_floor(id).is_none_or(|f| f <= *last))
                 .collect()
         };
@@ -466,9 +469,7 @@ impl Writer {
         next.store(&self.shared.dir)?;
         self.shared.set_streams(next);
         // The sealed segment's checkpoint may still be being written: not after its file is gone.
-        if let Some(c) = self.checkpointer.take() {
-            let _ = c.join();
-        }
+        join_checkpointer(&mut self.checkpointer, &mut self.to_attach);
         let removed = {
             let mut idx = self.shared.index_mut();
             let removed = idx.drop_head(cut);
@@ -531,9 +532,7 @@ impl Writer {
         if let Some(p) = self.preparer.take() {
             let _ = p.join();
         }
-        if let Some(c) = self.checkpointer.take() {
-            let _ = c.join();
-        }
+        self.join_checkpointer();
         if self.shared.poison_cause().is_some() {
             return Ok(());
         }
@@ -844,6 +843,7 @@ impl Writer {
         }
         let rolled = pending.iter().any(|p| matches!(p, Pending::Segment(_)));
         self.publish(&appends, pending);
+        self.attach_files();
         if rolled && self.opts.retention.is_some() {
             // A failure leaves the segments in place; the next roll tries again.
             let _ = self.apply_retention();
@@ -1107,15 +1107,13 @@ impl Writer {
     /// Starts writing the sealed active segment's checkpoint on a background
     /// thread (one at a time), off the append path.
     fn checkpoint_active(&mut self) {
-        if let Some(c) = self.checkpointer.take() {
-            let _ = c.join();
-        }
+        self.join_checkpointer();
         let seg = Arc::clone(&self.active.seg);
         let end = self.active.write_offset;
         let dir = self.shared.dir.clone();
         self.checkpointer = std::thread::Builder::new()
             .name("factlog-checkpoint".into())
-            .spawn(move || write_checkpoint_of(&dir, &seg, end))
+            .spawn(move || write_checkpoint_of(&dir, seg, end))
             .ok();
     }
 
@@ -1124,6 +1122,22 @@ impl Writer {
     fn readers_present(&self) -> bool {
         let lock = self.shared.lock_probe.get().and_then(std::sync::Weak::upgrade);
         lock.is_none_or(|l| l.readers_present().unwrap_or(true))
+    }
+
+    /// Waits for the index file of the last sealed segment, and moves that
+    /// segment's entries from memory to it (the segment is sealed in the
+    /// index by now: every caller joins after the next segment was pushed,
+    /// else the entries stay in memory, correct, and a reopen uses the file).
+    fn join_checkpointer(&mut self) {
+        join_checkpointer(&mut self.checkpointer, &mut self.to_attach);
+    }
+
+    /// Moves the entries of the sealed segments whose index files are
+    /// written from memory to their files. Never under an index lock.
+    fn attach_files(&mut self) {
+        for (seg, path) in self.to_attach.drain(..) {
+            self.shared.attach_index_file(&seg, &path);
+        }
     }
 
     fn start_preparing(&mut self) {
@@ -1155,16 +1169,30 @@ fn erasure_pending(shared: &Shared) -> bool {
     shared.streams().iter().any(|(_, s)| s.erased)
 }
 
-/// Writes the checkpoint of a sealed segment whose frames end at `end`. A
-/// failure is not fatal: recovery rebuilds a missing checkpoint from the segment.
-fn write_checkpoint_of(dir: &std::path::Path, seg: &Segment, end: u64) {
-    let Ok(mut frames) = seg.frames(HEADER_BYTES, seg.first_position, Check::Trusted) else { return };
-    let mut entries = Vec::new();
-    while frames.offset() < end {
-        let Ok(Some(f)) = frames.next_frame() else { return };
-        let (aggregate_id, version) = (f.event.aggregate_id(), f.event.version());
-        let position = f.event.position();
-        entries.push(CheckpointEntry { aggregate_id, version, position, offset: f.offset as u32 });
+/// A sealed segment and its index file, just written.
+type Written = (Arc<Segment>, PathBuf);
+
+/// [`Writer::join_checkpointer`], for a caller holding a borrow of the writer's `shared`.
+fn join_checkpointer(checkpointer: &mut Option<JoinHandle<Option<Written>>>, to_attach: &mut Vec<Written>) {
+    if let Some(Ok(Some(written))) = checkpointer.take().map(|c| c.join()) {
+        to_attach.push(written);
     }
-    let _ = crate::index::write_checkpoint(dir, seg.first_position, &entries, false);
+}
+
+/// Writes the index file of a sealed segment whose frames end at `end`, and
+/// moves its entries from memory to the file. A failure is not fatal: the
+/// entries stay in memory, and recovery rebuilds a missing file from the segment.
+fn write_checkpoint_of(dir: &std::path::Path, seg: Arc<Segment>, end: u64) -> Option<Written> {
+    let path = {
+        let mut frames = seg.frames(HEADER_BYTES, seg.first_position, Check::Trusted).ok()?;
+        let mut entries = Vec::new();
+        while frames.offset() < end {
+            let Ok(Some(f)) = frames.next_frame() else { return None };
+            let (aggregate_id, version) = (f.event.aggregate_id(), f.event.version());
+            let position = f.event.position();
+            entries.push(CheckpointEntry { aggregate_id, version, position, offset: f.offset as u32 });
+        }
+        crate::index::write_checkpoint(dir, &seg, &entries).ok()?
+    };
+    Some((seg, path))
 }

@@ -13,7 +13,7 @@ use factlog::{ExpectedVersion, NewEvent, RecordedEvent, Snapshot, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore};
 
-use super::layout::{frames_of, le64, snap_frames_of, SEG_HEADER};
+use super::layout::{frames_of, le32, le64, snap_frames_of, SEG_HEADER};
 use super::scratch::{fuzz_options, read_tree, scratch_dir};
 use crate::random;
 
@@ -213,13 +213,16 @@ fn points_of(name: &str, bytes: &[u8]) -> (Vec<usize>, usize) {
         (fr.iter().map(|f| f.0).collect(), end)
     } else if name.ends_with(".snap") {
         (snap_frames_of(bytes), bytes.len())
-    } else if name.ends_with(".idx") && bytes.len() >= 40 {
-        // Header fields, then the entries (16 bytes each, at the end).
-        let count = le64(bytes, 24) as usize;
-        let start = bytes.len() - 16 * count;
-        let mut p = vec![8, 16, 24, 32, 36, 40];
-        p.extend((0..count).map(|i| start + 16 * i));
-        (p, start)
+    } else if name.ends_with(".idx") && bytes.len() >= 64 {
+        // Index file format 3: header fields, the offsets (4 bytes each),
+        // then the aggregate table's rows (32 bytes each).
+        let covered = (le64(bytes, 24) as usize).min(bytes.len() / 4);
+        let aggregates = (le32(bytes, 40) as usize).min(bytes.len() / 32);
+        let table = 64 + 4 * covered;
+        let mut p = vec![8, 12, 16, 24, 32, 40, 44, 48, 56, 60];
+        p.extend((0..covered).map(|i| 64 + 4 * i));
+        p.extend((0..aggregates).map(|i| table + 32 * i).filter(|at| *at < bytes.len()));
+        (p, bytes.len())
     } else {
         ((0..bytes.len()).step_by(8).collect(), bytes.len())
     }

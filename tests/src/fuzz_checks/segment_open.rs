@@ -217,13 +217,13 @@ fn apply(base: &Base, fi: usize, tag: u8, b: &mut Vec<u8>, inp: &mut Input<'_>) 
     Mark::Plain
 }
 
-/// Recomputes the checksum of a segment checkpoint (`.idx`: bytes 40.. at
-/// 36) or snapshot checkpoint (`.sidx`: bytes 24.. at 16).
+/// Recomputes the checksum of a segment index file (`.idx`: bytes 16.. at
+/// 12) or snapshot checkpoint (`.sidx`: bytes 24.. at 16).
 fn fix_checkpoint_crc(name: &str, b: &mut [u8]) {
     let len = b.len();
-    if name.ends_with(".idx") && len >= 40 {
-        let crc = crc32(&[&b[40..]]);
-        put32(b, 36, crc);
+    if name.ends_with(".idx") && len >= 16 {
+        let crc = crc32(&[&b[16..]]);
+        put32(b, 12, crc);
     } else if name.ends_with(".sidx") && len >= 24 {
         let crc = crc32(&[&b[24..]]);
         put32(b, 16, crc);

@@ -131,8 +131,10 @@ pub struct Args {
     pub cpu_load: usize,
 
     /// factlog stores only: `Retention::max_bytes` (segments beyond it are
-    /// removed from the log's head, and with segment recycling reused).
-    /// Compare `--engines factlog,factlog-zero-fill` for recycling's effect.
+    /// removed from the log's head); `factlog` then also turns segment
+    /// recycling on (`Options::recycle_segments`), `factlog-zero-fill` not:
+    /// compare `--engines factlog,factlog-zero-fill --workloads W3,W4`
+    /// (W5/W6 read from the start, which retention removed).
     #[arg(long)]
     pub retention_bytes: Option<u64>,
 

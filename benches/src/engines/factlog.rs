@@ -45,9 +45,13 @@ impl FactlogEngine {
                 Durability::Sync => factlog::Durability::Sync,
                 Durability::Buffered => factlog::Durability::Buffered { flush_interval_ms: BUFFERED_FLUSH_MS },
             })
-            .recycle_segments(kind != EngineKind::FactlogZeroFill);
+            .recycle_segments(false);
         if let Some(max_bytes) = RETENTION_BYTES.get() {
-            options = options.retention(factlog::Retention { max_bytes: Some(*max_bytes), ..Default::default() });
+            // With retention, `factlog` recycles the segments it removes (an
+            // opt-in: Options::recycle_segments) and `factlog-zero-fill` does not.
+            options = options
+                .retention(factlog::Retention { max_bytes: Some(*max_bytes), ..Default::default() })
+                .recycle_segments(kind == EngineKind::Factlog);
         }
         let store = Store::open(dir, options).context("factlog: open")?;
         Ok(FactlogEngine { store, kind })

@@ -21,9 +21,9 @@ pub enum EngineKind {
     Sqlite,
     /// fjall 2, an LSM-tree key-value store.
     Fjall,
-    /// factlog with `Options::recycle_segments(false)`: every new segment
-    /// zero-filled, never a recycled file (the before of issue 16 §5, with
-    /// `--retention-bytes`).
+    /// factlog with `Options::recycle_segments(false)` also under
+    /// `--retention-bytes` (where `factlog` recycles): every new segment
+    /// zero-filled (the before of issue 16 §5).
     #[value(name = "factlog-zero-fill")]
     #[serde(rename = "factlog-zero-fill")]
     FactlogZeroFill,

@@ -78,6 +78,20 @@ pub mod snapshot_crash {
     }
 }
 
+/// Every file under `dir`, recursively (for searching a store's bytes).
+pub fn all_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(all_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
 /// The segment files of the store in `dir`, in log order.
 pub fn segment_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut v: Vec<std::path::PathBuf> = std::fs::read_dir(dir)

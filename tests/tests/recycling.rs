@@ -134,14 +134,23 @@ fn a_reader_holding_old_segments_keeps_reading_them() {
     append(&store, 200, 1200);
     assert!(store.first_position().unwrap() > 200, "retention removed what the reader holds");
     assert!(!recycled(dir.path()).is_empty(), "files were recycled meanwhile");
-    for n in first + 1..200 {
-        let e = walk.next().unwrap().unwrap();
-        assert_eq!((e.position(), e.data()), (n, &ev(n).data[..]));
-    }
+    rest_reads_intact(&mut walk, first + 1..200);
     assert!(walk.next().is_none());
     drop(walk);
     drop(reader);
     store.close().unwrap();
+}
+
+/// The walk goes on with `positions`, each event as appended (its old
+/// segment's map was not recycled under it).
+fn rest_reads_intact<'r>(
+    walk: &mut impl Iterator<Item = factlog::Result<factlog::EventRef<'r>>>,
+    positions: std::ops::Range<u64>,
+) {
+    for n in positions {
+        let e = walk.next().unwrap().unwrap();
+        assert_eq!((e.position(), e.data()), (n, &ev(n).data[..]));
+    }
 }
 
 /// No file is recycled while a read-only handle is open (another process's
@@ -182,27 +191,10 @@ fn a_reader_outliving_its_store_is_not_recycled_under() {
     append(&store, 200, 1200);
     assert!(store.first_position().unwrap() > 200, "retention removed what the reader holds");
     assert!(!recycled(dir.path()).is_empty(), "files were recycled meanwhile");
-    for n in first + 1..200 {
-        let e = walk.next().unwrap().unwrap();
-        assert_eq!((e.position(), e.data()), (n, &ev(n).data[..]));
-    }
+    rest_reads_intact(&mut walk, first + 1..200);
     drop(walk);
     drop(reader);
     store.close().unwrap();
-}
-
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// An aggregate whose events retention removed from files that were then
@@ -211,8 +203,9 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn an_erasure_reaches_the_old_bytes_of_recycled_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let holds_secret =
-        |dir: &Path| files(dir).iter().any(|p| std::fs::read(p).unwrap().windows(7).any(|w| w == b"SECRET-"));
+    let holds_secret = |dir: &Path| {
+        factlog_tests::all_files(dir).iter().any(|p| std::fs::read(p).unwrap().windows(7).any(|w| w == b"SECRET-"))
+    };
     let store = Store::open(dir.path(), options()).unwrap();
     for n in 0..100u64 {
         let e = NewEvent::new(id(9, n), "Secret", Bytes::from(format!("SECRET-{n:05}|").repeat(80)));

@@ -110,20 +110,6 @@ fn a_scavenge_removes_exactly_what_is_hidden_and_positions_never_change() {
     assert!(verify.problems.is_empty(), "{:?}", verify.problems);
 }
 
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 fn holds(path: &Path, needle: &[u8]) -> bool {
     let bytes = std::fs::read(path).unwrap();
     bytes.windows(needle.len()).any(|w| w == needle)
@@ -162,7 +148,7 @@ fn after_a_scavenge_no_file_holds_an_erased_aggregates_bytes() {
     assert!(report.snapshots_dropped >= 1, "{report:?}");
     assert_eq!(&store.latest_snapshot("agg-1").unwrap().unwrap().data[..], b"kept state");
     for needle in [&b"MARKER-DATA"[..], b"MARKER-META", secret.as_bytes()] {
-        for f in files(dir.path()) {
+        for f in factlog_tests::all_files(dir.path()) {
             assert!(!holds(&f, needle), "{} still holds {:?}", f.display(), String::from_utf8_lossy(needle));
         }
     }

@@ -26,6 +26,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use factlog::{Direction, Durability, ExpectedVersion, NewEvent, Options, Store};
+use factlog_benches::engines::factlog::to_new_event;
 use factlog_benches::event::{aggregate_id, EventGen};
 use rand::Rng;
 
@@ -85,15 +86,7 @@ fn load(dir: &PathBuf, events: u64, aggregates: u64, batch: u64, payload_bytes: 
         let mut parts = Vec::with_capacity(per_call);
         while parts.len() < per_call && done < events {
             let n = batch.min(events - done);
-            let evs: Vec<NewEvent> = gen
-                .events(n as usize)
-                .iter()
-                .map(|ev| {
-                    let mut e = NewEvent::new(ev.id, ev.event_type, ev.payload.clone());
-                    e.occurred_at = ev.occurred_at;
-                    e
-                })
-                .collect();
+            let evs: Vec<NewEvent> = gen.events(n as usize).iter().map(to_new_event).collect();
             parts.push((ids[next % ids.len()].as_str(), ExpectedVersion::Any, evs));
             next += 1;
             done += n;

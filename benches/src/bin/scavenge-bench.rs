@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use factlog::{DeleteMode, Durability, ExpectedVersion, NewEvent, Options, ScavengeReport, Store};
+use factlog_benches::engines::factlog::to_new_event;
 use factlog_benches::event::{aggregate_id, EventGen};
 use factlog_benches::machine::MachineInfo;
 use factlog_benches::progress::Progress;
@@ -280,15 +281,7 @@ fn load(store: &Store, args: &Args, progress: &Progress) -> Result<f64> {
         let mut parts = Vec::with_capacity(per_call);
         while parts.len() < per_call && done < args.events {
             let n = args.batch.min(args.events - done);
-            let events: Vec<NewEvent> = gen
-                .events(n as usize)
-                .iter()
-                .map(|ev| {
-                    let mut e = NewEvent::new(ev.id, ev.event_type, ev.payload.clone());
-                    e.occurred_at = ev.occurred_at;
-                    e
-                })
-                .collect();
+            let events: Vec<NewEvent> = gen.events(n as usize).iter().map(to_new_event).collect();
             parts.push((ids[next % ids.len()].as_str(), ExpectedVersion::Any, events));
             next += 1;
             done += n;

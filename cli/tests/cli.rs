@@ -17,13 +17,16 @@
 //! CLI has no segment-size option.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: panicking is how it fails
 
+mod common;
+use common::contents;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use bytes::Bytes;
-use factlog::{ExpectedVersion, NewEvent, Options, Store, LOCK_NAME};
+use factlog::{ExpectedVersion, NewEvent, Options, Store};
 
 use serde_json::{json, Value};
 
@@ -448,23 +451,6 @@ fn segment_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     segs.sort();
     segs
-}
-
-/// Every file under `dir` (recursively) with its contents, except the lock file.
-fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                todo.push(path);
-            } else if path.file_name().unwrap() != LOCK_NAME {
-                files.insert(path.clone(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files
 }
 
 /// Flips the bits of the byte at `offset` of `file`.

@@ -13,13 +13,15 @@
 //! CLI has no segment-size option.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: panicking is how it fails
 
-use std::collections::BTreeMap;
+mod common;
+use common::contents;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use bytes::Bytes;
-use factlog::{ExpectedVersion, NewEvent, Options, Store, LOCK_NAME};
+use factlog::{ExpectedVersion, NewEvent, Options, Store};
 use serde_json::Value;
 
 fn factlog(args: &[&str]) -> Output {
@@ -81,23 +83,6 @@ fn read(args: &[&str]) -> Vec<(String, u64, u64)> {
             )
         })
         .collect()
-}
-
-/// Every file under `dir` (recursively) with its contents, except the lock file.
-fn contents(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut files = BTreeMap::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                todo.push(path);
-            } else if path.file_name().unwrap() != LOCK_NAME {
-                files.insert(path.clone(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    files
 }
 
 /// A store with `acct-1` at version 3 (4 events) and `acct-2` at version 0,
